@@ -1,0 +1,150 @@
+//! The declarative config model: what a bootstrap file, Istio YAML or xDS says.
+//!
+//! Every config source translates into [`Bootstrap`]; the runtime crates compile from it. The
+//! types are plain data (`Clone + Debug + PartialEq`, public fields, serde) with constructors
+//! and builder-style helpers for embedders. Field names and defaults follow Envoy's v3 API.
+//!
+//! ```
+//! use mesh_core::config::*;
+//! # use std::net::SocketAddr;
+//! let upstream: SocketAddr = "127.0.0.1:8081".parse().unwrap();
+//! let routes = RouteConfiguration::new("local")
+//!     .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "web")));
+//! let bootstrap = Bootstrap::default()
+//!     .with_listener(Listener::http(
+//!         "http",
+//!         "127.0.0.1:0".parse().unwrap(),
+//!         HttpConnectionManager::with_routes(routes),
+//!     ))
+//!     .with_cluster(Cluster::new_static("web", [upstream]));
+//! bootstrap.validate().unwrap();
+//! ```
+
+pub mod cluster;
+pub mod duration;
+pub mod endpoint;
+pub mod listener;
+pub mod route;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::cluster::*;
+pub use self::endpoint::*;
+pub use self::listener::*;
+pub use self::route::*;
+pub use self::validate::{FieldError, ValidationError};
+
+/// The root of the config model.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Bootstrap {
+    /// Listeners.
+    pub listeners: Vec<Listener>,
+    /// Clusters.
+    pub clusters: Vec<Cluster>,
+    /// Route configurations referenced by name (`RouteSource::Rds`).
+    pub route_configs: Vec<RouteConfiguration>,
+    /// The admin server, off when `None`.
+    pub admin: Option<Admin>,
+}
+
+impl Bootstrap {
+    /// Adds a listener (builder style).
+    pub fn with_listener(mut self, l: Listener) -> Self {
+        self.listeners.push(l);
+        self
+    }
+
+    /// Adds a cluster (builder style).
+    pub fn with_cluster(mut self, c: Cluster) -> Self {
+        self.clusters.push(c);
+        self
+    }
+
+    /// Finds a cluster by name.
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// Checks the whole config and reports every problem with the path of the field at fault.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] listing each [`FieldError`].
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate::bootstrap(self)
+    }
+}
+
+/// The admin server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admin {
+    /// Where it listens.
+    pub address: SocketAddr,
+}
+
+/// Endpoint or route metadata: filter name → key → value (Envoy's `Metadata.filter_metadata`).
+pub type Metadata = BTreeMap<String, serde_json::Map<String, serde_json::Value>>;
+
+/// Envoy's routing priority, which selects circuit-breaker thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RoutingPriority {
+    /// Default priority.
+    #[default]
+    Default,
+    /// High priority.
+    High,
+}
+
+/// A fraction: `numerator` out of `denominator`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FractionalPercent {
+    /// Numerator.
+    pub numerator: u32,
+    /// Denominator.
+    #[serde(default)]
+    pub denominator: Denominator,
+}
+
+impl FractionalPercent {
+    /// `n` percent.
+    pub const fn percent(n: u32) -> Self {
+        Self {
+            numerator: n,
+            denominator: Denominator::Hundred,
+        }
+    }
+
+    /// Envoy's `featureEnabled`: true iff `random % denominator < numerator`.
+    pub fn enabled(&self, random: u64) -> bool {
+        random % self.denominator.value() < u64::from(self.numerator)
+    }
+}
+
+/// Denominator of a [`FractionalPercent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Denominator {
+    /// 100 (default).
+    #[default]
+    Hundred,
+    /// 10 000.
+    TenThousand,
+    /// 1 000 000.
+    Million,
+}
+
+impl Denominator {
+    /// The number.
+    pub const fn value(self) -> u64 {
+        match self {
+            Self::Hundred => 100,
+            Self::TenThousand => 10_000,
+            Self::Million => 1_000_000,
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Listeners and the HTTP connection manager (Envoy's `Listener` and `HttpConnectionManager`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::route::{RouteConfiguration, UpgradeConfig};
+
+/// A listening socket and the filter chains that serve its connections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Listener {
+    /// Unique name.
+    pub name: String,
+    /// Address to bind (port 0 picks a free port).
+    pub address: SocketAddr,
+    /// Filter chains; the first whose match fits the connection serves it.
+    pub filter_chains: Vec<FilterChain>,
+}
+
+impl Listener {
+    /// An HTTP listener with one filter chain using `hcm`.
+    pub fn http(name: impl Into<String>, address: SocketAddr, hcm: HttpConnectionManager) -> Self {
+        Self {
+            name: name.into(),
+            address,
+            filter_chains: vec![FilterChain {
+                filter_chain_match: FilterChainMatch::default(),
+                http_connection_manager: hcm,
+            }],
+        }
+    }
+}
+
+/// A filter chain: which connections it serves, and the HTTP connection manager that serves them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilterChain {
+    /// Which connections this chain serves (empty matches all).
+    #[serde(default)]
+    pub filter_chain_match: FilterChainMatch,
+    /// The terminal network filter.
+    pub http_connection_manager: HttpConnectionManager,
+}
+
+/// Envoy's `FilterChainMatch` (the subset that can be evaluated without TLS for now).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FilterChainMatch {
+    /// Original destination port.
+    pub destination_port: Option<u16>,
+    /// SNI names.
+    pub server_names: Vec<String>,
+    /// `raw_buffer` or `tls`.
+    pub transport_protocol: Option<String>,
+    /// ALPN protocols.
+    pub application_protocols: Vec<String>,
+}
+
+/// Which HTTP versions the connection manager accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CodecType {
+    /// HTTP/1.1 and HTTP/2 (prior knowledge) detected per connection (default).
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only.
+    Http2,
+}
+
+/// Where the connection manager's route table comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteSource {
+    /// Inline.
+    RouteConfig(RouteConfiguration),
+    /// By name from RDS (or from `Bootstrap::route_configs`).
+    Rds(String),
+}
+
+/// Envoy's HTTP connection manager settings, with Envoy's names and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConnectionManager {
+    /// Stats prefix.
+    pub stat_prefix: String,
+    /// Accepted HTTP versions.
+    pub codec_type: CodecType,
+    /// The route table.
+    pub route: RouteSource,
+    /// HTTP filters in order; the router runs after them.
+    pub http_filters: Vec<HttpFilterConfig>,
+    /// Largest request header block in KiB (default 60).
+    pub max_request_headers_kb: u32,
+    /// Time allowed to receive the request headers (default none).
+    #[serde(with = "super::duration::option")]
+    pub request_headers_timeout: Option<Duration>,
+    /// Per-stream idle timeout (default 5 min; zero disables).
+    #[serde(with = "super::duration")]
+    pub stream_idle_timeout: Duration,
+    /// Connection idle timeout with no active streams (default 1 h; zero disables).
+    #[serde(with = "super::duration")]
+    pub idle_timeout: Duration,
+    /// Close a connection after this many requests (default unlimited).
+    pub max_requests_per_connection: Option<u32>,
+    /// Close a connection after this long (default unlimited).
+    #[serde(with = "super::duration::option")]
+    pub max_connection_duration: Option<Duration>,
+    /// Use the peer address as the client address and append it to `x-forwarded-for`.
+    pub use_remote_address: bool,
+    /// Trusted hops in `x-forwarded-for` when `use_remote_address` is false.
+    pub xff_num_trusted_hops: u32,
+    /// Which peers are internal.
+    pub internal_address_config: InternalAddressConfig,
+    /// Keep an external request's `x-request-id` (default false: regenerated at the edge).
+    pub preserve_external_request_id: bool,
+    /// Generate `x-request-id` when absent (default true).
+    pub generate_request_id: bool,
+    /// Allowed upgrades (e.g. WebSocket).
+    pub upgrade_configs: Vec<UpgradeConfig>,
+    /// Remove any port from `Host`.
+    pub strip_any_host_port: bool,
+    /// Remove the port from `Host` when it equals the listener's.
+    pub strip_matching_host_port: bool,
+    /// Access logs.
+    pub access_log: Vec<AccessLog>,
+    /// Do not add `x-envoy-*` headers (router `suppress_envoy_headers`).
+    pub suppress_envoy_headers: bool,
+    /// `server` response header value (default `envoy`).
+    pub server_name: String,
+}
+
+impl Default for HttpConnectionManager {
+    fn default() -> Self {
+        Self {
+            stat_prefix: "ingress_http".into(),
+            codec_type: CodecType::Auto,
+            route: RouteSource::RouteConfig(RouteConfiguration::new("local_route")),
+            http_filters: Vec::new(),
+            max_request_headers_kb: 60,
+            request_headers_timeout: None,
+            stream_idle_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(3600),
+            max_requests_per_connection: None,
+            max_connection_duration: None,
+            use_remote_address: false,
+            xff_num_trusted_hops: 0,
+            internal_address_config: InternalAddressConfig::default(),
+            preserve_external_request_id: false,
+            generate_request_id: true,
+            upgrade_configs: Vec::new(),
+            strip_any_host_port: false,
+            strip_matching_host_port: false,
+            access_log: Vec::new(),
+            suppress_envoy_headers: false,
+            server_name: "envoy".into(),
+        }
+    }
+}
+
+impl HttpConnectionManager {
+    /// A connection manager with an inline route table and every other setting at its default.
+    pub fn with_routes(routes: RouteConfiguration) -> Self {
+        Self {
+            route: RouteSource::RouteConfig(routes),
+            ..Self::default()
+        }
+    }
+}
+
+/// Which downstream peers count as internal.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InternalAddressConfig {
+    /// Internal CIDR ranges. Empty (Envoy ≥ 1.33's default) means no peer is internal.
+    pub cidr_ranges: Vec<CidrRange>,
+}
+
+/// An IP prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CidrRange {
+    /// The address.
+    pub address_prefix: IpAddr,
+    /// Prefix length in bits.
+    pub prefix_len: u8,
+}
+
+impl CidrRange {
+    /// Whether `ip` lies in this range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn masked(bits: u128, width: u32, len: u32) -> u128 {
+            if len == 0 {
+                0
+            } else {
+                let len = len.min(width);
+                bits >> (width - len)
+            }
+        }
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        let len = u32::from(self.prefix_len);
+        match (self.address_prefix, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                masked(u32::from(a).into(), 32, len) == masked(u32::from(b).into(), 32, len)
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                masked(u128::from(a), 128, len) == masked(u128::from(b), 128, len)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// An HTTP filter in the chain: a registered factory name and its config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpFilterConfig {
+    /// The filter's name (e.g. `envoy.filters.http.router` or a user's own).
+    pub name: String,
+    /// The config handed to the factory (a `TypedStruct`'s `value`, or the typed config's fields).
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// The factory to use when it differs from `name` (the `TypedStruct` `type_url` or `@type`).
+    #[serde(default)]
+    pub type_url: Option<String>,
+    /// Present but not run unless enabled per route.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+impl HttpFilterConfig {
+    /// A filter by name with a config.
+    pub fn new(name: impl Into<String>, config: serde_json::Value) -> Self {
+        Self {
+            name: name.into(),
+            config,
+            type_url: None,
+            disabled: false,
+        }
+    }
+}
+
+/// The name of the terminal router filter.
+pub const ROUTER_FILTER: &str = "envoy.filters.http.router";
+
+/// An access log sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessLog {
+    /// Where lines go.
+    pub sink: AccessLogSink,
+    /// Envoy format string; `None` is Envoy's default format.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// Where access log lines are written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogSink {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// A file path.
+    File(String),
+}
