@@ -446,6 +446,7 @@ pub struct QueryParameterMatcher {
 /// The action of a route.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // plain config data, built once; boxing would only cost ergonomics
 pub enum Action {
     /// Forward upstream.
     Route(RouteAction),

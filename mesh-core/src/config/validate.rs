@@ -79,13 +79,13 @@ pub(super) fn bootstrap(b: &Bootstrap) -> Result<(), ValidationError> {
                 format!("duplicate listener name {:?} (also listeners[{j}])", l.name),
             );
         }
-        if l.address.port() != 0 {
-            if let Some(j) = addrs.insert(l.address, i) {
-                errs.push(
-                    format!("{p}.address"),
-                    format!("address {} is already used by listeners[{j}]", l.address),
-                );
-            }
+        if l.address.port() != 0
+            && let Some(j) = addrs.insert(l.address, i)
+        {
+            errs.push(
+                format!("{p}.address"),
+                format!("address {} is already used by listeners[{j}]", l.address),
+            );
         }
         if l.filter_chains.is_empty() {
             errs.push(
@@ -280,13 +280,13 @@ fn route(
                 "header name must not be empty",
             );
         }
-        if let HeaderMatchSpec::Range { start, end } = h.spec {
-            if start >= end {
-                errs.push(
-                    format!("{p}.match.headers[{i}].range_match"),
-                    format!("start {start} must be below end {end}"),
-                );
-            }
+        if let HeaderMatchSpec::Range { start, end } = h.spec
+            && start >= end
+        {
+            errs.push(
+                format!("{p}.match.headers[{i}].range_match"),
+                format!("start {start} must be below end {end}"),
+            );
         }
     }
     match &r.action {
@@ -340,20 +340,18 @@ fn route(
                     "only one of prefix_rewrite and regex_rewrite may be set",
                 );
             }
-            if let Some(rp) = &a.retry_policy {
-                if let Some(b) = rp.retry_back_off {
-                    if b.base_interval.is_zero() {
-                        errs.push(
-                            format!("{p}.route.retry_policy.retry_back_off.base_interval"),
-                            "must be greater than 0",
-                        );
-                    }
-                    if b.max_interval.is_some_and(|m| m < b.base_interval) {
-                        errs.push(
-                            format!("{p}.route.retry_policy.retry_back_off.max_interval"),
-                            "must not be below base_interval",
-                        );
-                    }
+            if let Some(b) = a.retry_policy.as_ref().and_then(|rp| rp.retry_back_off) {
+                if b.base_interval.is_zero() {
+                    errs.push(
+                        format!("{p}.route.retry_policy.retry_back_off.base_interval"),
+                        "must be greater than 0",
+                    );
+                }
+                if b.max_interval.is_some_and(|m| m < b.base_interval) {
+                    errs.push(
+                        format!("{p}.route.retry_policy.retry_back_off.max_interval"),
+                        "must not be below base_interval",
+                    );
                 }
             }
         }
