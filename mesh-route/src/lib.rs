@@ -1,2 +1,74 @@
-//! placeholder
+//! Envoy route tables: virtual-host selection, route matching and route actions.
+//!
+//! [`RouteTable::compile`] turns a [`mesh_core::config::RouteConfiguration`] into a table;
+//! [`RouteTable::find`] selects the virtual host by `:authority`/`Host` and the first route (in
+//! declaration order) whose conditions all hold, as Envoy does. Matching is pure and
+//! synchronous: the random value used by runtime fractions and weighted clusters is passed in.
+//!
+//! ```
+//! use mesh_core::config::*;
+//! use mesh_route::{HitAction, RouteTable};
+//!
+//! let cfg = RouteConfiguration::new("local").with_virtual_host(
+//!     VirtualHost::new("web", ["example.com", "*.example.com"])
+//!         .with_route(Route::prefix("/api", "api"))
+//!         .with_route(Route::prefix("/", "web")),
+//! );
+//! let table = RouteTable::compile(&cfg).unwrap();
+//!
+//! let (parts, ()) = http::Request::get("/api/users?id=1")
+//!     .header("host", "www.example.com")
+//!     .body(())
+//!     .unwrap()
+//!     .into_parts();
+//! let hit = table.find(&parts, 42).expect("a route");
+//! assert_eq!(hit.virtual_host().name(), "web");
+//! let HitAction::Forward(fwd) = hit.action() else { panic!("not forwarded") };
+//! assert_eq!(fwd.cluster(&parts), "api");
+//! ```
+//!
+//! # What is read from the request
+//!
+//! | input | source |
+//! |---|---|
+//! | `:authority` | `parts.uri.authority()` (HTTP/2, absolute-form), else the `host` header |
+//! | `:path` | `parts.uri.path_and_query()`; absent for authority-form (CONNECT) requests |
+//! | `:scheme` | `parts.uri.scheme()`, else the `x-forwarded-proto` header |
+//! | `:method` | `parts.method` |
+//! | downstream TLS (for `tls_context` matches) | a [`DownstreamTls`] in `parts.extensions`; absent means plaintext |
+//!
+//! The behaviour follows `SEMANTICS.md` §1–§3 (Envoy's `config_impl.cc`). Module docs give the
+//! details of each step:
+//!
+//! | module | what |
+//! |---|---|
+//! | `table` | [`RouteTable`], [`Hit`], [`BuildError`]; the lookup and `require_tls` |
+//! | `vhost` | [`VirtualHostInfo`], domain classification and selection |
+//! | `matcher` (`path`, `header`, `query`) | route conditions; [`HeaderMatch`] is public for retry policies |
+//! | `action` | [`HitAction`], [`Forward`]: clusters, weighted picks, redirects, direct responses |
+//! | `rewrite` | path and host rewrites, RE2 substitutions, header mutations |
+//!
+//! # Not implemented yet
+//!
+//! `%VAR%` substitutions in header values (kept verbatim), runtime overrides
+//! (`runtime_key`, `runtime_key_prefix`: the configured defaults are used), weighted-cluster
+//! `use_hash_policy` (the random value is used), `validate_clusters` (needs the cluster set).
 #![forbid(unsafe_code)]
+#![deny(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod action;
+mod matcher;
+mod rewrite;
+mod table;
+mod vhost;
+
+pub use action::{Forward, HitAction};
+pub use matcher::DownstreamTls;
+pub use matcher::header::HeaderMatch;
+pub use table::{BuildError, FilterConfigs, Hit, RouteTable};
+pub use vhost::VirtualHostInfo;

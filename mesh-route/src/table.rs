@@ -1,0 +1,497 @@
+//! The compiled route table: [`RouteTable::compile`], [`RouteTable::find`] and [`Hit`].
+//!
+//! `find` follows Envoy's `RouteMatcher::route`: select the virtual host (§1.2), enforce its
+//! `require_tls` (§1.4), then take the first route, in declaration order, whose conditions all
+//! hold (§2), and resolve its action (§3). Routes are scanned linearly; every per-route check is
+//! a pure function so that an index can prune candidates later without changing results.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::StatusCode;
+use http::header::HeaderMap;
+use http::request::Parts;
+use mesh_core::config::{
+    Action, HedgePolicy, RequestMirrorPolicy, RetryPolicy, Route, RouteConfiguration,
+    TlsRequirement,
+};
+
+use crate::action::{CompiledAction, HitAction};
+use crate::matcher::header::HeaderMatch;
+use crate::matcher::path::PathMatcher;
+use crate::matcher::{RequestView, RouteMatcher, authority, forwarded_proto};
+use crate::rewrite::Mutations;
+use crate::vhost::{DomainIndex, VirtualHostInfo};
+
+/// Per-filter config overrides, keyed by filter name (see [`Hit::typed_per_filter_config`]).
+pub type FilterConfigs = BTreeMap<String, serde_json::Value>;
+
+/// Why a route configuration could not be compiled. Every variant names the field at fault,
+/// e.g. `virtual_hosts[0].routes[3].match.safe_regex`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A regex does not compile (the `regex` crate has no lookaround or backreferences).
+    #[error("invalid regex {pattern:?} in {field}: {reason}")]
+    InvalidRegex {
+        /// The field holding the regex.
+        field: String,
+        /// The pattern.
+        pattern: String,
+        /// The compiler's message.
+        reason: String,
+    },
+    /// A domain appears twice (across all virtual hosts, after lower-casing).
+    #[error("duplicate domain {domain:?} in {field}: only unique values for domains are permitted")]
+    DuplicateDomain {
+        /// The second occurrence.
+        field: String,
+        /// The domain as configured.
+        domain: String,
+    },
+    /// A second `*` domain.
+    #[error("second `*` domain in {field}: only a single wildcard domain is permitted")]
+    MultipleWildcards {
+        /// The second occurrence.
+        field: String,
+    },
+    /// Weighted clusters whose weights sum to 0 or to more than `u32::MAX`.
+    #[error("total weight {total} of {field} must be in 1..=4294967295")]
+    InvalidTotalWeight {
+        /// The `weighted_clusters` field.
+        field: String,
+        /// The sum of the weights.
+        total: u64,
+    },
+    /// A URI template that does not parse.
+    #[error("invalid path template {template:?} in {field}: {reason}")]
+    PathTemplate {
+        /// The template field.
+        field: String,
+        /// The template.
+        template: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Any other invalid value.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field at fault.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl BuildError {
+    /// The path of the field at fault.
+    pub fn field(&self) -> &str {
+        match self {
+            Self::InvalidRegex { field, .. }
+            | Self::DuplicateDomain { field, .. }
+            | Self::MultipleWildcards { field }
+            | Self::InvalidTotalWeight { field, .. }
+            | Self::PathTemplate { field, .. }
+            | Self::Invalid { field, .. } => field,
+        }
+    }
+
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn regex(field: &str, pattern: &str, e: &regex::Error) -> Self {
+        Self::InvalidRegex {
+            field: field.to_owned(),
+            pattern: pattern.to_owned(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// One compiled route.
+#[derive(Debug)]
+pub(crate) struct CompiledRoute {
+    pub(crate) matcher: RouteMatcher,
+    pub(crate) action: CompiledAction,
+    pub(crate) mutations: Mutations,
+    /// The route's per-filter configs merged over the vhost's.
+    pub(crate) filter_configs: Option<Arc<FilterConfigs>>,
+}
+
+/// A compiled route configuration.
+///
+/// Build it once per config version with [`compile`](Self::compile) and share it (it is
+/// `Send + Sync`); [`find`](Self::find) is a pure lookup.
+#[derive(Debug)]
+pub struct RouteTable {
+    name: String,
+    vhosts: Vec<VirtualHostInfo>,
+    domains: DomainIndex,
+    mutations: Mutations,
+    most_specific_wins: bool,
+    ignore_port: bool,
+    ignore_path_parameters: bool,
+    internal_only_headers: Vec<String>,
+    mirror_policies: Vec<RequestMirrorPolicy>,
+}
+
+fn merge(base: Option<&Arc<FilterConfigs>>, over: &FilterConfigs) -> Option<Arc<FilterConfigs>> {
+    if over.is_empty() {
+        return base.cloned();
+    }
+    let mut merged = base.map(|b| (**b).clone()).unwrap_or_default();
+    merged.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Some(Arc::new(merged))
+}
+
+impl RouteTable {
+    /// Compiles a route configuration.
+    ///
+    /// # Errors
+    /// A [`BuildError`] naming the first invalid field: a regex or URI template that does not
+    /// compile, a duplicate domain or second `*`, weighted clusters with a zero total, an
+    /// invalid header name or value in header mutations, a direct response out of range, ...
+    pub fn compile(cfg: &RouteConfiguration) -> Result<Self, BuildError> {
+        let domains = DomainIndex::build(&cfg.virtual_hosts)?;
+        let mut vhosts = Vec::with_capacity(cfg.virtual_hosts.len());
+        for (vi, vh) in cfg.virtual_hosts.iter().enumerate() {
+            let vfield = format!("virtual_hosts[{vi}]");
+            let vh_filters = merge(None, &vh.typed_per_filter_config);
+            let mut routes = Vec::with_capacity(vh.routes.len());
+            for (ri, r) in vh.routes.iter().enumerate() {
+                routes.push(compile_route(
+                    r,
+                    &format!("{vfield}.routes[{ri}]"),
+                    vh_filters.as_ref(),
+                    cfg.max_direct_response_body_size_bytes,
+                )?);
+            }
+            let virtual_clusters = vh
+                .virtual_clusters
+                .iter()
+                .enumerate()
+                .map(|(ci, vc)| {
+                    let headers = vc
+                        .headers
+                        .iter()
+                        .enumerate()
+                        .map(|(hi, h)| {
+                            HeaderMatch::compile(
+                                h,
+                                &format!("{vfield}.virtual_clusters[{ci}].headers[{hi}]"),
+                            )
+                        })
+                        .collect::<Result<_, _>>()?;
+                    Ok((vc.name.clone(), headers))
+                })
+                .collect::<Result<_, BuildError>>()?;
+            vhosts.push(VirtualHostInfo {
+                index: vi,
+                config: vh.clone(),
+                routes,
+                virtual_clusters,
+                mutations: Mutations::compile(&vh.headers, &vfield)?,
+                filter_configs: vh_filters,
+            });
+        }
+        Ok(Self {
+            name: cfg.name.clone(),
+            vhosts,
+            domains,
+            mutations: Mutations::compile(&cfg.headers, "route_config")?,
+            most_specific_wins: cfg.most_specific_header_mutations_wins,
+            ignore_port: cfg.ignore_port_in_host_matching,
+            ignore_path_parameters: cfg.ignore_path_parameters_in_path_matching,
+            internal_only_headers: cfg.internal_only_headers.clone(),
+            mirror_policies: cfg.request_mirror_policies.clone(),
+        })
+    }
+
+    /// The route configuration's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The compiled virtual hosts, in config order.
+    pub fn virtual_hosts(&self) -> &[VirtualHostInfo] {
+        &self.vhosts
+    }
+
+    /// `internal_only_headers`, which the proxy strips from external requests.
+    pub fn internal_only_headers(&self) -> &[String] {
+        &self.internal_only_headers
+    }
+
+    /// The route configuration's mirror policies (used when neither route nor vhost has any).
+    pub fn request_mirror_policies(&self) -> &[RequestMirrorPolicy] {
+        &self.mirror_policies
+    }
+
+    /// The virtual host selected by the request's `:authority` (SEMANTICS §1.2).
+    pub fn virtual_host_for(&self, req: &Parts) -> Option<&VirtualHostInfo> {
+        self.domains
+            .find(authority(req), self.ignore_port)
+            .map(|i| &self.vhosts[i])
+    }
+
+    /// Finds the route for a request: `None` means no virtual host or no route (404, `NR`).
+    ///
+    /// `random` is the stream's random value, used by `runtime_fraction` and weighted clusters.
+    /// A virtual host with `require_tls` answers a plaintext request with a 301 to `https`
+    /// (and finds nothing when `x-forwarded-proto` is absent, as Envoy does).
+    pub fn find<'a>(&'a self, req: &Parts, random: u64) -> Option<Hit<'a>> {
+        let vhost = self.virtual_host_for(req)?;
+        let view = RequestView::new(req, self.ignore_path_parameters);
+        let mut ctx = Ctx {
+            table: self,
+            vhost,
+            route: None,
+            route_index: None,
+        };
+        if vhost.require_tls() != TlsRequirement::None {
+            let proto = forwarded_proto(req)?;
+            let internal = req
+                .headers
+                .get("x-envoy-internal")
+                .is_some_and(|v| v.as_bytes() == b"true");
+            let exempt = vhost.require_tls() == TlsRequirement::ExternalOnly && internal;
+            if !proto.eq_ignore_ascii_case("https") && !exempt {
+                let host = String::from_utf8_lossy(authority(req).unwrap_or_default());
+                let location = format!("https://{host}{}", view.path.unwrap_or(""));
+                return Some(Hit {
+                    ctx,
+                    action: HitAction::Redirect(location.clone(), StatusCode::MOVED_PERMANENTLY),
+                    location: Some(location),
+                });
+            }
+        }
+        let (ri, route) = vhost
+            .routes
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.matcher.matches(&view, random))?;
+        ctx.route = Some(route);
+        ctx.route_index = Some(ri);
+        let (action, location) = route
+            .action
+            .resolve(ctx, &vhost.config.routes[ri], random, &view);
+        Some(Hit {
+            ctx,
+            action,
+            location,
+        })
+    }
+}
+
+fn compile_route(
+    r: &Route,
+    field: &str,
+    vh_filters: Option<&Arc<FilterConfigs>>,
+    max_body: u32,
+) -> Result<CompiledRoute, BuildError> {
+    let matcher = RouteMatcher::compile(&r.route_match, &format!("{field}.match"))?;
+    let mut action = CompiledAction::compile(r, &matcher.path, field, max_body)?;
+    let filter_configs = merge(vh_filters, &r.typed_per_filter_config);
+    if let (CompiledAction::Forward(f), Action::Route(cfg)) = (&mut action, &r.action)
+        && let mesh_core::config::ClusterSpecifier::WeightedClusters(w) = &cfg.cluster
+    {
+        for (e, c) in f.weighted_entries_mut().iter_mut().zip(&w.clusters) {
+            if !c.typed_per_filter_config.is_empty() {
+                e.filter_configs = merge(filter_configs.as_ref(), &c.typed_per_filter_config);
+            }
+        }
+    }
+    Ok(CompiledRoute {
+        matcher,
+        action,
+        mutations: Mutations::compile(&r.headers, field)?,
+        filter_configs,
+    })
+}
+
+// === impl Ctx ===
+
+/// Everything a hit refers to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub(crate) table: &'a RouteTable,
+    pub(crate) vhost: &'a VirtualHostInfo,
+    pub(crate) route: Option<&'a CompiledRoute>,
+    pub(crate) route_index: Option<usize>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A view of `req` with this table's path options.
+    pub(crate) fn view<'r>(&self, req: &'r Parts) -> RequestView<'r> {
+        RequestView::new(req, self.table.ignore_path_parameters)
+    }
+
+    /// The matched route's path specifier.
+    ///
+    /// # Panics
+    /// When there is no route; actions are only resolved for a matched route.
+    pub(crate) fn path_matcher(&self) -> &'a PathMatcher {
+        &self
+            .route
+            .expect("actions are resolved only for a matched route")
+            .matcher
+            .path
+    }
+
+    fn config_route(&self) -> Option<&'a Route> {
+        self.route_index.map(|i| &self.vhost.config.routes[i])
+    }
+
+    /// Applies header mutations level by level (SEMANTICS §3.7).
+    pub(crate) fn apply_levels(
+        &self,
+        weighted: Option<&Mutations>,
+        headers: &mut HeaderMap,
+        apply: fn(&Mutations, &mut HeaderMap),
+    ) {
+        if let Some(w) = weighted {
+            apply(w, headers);
+        }
+        let route = self.route.map(|r| &r.mutations);
+        let vhost = Some(&self.vhost.mutations);
+        let config = Some(&self.table.mutations);
+        let order = if self.table.most_specific_wins {
+            [config, vhost, route]
+        } else {
+            [route, vhost, config]
+        };
+        for m in order.into_iter().flatten() {
+            if !m.is_empty() {
+                apply(m, headers);
+            }
+        }
+    }
+}
+
+// === impl Hit ===
+
+/// The result of a successful [`RouteTable::find`].
+#[derive(Debug, Clone)]
+pub struct Hit<'a> {
+    ctx: Ctx<'a>,
+    action: HitAction<'a>,
+    location: Option<String>,
+}
+
+impl<'a> Hit<'a> {
+    /// The selected virtual host.
+    pub fn virtual_host(&self) -> &'a VirtualHostInfo {
+        self.ctx.vhost
+    }
+
+    /// The index of the matched route within the virtual host; `None` for the `require_tls`
+    /// redirect, which no route produced.
+    pub fn route_index(&self) -> Option<usize> {
+        self.ctx.route_index
+    }
+
+    /// The matched route's name (`""` when unnamed or for the `require_tls` redirect).
+    pub fn route_name(&self) -> &'a str {
+        self.ctx.config_route().map_or("", |r| r.name.as_str())
+    }
+
+    /// The matched route's config.
+    pub fn route(&self) -> Option<&'a Route> {
+        self.ctx.config_route()
+    }
+
+    /// What to do with the request.
+    pub fn action(&self) -> HitAction<'a> {
+        self.action.clone()
+    }
+
+    /// The `Location` of the local reply: the redirect target, or for a direct response with
+    /// status 201 or 3xx the request's own URI (Envoy's `newUri` without redirect config).
+    pub fn location(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
+
+    /// Per-filter config overrides: the picked weighted entry's over the route's over the
+    /// vhost's (the more specific wins per key); `None` when all are empty.
+    pub fn typed_per_filter_config(&self) -> Option<&'a Arc<FilterConfigs>> {
+        if let HitAction::Forward(f) = &self.action
+            && let Some(c) = f.weighted.and_then(|(w, _)| w.filter_configs.as_ref())
+        {
+            return Some(c);
+        }
+        match self.ctx.route {
+            Some(r) => r.filter_configs.as_ref(),
+            None => self.ctx.vhost.filter_configs.as_ref(),
+        }
+    }
+
+    /// The retry policy in force: the route's, else the vhost's (no merging).
+    pub fn retry_policy(&self) -> Option<&'a RetryPolicy> {
+        self.route_action()
+            .and_then(|a| a.retry_policy.as_ref())
+            .or(self.ctx.vhost.config.retry_policy.as_ref())
+    }
+
+    /// The hedge policy in force: the route's, else the vhost's.
+    pub fn hedge_policy(&self) -> Option<&'a HedgePolicy> {
+        self.route_action()
+            .and_then(|a| a.hedge_policy.as_ref())
+            .or(self.ctx.vhost.config.hedge_policy.as_ref())
+    }
+
+    /// The mirror policies in force: the route's if any, else the vhost's, else the route
+    /// configuration's (no merging, SEMANTICS §3.8).
+    pub fn request_mirror_policies(&self) -> &'a [RequestMirrorPolicy] {
+        [
+            self.route_action()
+                .map_or(&[][..], |a| &a.request_mirror_policies),
+            &self.ctx.vhost.config.request_mirror_policies,
+            &self.ctx.table.mirror_policies,
+        ]
+        .into_iter()
+        .find(|p| !p.is_empty())
+        .unwrap_or(&[])
+    }
+
+    fn route_action(&self) -> Option<&'a mesh_core::config::RouteAction> {
+        match &self.ctx.config_route()?.action {
+            Action::Route(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Applies the request header mutations (weighted entry when forwarding, then route, vhost
+    /// and route configuration; see [`Forward::apply_request_headers`](crate::Forward)).
+    pub fn apply_request_headers(&self, headers: &mut HeaderMap) {
+        match &self.action {
+            HitAction::Forward(f) => f.apply_request_headers(headers),
+            _ if self.ctx.route.is_none() => {}
+            _ => self
+                .ctx
+                .apply_levels(None, headers, Mutations::apply_request),
+        }
+    }
+
+    /// Finalises response headers as Envoy does: sets `Location` for redirects and 201/3xx
+    /// direct responses, then applies the response header mutations (weighted entry when
+    /// forwarding, then route, vhost and route configuration). The `require_tls` redirect gets
+    /// only its `Location`.
+    pub fn apply_response_headers(&self, headers: &mut HeaderMap) {
+        if let Some(loc) = &self.location
+            && let Ok(v) = http::HeaderValue::from_str(loc)
+        {
+            headers.insert(http::header::LOCATION, v);
+        }
+        match &self.action {
+            HitAction::Forward(f) => f.apply_response_headers(headers),
+            _ if self.ctx.route.is_none() => {}
+            _ => self
+                .ctx
+                .apply_levels(None, headers, Mutations::apply_response),
+        }
+    }
+}

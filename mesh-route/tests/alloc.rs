@@ -1,0 +1,154 @@
+//! Matching does not allocate for routes without rewrites (a counting global allocator).
+// A counting allocator needs `unsafe impl GlobalAlloc`; this test binary is the only place in
+// the crate that does so, and it only forwards to the system allocator.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use mesh_core::config::*;
+use mesh_route::{HitAction, RouteTable};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; counting has no effect on memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_during(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn find_does_not_allocate() {
+    let mut header_route = Route::prefix("/h", "headers");
+    header_route.route_match.headers = vec![
+        HeaderMatcher::exact("x-env", "prod"),
+        HeaderMatcher::exact(":method", "GET"),
+        HeaderMatcher::new("x-n", HeaderMatchSpec::Range { start: 0, end: 9 }),
+    ];
+    let mut query_route = Route::prefix("/q", "query");
+    query_route.route_match.query_parameters = vec![QueryParameterMatcher {
+        name: "v".into(),
+        string_match: Some(StringMatcher::exact("1")),
+    }];
+    let mut ci = Route::path("/CASE", "case");
+    ci.route_match.case_sensitive = false;
+    let regex = Route::new(
+        RouteMatch::new(PathMatch::SafeRegex("/re/[0-9]+".into())),
+        Action::Route(RouteAction::cluster("regex")),
+    );
+    let weighted = Route::new(
+        RouteMatch::new(PathMatch::PathSeparatedPrefix("/w".into())),
+        Action::Route(RouteAction::new(ClusterSpecifier::WeightedClusters(
+            WeightedClusters {
+                clusters: vec![
+                    ClusterWeight {
+                        name: "w1".into(),
+                        weight: 1,
+                        ..ClusterWeight::default()
+                    },
+                    ClusterWeight {
+                        name: "w2".into(),
+                        weight: 1,
+                        ..ClusterWeight::default()
+                    },
+                ],
+                ..WeightedClusters::default()
+            },
+        ))),
+    );
+    let by_header = Route::new(
+        RouteMatch::new(PathMatch::Prefix("/c".into())),
+        Action::Route(RouteAction::new(ClusterSpecifier::ClusterHeader(
+            "x-cluster".into(),
+        ))),
+    );
+    let mut vh = VirtualHost::new("vh", ["example.com", "*.example.com", "www.*"]);
+    vh.routes = vec![
+        header_route,
+        query_route,
+        ci,
+        regex,
+        weighted,
+        by_header,
+        Route::prefix("/", "default"),
+    ];
+    let mut cfg = RouteConfiguration::new("rc").with_virtual_host(vh);
+    cfg.ignore_port_in_host_matching = true;
+    let table = RouteTable::compile(&cfg).unwrap();
+
+    let requests: Vec<(http::request::Parts, &str)> = [
+        ("/h/x", "headers"),
+        ("/q?a=b&v=1", "query"),
+        ("/case", "case"),
+        ("/re/42", "regex"),
+        ("/w/x", "w2"),
+        ("/c", "blue"),
+        ("/other", "default"),
+    ]
+    .into_iter()
+    .map(|(path, want)| {
+        let p = http::Request::get(path)
+            .header("host", "API.Example.com:8080")
+            .header("x-env", "prod")
+            .header("x-n", "3")
+            .header("x-cluster", "blue")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        (p, want)
+    })
+    .collect();
+
+    // The regex crate allocates its matching cache on a thread's first use of each regex.
+    for (p, _) in &requests {
+        table.find(p, 1);
+    }
+    for (p, want) in &requests {
+        let mut got = false;
+        let n = allocations_during(|| {
+            let hit = table.find(p, 1).expect("a route");
+            if let HitAction::Forward(f) = hit.action() {
+                got = f.cluster(p) == *want;
+            }
+        });
+        assert!(got, "{} did not route to {want}", p.uri);
+        assert_eq!(n, 0, "{} allocated {n} times", p.uri);
+    }
+}
