@@ -1,0 +1,274 @@
+//! Access logs in Envoy's format.
+//!
+//! Envoy's default format is
+//! `[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE%
+//! %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%
+//! "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" "%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%"
+//! "%UPSTREAM_HOST%"`. The same operators work in a custom `format`; an unknown operator is a
+//! config error, a missing value prints `-`.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+use mesh_core::config::{AccessLog, AccessLogSink};
+use mesh_core::flags::ResponseFlags;
+
+/// Envoy's default access log format.
+pub const DEFAULT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\"\n";
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Lit(String),
+    StartTime,
+    Req(String, Option<String>),
+    Resp(String),
+    Protocol,
+    ResponseCode,
+    ResponseFlags,
+    BytesReceived,
+    BytesSent,
+    Duration,
+    UpstreamHost,
+    UpstreamCluster,
+    DownstreamRemoteAddress,
+    RouteName,
+}
+
+/// Everything one access-log line may print.
+#[derive(Debug, Default)]
+pub(crate) struct LogRecord {
+    pub(crate) start: Option<SystemTime>,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) authority: String,
+    pub(crate) protocol: &'static str,
+    pub(crate) request_headers: HeaderMap,
+    pub(crate) response_headers: HeaderMap,
+    pub(crate) status: u16,
+    pub(crate) flags: ResponseFlags,
+    pub(crate) bytes_received: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) duration: Duration,
+    pub(crate) upstream_host: Option<String>,
+    pub(crate) upstream_cluster: Option<String>,
+    pub(crate) downstream_remote: Option<std::net::SocketAddr>,
+    pub(crate) route_name: Option<String>,
+}
+
+/// A compiled access log.
+#[derive(Debug)]
+pub(crate) struct AccessLogger {
+    tokens: Vec<Token>,
+    sink: Sink,
+}
+
+#[derive(Debug)]
+enum Sink {
+    Stdout,
+    Stderr,
+    File(Mutex<std::fs::File>),
+}
+
+/// A bad access-log format.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid access log format: {0}")]
+pub(crate) struct FormatError(String);
+
+impl AccessLogger {
+    pub(crate) fn new(cfg: &AccessLog) -> Result<Self, FormatError> {
+        let tokens = parse(cfg.format.as_deref().unwrap_or(DEFAULT_FORMAT))?;
+        let sink = match &cfg.sink {
+            AccessLogSink::Stdout => Sink::Stdout,
+            AccessLogSink::Stderr => Sink::Stderr,
+            AccessLogSink::File(p) => Sink::File(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| FormatError(format!("cannot open access log {p:?}: {e}")))?,
+            )),
+        };
+        Ok(Self { tokens, sink })
+    }
+
+    pub(crate) fn log(&self, r: &LogRecord) {
+        let line = self.format(r);
+        let _ = match &self.sink {
+            Sink::Stdout => std::io::stdout().lock().write_all(line.as_bytes()),
+            Sink::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
+            Sink::File(f) => f
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .write_all(line.as_bytes()),
+        };
+    }
+
+    fn format(&self, r: &LogRecord) -> String {
+        let mut out = String::with_capacity(256);
+        let hdr = |h: &HeaderMap, name: &str| -> Option<String> {
+            h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        };
+        for t in &self.tokens {
+            let v: Option<String> = match t {
+                Token::Lit(s) => {
+                    out.push_str(s);
+                    continue;
+                }
+                Token::StartTime => r.start.map(iso8601),
+                Token::Req(name, alt) => {
+                    let get = |n: &str| match n {
+                        ":method" => Some(r.method.clone()),
+                        ":path" => Some(r.path.clone()),
+                        ":authority" | "host" => Some(r.authority.clone()),
+                        n => hdr(&r.request_headers, n),
+                    };
+                    get(name).or_else(|| alt.as_deref().and_then(get))
+                }
+                Token::Resp(name) => hdr(&r.response_headers, name),
+                Token::Protocol => Some(r.protocol.to_owned()),
+                Token::ResponseCode => Some(r.status.to_string()),
+                Token::ResponseFlags => Some(r.flags.to_string()),
+                Token::BytesReceived => Some(r.bytes_received.to_string()),
+                Token::BytesSent => Some(r.bytes_sent.to_string()),
+                Token::Duration => Some(r.duration.as_millis().to_string()),
+                Token::UpstreamHost => r.upstream_host.clone(),
+                Token::UpstreamCluster => r.upstream_cluster.clone(),
+                Token::DownstreamRemoteAddress => r.downstream_remote.map(|a| a.to_string()),
+                Token::RouteName => r.route_name.clone().filter(|s| !s.is_empty()),
+            };
+            match v {
+                Some(v) if !v.is_empty() => out.push_str(&v),
+                _ => out.push('-'),
+            }
+        }
+        out
+    }
+}
+
+fn parse(fmt: &str) -> Result<Vec<Token>, FormatError> {
+    let mut tokens = Vec::new();
+    let mut rest = fmt;
+    while let Some(i) = rest.find('%') {
+        if i > 0 {
+            tokens.push(Token::Lit(rest[..i].to_owned()));
+        }
+        let after = &rest[i + 1..];
+        let Some(j) = after.find('%') else {
+            return Err(FormatError(format!("unterminated operator in {fmt:?}")));
+        };
+        let op = &after[..j];
+        rest = &after[j + 1..];
+        if op.is_empty() {
+            tokens.push(Token::Lit("%".into()));
+            continue;
+        }
+        let arg = |prefix: &str| -> Option<String> {
+            op.strip_prefix(prefix)
+                .and_then(|r| r.strip_prefix('('))
+                .and_then(|r| r.split(')').next())
+                .map(str::to_owned)
+        };
+        let t = if let Some(a) = arg("REQ") {
+            let (main, alt) = match a.split_once('?') {
+                Some((m, alt)) => (m.to_ascii_lowercase(), Some(alt.to_ascii_lowercase())),
+                None => (a.to_ascii_lowercase(), None),
+            };
+            Token::Req(main, alt)
+        } else if let Some(a) = arg("RESP") {
+            Token::Resp(a.to_ascii_lowercase())
+        } else {
+            match op.split('(').next().unwrap_or(op) {
+                "START_TIME" => Token::StartTime,
+                "PROTOCOL" => Token::Protocol,
+                "RESPONSE_CODE" => Token::ResponseCode,
+                "RESPONSE_FLAGS" => Token::ResponseFlags,
+                "BYTES_RECEIVED" => Token::BytesReceived,
+                "BYTES_SENT" => Token::BytesSent,
+                "DURATION" => Token::Duration,
+                "UPSTREAM_HOST" => Token::UpstreamHost,
+                "UPSTREAM_CLUSTER" => Token::UpstreamCluster,
+                "DOWNSTREAM_REMOTE_ADDRESS" => Token::DownstreamRemoteAddress,
+                "ROUTE_NAME" => Token::RouteName,
+                other => return Err(FormatError(format!("unsupported operator %{other}%"))),
+            }
+        };
+        tokens.push(t);
+    }
+    if !rest.is_empty() {
+        tokens.push(Token::Lit(rest.to_owned()));
+    }
+    if !matches!(tokens.last(), Some(Token::Lit(s)) if s.ends_with('\n')) {
+        tokens.push(Token::Lit("\n".into()));
+    }
+    Ok(tokens)
+}
+
+/// `2016-04-15T20:17:00.310Z`.
+fn iso8601(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut s = String::with_capacity(24);
+    let _ = write!(
+        s,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60,
+        d.subsec_millis()
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_format_prints_like_envoy() {
+        let log = AccessLogger {
+            tokens: parse(DEFAULT_FORMAT).unwrap(),
+            sink: Sink::Stdout,
+        };
+        let mut r = LogRecord {
+            start: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_460_751_420_310)),
+            method: "GET".into(),
+            path: "/a".into(),
+            authority: "example.com".into(),
+            protocol: "HTTP/1.1",
+            status: 404,
+            flags: ResponseFlags::NO_ROUTE_FOUND,
+            duration: Duration::from_millis(3),
+            ..LogRecord::default()
+        };
+        r.request_headers
+            .insert("user-agent", http::HeaderValue::from_static("curl/8"));
+        assert_eq!(
+            log.format(&r),
+            "[2016-04-15T20:17:00.310Z] \"GET /a HTTP/1.1\" 404 NR 0 0 3 - \"-\" \"curl/8\" \"-\" \"example.com\" \"-\"\n"
+        );
+    }
+
+    #[test]
+    fn unknown_operators_are_rejected() {
+        assert!(parse("%NOPE%").is_err());
+        assert!(parse("%REQ(:PATH)").is_err());
+        assert_eq!(
+            parse("%%").unwrap(),
+            vec![Token::Lit("%".into()), Token::Lit("\n".into())]
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! Body types and wrappers: the proxy's boxed body, and bodies that count bytes, watch
+//! deadlines and report when a stream ends.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use mesh_core::BoxError;
+use tokio::time::{Instant, Sleep};
+
+/// The body type of every request and response the proxy sends.
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// An empty body.
+pub fn empty() -> ProxyBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A body holding `bytes`.
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Boxes any body whose error converts to a [`BoxError`].
+pub fn boxed<B>(b: B) -> ProxyBody
+where
+    B: Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    b.map_err(Into::into).boxed()
+}
+
+/// The body timed out (a stream idle timeout or a deadline).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BodyTimeout(pub &'static str);
+
+/// Wraps a body: counts data bytes into `counter`, calls `on_end` once when the stream ends
+/// (or the body is dropped before it ends), and fails the stream when `idle` passes without a
+/// frame or `deadline` passes.
+pub(crate) struct Tracked<B> {
+    inner: B,
+    counter: Arc<AtomicU64>,
+    on_end: Option<Box<dyn FnOnce(bool) + Send + Sync>>,
+    idle: Option<(std::time::Duration, Pin<Box<Sleep>>)>,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl<B> Tracked<B> {
+    pub(crate) fn new(inner: B, counter: Arc<AtomicU64>) -> Self {
+        Self {
+            inner,
+            counter,
+            on_end: None,
+            idle: None,
+            deadline: None,
+        }
+    }
+
+    /// Calls `f(complete)` once: `complete` is true when the stream reached its end.
+    pub(crate) fn on_end(mut self, f: impl FnOnce(bool) + Send + Sync + 'static) -> Self {
+        self.on_end = Some(Box::new(f));
+        self
+    }
+
+    /// Fails the stream when no frame arrives for `d` (zero disables).
+    pub(crate) fn idle_timeout(mut self, d: std::time::Duration) -> Self {
+        if !d.is_zero() {
+            self.idle = Some((d, Box::pin(tokio::time::sleep(d))));
+        }
+        self
+    }
+
+    /// Fails the stream at `at`.
+    pub(crate) fn deadline(mut self, at: Option<Instant>) -> Self {
+        self.deadline = at.map(|at| Box::pin(tokio::time::sleep_until(at)));
+        self
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(f) = self.on_end.take() {
+            f(complete);
+        }
+    }
+}
+
+impl<B> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
+impl<B> Body for Tracked<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.counter.fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+                if let Some((d, sleep)) = &mut this.idle {
+                    sleep.as_mut().reset(Instant::now() + *d);
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(true);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(false);
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.finish(true);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if let Some(dl) = &mut this.deadline
+                    && dl.as_mut().poll(cx).is_ready()
+                {
+                    this.finish(false);
+                    return Poll::Ready(Some(Err(BodyTimeout("upstream request timeout").into())));
+                }
+                if let Some((_, sleep)) = &mut this.idle
+                    && sleep.as_mut().poll(cx).is_ready()
+                {
+                    this.finish(false);
+                    return Poll::Ready(Some(Err(BodyTimeout("stream idle timeout").into())));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,279 @@
+//! The compiled snapshot: what a request reads from the [`ConfigStore`](mesh_core::store::ConfigStore).
+//!
+//! Built from a validated [`Bootstrap`] off the request path: route tables compiled, filters
+//! built by name, balancers and connection pools created, stats handles resolved.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::HeaderName;
+use mesh_core::config::{
+    Bootstrap, Cluster, FieldError, HttpConnectionManager, ROUTER_FILTER, RouteConfiguration,
+    RouteSource, ValidationError,
+};
+use mesh_core::filter::{FilterRegistry, HttpFilter};
+use mesh_core::stats::{Counter, Gauge, Histogram, Registry, StatName};
+use mesh_lb::ClusterLb;
+use mesh_route::RouteTable;
+
+use crate::access_log::AccessLogger;
+use crate::upstream::{HostPool, PoolStats};
+
+/// The compiled form of a [`Bootstrap`].
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub(crate) listeners: Vec<ListenerRt>,
+    pub(crate) clusters: HashMap<String, Arc<ClusterRt>>,
+    #[allow(dead_code)] // read by config dumps (admin issue)
+    pub(crate) bootstrap: Arc<Bootstrap>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ListenerRt {
+    pub(crate) name: String,
+    pub(crate) address: SocketAddr,
+    pub(crate) chains: Vec<Arc<ChainRt>>,
+}
+
+/// Everything one filter chain's HTTP connection manager needs per request.
+#[derive(Debug)]
+pub(crate) struct ChainRt {
+    pub(crate) hcm: HttpConnectionManager,
+    pub(crate) routes: RouteTable,
+    pub(crate) filters: Vec<Arc<dyn HttpFilter>>,
+    pub(crate) internal_only: Vec<HeaderName>,
+    pub(crate) access_logs: Vec<AccessLogger>,
+    pub(crate) stats: HcmStats,
+}
+
+#[derive(Debug)]
+pub(crate) struct HcmStats {
+    pub(crate) cx_total: Arc<Counter>,
+    pub(crate) cx_active: Arc<Gauge>,
+    pub(crate) rq_total: Arc<Counter>,
+    pub(crate) rq_2xx: Arc<Counter>,
+    pub(crate) rq_3xx: Arc<Counter>,
+    pub(crate) rq_4xx: Arc<Counter>,
+    pub(crate) rq_5xx: Arc<Counter>,
+    pub(crate) rq_time: Arc<Histogram>,
+    pub(crate) rq_timeout: Arc<Counter>,
+}
+
+impl HcmStats {
+    fn new(r: &Registry, prefix: &str) -> Self {
+        let c = |s: &str| r.counter(StatName::http(prefix, s));
+        Self {
+            cx_total: c("downstream_cx_total"),
+            cx_active: r.gauge(StatName::http(prefix, "downstream_cx_active")),
+            rq_total: c("downstream_rq_total"),
+            rq_2xx: c("downstream_rq_2xx"),
+            rq_3xx: c("downstream_rq_3xx"),
+            rq_4xx: c("downstream_rq_4xx"),
+            rq_5xx: c("downstream_rq_5xx"),
+            rq_time: r.histogram(StatName::http(prefix, "downstream_rq_time")),
+            rq_timeout: c("downstream_rq_timeout"),
+        }
+    }
+
+    pub(crate) fn status(&self, status: u16) {
+        match status / 100 {
+            2 => self.rq_2xx.inc(),
+            3 => self.rq_3xx.inc(),
+            4 => self.rq_4xx.inc(),
+            5 => self.rq_5xx.inc(),
+            _ => {}
+        }
+    }
+}
+
+/// A cluster's runtime: balancer, one pool per host (same order as the balancer's hosts), stats.
+#[derive(Debug)]
+pub(crate) struct ClusterRt {
+    pub(crate) config: Cluster,
+    pub(crate) lb: ClusterLb,
+    pub(crate) pools: Vec<Arc<HostPool>>,
+    pub(crate) stats: ClusterStats,
+}
+
+#[derive(Debug)]
+pub(crate) struct ClusterStats {
+    pub(crate) rq_total: Arc<Counter>,
+    pub(crate) rq_active: Arc<Gauge>,
+    pub(crate) rq_2xx: Arc<Counter>,
+    pub(crate) rq_3xx: Arc<Counter>,
+    pub(crate) rq_4xx: Arc<Counter>,
+    pub(crate) rq_5xx: Arc<Counter>,
+    pub(crate) rq_time: Arc<Histogram>,
+    pub(crate) rq_timeout: Arc<Counter>,
+    pub(crate) no_healthy: Arc<Counter>,
+}
+
+impl ClusterStats {
+    fn new(r: &Registry, name: &str) -> Self {
+        let c = |s: &str| r.counter(StatName::cluster(name, s));
+        Self {
+            rq_total: c("upstream_rq_total"),
+            rq_active: r.gauge(StatName::cluster(name, "upstream_rq_active")),
+            rq_2xx: c("upstream_rq_2xx"),
+            rq_3xx: c("upstream_rq_3xx"),
+            rq_4xx: c("upstream_rq_4xx"),
+            rq_5xx: c("upstream_rq_5xx"),
+            rq_time: r.histogram(StatName::cluster(name, "upstream_rq_time")),
+            rq_timeout: c("upstream_rq_timeout"),
+            no_healthy: c("upstream_cx_none_healthy"),
+        }
+    }
+
+    pub(crate) fn status(&self, status: u16) {
+        match status / 100 {
+            2 => self.rq_2xx.inc(),
+            3 => self.rq_3xx.inc(),
+            4 => self.rq_4xx.inc(),
+            5 => self.rq_5xx.inc(),
+            _ => {}
+        }
+    }
+}
+
+/// Validates and compiles a bootstrap. Every problem is reported, each with its path.
+pub(crate) fn compile(
+    bootstrap: &Bootstrap,
+    registry: &FilterRegistry,
+    stats: &Registry,
+) -> Result<Compiled, ValidationError> {
+    let mut errors = match bootstrap.validate() {
+        Ok(()) => Vec::new(),
+        Err(e) => e.errors,
+    };
+    let mut err = |path: String, message: String| errors.push(FieldError { path, message });
+
+    let mut clusters = HashMap::new();
+    for (i, c) in bootstrap.clusters.iter().enumerate() {
+        match compile_cluster(c, stats) {
+            Ok(rt) => {
+                clusters.insert(c.name.clone(), Arc::new(rt));
+            }
+            Err(e) => err(format!("clusters[{i}]"), e.to_string()),
+        }
+    }
+
+    let mut listeners = Vec::new();
+    for (i, l) in bootstrap.listeners.iter().enumerate() {
+        let mut chains = Vec::new();
+        for (k, fc) in l.filter_chains.iter().enumerate() {
+            let p = format!("listeners[{i}].filter_chains[{k}].filters[0].typed_config");
+            let hcm = &fc.http_connection_manager;
+            let rc: Option<&RouteConfiguration> = match &hcm.route {
+                RouteSource::RouteConfig(rc) => Some(rc),
+                RouteSource::Rds(name) => bootstrap.route_configs.iter().find(|r| &r.name == name),
+            };
+            let routes = match rc.map(RouteTable::compile) {
+                Some(Ok(t)) => Some(t),
+                Some(Err(e)) => {
+                    err(format!("{p}.route_config"), e.to_string());
+                    None
+                }
+                None => None, // reported by validation
+            };
+            let mut filters = Vec::new();
+            let n = hcm.http_filters.len();
+            for (j, f) in hcm.http_filters.iter().enumerate() {
+                let is_router = f.name == ROUTER_FILTER
+                    || f.type_url.as_deref().is_some_and(|t| {
+                        t.ends_with("envoy.extensions.filters.http.router.v3.Router")
+                    });
+                if is_router {
+                    continue;
+                }
+                if j + 1 == n {
+                    err(
+                        format!("{p}.http_filters[{j}]"),
+                        format!(
+                            "the last HTTP filter must be {ROUTER_FILTER}, found {:?}",
+                            f.name
+                        ),
+                    );
+                }
+                if f.disabled {
+                    continue;
+                }
+                match registry.build(f) {
+                    Ok(filter) => filters.push(filter),
+                    Err(e) => err(format!("{p}.http_filters[{j}]"), e.to_string()),
+                }
+            }
+            let mut access_logs = Vec::new();
+            for (j, a) in hcm.access_log.iter().enumerate() {
+                match AccessLogger::new(a) {
+                    Ok(l) => access_logs.push(l),
+                    Err(e) => err(format!("{p}.access_log[{j}]"), e.to_string()),
+                }
+            }
+            let internal_only = rc
+                .map(|rc| {
+                    rc.internal_only_headers
+                        .iter()
+                        .filter_map(|h| {
+                            HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(routes) = routes {
+                chains.push(Arc::new(ChainRt {
+                    hcm: hcm.clone(),
+                    routes,
+                    filters,
+                    internal_only,
+                    access_logs,
+                    stats: HcmStats::new(stats, &hcm.stat_prefix),
+                }));
+            }
+        }
+        listeners.push(ListenerRt {
+            name: l.name.clone(),
+            address: l.address,
+            chains,
+        });
+    }
+
+    if errors.is_empty() {
+        Ok(Compiled {
+            listeners,
+            clusters,
+            bootstrap: Arc::new(bootstrap.clone()),
+        })
+    } else {
+        Err(ValidationError { errors })
+    }
+}
+
+fn compile_cluster(c: &Cluster, stats: &Registry) -> Result<ClusterRt, mesh_lb::BuildError> {
+    let lb = ClusterLb::new(c)?;
+    let pool_stats = Arc::new(PoolStats {
+        cx_total: stats.counter(StatName::cluster(&c.name, "upstream_cx_total")),
+        cx_active: stats.gauge(StatName::cluster(&c.name, "upstream_cx_active")),
+        cx_connect_fail: stats.counter(StatName::cluster(&c.name, "upstream_cx_connect_fail")),
+        cx_connect_timeout: stats
+            .counter(StatName::cluster(&c.name, "upstream_cx_connect_timeout")),
+    });
+    let pools = lb
+        .hosts()
+        .iter()
+        .map(|h| {
+            Arc::new(HostPool::new(
+                h.address().clone(),
+                c.protocol,
+                c.connect_timeout,
+                Arc::clone(&pool_stats),
+            ))
+        })
+        .collect();
+    Ok(ClusterRt {
+        config: c.clone(),
+        lb,
+        pools,
+        stats: ClusterStats::new(stats, &c.name),
+    })
+}

@@ -1,0 +1,320 @@
+//! The HTTP connection manager: one request from arrival to the last response byte.
+//!
+//! Header rules (forwarding headers, request id, trust), the filter chain, the router, local
+//! replies, stats and the access log. One config snapshot is loaded per request and used to
+//! the end.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use mesh_core::filter::{FilterContext, Flow, LocalReply};
+use mesh_core::flags::ResponseFlags;
+use mesh_core::stats::Registry;
+use mesh_core::store::{ConfigStore, Versioned};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::access_log::LogRecord;
+use crate::body::{self, ProxyBody, Tracked};
+use crate::compile::{ChainRt, Compiled};
+use crate::headers::{self, X_ENVOY_ORIGINAL_PATH};
+use crate::random;
+use crate::router;
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: Arc<ConfigStore<Compiled>>,
+    #[allow(dead_code)] // rendered by the admin server
+    pub(crate) stats: Arc<Registry>,
+}
+
+/// Per-connection state the connection task watches.
+#[derive(Debug, Default)]
+pub(crate) struct ConnState {
+    pub(crate) active: AtomicUsize,
+    pub(crate) requests: AtomicU64,
+    pub(crate) close: AtomicBool,
+    pub(crate) changed: Notify,
+}
+
+impl ConnState {
+    fn begin(self: &Arc<Self>) -> ActiveStream {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_one();
+        ActiveStream(Arc::clone(self))
+    }
+}
+
+/// Counts a stream as active until dropped.
+#[derive(Debug)]
+struct ActiveStream(Arc<ConnState>);
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_one();
+    }
+}
+
+/// One accepted connection.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) remote: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) listener: usize,
+    pub(crate) chain: usize,
+    pub(crate) state: Arc<ConnState>,
+}
+
+/// Per-request facts the router and the access log need.
+pub(crate) struct RequestCtx {
+    pub(crate) snapshot: Arc<Versioned<Compiled>>,
+    pub(crate) chain: Arc<ChainRt>,
+    pub(crate) filter_cx: FilterContext,
+    pub(crate) log: LogRecord,
+    pub(crate) start: Instant,
+    pub(crate) bytes_received: Arc<AtomicU64>,
+    pub(crate) request_done: tokio::sync::watch::Receiver<Option<Instant>>,
+    pub(crate) random: u64,
+}
+
+/// hyper service entry point.
+pub(crate) async fn serve(
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let stream = conn.state.begin();
+    let n = conn.state.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let snapshot = shared.store.load_full();
+    let Some(chain) = snapshot
+        .value
+        .listeners
+        .get(conn.listener)
+        .and_then(|l| l.chains.get(conn.chain))
+        .cloned()
+    else {
+        let mut resp = Response::new(body::full("listener removed"));
+        *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(resp);
+    };
+    if chain
+        .hcm
+        .max_requests_per_connection
+        .is_some_and(|max| n >= u64::from(max))
+    {
+        conn.state.close.store(true, Ordering::Release);
+        conn.state.changed.notify_one();
+    }
+    chain.stats.rq_total.inc();
+
+    let start = Instant::now();
+    let (mut parts, body) = req.into_parts();
+    let protocol = match parts.version {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
+
+    // Host port stripping happens before anything reads the authority.
+    if chain.hcm.strip_any_host_port || chain.hcm.strip_matching_host_port {
+        strip_host_port(&mut parts, &chain, conn.local.port());
+    }
+    headers::sanitize_request(
+        &mut parts.headers,
+        &chain.hcm,
+        &chain.internal_only,
+        conn.remote,
+        "http",
+        random::uuid_v4,
+    );
+
+    let bytes_received = Arc::new(AtomicU64::new(0));
+    let (done_tx, done_rx) = tokio::sync::watch::channel(None);
+    let body_end_stream = http_body::Body::is_end_stream(&body);
+    if body_end_stream {
+        let _ = done_tx.send(Some(start));
+    }
+    let req_body = Tracked::new(body, Arc::clone(&bytes_received))
+        .idle_timeout(chain.hcm.stream_idle_timeout)
+        .on_end(move |_| {
+            done_tx.send_if_modified(|v| {
+                if v.is_none() {
+                    *v = Some(Instant::now());
+                    true
+                } else {
+                    false
+                }
+            });
+        });
+
+    let log = LogRecord {
+        start: Some(SystemTime::now()),
+        method: parts.method.as_str().to_owned(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned()),
+        authority: authority(&parts).unwrap_or_default().to_owned(),
+        protocol,
+        downstream_remote: Some(conn.remote),
+        ..LogRecord::default()
+    };
+    let mut cx = RequestCtx {
+        snapshot,
+        chain: Arc::clone(&chain),
+        filter_cx: FilterContext::new(conn.remote, conn.local),
+        log,
+        start,
+        bytes_received,
+        request_done: done_rx,
+        random: random::next_u64(),
+    };
+
+    // Per-route filter config is known before the filters run.
+    if !chain.filters.is_empty()
+        && let Some(hit) = chain.routes.find(&parts, cx.random)
+    {
+        cx.filter_cx
+            .set_route_overrides(hit.typed_per_filter_config().cloned());
+    }
+
+    let mut ran = 0;
+    let mut reply = None;
+    for f in &chain.filters {
+        ran += 1;
+        if let Flow::Reply(r) = f.on_request(&mut parts, &mut cx.filter_cx).await {
+            reply = Some(r);
+            break;
+        }
+    }
+
+    let resp = match reply {
+        Some(r) => local_reply(&mut cx, r),
+        None => {
+            ran = chain.filters.len();
+            router::route(&mut cx, parts, body::boxed(req_body)).await
+        }
+    };
+    Ok(finish(cx, resp, ran, stream).await)
+}
+
+/// Runs response filters, records stats and arranges the access log for when the body ends.
+async fn finish(
+    mut cx: RequestCtx,
+    resp: Response<ProxyBody>,
+    ran: usize,
+    stream: ActiveStream,
+) -> Response<ProxyBody> {
+    let (mut head, body) = resp.into_parts();
+    for f in cx.chain.filters[..ran].iter().rev() {
+        f.on_response(&mut head, &mut cx.filter_cx).await;
+    }
+    if !cx.chain.hcm.server_name.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&cx.chain.hcm.server_name)
+    {
+        head.headers.insert(header::SERVER, v);
+    }
+    let status = head.status.as_u16();
+    cx.chain.stats.status(status);
+
+    let mut log = std::mem::take(&mut cx.log);
+    log.status = status;
+    log.flags = cx.filter_cx.flags();
+    log.response_headers = head.headers.clone();
+    let bytes_sent = Arc::new(AtomicU64::new(0));
+    let sent = Arc::clone(&bytes_sent);
+    let chain = Arc::clone(&cx.chain);
+    let start = cx.start;
+    let received = Arc::clone(&cx.bytes_received);
+    let filter_cx = cx.filter_cx;
+    let body = Tracked::new(body, bytes_sent).on_end(move |_complete| {
+        let _stream = stream;
+        let elapsed = start.elapsed();
+        chain.stats.rq_time.record(elapsed.as_millis() as u64);
+        for f in &chain.filters {
+            f.on_log(&filter_cx);
+        }
+        if !chain.access_logs.is_empty() {
+            log.duration = elapsed;
+            log.bytes_sent = sent.load(Ordering::Relaxed);
+            log.bytes_received = received.load(Ordering::Relaxed);
+            for l in &chain.access_logs {
+                l.log(&log);
+            }
+        }
+    });
+    Response::from_parts(head, body::boxed(body))
+}
+
+/// Builds the response for a local reply and records its flags.
+pub(crate) fn local_reply(cx: &mut RequestCtx, r: LocalReply) -> Response<ProxyBody> {
+    cx.filter_cx.set_flag(r.flags);
+    let mut resp = Response::new(body::full(r.body.clone()));
+    *resp.status_mut() = r.status;
+    *resp.headers_mut() = r.headers;
+    if !r.body.is_empty() {
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    resp
+}
+
+/// A local reply with a body and a flag.
+pub(crate) fn reply(status: StatusCode, body: &str, flag: ResponseFlags) -> LocalReply {
+    LocalReply::new(status)
+        .with_body(bytes::Bytes::copy_from_slice(body.as_bytes()))
+        .with_flag(flag)
+}
+
+/// The request's authority: the URI's (HTTP/2) or the `Host` header (HTTP/1).
+pub(crate) fn authority(parts: &http::request::Parts) -> Option<&str> {
+    parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+        parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    })
+}
+
+fn strip_host_port(parts: &mut http::request::Parts, chain: &ChainRt, local_port: u16) {
+    let Some(auth) = authority(parts).map(str::to_owned) else {
+        return;
+    };
+    let (host, port) = headers::strip_port(&auth);
+    let Some(port) = port else { return };
+    let strip = chain.hcm.strip_any_host_port || port.parse::<u16>().ok() == Some(local_port);
+    if !strip {
+        return;
+    }
+    let Ok(v) = HeaderValue::from_str(host) else {
+        return;
+    };
+    if parts.uri.authority().is_some() {
+        let mut p = std::mem::take(&mut parts.uri).into_parts();
+        p.authority = host.parse().ok();
+        if let Ok(u) = http::Uri::from_parts(p) {
+            parts.uri = u;
+        }
+    }
+    if parts.headers.contains_key(header::HOST) {
+        parts.headers.insert(header::HOST, v);
+    }
+}
+
+/// Records the original path before a rewrite (unless Envoy headers are suppressed).
+pub(crate) fn note_original_path(cx: &RequestCtx, parts: &mut http::request::Parts) {
+    if !cx.chain.hcm.suppress_envoy_headers
+        && let Some(pq) = parts.uri.path_and_query()
+        && let Ok(v) = HeaderValue::from_str(pq.as_str())
+    {
+        parts.headers.insert(X_ENVOY_ORIGINAL_PATH.clone(), v);
+    }
+}

@@ -1,0 +1,161 @@
+//! Listeners: accept loops, and per-connection serving with the connection manager's limits.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use mesh_core::config::{CodecType, HttpConnectionManager};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::conn_manager::{self, ConnInfo, ConnState, Shared};
+
+/// Far enough in the future to mean "never".
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Accepts connections until `shutdown` flips to true, then drains them for up to
+/// `drain_time` and aborts what is left.
+pub(crate) async fn run(
+    listener: TcpListener,
+    index: usize,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    drain_time: Duration,
+) {
+    let mut conns = JoinSet::new();
+    let conn_shutdown = shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, remote)) = accepted else { continue };
+                while conns.try_join_next().is_some() {}
+                let shared = Arc::clone(&shared);
+                let shutdown = conn_shutdown.clone();
+                conns.spawn(async move {
+                    let local = stream.local_addr().unwrap_or(remote);
+                    serve_conn(stream, remote, local, index, shared, shutdown).await;
+                });
+            }
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(drain_time, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        conns.abort_all();
+    }
+}
+
+fn builder(hcm: &HttpConnectionManager) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    let header_bytes = (hcm.max_request_headers_kb as usize).saturating_mul(1024);
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(hcm.request_headers_timeout)
+        .max_buf_size(header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX));
+    match hcm.codec_type {
+        CodecType::Auto => b,
+        CodecType::Http1 => b.http1_only(),
+        CodecType::Http2 => b.http2_only(),
+    }
+}
+
+async fn serve_conn(
+    stream: TcpStream,
+    remote: std::net::SocketAddr,
+    local: std::net::SocketAddr,
+    listener: usize,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let chain = {
+        let snap = shared.store.load();
+        let Some(c) = snap
+            .value
+            .listeners
+            .get(listener)
+            .and_then(|l| l.chains.first())
+        else {
+            return;
+        };
+        Arc::clone(c)
+    };
+    chain.stats.cx_total.inc();
+    chain.stats.cx_active.inc();
+    let hcm = &chain.hcm;
+    let state = Arc::new(ConnState::default());
+    let info = Arc::new(ConnInfo {
+        remote,
+        local,
+        listener,
+        chain: 0,
+        state: Arc::clone(&state),
+    });
+    let svc_shared = Arc::clone(&shared);
+    let service =
+        service_fn(move |req| conn_manager::serve(req, Arc::clone(&info), Arc::clone(&svc_shared)));
+    let b = builder(hcm);
+    let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+
+    let idle = (!hcm.idle_timeout.is_zero()).then_some(hcm.idle_timeout);
+    let max_age = hcm
+        .max_connection_duration
+        .filter(|d| !d.is_zero())
+        .map(|d| Instant::now() + d);
+    let idle_sleep = tokio::time::sleep(idle.unwrap_or(NEVER));
+    tokio::pin!(idle_sleep);
+    let age_sleep = tokio::time::sleep_until(max_age.unwrap_or_else(|| Instant::now() + NEVER));
+    tokio::pin!(age_sleep);
+    let mut closing = false;
+
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            () = state.changed.notified() => {
+                if state.close.load(Ordering::Acquire) && !closing {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                if let Some(idle) = idle {
+                    let at = if state.active.load(Ordering::Acquire) == 0 {
+                        Instant::now() + idle
+                    } else {
+                        Instant::now() + NEVER
+                    };
+                    idle_sleep.as_mut().reset(at);
+                }
+            }
+            () = &mut idle_sleep, if !closing => {
+                if state.active.load(Ordering::Acquire) == 0 {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                } else {
+                    idle_sleep.as_mut().reset(Instant::now() + NEVER);
+                }
+            }
+            () = &mut age_sleep, if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = shutdown.wait_for(|s| *s), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    chain.stats.cx_active.dec();
+}

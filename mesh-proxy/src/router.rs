@@ -1,0 +1,301 @@
+//! The router: route match, cluster and host choice, the upstream call with its timeout, and
+//! the mapping of failures to Envoy's local replies (SEMANTICS.md §3.12).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode, Uri};
+use mesh_core::config::UpstreamProtocol;
+use mesh_core::flags::ResponseFlags;
+use mesh_lb::LbContext;
+use mesh_route::{Forward, Hit, HitAction};
+use tokio::time::Instant;
+
+use crate::body::{self, ProxyBody, Tracked};
+use crate::compile::ClusterRt;
+use crate::conn_manager::{RequestCtx, authority, local_reply, note_original_path, reply};
+use crate::error::Kind;
+use crate::headers::{self, X_ENVOY_OVERLOADED, X_ENVOY_UPSTREAM_SERVICE_TIME};
+
+const CONNECT_ERROR: &str = "upstream connect error or disconnect/reset before headers. ";
+
+/// Routes a request whose filters have run, and returns the response head with its body.
+pub(crate) async fn route(
+    cx: &mut RequestCtx,
+    mut parts: Parts,
+    req_body: ProxyBody,
+) -> Response<ProxyBody> {
+    let chain = Arc::clone(&cx.chain);
+    let random = cx.random;
+    let Some(hit) = chain.routes.find(&parts, random) else {
+        return local_reply(
+            cx,
+            reply(StatusCode::NOT_FOUND, "", ResponseFlags::NO_ROUTE_FOUND),
+        );
+    };
+    cx.log.route_name = Some(hit.route_name().to_owned());
+    let fwd = match hit.action() {
+        HitAction::Forward(f) => f,
+        HitAction::Redirect(_, status) => {
+            // `apply_response_headers` sets `Location` before the route's own mutations.
+            let mut r = reply(status, "", ResponseFlags::empty());
+            hit.apply_response_headers(&mut r.headers);
+            return local_reply(cx, r);
+        }
+        HitAction::DirectResponse(status, body) => {
+            let mut r = reply(status, body.unwrap_or(""), ResponseFlags::empty());
+            hit.apply_response_headers(&mut r.headers);
+            return local_reply(cx, r);
+        }
+        HitAction::ClusterNotFound(status) => {
+            return local_reply(cx, reply(status, "", ResponseFlags::NO_CLUSTER_FOUND));
+        }
+    };
+    let cluster_name = fwd.cluster(&parts).to_owned();
+    cx.log.upstream_cluster = Some(cluster_name.clone());
+    let Some(cluster) = cx.snapshot.value.clusters.get(&cluster_name).cloned() else {
+        let status = StatusCode::from_u16(fwd.action().cluster_not_found_response_code)
+            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return local_reply(cx, reply(status, "", ResponseFlags::NO_CLUSTER_FOUND));
+    };
+
+    // Upgrades (WebSocket) pass only when the connection manager or the route allows them.
+    let upgrade = headers::requested_upgrade(&parts.headers);
+    if let Some(kind) = &upgrade
+        && !upgrade_allowed(cx, &fwd, kind)
+    {
+        return local_reply(cx, reply(StatusCode::FORBIDDEN, "", ResponseFlags::empty()));
+    }
+
+    let Some(index) = cluster.lb.pick_index(&LbContext { random }) else {
+        cluster.stats.no_healthy.inc();
+        return local_reply(
+            cx,
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no healthy upstream",
+                ResponseFlags::NO_HEALTHY_UPSTREAM,
+            ),
+        );
+    };
+    let host = Arc::clone(&cluster.lb.hosts()[index]);
+    let pool = Arc::clone(&cluster.pools[index]);
+    cx.log.upstream_host = Some(pool.address().to_string());
+
+    let upstream_req = build_request(
+        cx,
+        &hit,
+        &fwd,
+        &cluster,
+        &host,
+        parts_take(&mut parts),
+        req_body,
+        upgrade.is_some(),
+    );
+    let downstream_upgrade = upgrade
+        .as_ref()
+        .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+    drop(parts);
+
+    cluster.stats.rq_total.inc();
+    cluster.stats.rq_active.inc();
+    let _active = host.start_request();
+    let sent_at = Instant::now();
+    let timeout = fwd.action().effective_timeout();
+    let send = pool.send(upstream_req, upgrade.is_some());
+    let result = match timeout {
+        None => send.await,
+        Some(t) => {
+            let mut done = cx.request_done.clone();
+            let timer = async move {
+                let at = match done.wait_for(Option::is_some).await {
+                    Ok(v) => v.unwrap_or_else(Instant::now),
+                    Err(_) => Instant::now(),
+                };
+                tokio::time::sleep_until(at + t).await;
+            };
+            tokio::select! {
+                r = send => r,
+                () = timer => Err(crate::Error::new(Kind::Timeout, None)),
+            }
+        }
+    };
+    cluster.stats.rq_active.dec();
+
+    let (resp, lease) = match result {
+        Ok(r) => r,
+        Err(e) => return failure(cx, &cluster, e),
+    };
+    let upstream_ms = sent_at.elapsed().as_millis();
+    let (mut head, resp_body) = resp.into_parts();
+    cluster.stats.status(head.status.as_u16());
+    cluster.stats.rq_time.record(upstream_ms as u64);
+
+    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        let upstream_upgrade = hyper::upgrade::on(Response::from_parts(head.clone(), resp_body));
+        if let Some(down) = downstream_upgrade {
+            tokio::spawn(tunnel(down, upstream_upgrade));
+        }
+        headers::strip_hop_by_hop(&mut head.headers, true);
+        head.headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        hit.apply_response_headers(&mut head.headers);
+        return Response::from_parts(head, body::empty());
+    }
+
+    headers::strip_hop_by_hop(&mut head.headers, false);
+    if !cx.chain.hcm.suppress_envoy_headers
+        && let Ok(v) = HeaderValue::from_str(&upstream_ms.to_string())
+    {
+        head.headers
+            .insert(X_ENVOY_UPSTREAM_SERVICE_TIME.clone(), v);
+    }
+    hit.apply_response_headers(&mut head.headers);
+
+    // The global timeout runs until the response is complete: the body gets what is left.
+    let deadline = timeout.and_then(|t| (*cx.request_done.borrow()).map(|at| at + t));
+    let body = Tracked::new(resp_body, Arc::default())
+        .deadline(deadline)
+        .idle_timeout(stream_idle(cx, &fwd))
+        .on_end(move |complete| {
+            if complete && let Some(lease) = lease {
+                lease.release();
+            }
+        });
+    Response::from_parts(head, body::boxed(body))
+}
+
+fn parts_take(parts: &mut Parts) -> Parts {
+    let (mut p, ()) = Request::new(()).into_parts();
+    p.method = parts.method.clone();
+    p.uri = std::mem::take(&mut parts.uri);
+    p.version = parts.version;
+    p.headers = std::mem::take(&mut parts.headers);
+    p
+}
+
+fn stream_idle(cx: &RequestCtx, fwd: &Forward<'_>) -> Duration {
+    match fwd.action().idle_timeout {
+        Some(d) => d,
+        None => cx.chain.hcm.stream_idle_timeout,
+    }
+}
+
+fn upgrade_allowed(cx: &RequestCtx, fwd: &Forward<'_>, kind: &str) -> bool {
+    let find = |list: &[mesh_core::config::UpgradeConfig]| {
+        list.iter()
+            .find(|u| u.upgrade_type.eq_ignore_ascii_case(kind))
+            .map(|u| u.enabled)
+    };
+    find(&fwd.action().upgrade_configs)
+        .or_else(|| find(&cx.chain.hcm.upgrade_configs))
+        .unwrap_or(false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_request(
+    cx: &RequestCtx,
+    hit: &Hit<'_>,
+    fwd: &Forward<'_>,
+    cluster: &ClusterRt,
+    host: &mesh_lb::Host,
+    mut parts: Parts,
+    body: ProxyBody,
+    upgrade: bool,
+) -> Request<ProxyBody> {
+    let mut authority = authority(&parts).unwrap_or_default().to_owned();
+    let rewritten = fwd.rewritten_path(&parts);
+    if let Some(new) = fwd.host_rewrite(&parts) {
+        authority = new;
+    } else if fwd.auto_host_rewrite()
+        && let Some(h) = host.hostname()
+    {
+        authority = h.to_owned();
+    }
+
+    hit.apply_request_headers(&mut parts.headers);
+    let path = match rewritten {
+        Some(p) => {
+            note_original_path(cx, &mut parts);
+            p
+        }
+        None => parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+    };
+
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    if upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+
+    let h2 = cluster.config.protocol == UpstreamProtocol::Http2 && !upgrade;
+    if h2 {
+        parts.headers.remove(header::HOST);
+        parts.version = http::Version::HTTP_2;
+        parts.uri = Uri::builder()
+            .scheme("http")
+            .authority(authority.as_str())
+            .path_and_query(path.as_str())
+            .build()
+            .unwrap_or_else(|_| Uri::from_static("/"));
+    } else {
+        if let Ok(v) = HeaderValue::from_str(&authority) {
+            parts.headers.insert(header::HOST, v);
+        }
+        parts.version = http::Version::HTTP_11;
+        parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    Request::from_parts(parts, body)
+}
+
+/// Maps an upstream failure to Envoy's local reply.
+fn failure(cx: &mut RequestCtx, cluster: &ClusterRt, e: crate::Error) -> Response<ProxyBody> {
+    let source = std::error::Error::source(&e).map(ToString::to_string);
+    let r = match e.kind() {
+        Kind::Timeout => {
+            cluster.stats.rq_timeout.inc();
+            cx.chain.stats.rq_timeout.inc();
+            reply(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream request timeout",
+                ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
+            )
+        }
+        Kind::UpstreamConnectTimeout => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("{CONNECT_ERROR}reset reason: connection timeout"),
+            ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
+        ),
+        Kind::UpstreamConnect => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "{CONNECT_ERROR}reset reason: remote connection failure, transport failure reason: {}",
+                source.as_deref().unwrap_or("unknown")
+            ),
+            ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
+        ),
+        _ => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("{CONNECT_ERROR}reset reason: connection termination"),
+            ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
+        ),
+    };
+    cluster.stats.status(r.status.as_u16());
+    let _ = &X_ENVOY_OVERLOADED;
+    local_reply(cx, r)
+}
+
+async fn tunnel(down: hyper::upgrade::OnUpgrade, up: hyper::upgrade::OnUpgrade) {
+    let (Ok(down), Ok(up)) = (down.await, up.await) else {
+        return;
+    };
+    let mut down = hyper_util::rt::TokioIo::new(down);
+    let mut up = hyper_util::rt::TokioIo::new(up);
+    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+}

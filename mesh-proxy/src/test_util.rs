@@ -1,0 +1,231 @@
+//! Test helpers: upstream servers on 127.0.0.1:0 that identify themselves, count
+//! connections, echo, stall or upgrade; and a small HTTP client. Enabled by the `test-util`
+//! feature, for this crate's tests and other crates' tests and benches.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::body::{self, ProxyBody};
+
+/// How a test upstream answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behavior {
+    /// 200 with body `"<name> <method> <path>"`, headers `x-upstream: <name>` and the request's
+    /// `x-request-id`, `x-forwarded-for` and `host` echoed back as `x-seen-*`.
+    Identify,
+    /// 200 streaming the request body back.
+    Echo,
+    /// Never answers (for timeout tests).
+    Stall,
+}
+
+/// A running test upstream.
+#[derive(Debug)]
+pub struct Upstream {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Upstream {
+    /// Starts an upstream on 127.0.0.1:0 that serves HTTP/1.1 and HTTP/2 (prior knowledge).
+    ///
+    /// # Panics
+    /// If no loopback port can be bound.
+    pub async fn start(name: &str, behavior: Behavior) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener
+            .local_addr()
+            .expect("bound listener has an address");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let name: Arc<str> = name.into();
+        let (acc, reqs) = (Arc::clone(&accepted), Arc::clone(&requests));
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+                    _ = &mut stopped => return,
+                };
+                acc.fetch_add(1, Ordering::SeqCst);
+                let name = Arc::clone(&name);
+                let reqs = Arc::clone(&reqs);
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        reqs.fetch_add(1, Ordering::SeqCst);
+                        handle(Arc::clone(&name), behavior, req)
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            requests,
+            _stop: stop,
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+async fn handle(
+    name: Arc<str>,
+    behavior: Behavior,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    match behavior {
+        Behavior::Identify => {
+            let mut resp = Response::new(body::full(format!(
+                "{name} {} {}",
+                req.method(),
+                req.uri().path_and_query().map_or("/", |p| p.as_str())
+            )));
+            let h = resp.headers_mut();
+            h.insert("x-upstream", name.parse().expect("names are header-safe"));
+            h.insert(
+                "x-seen-version",
+                format!("{:?}", req.version())
+                    .parse()
+                    .expect("version is header-safe"),
+            );
+            for (from, to) in [
+                ("x-request-id", "x-seen-request-id"),
+                ("x-forwarded-for", "x-seen-forwarded-for"),
+                ("x-forwarded-proto", "x-seen-forwarded-proto"),
+                ("host", "x-seen-host"),
+                ("x-envoy-original-path", "x-seen-original-path"),
+            ] {
+                if let Some(v) = req.headers().get(from) {
+                    h.insert(to, v.clone());
+                }
+            }
+            if let Some(a) = req.uri().authority() {
+                h.insert(
+                    "x-seen-authority",
+                    a.as_str().parse().expect("authority is header-safe"),
+                );
+            }
+            Ok(resp)
+        }
+        Behavior::Echo => Ok(Response::new(body::boxed(req.into_body()))),
+        Behavior::Stall => {
+            std::future::pending::<()>().await;
+            unreachable!("pending never completes")
+        }
+    }
+}
+
+/// A response read to the end.
+#[derive(Debug)]
+pub struct Collected {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Collected {
+    /// The body as UTF-8 (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header's value as a string, or "".
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// A keep-alive HTTP client for tests (HTTP/1.1, or HTTP/2 with prior knowledge).
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        ProxyBody,
+    >,
+}
+
+impl Client {
+    /// An HTTP/1.1 client.
+    pub fn http1() -> Self {
+        Self {
+            inner: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// An HTTP/2 client (prior knowledge, h2c).
+    pub fn http2() -> Self {
+        Self {
+            inner: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build_http(),
+        }
+    }
+
+    /// Sends a request and reads the whole response.
+    ///
+    /// # Panics
+    /// If the request fails at the transport level (tests want to see that).
+    pub async fn send(&self, req: Request<ProxyBody>) -> Collected {
+        let resp = self
+            .inner
+            .request(req)
+            .await
+            .expect("request to the proxy failed");
+        let (head, body) = resp.into_parts();
+        let body = body.collect().await.expect("response body").to_bytes();
+        Collected {
+            status: head.status,
+            headers: head.headers,
+            body,
+        }
+    }
+
+    /// GET `http://{addr}{path}` with extra headers.
+    pub async fn get(&self, addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Collected {
+        let mut b = Request::get(format!("http://{addr}{path}"));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.send(b.body(body::empty()).expect("valid request"))
+            .await
+    }
+}

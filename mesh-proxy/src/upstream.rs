@@ -1,0 +1,207 @@
+//! Upstream connections: a keep-alive pool per host, HTTP/1.1 or HTTP/2.
+//!
+//! HTTP/1.1: idle connections wait in a stack; a request takes the most recently used one that
+//! is still open, or connects. A connection goes back to the stack when its response body has
+//! been read to the end (a body dropped early leaves the connection to close).
+//! HTTP/2: one shared connection per host, multiplexed; re-established when it closes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::client::conn::{http1, http2};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use mesh_core::config::{Address, UpstreamProtocol};
+use mesh_core::stats::{Counter, Gauge};
+use tokio::net::TcpStream;
+
+use crate::body::ProxyBody;
+use crate::error::{Error, Kind};
+
+/// Per-cluster connection stats.
+#[derive(Debug)]
+pub(crate) struct PoolStats {
+    pub(crate) cx_total: Arc<Counter>,
+    pub(crate) cx_active: Arc<Gauge>,
+    pub(crate) cx_connect_fail: Arc<Counter>,
+    pub(crate) cx_connect_timeout: Arc<Counter>,
+}
+
+/// The connection pool of one upstream host.
+#[derive(Debug)]
+pub(crate) struct HostPool {
+    address: Address,
+    protocol: UpstreamProtocol,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<http1::SendRequest<ProxyBody>>>,
+    h2: tokio::sync::Mutex<Option<http2::SendRequest<ProxyBody>>>,
+    stats: Arc<PoolStats>,
+}
+
+/// A sent request's connection, handed back to the pool once the response is done.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pool: Arc<HostPool>,
+    sender: Option<http1::SendRequest<ProxyBody>>,
+}
+
+impl Lease {
+    /// Returns the connection to the pool (call when the response body ended cleanly).
+    pub(crate) fn release(mut self) {
+        if let Some(s) = self.sender.take()
+            && !s.is_closed()
+        {
+            let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+            idle.push(s);
+        }
+    }
+}
+
+impl HostPool {
+    pub(crate) fn new(
+        address: Address,
+        protocol: UpstreamProtocol,
+        connect_timeout: Duration,
+        stats: Arc<PoolStats>,
+    ) -> Self {
+        Self {
+            address,
+            protocol,
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+            h2: tokio::sync::Mutex::new(None),
+            stats,
+        }
+    }
+
+    pub(crate) fn address(&self) -> &Address {
+        &self.address
+    }
+
+    async fn connect(&self) -> Result<TokioIo<TcpStream>, Error> {
+        let connect = TcpStream::connect((self.address.host.as_str(), self.address.port));
+        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Err(_) => {
+                self.stats.cx_connect_timeout.inc();
+                self.stats.cx_connect_fail.inc();
+                return Err(Error::new(Kind::UpstreamConnectTimeout, None));
+            }
+            Ok(Err(e)) => {
+                self.stats.cx_connect_fail.inc();
+                return Err(Error::new(Kind::UpstreamConnect, Some(e.into())));
+            }
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        self.stats.cx_total.inc();
+        Ok(TokioIo::new(stream))
+    }
+
+    fn spawn_conn<F>(&self, conn: F)
+    where
+        F: std::future::Future + Send + 'static,
+    {
+        let stats = Arc::clone(&self.stats);
+        stats.cx_active.inc();
+        tokio::spawn(async move {
+            let _ = conn.await;
+            stats.cx_active.dec();
+        });
+    }
+
+    async fn pooled_h1(&self) -> Option<http1::SendRequest<ProxyBody>> {
+        loop {
+            let mut s = {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                idle.pop()?
+            };
+            if !s.is_closed() && s.ready().await.is_ok() {
+                return Some(s);
+            }
+        }
+    }
+
+    async fn new_h1(&self) -> Result<http1::SendRequest<ProxyBody>, Error> {
+        let io = self.connect().await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| Error::new(Kind::Upstream, Some(e.into())))?;
+        self.spawn_conn(conn.with_upgrades());
+        Ok(sender)
+    }
+
+    async fn h2_sender(&self) -> Result<http2::SendRequest<ProxyBody>, Error> {
+        let mut slot = self.h2.lock().await;
+        if let Some(s) = slot.as_ref()
+            && !s.is_closed()
+        {
+            return Ok(s.clone());
+        }
+        let io = self.connect().await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(|e| Error::new(Kind::Upstream, Some(e.into())))?;
+        self.spawn_conn(conn);
+        *slot = Some(sender.clone());
+        Ok(sender)
+    }
+
+    /// Sends a request on a pooled (or new) connection. `upgrade` requests always use a fresh
+    /// HTTP/1.1 connection that is never pooled.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        req: Request<ProxyBody>,
+        upgrade: bool,
+    ) -> Result<(Response<hyper::body::Incoming>, Option<Lease>), Error> {
+        let upstream_err = |e: hyper::Error| Error::new(Kind::Upstream, Some(e.into()));
+        if upgrade {
+            let io = self.connect().await?;
+            let (mut sender, conn) = http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(upstream_err)?;
+            self.spawn_conn(conn.with_upgrades());
+            let resp = sender.send_request(req).await.map_err(upstream_err)?;
+            return Ok((resp, None));
+        }
+        match self.protocol {
+            UpstreamProtocol::Http1 => {
+                let mut req = req;
+                // A pooled connection may have been closed by the upstream while idle; when
+                // the request was not sent on it, send it on a new connection instead.
+                while let Some(mut sender) = self.pooled_h1().await {
+                    match sender.try_send_request(req).await {
+                        Ok(resp) => {
+                            let lease = Lease {
+                                pool: Arc::clone(self),
+                                sender: Some(sender),
+                            };
+                            return Ok((resp, Some(lease)));
+                        }
+                        Err(mut e) => match e.take_message() {
+                            Some(back) => req = back,
+                            None => return Err(upstream_err(e.into_error())),
+                        },
+                    }
+                }
+                let mut sender = self.new_h1().await?;
+                let resp = sender.send_request(req).await.map_err(upstream_err)?;
+                Ok((
+                    resp,
+                    Some(Lease {
+                        pool: Arc::clone(self),
+                        sender: Some(sender),
+                    }),
+                ))
+            }
+            UpstreamProtocol::Http2 => {
+                let mut sender = self.h2_sender().await?;
+                let resp = sender.send_request(req).await.map_err(upstream_err)?;
+                Ok((resp, None))
+            }
+        }
+    }
+}

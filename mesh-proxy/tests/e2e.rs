@@ -1,0 +1,367 @@
+//! End to end over loopback: real upstreams, the proxy in front, real hyper clients.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, StatusCode};
+use mesh_core::config::*;
+use mesh_proxy::body;
+use mesh_proxy::test_util::{Behavior, Client, Upstream};
+use mesh_proxy::{Proxy, RunningProxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn listener(routes: RouteConfiguration) -> Listener {
+    Listener::http(
+        "http",
+        "127.0.0.1:0".parse().unwrap(),
+        HttpConnectionManager::with_routes(routes),
+    )
+}
+
+async fn start(b: Bootstrap) -> (RunningProxy, SocketAddr) {
+    let running = Proxy::builder(b).build().unwrap().start().await.unwrap();
+    let addr = running.listener_addr("http").unwrap();
+    (running, addr)
+}
+
+/// Two upstreams, routed by path prefix and by header.
+async fn two_services(
+    protocol: UpstreamProtocol,
+) -> (Upstream, Upstream, RunningProxy, SocketAddr) {
+    let a = Upstream::start("a", Behavior::Identify).await;
+    let b = Upstream::start("b", Behavior::Identify).await;
+    let routes = RouteConfiguration::new("r").with_virtual_host(
+        VirtualHost::new("all", ["*"])
+            .with_route(
+                Route::prefix("/", "b").with_header(HeaderMatcher::exact("x-canary", "yes")),
+            )
+            .with_route(Route::prefix("/a", "a"))
+            .with_route(Route::prefix("/b", "b")),
+    );
+    let boot = Bootstrap::default()
+        .with_listener(listener(routes))
+        .with_cluster(Cluster::new_static("a", [a.addr()]).with_protocol(protocol))
+        .with_cluster(Cluster::new_static("b", [b.addr()]).with_protocol(protocol));
+    let (p, addr) = start(boot).await;
+    (a, b, p, addr)
+}
+
+#[tokio::test]
+async fn routes_by_path_and_header() {
+    let (_a, _b, proxy, addr) = two_services(UpstreamProtocol::Http1).await;
+    let c = Client::http1();
+    let r = c.get(addr, "/a/x?q=1", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "a GET /a/x?q=1");
+    assert_eq!(c.get(addr, "/b", &[]).await.header("x-upstream"), "b");
+    assert_eq!(
+        c.get(addr, "/a", &[("x-canary", "yes")])
+            .await
+            .header("x-upstream"),
+        "b"
+    );
+    assert_eq!(
+        c.get(addr, "/a", &[("x-canary", "no")])
+            .await
+            .header("x-upstream"),
+        "a"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn forwarding_headers_request_id_and_service_time() {
+    let (_a, _b, proxy, addr) = two_services(UpstreamProtocol::Http1).await;
+    let c = Client::http1();
+    let r = c
+        .get(
+            addr,
+            "/a",
+            &[
+                ("host", "example.com"),
+                ("connection", "x-hop"),
+                ("x-hop", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.header("x-seen-host"),
+        "example.com",
+        "the Host is forwarded as sent"
+    );
+    assert_eq!(r.header("x-seen-forwarded-proto"), "http");
+    assert_eq!(
+        r.header("x-seen-request-id").len(),
+        36,
+        "a request id is generated"
+    );
+    assert!(
+        r.header("x-envoy-upstream-service-time")
+            .parse::<u64>()
+            .is_ok()
+    );
+    assert_eq!(r.header("server"), "envoy");
+    let kept = c.get(addr, "/a", &[("x-request-id", "mine")]).await;
+    assert_eq!(
+        kept.header("x-seen-request-id"),
+        "mine",
+        "kept when present"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn http2_downstream_and_upstream() {
+    let (a, _b, proxy, addr) = two_services(UpstreamProtocol::Http2).await;
+    let c = Client::http2();
+    for _ in 0..5 {
+        let r = c.get(addr, "/a/h2", &[]).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.text(), "a GET /a/h2");
+        assert_eq!(r.header("x-seen-version"), "HTTP/2.0");
+        assert_eq!(r.header("x-seen-authority"), addr.to_string());
+    }
+    assert_eq!(a.accepted(), 1, "one multiplexed upstream connection");
+    // An HTTP/1.1 client on the same port is served too.
+    assert_eq!(
+        Client::http1().get(addr, "/b", &[]).await.text(),
+        "b GET /b"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstream_keep_alive_reuses_connections() {
+    let (a, _b, proxy, addr) = two_services(UpstreamProtocol::Http1).await;
+    let c = Client::http1();
+    for _ in 0..20 {
+        assert_eq!(c.get(addr, "/a", &[]).await.status, StatusCode::OK);
+    }
+    assert_eq!(a.requests(), 20);
+    assert_eq!(
+        a.accepted(),
+        1,
+        "sequential requests share one upstream connection"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn local_replies_carry_envoy_statuses() {
+    // A port that refuses connections: bind, note the address, close.
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut empty = Cluster::new_static("empty", []);
+    empty.connect_timeout = Duration::from_secs(1);
+    let routes = RouteConfiguration::new("r").with_virtual_host(
+        VirtualHost::new("all", ["*"])
+            .with_route(Route::prefix("/empty", "empty"))
+            .with_route(Route::prefix("/refused", "refused")),
+    );
+    let boot = Bootstrap::default()
+        .with_listener(listener(routes))
+        .with_cluster(empty)
+        .with_cluster(Cluster::new_static("refused", [refused]));
+    let (proxy, addr) = start(boot).await;
+    let c = Client::http1();
+    let r = c.get(addr, "/nowhere", &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = c.get(addr, "/empty", &[]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.text(), "no healthy upstream");
+    let r = c.get(addr, "/refused", &[]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        r.text().starts_with("upstream connect error or disconnect/reset before headers. reset reason: remote connection failure"),
+        "{}",
+        r.text()
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn route_timeout_gives_504() {
+    let slow = Upstream::start("slow", Behavior::Stall).await;
+    let mut route = Route::prefix("/", "slow");
+    if let Action::Route(a) = &mut route.action {
+        a.timeout = Some(Duration::from_secs(3));
+    }
+    let routes = RouteConfiguration::new("r")
+        .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(route));
+    let boot = Bootstrap::default()
+        .with_listener(listener(routes))
+        .with_cluster(Cluster::new_static("slow", [slow.addr()]));
+    let (proxy, addr) = start(boot).await;
+    let started = tokio::time::Instant::now();
+    let r = Client::http1().get(addr, "/", &[]).await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(r.text(), "upstream request timeout");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    assert_eq!(slow.requests(), 1);
+    assert_eq!(
+        proxy
+            .stats()
+            .counter(mesh_core::stats::StatName::cluster(
+                "slow",
+                "upstream_rq_timeout"
+            ))
+            .get(),
+        1
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431() {
+    let (_a, _b, proxy, addr) = two_services(UpstreamProtocol::Http1).await;
+    let big = "x".repeat(70 * 1024);
+    let req = Request::get(format!("http://{addr}/a"))
+        .header("x-big", big)
+        .body(body::empty())
+        .unwrap();
+    let r = Client::http1().send(req).await;
+    assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn unfinished_headers_are_cut_at_request_headers_timeout() {
+    let a = Upstream::start("a", Behavior::Identify).await;
+    let mut hcm = HttpConnectionManager::with_routes(
+        RouteConfiguration::new("r")
+            .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "a"))),
+    );
+    hcm.request_headers_timeout = Some(Duration::from_secs(2));
+    let boot = Bootstrap::default()
+        .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
+        .with_cluster(Cluster::new_static("a", [a.addr()]));
+    let (proxy, addr) = start(boot).await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("200"),
+        "no response to half a request"
+    );
+    assert_eq!(a.requests(), 0);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn websocket_upgrade_echoes_both_ways() {
+    // A real WebSocket echo server upstream.
+    let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = ws.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = ws.accept().await {
+            tokio::spawn(async move {
+                let mut conn = tokio_tungstenite::accept_async(s).await.unwrap();
+                while let Some(Ok(msg)) = conn.next().await {
+                    if msg.is_text() || msg.is_binary() {
+                        conn.send(msg).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let mut hcm = HttpConnectionManager::with_routes(
+        RouteConfiguration::new("r")
+            .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "ws"))),
+    );
+    hcm.upgrade_configs.push(UpgradeConfig::websocket());
+    let boot = Bootstrap::default()
+        .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
+        .with_cluster(Cluster::new_static("ws", [ws_addr]));
+    let (proxy, addr) = start(boot).await;
+
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut client, resp) = tokio_tungstenite::client_async(format!("ws://{addr}/chat"), stream)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    for i in 0..3 {
+        let text = format!("hello {i}");
+        client.send(text.clone().into()).await.unwrap();
+        let echoed = client.next().await.unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+    client.send(vec![0u8, 1, 2, 255].into()).await.unwrap();
+    assert_eq!(
+        client.next().await.unwrap().unwrap().into_data().as_ref(),
+        &[0u8, 1, 2, 255]
+    );
+    client.close(None).await.unwrap();
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn upgrades_not_configured_are_refused() {
+    let (_a, _b, proxy, addr) = two_services(UpstreamProtocol::Http1).await;
+    let r = Client::http1()
+        .get(
+            addr,
+            "/a",
+            &[("connection", "upgrade"), ("upgrade", "websocket")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn streams_a_large_body_both_ways() {
+    let echo = Upstream::start("echo", Behavior::Echo).await;
+    let routes = RouteConfiguration::new("r")
+        .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "echo")));
+    let boot = Bootstrap::default()
+        .with_listener(listener(routes))
+        .with_cluster(Cluster::new_static("echo", [echo.addr()]));
+    let (proxy, addr) = start(boot).await;
+    let payload = bytes::Bytes::from(vec![7u8; 8 * 1024 * 1024]);
+    let req = Request::post(format!("http://{addr}/up"))
+        .body(body::full(payload.clone()))
+        .unwrap();
+    let r = Client::http1().send(req).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body.len(), payload.len());
+    assert!(r.body == payload);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_config_lists_every_error_with_its_path() {
+    let routes = RouteConfiguration::new("r").with_virtual_host(
+        VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "missing")),
+    );
+    let mut bad = Cluster::new_static("dup", ["127.0.0.1:1".parse().unwrap()]);
+    bad.load_assignment.as_mut().unwrap().endpoints[0].lb_endpoints[0]
+        .address
+        .port = 0;
+    let boot = Bootstrap::default()
+        .with_listener(listener(routes))
+        .with_cluster(bad)
+        .with_cluster(Cluster::new_static("dup", []));
+    let err = Proxy::builder(boot).build().unwrap_err();
+    assert!(err.is_config());
+    let v = mesh_core::error::cause_ref::<ValidationError>(&err).expect("validation error inside");
+    let paths: Vec<&str> = v.errors.iter().map(|e| e.path.as_str()).collect();
+    assert!(paths.contains(&"listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].route.cluster"), "{paths:?}");
+    assert!(paths.contains(&"clusters[1].name"), "{paths:?}");
+    assert!(paths.contains(&"clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value"), "{paths:?}");
+}
