@@ -156,6 +156,12 @@ pub(crate) async fn serve(
         });
 
     let log = LogRecord {
+        // Only logs read request headers: copy them only when there is a log.
+        request_headers: if chain.access_logs.is_empty() {
+            http::HeaderMap::new()
+        } else {
+            parts.headers.clone()
+        },
         start: Some(SystemTime::now()),
         method: parts.method.as_str().to_owned(),
         path: parts

@@ -365,3 +365,57 @@ async fn invalid_config_lists_every_error_with_its_path() {
     assert!(paths.contains(&"clusters[1].name"), "{paths:?}");
     assert!(paths.contains(&"clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value"), "{paths:?}");
 }
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_ones() {
+    use http_body_util::BodyExt;
+    let echo = Upstream::start("echo", Behavior::Echo).await;
+    let routes = RouteConfiguration::new("r")
+        .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "echo")));
+    let boot = Bootstrap::default()
+        .with_listener(listener(routes))
+        .with_cluster(Cluster::new_static("echo", [echo.addr()]));
+    let (proxy, addr) = start(boot).await;
+
+    // A request whose body is still being sent when shutdown begins.
+    let (mut tx, rx) =
+        http_body_util::channel::Channel::<bytes::Bytes, mesh_core::BoxError>::new(1);
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("/slow").header("host", "x").body(rx).unwrap();
+    tx.send_data(bytes::Bytes::from_static(b"first "))
+        .await
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let shutdown = tokio::spawn(proxy.shutdown());
+    // New connections are refused once the listener is closed.
+    let refused = async {
+        loop {
+            match tokio::net::TcpStream::connect(addr).await {
+                Err(_) => break,
+                Ok(_) => tokio::task::yield_now().await,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), refused)
+        .await
+        .expect("listener closes");
+    assert!(
+        !shutdown.is_finished(),
+        "the in-flight request keeps the proxy draining"
+    );
+
+    tx.send_data(bytes::Bytes::from_static(b"and last"))
+        .await
+        .unwrap();
+    drop(tx);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"first and last");
+    shutdown.await.unwrap();
+}
