@@ -1,2 +1,37 @@
-//! placeholder
+//! Config formats for the mesh toolkit.
+//!
+//! `mesh-xds` translates config into the [`mesh_core::config`] model. Today that is Envoy v3
+//! files:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`envoy`] | Envoy v3 bootstrap files and bare route configurations (YAML or JSON) |
+//! | [`error`] | [`LoadError`], with the path of every problem |
+//!
+//! Istio networking YAML and the xDS client and server come later.
+//!
+//! ```
+//! let loaded = mesh_xds::envoy::parse_route_configuration(r#"
+//! virtual_hosts:
+//! - name: all
+//!   domains: ["*"]
+//!   routes:
+//!   - match: { prefix: / }
+//!     route: { cluster: web }
+//! "#)?;
+//! assert!(loaded.warnings.is_empty());
+//! assert_eq!(loaded.value.virtual_hosts[0].name, "all");
+//! # Ok::<(), mesh_xds::LoadError>(())
+//! ```
 #![forbid(unsafe_code)]
+#![deny(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+pub mod envoy;
+pub mod error;
+
+pub use error::LoadError;

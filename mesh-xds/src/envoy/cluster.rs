@@ -1,0 +1,457 @@
+//! Envoy's `Cluster`.
+
+use mesh_core::config::{
+    CircuitBreakers, Cluster, DiscoveryType, HealthCheck, HealthChecker, LbPolicy,
+    OutlierDetection, RetryBudget, RoutingPriority, Thresholds, UpstreamProtocol,
+};
+use serde_json::Value;
+
+use super::{Cx, Obj, Remap, TLS_UNSUPPORTED, UNKNOWN, endpoint, show, type_name};
+
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+pub(crate) const PRIORITIES: &[(&str, RoutingPriority)] = &[
+    ("DEFAULT", RoutingPriority::Default),
+    ("HIGH", RoutingPriority::High),
+];
+
+/// A `config.cluster.v3.Cluster`; `path` is `clusters[i]`.
+pub(crate) fn cluster(cx: &mut Cx, v: &Value, path: String, remap: &mut Remap) -> Option<Cluster> {
+    let mut o = Obj::new(cx, v, path)?;
+    let mut c = Cluster {
+        name: o.string(cx, "name").unwrap_or_default(),
+        ..Cluster::default()
+    };
+    if let Some((tv, tp)) = o.value(cx, "type") {
+        match tv.as_str() {
+            Some("STATIC") => c.discovery_type = DiscoveryType::Static,
+            Some("STRICT_DNS") => c.discovery_type = DiscoveryType::StrictDns,
+            Some("LOGICAL_DNS") => {
+                c.discovery_type = DiscoveryType::StrictDns;
+                cx.warn(tp, "LOGICAL_DNS is treated as STRICT_DNS");
+            }
+            Some("EDS") => {
+                c.discovery_type = DiscoveryType::Eds;
+                cx.warn(
+                    tp,
+                    "EDS needs an xDS source, which is not supported yet: the cluster has no endpoints",
+                );
+            }
+            Some("ORIGINAL_DST") => cx.error(tp, "ORIGINAL_DST clusters are not supported"),
+            _ => cx.error(
+                tp,
+                format!(
+                    "unsupported cluster type {}; expected STATIC, STRICT_DNS, LOGICAL_DNS or EDS",
+                    show(tv)
+                ),
+            ),
+        }
+    }
+    o.reject(cx, "cluster_type", "custom cluster types are not supported");
+    if let Some(d) = o.duration(cx, "connect_timeout") {
+        c.connect_timeout = d;
+    }
+    if let Some((lv, lp)) = o.value(cx, "lb_policy") {
+        c.lb_policy = match lv.as_str() {
+            Some("ROUND_ROBIN") => LbPolicy::RoundRobin,
+            Some("LEAST_REQUEST") => LbPolicy::LeastRequest,
+            Some("RANDOM") => LbPolicy::Random,
+            Some("RING_HASH") => LbPolicy::RingHash,
+            Some("MAGLEV") => LbPolicy::Maglev,
+            _ => {
+                cx.error(
+                    lp,
+                    format!(
+                        "unsupported lb_policy {}; expected ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH or MAGLEV",
+                        show(lv)
+                    ),
+                );
+                LbPolicy::RoundRobin
+            }
+        };
+    }
+    o.reject(
+        cx,
+        "load_balancing_policy",
+        "load_balancing_policy is not supported; use lb_policy",
+    );
+
+    let la = o.value(cx, "load_assignment");
+    let hosts = o.value(cx, "hosts");
+    match (la, hosts) {
+        (Some((lv, lp)), None) => c.load_assignment = endpoint::load_assignment(cx, lv, lp),
+        (None, Some((hv, hp))) => {
+            let model = o.path().to_owned();
+            c.load_assignment = Some(endpoint::hosts(cx, hv, &hp, &c.name, &model, remap));
+        }
+        (Some(_), Some((_, hp))) => cx.error(hp, "hosts and load_assignment are both set"),
+        (None, None) => {}
+    }
+
+    // Upstream protocol and connection settings.
+    if let Some(mut h2) = o.obj(cx, "http2_protocol_options") {
+        c.protocol = UpstreamProtocol::Http2;
+        h2.take_all();
+    }
+    o.unsupported(
+        cx,
+        "http_protocol_options",
+        "HTTP/1 protocol options are not supported yet, ignored",
+    );
+    if let Some(mut common) = o.obj(cx, "common_http_protocol_options") {
+        common_http_options(cx, &mut common, &mut c);
+        common.finish(cx);
+    }
+    if let Some(n) = o.u32(cx, "max_requests_per_connection") {
+        c.max_requests_per_connection = Some(n);
+    }
+    if let Some(mut ext) = o.obj(cx, "typed_extension_protocol_options") {
+        let entries = ext.take_all();
+        let ext_path = ext.path().to_owned();
+        for (k, v) in &entries {
+            let p = super::join(&ext_path, k);
+            if k == HTTP_PROTOCOL_OPTIONS || type_name(v) == Some(HTTP_PROTOCOL_OPTIONS) {
+                http_protocol_options(cx, v, p, &mut c);
+            } else {
+                cx.warn(p, UNKNOWN);
+            }
+        }
+    }
+
+    if let Some(mut cb) = o.obj(cx, "circuit_breakers") {
+        c.circuit_breakers = CircuitBreakers {
+            thresholds: cb
+                .list(cx, "thresholds")
+                .into_iter()
+                .filter_map(|(tv, tp)| thresholds(cx, tv, tp))
+                .collect(),
+        };
+        cb.unsupported(
+            cx,
+            "per_host_thresholds",
+            "per-host circuit breakers are not supported yet, ignored",
+        );
+        cb.finish(cx);
+    }
+    if let Some((ov, op)) = o.value(cx, "outlier_detection") {
+        c.outlier_detection = outlier_detection(cx, ov, op);
+    }
+    for (hv, hp) in o.list(cx, "health_checks") {
+        if let Some(hc) = health_check(cx, hv, hp) {
+            c.health_checks.push(hc);
+        }
+    }
+    if let Some(mut common) = o.obj(cx, "common_lb_config") {
+        if let Some(t) = common.f64(cx, "healthy_panic_threshold") {
+            c.healthy_panic_threshold = t;
+        }
+        common.finish(cx);
+    }
+    if let Some(mut lr) = o.obj(cx, "least_request_lb_config") {
+        if let Some(n) = lr.u32(cx, "choice_count") {
+            c.least_request.choice_count = n;
+        }
+        if let Some(mut bias) = lr.obj(cx, "active_request_bias") {
+            if let Some(b) = bias.f64(cx, "default_value") {
+                c.least_request.active_request_bias = b;
+            }
+            bias.ignore(cx, "runtime_key");
+            bias.finish(cx);
+        }
+        lr.finish(cx);
+    }
+    if let Some(mut rh) = o.obj(cx, "ring_hash_lb_config") {
+        if let Some(n) = rh.u64(cx, "minimum_ring_size") {
+            c.ring_hash.minimum_ring_size = n;
+        }
+        if let Some(n) = rh.u64(cx, "maximum_ring_size") {
+            c.ring_hash.maximum_ring_size = n;
+        }
+        if let Some((hv, hp)) = rh.value(cx, "hash_function")
+            && hv.as_str() != Some("XX_HASH")
+        {
+            cx.warn(hp, "only XX_HASH is supported; using XX_HASH");
+        }
+        rh.finish(cx);
+    }
+    if let Some(mut mg) = o.obj(cx, "maglev_lb_config") {
+        if let Some(n) = mg.u64(cx, "table_size") {
+            c.maglev_table_size = n;
+        }
+        mg.finish(cx);
+    }
+    if let Some(d) = o.duration(cx, "dns_refresh_rate") {
+        c.dns_refresh_rate = d;
+    }
+    if let Some(mut eds) = o.obj(cx, "eds_cluster_config") {
+        c.eds_service_name = eds.string(cx, "service_name");
+        // The warning on `type: EDS` already says that there is no xDS source.
+        eds.ignore(cx, "eds_config");
+        eds.finish(cx);
+    }
+    o.unsupported(cx, "transport_socket", TLS_UNSUPPORTED);
+    o.unsupported(cx, "transport_socket_matches", TLS_UNSUPPORTED);
+    o.finish(cx);
+    Some(c)
+}
+
+fn common_http_options(cx: &mut Cx, o: &mut Obj<'_>, c: &mut Cluster) {
+    if let Some(d) = o.duration(cx, "idle_timeout") {
+        c.idle_timeout = d;
+    }
+    if let Some(n) = o.u32(cx, "max_requests_per_connection") {
+        c.max_requests_per_connection = Some(n);
+    }
+}
+
+/// `envoy.extensions.upstreams.http.v3.HttpProtocolOptions`.
+fn http_protocol_options(cx: &mut Cx, v: &Value, path: String, c: &mut Cluster) {
+    let Some(mut o) = Obj::new(cx, v, path) else {
+        return;
+    };
+    o.ignore(cx, "@type");
+    if let Some(mut common) = o.obj(cx, "common_http_protocol_options") {
+        common_http_options(cx, &mut common, c);
+        common.finish(cx);
+    }
+    if let Some(mut explicit) = o.obj(cx, "explicit_http_config") {
+        if let Some(mut h2) = explicit.obj(cx, "http2_protocol_options") {
+            c.protocol = UpstreamProtocol::Http2;
+            h2.take_all();
+        }
+        if let Some(mut h1) = explicit.obj(cx, "http_protocol_options") {
+            c.protocol = UpstreamProtocol::Http1;
+            h1.take_all();
+        }
+        explicit.reject(
+            cx,
+            "http3_protocol_options",
+            "HTTP/3 upstreams are not supported",
+        );
+        explicit.finish(cx);
+    }
+    o.unsupported(
+        cx,
+        "use_downstream_protocol_config",
+        "use_downstream_protocol_config is not supported yet; the upstream uses HTTP/1.1",
+    );
+    o.unsupported(
+        cx,
+        "auto_config",
+        "auto_config is not supported yet; the upstream uses HTTP/1.1",
+    );
+    o.finish(cx);
+}
+
+fn thresholds(cx: &mut Cx, v: &Value, path: String) -> Option<Thresholds> {
+    let mut o = Obj::new(cx, v, path)?;
+    let mut t = Thresholds::default();
+    if let Some(p) = o.enumeration(cx, "priority", PRIORITIES) {
+        t.priority = p;
+    }
+    if let Some(n) = o.u32(cx, "max_connections") {
+        t.max_connections = n;
+    }
+    if let Some(n) = o.u32(cx, "max_pending_requests") {
+        t.max_pending_requests = n;
+    }
+    if let Some(n) = o.u32(cx, "max_requests") {
+        t.max_requests = n;
+    }
+    if let Some(n) = o.u32(cx, "max_retries") {
+        t.max_retries = n;
+    }
+    if let Some(mut rb) = o.obj(cx, "retry_budget") {
+        let mut b = RetryBudget::default();
+        if let Some(p) = rb.f64(cx, "budget_percent") {
+            b.budget_percent = p;
+        }
+        if let Some(n) = rb.u32(cx, "min_retry_concurrency") {
+            b.min_retry_concurrency = n;
+        }
+        rb.finish(cx);
+        t.retry_budget = Some(b);
+    }
+    if let Some(b) = o.bool(cx, "track_remaining") {
+        t.track_remaining = b;
+    }
+    o.finish(cx);
+    Some(t)
+}
+
+fn outlier_detection(cx: &mut Cx, v: &Value, path: String) -> Option<OutlierDetection> {
+    let mut o = Obj::new(cx, v, path)?;
+    let mut od = OutlierDetection::default();
+    let u32_fields: [(&str, &mut u32); 15] = [
+        ("consecutive_5xx", &mut od.consecutive_5xx),
+        (
+            "consecutive_gateway_failure",
+            &mut od.consecutive_gateway_failure,
+        ),
+        (
+            "consecutive_local_origin_failure",
+            &mut od.consecutive_local_origin_failure,
+        ),
+        ("max_ejection_percent", &mut od.max_ejection_percent),
+        (
+            "enforcing_consecutive_5xx",
+            &mut od.enforcing_consecutive_5xx,
+        ),
+        (
+            "enforcing_consecutive_gateway_failure",
+            &mut od.enforcing_consecutive_gateway_failure,
+        ),
+        (
+            "enforcing_consecutive_local_origin_failure",
+            &mut od.enforcing_consecutive_local_origin_failure,
+        ),
+        ("enforcing_success_rate", &mut od.enforcing_success_rate),
+        (
+            "success_rate_minimum_hosts",
+            &mut od.success_rate_minimum_hosts,
+        ),
+        (
+            "success_rate_request_volume",
+            &mut od.success_rate_request_volume,
+        ),
+        (
+            "success_rate_stdev_factor",
+            &mut od.success_rate_stdev_factor,
+        ),
+        (
+            "failure_percentage_threshold",
+            &mut od.failure_percentage_threshold,
+        ),
+        (
+            "enforcing_failure_percentage",
+            &mut od.enforcing_failure_percentage,
+        ),
+        (
+            "failure_percentage_minimum_hosts",
+            &mut od.failure_percentage_minimum_hosts,
+        ),
+        (
+            "failure_percentage_request_volume",
+            &mut od.failure_percentage_request_volume,
+        ),
+    ];
+    for (key, slot) in u32_fields {
+        if let Some(n) = o.u32(cx, key) {
+            *slot = n;
+        }
+    }
+    if let Some(d) = o.duration(cx, "interval") {
+        od.interval = d;
+    }
+    if let Some(d) = o.duration(cx, "base_ejection_time") {
+        od.base_ejection_time = d;
+    }
+    if let Some(d) = o.duration(cx, "max_ejection_time") {
+        od.max_ejection_time = d;
+    }
+    if let Some(b) = o.bool(cx, "split_external_local_origin_errors") {
+        od.split_external_local_origin_errors = b;
+    }
+    o.finish(cx);
+    Some(od)
+}
+
+fn health_check(cx: &mut Cx, v: &Value, path: String) -> Option<HealthCheck> {
+    let mut o = Obj::new(cx, v, path)?;
+    let timeout = o.duration(cx, "timeout");
+    let interval = o.duration(cx, "interval");
+    let unhealthy = o.u32(cx, "unhealthy_threshold");
+    let healthy = o.u32(cx, "healthy_threshold");
+    let mut checker = None;
+    if let Some(mut h) = o.obj(cx, "http_health_check") {
+        let path = h.string(cx, "path");
+        let host = h.string(cx, "host").filter(|s| !s.is_empty());
+        let mut expected = Vec::new();
+        for (rv, rp) in h.list(cx, "expected_statuses") {
+            let Some(mut r) = Obj::new(cx, rv, rp) else {
+                continue;
+            };
+            let start = r.i64(cx, "start").unwrap_or(0);
+            let end = r.i64(cx, "end").unwrap_or(0);
+            let rp = r.path().to_owned();
+            r.finish(cx);
+            match (u16::try_from(start), u16::try_from(end)) {
+                (Ok(s), Ok(e)) if (100..=600).contains(&s) && s < e && e <= 600 => {
+                    expected.push((s, e));
+                }
+                _ => cx.error(
+                    rp,
+                    format!(
+                        "status range [{start}, {end}) must lie within [100, 600) and not be empty"
+                    ),
+                ),
+            }
+        }
+        h.unsupported(cx, "codec_client_type", UNKNOWN);
+        let hp = h.path().to_owned();
+        h.finish(cx);
+        match path {
+            Some(path) if !path.is_empty() => {
+                checker = Some(HealthChecker::Http {
+                    path,
+                    host,
+                    expected_statuses: expected,
+                });
+            }
+            _ => cx.error(super::join(&hp, "path"), "path is required"),
+        }
+    }
+    if let Some(mut t) = o.obj(cx, "tcp_health_check") {
+        t.unsupported(
+            cx,
+            "send",
+            "TCP health check payloads are not supported yet; the check only connects",
+        );
+        t.unsupported(
+            cx,
+            "receive",
+            "TCP health check payloads are not supported yet; the check only connects",
+        );
+        t.finish(cx);
+        checker = Some(HealthChecker::Tcp);
+    }
+    o.reject(
+        cx,
+        "grpc_health_check",
+        "gRPC health checks are not supported yet",
+    );
+    o.reject(
+        cx,
+        "custom_health_check",
+        "custom health checks are not supported",
+    );
+    let p = o.path().to_owned();
+    o.finish(cx);
+    let mut missing =
+        |field: &str| cx.error(super::join(&p, field), format!("{field} is required"));
+    if timeout.is_none() {
+        missing("timeout");
+    }
+    if interval.is_none() {
+        missing("interval");
+    }
+    if unhealthy.is_none() {
+        missing("unhealthy_threshold");
+    }
+    if healthy.is_none() {
+        missing("healthy_threshold");
+    }
+    if checker.is_none() {
+        cx.error(
+            p,
+            "one of http_health_check or tcp_health_check is required",
+        );
+    }
+    Some(HealthCheck {
+        timeout: timeout?,
+        interval: interval?,
+        unhealthy_threshold: unhealthy?,
+        healthy_threshold: healthy?,
+        checker: checker?,
+    })
+}

@@ -1,0 +1,459 @@
+//! Envoy's `Listener`, filter chains and the HTTP connection manager.
+
+use std::net::{IpAddr, SocketAddr};
+
+use mesh_core::config::{
+    AccessLog, AccessLogSink, CidrRange, CodecType, FilterChain, FilterChainMatch,
+    HttpConnectionManager, HttpFilterConfig, Listener, ROUTER_FILTER, RouteSource,
+};
+use serde_json::Value;
+
+use super::{
+    Cx, Obj, Remap, TLS_UNSUPPORTED, UNKNOWN, endpoint, join, peek, route, show, type_name,
+};
+
+const HCM: &str =
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const HCM_NAME: &str = "envoy.filters.network.http_connection_manager";
+const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
+const STDOUT_LOG: &str = "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
+const STDERR_LOG: &str = "envoy.extensions.access_loggers.stream.v3.StderrAccessLog";
+const FILE_LOG: &str = "envoy.extensions.access_loggers.file.v3.FileAccessLog";
+
+/// A `config.listener.v3.Listener`; `path` is `listeners[i]`.
+pub(crate) fn listener(
+    cx: &mut Cx,
+    v: &Value,
+    path: String,
+    remap: &mut Remap,
+) -> Option<Listener> {
+    let mut o = Obj::new(cx, v, path)?;
+    let name = o.string(cx, "name");
+    let address = match o.value(cx, "address") {
+        Some((av, ap)) => ip_address(cx, av, ap),
+        None => {
+            cx.error(o.child("address"), "address is required");
+            None
+        }
+    };
+    let lp = o.path().to_owned();
+    let mut filter_chains = Vec::new();
+    for (cv, cp) in o.list(cx, "filter_chains") {
+        if let Some(fc) = filter_chain(cx, cv, cp.clone()) {
+            remap.add(at_chain(&lp, filter_chains.len()), cp);
+            filter_chains.push(fc);
+        }
+    }
+    if let Some((cv, cp)) = o.value(cx, "default_filter_chain") {
+        // Envoy uses it when no chain matches: as the last chain (matching everything) it
+        // serves the same connections.
+        if let Some(mut fc) = filter_chain(cx, cv, cp.clone()) {
+            fc.filter_chain_match = FilterChainMatch::default();
+            remap.add(at_chain(&lp, filter_chains.len()), cp);
+            filter_chains.push(fc);
+        }
+    }
+    o.unsupported(
+        cx,
+        "listener_filters",
+        "listener filters are not supported yet, ignored",
+    );
+    o.reject(cx, "udp_listener_config", "UDP listeners are not supported");
+    o.reject(
+        cx,
+        "internal_listener",
+        "internal listeners are not supported",
+    );
+    o.reject(cx, "api_listener", "API listeners are not supported");
+    o.finish(cx);
+    let address = address?;
+    Some(Listener {
+        // Envoy names unnamed listeners itself; the address is unique among listeners.
+        name: name
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("{}_{}", address.ip(), address.port())),
+        address,
+        filter_chains,
+    })
+}
+
+fn at_chain(listener: &str, k: usize) -> String {
+    format!("{listener}.filter_chains[{k}]")
+}
+
+/// An `Address` whose `socket_address` must hold an IP literal.
+pub(crate) fn ip_address(cx: &mut Cx, v: &Value, path: String) -> Option<SocketAddr> {
+    let a = endpoint::socket_address(cx, v, path.clone())?;
+    match a.host.parse::<IpAddr>() {
+        Ok(ip) => Some(SocketAddr::new(ip, a.port)),
+        Err(_) => {
+            cx.error(
+                join(&path, "socket_address.address"),
+                format!("{:?} is not an IP address", a.host),
+            );
+            None
+        }
+    }
+}
+
+/// A filter chain, or `None` (with a warning) when it cannot be served here.
+fn filter_chain(cx: &mut Cx, v: &Value, path: String) -> Option<FilterChain> {
+    let mut o = Obj::new(cx, v, path)?;
+    let filters = o.list(cx, "filters");
+    // Classify first: a chain with a network filter other than the connection manager is
+    // skipped whole, with one warning per such filter and nothing else reported inside it.
+    let mut skip = false;
+    for (fv, fp) in &filters {
+        let name = peek(fv, "name").and_then(Value::as_str).unwrap_or("");
+        let ty = peek(fv, "typed_config").and_then(type_name);
+        let is_hcm = ty == Some(HCM) || (ty.is_none() && name == HCM_NAME);
+        if !is_hcm {
+            cx.warn(
+                fp.clone(),
+                format!(
+                    "network filter {:?} is not supported yet (only the HTTP connection manager is); filter chain skipped",
+                    ty.unwrap_or(name)
+                ),
+            );
+            skip = true;
+        }
+    }
+    if filters.len() > 1 && !skip {
+        cx.error(
+            o.child("filters"),
+            "only one HTTP connection manager per filter chain is allowed",
+        );
+    }
+    if skip {
+        return None;
+    }
+    let Some((fv, fp)) = filters.into_iter().next() else {
+        cx.warn(
+            o.child("filters"),
+            "a filter chain without the HTTP connection manager is not supported yet; filter chain skipped",
+        );
+        return None;
+    };
+    let filter_chain_match = match o.obj(cx, "filter_chain_match") {
+        Some(m) => chain_match(cx, m),
+        None => FilterChainMatch::default(),
+    };
+    o.unsupported(cx, "transport_socket", TLS_UNSUPPORTED);
+    o.ignore(cx, "name");
+    o.finish(cx);
+
+    let mut f = Obj::new(cx, fv, fp)?;
+    f.ignore(cx, "name");
+    let hcm = match f.value(cx, "typed_config") {
+        Some((tv, tp)) => http_connection_manager(cx, tv, tp),
+        None => {
+            cx.error(f.child("typed_config"), "typed_config is required");
+            None
+        }
+    };
+    f.finish(cx);
+    Some(FilterChain {
+        filter_chain_match,
+        http_connection_manager: hcm?,
+    })
+}
+
+fn chain_match(cx: &mut Cx, mut o: Obj<'_>) -> FilterChainMatch {
+    let m = FilterChainMatch {
+        destination_port: o.u16(cx, "destination_port"),
+        server_names: o.strings(cx, "server_names"),
+        transport_protocol: o.string(cx, "transport_protocol"),
+        application_protocols: o.strings(cx, "application_protocols"),
+    };
+    o.finish(cx);
+    m
+}
+
+const CODECS: &[(&str, CodecType)] = &[
+    ("AUTO", CodecType::Auto),
+    ("HTTP1", CodecType::Http1),
+    ("HTTP2", CodecType::Http2),
+];
+
+fn http_connection_manager(cx: &mut Cx, v: &Value, path: String) -> Option<HttpConnectionManager> {
+    let mut o = Obj::new(cx, v, path)?;
+    o.ignore(cx, "@type");
+    let mut h = HttpConnectionManager::default();
+    match o.string(cx, "stat_prefix") {
+        Some(s) if !s.is_empty() => h.stat_prefix = s,
+        _ => cx.error(o.child("stat_prefix"), "stat_prefix is required"),
+    }
+    if let Some((cv, cp)) = o.value(cx, "codec_type") {
+        if cv.as_str() == Some("HTTP3") {
+            cx.error(cp, "HTTP/3 is not supported");
+        } else if let Some(c) = super::as_enum(cx, cv, &cp, CODECS) {
+            h.codec_type = c;
+        }
+    }
+    let route_config = o.value(cx, "route_config");
+    let rds = o.obj(cx, "rds");
+    o.reject(cx, "scoped_routes", "scoped routes are not supported");
+    match (route_config, rds) {
+        (Some((rv, rp)), None) => {
+            h.route = RouteSource::RouteConfig(route::route_configuration(cx, rv, &rp));
+        }
+        (None, Some(mut rds)) => {
+            let name = rds.string(cx, "route_config_name").unwrap_or_default();
+            rds.ignore(cx, "config_source");
+            cx.warn(
+                rds.path(),
+                "RDS is not supported yet: the route configuration must be given inline",
+            );
+            rds.finish(cx);
+            h.route = RouteSource::Rds(name);
+        }
+        (Some(_), Some(_)) => cx.error(o.path(), "route_config and rds are both set"),
+        (None, None) => {
+            if !o.has("scoped_routes") {
+                cx.error(o.path(), "one of route_config or rds is required");
+            }
+        }
+    }
+    http_filters(cx, &mut o, &mut h);
+    if let Some(n) = o.u32(cx, "max_request_headers_kb") {
+        h.max_request_headers_kb = n;
+    }
+    h.request_headers_timeout = o.duration(cx, "request_headers_timeout");
+    if let Some(d) = o.duration(cx, "stream_idle_timeout") {
+        h.stream_idle_timeout = d;
+    }
+    if let Some(mut c) = o.obj(cx, "common_http_protocol_options") {
+        if let Some(d) = c.duration(cx, "idle_timeout") {
+            h.idle_timeout = d;
+        }
+        h.max_requests_per_connection = c.u32(cx, "max_requests_per_connection");
+        h.max_connection_duration = c.duration(cx, "max_connection_duration");
+        c.finish(cx);
+    }
+    h.use_remote_address = o.bool(cx, "use_remote_address").unwrap_or(false);
+    h.xff_num_trusted_hops = o.u32(cx, "xff_num_trusted_hops").unwrap_or(0);
+    if let Some(mut iac) = o.obj(cx, "internal_address_config") {
+        for (rv, rp) in iac.list(cx, "cidr_ranges") {
+            if let Some(r) = cidr_range(cx, rv, rp) {
+                h.internal_address_config.cidr_ranges.push(r);
+            }
+        }
+        iac.unsupported(
+            cx,
+            "unix_sockets",
+            "Unix domain sockets are not supported, ignored",
+        );
+        iac.finish(cx);
+    }
+    h.preserve_external_request_id = o.bool(cx, "preserve_external_request_id").unwrap_or(false);
+    h.generate_request_id = o.bool(cx, "generate_request_id").unwrap_or(true);
+    h.upgrade_configs = route::upgrade_configs(cx, &mut o);
+    h.strip_any_host_port = o.bool(cx, "strip_any_host_port").unwrap_or(false);
+    h.strip_matching_host_port = o.bool(cx, "strip_matching_host_port").unwrap_or(false);
+    if let Some(s) = o.string(cx, "server_name") {
+        h.server_name = s;
+    }
+    for (lv, lp) in o.list(cx, "access_log") {
+        if let Some(l) = access_log(cx, lv, lp) {
+            h.access_log.push(l);
+        }
+    }
+    o.unsupported(cx, "tracing", "tracing is not supported yet, ignored");
+    o.finish(cx);
+    Some(h)
+}
+
+fn cidr_range(cx: &mut Cx, v: &Value, path: String) -> Option<CidrRange> {
+    let mut o = Obj::new(cx, v, path)?;
+    let prefix = o.string(cx, "address_prefix");
+    let len = o.u32(cx, "prefix_len").unwrap_or(0);
+    let ap = o.child("address_prefix");
+    let lp = o.child("prefix_len");
+    o.finish(cx);
+    let ip = match prefix.as_deref().map(str::parse::<IpAddr>) {
+        Some(Ok(ip)) => ip,
+        Some(Err(_)) => {
+            cx.error(
+                ap,
+                format!("{:?} is not an IP address", prefix.unwrap_or_default()),
+            );
+            return None;
+        }
+        None => {
+            cx.error(ap, "address_prefix is required");
+            return None;
+        }
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        cx.error(lp, format!("{len} is longer than the address ({max} bits)"));
+        return None;
+    }
+    Some(CidrRange {
+        address_prefix: ip,
+        prefix_len: u8::try_from(len).ok()?,
+    })
+}
+
+fn http_filters(cx: &mut Cx, o: &mut Obj<'_>, h: &mut HttpConnectionManager) {
+    let Some((lv, lp)) = o.value(cx, "http_filters") else {
+        return;
+    };
+    let list = super::as_list(cx, lv, &lp);
+    let n = list.len();
+    let mut saw_router = false;
+    for (i, (fv, fp)) in list.into_iter().enumerate() {
+        let Some(mut f) = Obj::new(cx, fv, fp) else {
+            continue;
+        };
+        let name = f.string(cx, "name").unwrap_or_default();
+        let disabled = f.bool(cx, "disabled").unwrap_or(false);
+        f.ignore(cx, "is_optional");
+        f.unsupported(
+            cx,
+            "config_discovery",
+            "filter config discovery (ECDS) is not supported yet, ignored",
+        );
+        let tc = f.value(cx, "typed_config");
+        let is_router = match tc {
+            Some((tv, _)) => type_name(tv) == Some(ROUTER),
+            None => name == ROUTER_FILTER,
+        };
+        if is_router {
+            saw_router = true;
+            if i + 1 != n {
+                cx.error(f.path(), "the router filter must be the last HTTP filter");
+            }
+            if let Some((tv, tp)) = tc
+                && let Some(mut r) = Obj::new(cx, tv, tp)
+            {
+                r.ignore(cx, "@type");
+                h.suppress_envoy_headers = r.bool(cx, "suppress_envoy_headers").unwrap_or(false);
+                r.finish(cx);
+            }
+            f.finish(cx);
+            continue;
+        }
+        let (config, type_url) = match tc {
+            Some((tv, tp)) => route::any_config(cx, tv, &tp).unwrap_or((Value::Null, None)),
+            None => (Value::Null, None),
+        };
+        f.finish(cx);
+        h.http_filters.push(HttpFilterConfig {
+            name,
+            config,
+            type_url,
+            disabled,
+        });
+    }
+    if !saw_router && n > 0 {
+        cx.warn(
+            lp,
+            "no router filter (envoy.filters.http.router); the router runs after these filters anyway",
+        );
+    }
+}
+
+fn access_log(cx: &mut Cx, v: &Value, path: String) -> Option<AccessLog> {
+    let mut o = Obj::new(cx, v, path)?;
+    let name = o.string(cx, "name").unwrap_or_default();
+    o.unsupported(
+        cx,
+        "filter",
+        "access log filters are not supported yet; every request is logged",
+    );
+    let tc = o.value(cx, "typed_config");
+    let p = o.path().to_owned();
+    o.finish(cx);
+    let kind = match tc {
+        Some((tv, _)) => type_name(tv).unwrap_or("").to_owned(),
+        None => match name.as_str() {
+            "envoy.access_loggers.stdout" => STDOUT_LOG.to_owned(),
+            "envoy.access_loggers.stderr" => STDERR_LOG.to_owned(),
+            _ => name.clone(),
+        },
+    };
+    if ![STDOUT_LOG, STDERR_LOG, FILE_LOG].contains(&kind.as_str()) {
+        cx.warn(
+            p,
+            format!(
+                "access logger {:?} is not supported (only stdout, stderr and file are); ignored",
+                if kind.is_empty() { &name } else { &kind }
+            ),
+        );
+        return None;
+    }
+    let mut format = None;
+    let mut file = None;
+    if let Some((tv, tp)) = tc {
+        let mut t = Obj::new(cx, tv, tp)?;
+        t.ignore(cx, "@type");
+        if kind == FILE_LOG {
+            file = t.string(cx, "path");
+            format = t.string(cx, "format");
+            t.unsupported(
+                cx,
+                "json_format",
+                "JSON access log formats are not supported yet; using the default format",
+            );
+            t.unsupported(
+                cx,
+                "typed_json_format",
+                "JSON access log formats are not supported yet; using the default format",
+            );
+        }
+        if let Some(mut lf) = t.obj(cx, "log_format") {
+            if let Some(f) = log_format(cx, &mut lf) {
+                format = Some(f);
+            }
+            lf.finish(cx);
+        }
+        t.finish(cx);
+    }
+    let sink = match kind.as_str() {
+        STDOUT_LOG => AccessLogSink::Stdout,
+        STDERR_LOG => AccessLogSink::Stderr,
+        _ => match file {
+            Some(f) if !f.is_empty() => AccessLogSink::File(f),
+            _ => {
+                cx.error(join(&p, "typed_config.path"), "path is required");
+                return None;
+            }
+        },
+    };
+    Some(AccessLog { sink, format })
+}
+
+/// A `SubstitutionFormatString`: the text format, when it has one.
+fn log_format(cx: &mut Cx, o: &mut Obj<'_>) -> Option<String> {
+    let mut out = o.string(cx, "text_format");
+    if let Some(mut src) = o.obj(cx, "text_format_source") {
+        if let Some(s) = src.string(cx, "inline_string") {
+            out = Some(s);
+        }
+        src.unsupported(
+            cx,
+            "filename",
+            "reading the format from a file is not supported; using the default format",
+        );
+        src.finish(cx);
+    }
+    o.unsupported(
+        cx,
+        "json_format",
+        "JSON access log formats are not supported yet; using the default format",
+    );
+    o.unsupported(cx, "formatters", UNKNOWN);
+    if let Some((ov, op)) = o.value(cx, "omit_empty_values")
+        && ov.as_bool() == Some(true)
+    {
+        cx.warn(op, "omit_empty_values is not supported yet, ignored");
+    }
+    if let Some((cv, cp)) = o.value(cx, "content_type") {
+        cx.warn(
+            cp,
+            format!("content_type {} is not used, ignored", show(cv)),
+        );
+    }
+    out
+}
