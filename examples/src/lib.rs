@@ -1,1 +1,15 @@
-//! Examples.
+//! Runnable examples of the mesh toolkit, and the pieces the `mesh-proxy` binary's demo uses.
+//!
+//! - [`demo`]: small upstream services on loopback and the embedded demo config;
+//! - [`api_key`]: the filter of the `custom-filter` example (a user's own filter, registered by
+//!   name and configured from YAML).
+#![forbid(unsafe_code)]
+#![deny(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+pub mod api_key;
+pub mod demo;

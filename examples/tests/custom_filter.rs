@@ -1,0 +1,62 @@
+//! The custom-filter example's shape: a user's filter registered by name and configured from
+//! the YAML file that names it.
+
+use http::StatusCode;
+use mesh_examples::api_key::ApiKey;
+use mesh_proxy::test_util::{Behavior, Client, Upstream};
+
+#[tokio::test]
+async fn a_filter_named_in_yaml_runs_with_its_config() {
+    let upstream = Upstream::start("api", Behavior::Identify).await;
+    let yaml = include_str!("../custom-filter/proxy.yaml")
+        .replace("${UPSTREAM_PORT}", &upstream.addr().port().to_string())
+        .replace("port_value: 10001", "port_value: 0");
+    let bootstrap = mesh_xds::envoy::parse_bootstrap(&yaml)
+        .unwrap()
+        .strict()
+        .unwrap();
+
+    // Without the factory, the name is unknown and the config is rejected with its path.
+    let err = mesh_proxy::Proxy::builder(bootstrap.clone())
+        .build()
+        .unwrap_err();
+    let msg = std::error::Error::source(&err).unwrap().to_string();
+    assert!(
+        msg.contains("http_filters[0]") && msg.contains("acme.api_key"),
+        "{msg}"
+    );
+
+    let running = mesh_proxy::Proxy::builder(bootstrap)
+        .filter(ApiKey::NAME, ApiKey::from_config)
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let addr = running.listener_addr("http").unwrap();
+    let c = Client::http1();
+    let denied = c.get(addr, "/x", &[]).await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(denied.text(), "missing or unknown API key\n");
+    assert_eq!(
+        c.get(addr, "/x", &[("x-api-key", "wrong")]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        upstream.requests(),
+        0,
+        "rejected requests never reach the upstream"
+    );
+
+    let ok = c.get(addr, "/x", &[("x-api-key", "secret-2")]).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.text(), "api GET /x");
+    assert_eq!(ok.header("x-checked-by"), "acme.api_key");
+    running.shutdown().await;
+}
+
+#[test]
+fn bad_filter_config_names_the_field() {
+    let err = ApiKey::from_config(&serde_json::json!({"header": "x-api-key"})).unwrap_err();
+    assert_eq!(err.to_string(), "`keys` is required and must be a list");
+}

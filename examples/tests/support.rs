@@ -1,0 +1,106 @@
+//! Running the `mesh-proxy` binary as a subprocess.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `mesh-proxy` process whose stdout lines arrive on a channel.
+pub(crate) struct ProxyProcess {
+    pub(crate) child: Child,
+    pub(crate) lines: mpsc::Receiver<String>,
+}
+
+impl ProxyProcess {
+    pub(crate) fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mesh-proxy");
+        let stdout: ChildStdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Reads lines until one satisfies `f`, returning every line read. Fails after 60 s
+    /// (a readiness signal that never comes), never sleeps to synchronise.
+    pub(crate) fn read_until(&self, mut f: impl FnMut(&str) -> bool) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(l) => {
+                    let done = f(&l);
+                    seen.push(l);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(e) => {
+                    panic!("mesh-proxy did not print the expected line ({e}); saw: {seen:#?}")
+                }
+            }
+        }
+    }
+
+    /// Waits for `ready` and returns the address of the listener named `name`.
+    pub(crate) fn wait_ready(&self, name: &str) -> (SocketAddr, Vec<String>) {
+        let lines = self.read_until(|l| l == "mesh-proxy: ready");
+        let prefix = format!("mesh-proxy: listener {name} on ");
+        let addr = lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no listener line in {lines:#?}"))
+            .parse()
+            .expect("listener address");
+        (addr, lines)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        self.child.wait().expect("wait for mesh-proxy")
+    }
+
+    /// A field of /proc/PID/status in KiB (VmRSS, VmHWM).
+    pub(crate) fn proc_kib(&self, field: &str) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        s.lines()
+            .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `text` to a fresh file in the temp dir and returns its path.
+pub(crate) fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mesh-examples-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write temp file");
+    path
+}
