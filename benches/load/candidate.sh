@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Starts mesh-proxy as the candidate of ../shared/bench/proxy-compare.sh: writes the bench
+# config from the script's environment (CANDIDATE_PORT, UPSTREAM_ADDR) and runs the release
+# binary in the foreground.
+#
+#   cargo build --release -p mesh-examples --bin mesh-proxy
+#   CANDIDATE_CMD="$PWD/benches/load/candidate.sh" CANDIDATE_PORT=18090 CANDIDATE_H2=1 \
+#     ROUNDS=3 ../shared/bench/proxy-compare.sh
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cfg="$(mktemp --suffix=.yaml)"
+sed -e "s/\${CANDIDATE_PORT}/${CANDIDATE_PORT:?}/" \
+    -e "s/\${UPSTREAM_PORT}/${UPSTREAM_ADDR##*:}/" "$here/bench.yaml" > "$cfg"
+exec "${MESH_PROXY_BIN:-$root/target/release/mesh-proxy}" --config "$cfg" --no-access-log
