@@ -176,26 +176,14 @@ pub(crate) fn compile(
                 }
                 None => None, // reported by validation
             };
+            // The router runs after the chain; a router entry (allowed last) is not a filter.
             let mut filters = Vec::new();
-            let n = hcm.http_filters.len();
             for (j, f) in hcm.http_filters.iter().enumerate() {
                 let is_router = f.name == ROUTER_FILTER
                     || f.type_url.as_deref().is_some_and(|t| {
                         t.ends_with("envoy.extensions.filters.http.router.v3.Router")
                     });
-                if is_router {
-                    continue;
-                }
-                if j + 1 == n {
-                    err(
-                        format!("{p}.http_filters[{j}]"),
-                        format!(
-                            "the last HTTP filter must be {ROUTER_FILTER}, found {:?}",
-                            f.name
-                        ),
-                    );
-                }
-                if f.disabled {
+                if is_router || f.disabled {
                     continue;
                 }
                 match registry.build(f) {

@@ -127,7 +127,7 @@ pub(crate) async fn serve(
     if chain.hcm.strip_any_host_port || chain.hcm.strip_matching_host_port {
         strip_host_port(&mut parts, &chain, conn.local.port());
     }
-    headers::sanitize_request(
+    let downstream = headers::sanitize_request(
         &mut parts.headers,
         &chain.hcm,
         &chain.internal_only,
@@ -170,7 +170,11 @@ pub(crate) async fn serve(
             .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned()),
         authority: authority(&parts).unwrap_or_default().to_owned(),
         protocol,
-        downstream_remote: Some(conn.remote),
+        downstream_remote: Some(if downstream.client == conn.remote.ip().to_canonical() {
+            conn.remote
+        } else {
+            SocketAddr::new(downstream.client, 0)
+        }),
         ..LogRecord::default()
     };
     let mut cx = RequestCtx {

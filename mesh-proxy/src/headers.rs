@@ -1,7 +1,7 @@
 //! Header rules of the HTTP connection manager: hop-by-hop removal, forwarding headers,
 //! request ids and the trust rules for `x-envoy-*` control headers (SEMANTICS.md §3.13).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use mesh_core::config::HttpConnectionManager;
@@ -36,15 +36,27 @@ pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwa
 pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(crate) static X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");
+pub(crate) static X_ENVOY_EXTERNAL_ADDRESS: HeaderName =
+    HeaderName::from_static("x-envoy-external-address");
 pub(crate) static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
     HeaderName::from_static("x-envoy-upstream-service-time");
 pub(crate) static X_ENVOY_ORIGINAL_PATH: HeaderName =
     HeaderName::from_static("x-envoy-original-path");
 pub(crate) static X_ENVOY_OVERLOADED: HeaderName = HeaderName::from_static("x-envoy-overloaded");
 
-/// Applies the connection manager's header rules to a downstream request. Returns whether the
-/// request is internal (then it carries `x-envoy-internal: true` and keeps its control
-/// headers; otherwise they are gone, so later stages can trust what is left).
+/// What [`sanitize_request`] found out about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Downstream {
+    /// Internal: it carries `x-envoy-internal: true` and keeps its control headers. For any
+    /// other request they are gone, so later stages can trust what is left.
+    pub(crate) internal: bool,
+    /// The trusted client address: the peer, or the entry of `x-forwarded-for` that
+    /// `xff_num_trusted_hops` points at.
+    pub(crate) client: IpAddr,
+}
+
+/// Applies the connection manager's header rules to a downstream request (Envoy's
+/// `ConnectionManagerUtility::mutateRequestHeaders`).
 pub(crate) fn sanitize_request(
     headers: &mut HeaderMap,
     hcm: &HttpConnectionManager,
@@ -52,28 +64,49 @@ pub(crate) fn sanitize_request(
     remote: SocketAddr,
     scheme: &'static str,
     new_request_id: impl FnOnce() -> HeaderValue,
-) -> bool {
-    let had_xff = headers.contains_key(&X_FORWARDED_FOR);
+) -> Downstream {
+    let peer = remote.ip().to_canonical();
+    let prior: Option<String> = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .map(str::to_owned);
+    let hops = hcm.xff_num_trusted_hops as usize;
+    // The address `n` entries from the right of the incoming XFF (1 is the last), if valid.
+    let from_right = |n: usize| -> Option<IpAddr> {
+        let list: Vec<&str> = prior.as_deref()?.split(',').map(str::trim).collect();
+        let i = list.len().checked_sub(n)?;
+        list[i].parse().ok()
+    };
+    let client = if hcm.use_remote_address {
+        if hops > 0 {
+            from_right(hops).unwrap_or(peer)
+        } else {
+            peer
+        }
+    } else {
+        from_right(hops + 1).unwrap_or(peer)
+    };
     let internal = hcm.use_remote_address
-        && !had_xff
+        && prior.is_none()
         && hcm
             .internal_address_config
             .cidr_ranges
             .iter()
-            .any(|r| r.contains(remote.ip()));
+            .any(|r| r.contains(peer));
     let edge = hcm.use_remote_address && !internal;
 
     if hcm.use_remote_address {
-        let ip = remote.ip().to_canonical().to_string();
-        let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) if !prev.is_empty() => format!("{prev},{ip}"),
-            _ => ip,
+        let value = match &prior {
+            Some(prev) => format!("{prev},{peer}"),
+            None => peer.to_string(),
         };
         if let Ok(v) = HeaderValue::from_str(&value) {
             headers.insert(X_FORWARDED_FOR.clone(), v);
         }
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
-    } else if !headers.contains_key(&X_FORWARDED_PROTO) {
+    }
+    // A prior hop's x-forwarded-proto is trusted only with trusted hops.
+    if hops == 0 || !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     }
 
@@ -92,13 +125,16 @@ pub(crate) fn sanitize_request(
         for name in EDGE_ONLY {
             headers.remove(*name);
         }
+        if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+            headers.insert(X_ENVOY_EXTERNAL_ADDRESS.clone(), v);
+        }
     }
 
     let regenerate = edge && !hcm.preserve_external_request_id;
     if regenerate || (hcm.generate_request_id && !headers.contains_key(&X_REQUEST_ID)) {
         headers.insert(X_REQUEST_ID.clone(), new_request_id());
     }
-    internal
+    Downstream { internal, client }
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): `connection` and the headers it names,
@@ -187,10 +223,12 @@ mod tests {
         h.insert("x-envoy-retry-on", HeaderValue::from_static("5xx"));
         h.insert("x-envoy-internal", HeaderValue::from_static("true"));
         h.insert("x-request-id", HeaderValue::from_static("client-chosen"));
-        let internal = sanitize_request(&mut h, &hcm, &[], remote(), "http", || {
+        let d = sanitize_request(&mut h, &hcm, &[], remote(), "http", || {
             HeaderValue::from_static("new-id")
         });
-        assert!(!internal);
+        assert!(!d.internal);
+        assert_eq!(d.client.to_string(), "10.1.2.3");
+        assert_eq!(h["x-envoy-external-address"], "10.1.2.3");
         assert_eq!(h["x-forwarded-for"], "1.1.1.1,10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert!(!h.contains_key("x-envoy-retry-on"));
@@ -214,8 +252,9 @@ mod tests {
             HeaderValue::from_static("100"),
         );
         h.insert("x-request-id", HeaderValue::from_static("keep-me"));
-        let internal = sanitize_request(&mut h, &hcm, &[], remote(), "http", || unreachable!());
-        assert!(internal);
+        let d = sanitize_request(&mut h, &hcm, &[], remote(), "http", || unreachable!());
+        assert!(d.internal);
+        assert!(!h.contains_key("x-envoy-external-address"));
         assert_eq!(h["x-envoy-internal"], "true");
         assert_eq!(h["x-envoy-upstream-rq-timeout-ms"], "100");
         assert_eq!(h["x-request-id"], "keep-me");
@@ -229,13 +268,61 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
         h.insert("x-envoy-max-retries", HeaderValue::from_static("9"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        sanitize_request(&mut h, &hcm, &[], remote(), "http", || {
+        let d = sanitize_request(&mut h, &hcm, &[], remote(), "http", || {
             HeaderValue::from_static("generated")
         });
+        assert_eq!(
+            d.client.to_string(),
+            "1.1.1.1",
+            "the last XFF entry is the client"
+        );
         assert_eq!(h["x-forwarded-for"], "1.1.1.1");
-        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(
+            h["x-forwarded-proto"], "http",
+            "untrusted without trusted hops"
+        );
         assert!(!h.contains_key("x-envoy-max-retries"));
         assert_eq!(h["x-request-id"], "generated");
+    }
+
+    #[test]
+    fn trusted_hops_pick_the_client_from_xff_and_keep_xfp() {
+        let hcm = HttpConnectionManager {
+            use_remote_address: true,
+            xff_num_trusted_hops: 1,
+            ..HttpConnectionManager::default()
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("9.9.9.9, 2.2.2.2"),
+        );
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let d = sanitize_request(&mut h, &hcm, &[], remote(), "http", || {
+            HeaderValue::from_static("id")
+        });
+        assert_eq!(d.client.to_string(), "2.2.2.2");
+        assert_eq!(h["x-envoy-external-address"], "2.2.2.2");
+        assert_eq!(h["x-forwarded-for"], "9.9.9.9, 2.2.2.2,10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "https");
+
+        let hcm = HttpConnectionManager {
+            xff_num_trusted_hops: 1,
+            ..HttpConnectionManager::default()
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("9.9.9.9,2.2.2.2"),
+        );
+        let d = sanitize_request(&mut h, &hcm, &[], remote(), "http", || {
+            HeaderValue::from_static("id")
+        });
+        assert_eq!(
+            d.client.to_string(),
+            "9.9.9.9",
+            "(hops + 1)th from the right"
+        );
     }
 
     #[test]

@@ -419,3 +419,221 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_ones() {
     assert_eq!(&body[..], b"first and last");
     shutdown.await.unwrap();
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn access_log_lines_carry_envoy_flags() {
+    let slow = Upstream::start("slow", Behavior::Stall).await;
+    let ok = Upstream::start("ok", Behavior::Identify).await;
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut timeout_route = Route::prefix("/slow", "slow");
+    if let Action::Route(a) = &mut timeout_route.action {
+        a.timeout = Some(Duration::from_secs(1));
+    }
+    let routes = RouteConfiguration::new("r").with_virtual_host(
+        VirtualHost::new("all", ["*"])
+            .with_route(timeout_route)
+            .with_route(Route::prefix("/ok", "ok"))
+            .with_route(Route::prefix("/empty", "empty"))
+            .with_route(Route::prefix("/refused", "refused")),
+    );
+    let log_path = std::env::temp_dir().join(format!("mesh-proxy-e2e-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log_path);
+    let mut hcm = HttpConnectionManager::with_routes(routes);
+    hcm.access_log.push(AccessLog {
+        sink: AccessLogSink::File(log_path.to_string_lossy().into_owned()),
+        format: None,
+    });
+    let boot = Bootstrap::default()
+        .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
+        .with_cluster(Cluster::new_static("slow", [slow.addr()]))
+        .with_cluster(Cluster::new_static("ok", [ok.addr()]))
+        .with_cluster(Cluster::new_static("empty", []))
+        .with_cluster(Cluster::new_static("refused", [refused]));
+    let (proxy, addr) = start(boot).await;
+    let c = Client::http1();
+    for (path, status) in [
+        ("/ok", 200),
+        ("/nope", 404),
+        ("/empty", 503),
+        ("/refused", 503),
+        ("/slow", 504),
+    ] {
+        assert_eq!(
+            c.get(addr, path, &[("user-agent", "e2e")])
+                .await
+                .status
+                .as_u16(),
+            status,
+            "{path}"
+        );
+    }
+    proxy.shutdown().await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 5, "{log}");
+    for (line, (req, flags, host)) in lines.iter().zip([
+        (
+            "\"GET /ok HTTP/1.1\" 200 - 0 10 ",
+            "-",
+            ok.addr().to_string(),
+        ),
+        ("\"GET /nope HTTP/1.1\" 404 NR 0 0 ", "NR", "-".to_owned()),
+        ("\"GET /empty HTTP/1.1\" 503 UH 0 19 ", "UH", "-".to_owned()),
+        (
+            "\"GET /refused HTTP/1.1\" 503 UF ",
+            "UF",
+            refused.to_string(),
+        ),
+        (
+            "\"GET /slow HTTP/1.1\" 504 UT 0 24 ",
+            "UT",
+            slow.addr().to_string(),
+        ),
+    ]) {
+        assert!(line.contains(req), "{line} lacks {req} ({flags})");
+        assert!(line.contains("\"e2e\""), "user agent in {line}");
+        assert!(
+            line.ends_with(&format!("\"{host}\"")),
+            "upstream host {host} in {line}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn max_requests_per_connection_closes_after_the_last_response() {
+    let a = Upstream::start("a", Behavior::Identify).await;
+    let mut hcm = HttpConnectionManager::with_routes(
+        RouteConfiguration::new("r")
+            .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "a"))),
+    );
+    hcm.max_requests_per_connection = Some(2);
+    let boot = Bootstrap::default()
+        .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
+        .with_cluster(Cluster::new_static("a", [a.addr()]));
+    let (proxy, addr) = start(boot).await;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    for _ in 0..2 {
+        let req = Request::get("/")
+            .header("host", "x")
+            .body(body::empty())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the proxy closes the connection after two requests")
+        .unwrap()
+        .unwrap();
+    proxy.shutdown().await;
+}
+
+/// Opens a connection, makes one request, and returns how long (virtual time) the proxy kept
+/// the connection open afterwards.
+async fn open_after_one_request(hcm: HttpConnectionManager, upstream: SocketAddr) -> Duration {
+    let boot = Bootstrap::default()
+        .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
+        .with_cluster(Cluster::new_static("a", [upstream]));
+    let (proxy, addr) = start(boot).await;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = Request::get("/")
+        .header("host", "x")
+        .body(body::empty())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap();
+    let idle_since = tokio::time::Instant::now();
+    conn.await.unwrap().unwrap();
+    let open = idle_since.elapsed();
+    proxy.shutdown().await;
+    open
+}
+
+fn hcm_to_a() -> HttpConnectionManager {
+    HttpConnectionManager::with_routes(
+        RouteConfiguration::new("r")
+            .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "a"))),
+    )
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn idle_connections_close_at_idle_timeout() {
+    let a = Upstream::start("a", Behavior::Identify).await;
+    let mut hcm = hcm_to_a();
+    hcm.idle_timeout = Duration::from_secs(30);
+    let open = open_after_one_request(hcm, a.addr()).await;
+    assert!(
+        open >= Duration::from_secs(30) && open < Duration::from_secs(31),
+        "{open:?}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn connections_close_at_max_connection_duration() {
+    let a = Upstream::start("a", Behavior::Identify).await;
+    let mut hcm = hcm_to_a();
+    hcm.max_connection_duration = Some(Duration::from_secs(5));
+    let open = open_after_one_request(hcm, a.addr()).await;
+    assert!(
+        open < Duration::from_secs(5) + Duration::from_millis(100),
+        "{open:?}"
+    );
+    assert!(open > Duration::from_secs(4), "{open:?}");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_stalled_request_body_is_cut_at_stream_idle_timeout() {
+    let echo = Upstream::start("echo", Behavior::Echo).await;
+    let mut hcm =
+        HttpConnectionManager::with_routes(RouteConfiguration::new("r").with_virtual_host(
+            VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "echo")),
+        ));
+    hcm.stream_idle_timeout = Duration::from_secs(7);
+    let boot = Bootstrap::default()
+        .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
+        .with_cluster(Cluster::new_static("echo", [echo.addr()]));
+    let (proxy, addr) = start(boot).await;
+    let (mut tx, rx) =
+        http_body_util::channel::Channel::<bytes::Bytes, mesh_core::BoxError>::new(1);
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("/").header("host", "x").body(rx).unwrap();
+    tx.send_data(bytes::Bytes::from_static(b"partial"))
+        .await
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let started = tokio::time::Instant::now();
+    // The client never sends the rest (tx stays alive): the stream must be cut.
+    let result = http_body_util::BodyExt::collect(resp.into_body()).await;
+    let waited = started.elapsed();
+    assert!(result.is_err(), "the response is reset, not completed");
+    assert!(
+        waited >= Duration::from_secs(6) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+    drop(tx);
+    proxy.shutdown().await;
+}
