@@ -52,12 +52,29 @@ pub(crate) struct HcmStats {
     pub(crate) cx_total: Arc<Counter>,
     pub(crate) cx_active: Arc<Gauge>,
     pub(crate) rq_total: Arc<Counter>,
-    pub(crate) rq_2xx: Arc<Counter>,
-    pub(crate) rq_3xx: Arc<Counter>,
-    pub(crate) rq_4xx: Arc<Counter>,
-    pub(crate) rq_5xx: Arc<Counter>,
+    pub(crate) rq_class: StatusClasses,
     pub(crate) rq_time: Arc<Histogram>,
     pub(crate) rq_timeout: Arc<Counter>,
+}
+
+/// `<prefix>_2xx` … `<prefix>_5xx` counters.
+#[derive(Debug)]
+pub(crate) struct StatusClasses([Arc<Counter>; 4]);
+
+impl StatusClasses {
+    fn new(counter: impl Fn(&str) -> Arc<Counter>, prefix: &str) -> Self {
+        Self([2, 3, 4, 5].map(|c| counter(&format!("{prefix}_{c}xx"))))
+    }
+
+    /// Counts a response status in its class.
+    pub(crate) fn record(&self, status: u16) {
+        if let Some(c) = (status / 100)
+            .checked_sub(2)
+            .and_then(|i| self.0.get(usize::from(i)))
+        {
+            c.inc();
+        }
+    }
 }
 
 impl HcmStats {
@@ -67,22 +84,9 @@ impl HcmStats {
             cx_total: c("downstream_cx_total"),
             cx_active: r.gauge(StatName::http(prefix, "downstream_cx_active")),
             rq_total: c("downstream_rq_total"),
-            rq_2xx: c("downstream_rq_2xx"),
-            rq_3xx: c("downstream_rq_3xx"),
-            rq_4xx: c("downstream_rq_4xx"),
-            rq_5xx: c("downstream_rq_5xx"),
+            rq_class: StatusClasses::new(c, "downstream_rq"),
             rq_time: r.histogram(StatName::http(prefix, "downstream_rq_time")),
             rq_timeout: c("downstream_rq_timeout"),
-        }
-    }
-
-    pub(crate) fn status(&self, status: u16) {
-        match status / 100 {
-            2 => self.rq_2xx.inc(),
-            3 => self.rq_3xx.inc(),
-            4 => self.rq_4xx.inc(),
-            5 => self.rq_5xx.inc(),
-            _ => {}
         }
     }
 }
@@ -100,10 +104,7 @@ pub(crate) struct ClusterRt {
 pub(crate) struct ClusterStats {
     pub(crate) rq_total: Arc<Counter>,
     pub(crate) rq_active: Arc<Gauge>,
-    pub(crate) rq_2xx: Arc<Counter>,
-    pub(crate) rq_3xx: Arc<Counter>,
-    pub(crate) rq_4xx: Arc<Counter>,
-    pub(crate) rq_5xx: Arc<Counter>,
+    pub(crate) rq_class: StatusClasses,
     pub(crate) rq_time: Arc<Histogram>,
     pub(crate) rq_timeout: Arc<Counter>,
     pub(crate) no_healthy: Arc<Counter>,
@@ -115,23 +116,10 @@ impl ClusterStats {
         Self {
             rq_total: c("upstream_rq_total"),
             rq_active: r.gauge(StatName::cluster(name, "upstream_rq_active")),
-            rq_2xx: c("upstream_rq_2xx"),
-            rq_3xx: c("upstream_rq_3xx"),
-            rq_4xx: c("upstream_rq_4xx"),
-            rq_5xx: c("upstream_rq_5xx"),
+            rq_class: StatusClasses::new(c, "upstream_rq"),
             rq_time: r.histogram(StatName::cluster(name, "upstream_rq_time")),
             rq_timeout: c("upstream_rq_timeout"),
             no_healthy: c("upstream_cx_none_healthy"),
-        }
-    }
-
-    pub(crate) fn status(&self, status: u16) {
-        match status / 100 {
-            2 => self.rq_2xx.inc(),
-            3 => self.rq_3xx.inc(),
-            4 => self.rq_4xx.inc(),
-            5 => self.rq_5xx.inc(),
-            _ => {}
         }
     }
 }

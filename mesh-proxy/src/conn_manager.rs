@@ -233,7 +233,7 @@ async fn finish(
         head.headers.insert(header::SERVER, v);
     }
     let status = head.status.as_u16();
-    cx.chain.stats.status(status);
+    cx.chain.stats.rq_class.record(status);
 
     let mut log = std::mem::take(&mut cx.log);
     log.status = status;

@@ -130,7 +130,7 @@ pub(crate) async fn route(
     };
     let upstream_ms = sent_at.elapsed().as_millis();
     let (mut head, resp_body) = resp.into_parts();
-    cluster.stats.status(head.status.as_u16());
+    cluster.stats.rq_class.record(head.status.as_u16());
     cluster.stats.rq_time.record(upstream_ms as u64);
 
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
@@ -286,7 +286,7 @@ fn failure(cx: &mut RequestCtx, cluster: &ClusterRt, e: crate::Error) -> Respons
             ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
         ),
     };
-    cluster.stats.status(r.status.as_u16());
+    cluster.stats.rq_class.record(r.status.as_u16());
     let _ = &X_ENVOY_OVERLOADED;
     local_reply(cx, r)
 }

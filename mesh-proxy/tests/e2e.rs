@@ -19,6 +19,26 @@ fn listener(routes: RouteConfiguration) -> Listener {
     )
 }
 
+/// One raw HTTP/1.1 client connection; the handle completes when the connection closes.
+async fn h1_connection<B>(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http1::SendRequest<B>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+)
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    (sender, tokio::spawn(conn))
+}
+
 async fn start(b: Bootstrap) -> (RunningProxy, SocketAddr) {
     let running = Proxy::builder(b).build().unwrap().start().await.unwrap();
     let addr = running.listener_addr("http").unwrap();
@@ -380,12 +400,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_ones() {
     // A request whose body is still being sent when shutdown begins.
     let (mut tx, rx) =
         http_body_util::channel::Channel::<bytes::Bytes, mesh_core::BoxError>::new(1);
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h1_connection(addr).await;
     let req = Request::post("/slow").header("host", "x").body(rx).unwrap();
     tx.send_data(bytes::Bytes::from_static(b"first "))
         .await
@@ -515,12 +530,7 @@ async fn max_requests_per_connection_closes_after_the_last_response() {
         .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
         .with_cluster(Cluster::new_static("a", [a.addr()]));
     let (proxy, addr) = start(boot).await;
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h1_connection(addr).await;
     for _ in 0..2 {
         let req = Request::get("/")
             .header("host", "x")
@@ -547,12 +557,7 @@ async fn open_after_one_request(hcm: HttpConnectionManager, upstream: SocketAddr
         .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
         .with_cluster(Cluster::new_static("a", [upstream]));
     let (proxy, addr) = start(boot).await;
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h1_connection(addr).await;
     let req = Request::get("/")
         .header("host", "x")
         .body(body::empty())
@@ -614,12 +619,7 @@ async fn a_stalled_request_body_is_cut_at_stream_idle_timeout() {
     let (proxy, addr) = start(boot).await;
     let (mut tx, rx) =
         http_body_util::channel::Channel::<bytes::Bytes, mesh_core::BoxError>::new(1);
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h1_connection(addr).await;
     let req = Request::post("/").header("host", "x").body(rx).unwrap();
     tx.send_data(bytes::Bytes::from_static(b"partial"))
         .await
