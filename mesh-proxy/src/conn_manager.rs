@@ -78,7 +78,8 @@ pub(crate) struct RequestCtx {
     pub(crate) snapshot: Arc<Versioned<Compiled>>,
     pub(crate) chain: Arc<ChainRt>,
     pub(crate) filter_cx: FilterContext,
-    pub(crate) log: LogRecord,
+    /// The access-log record, when the chain has an access log.
+    pub(crate) log: Option<LogRecord>,
     pub(crate) start: Instant,
     pub(crate) bytes_received: Arc<AtomicU64>,
     pub(crate) request_done: tokio::sync::watch::Receiver<Option<Instant>>,
@@ -155,13 +156,9 @@ pub(crate) async fn serve(
             });
         });
 
-    let log = LogRecord {
-        // Only logs read request headers: copy them only when there is a log.
-        request_headers: if chain.access_logs.is_empty() {
-            http::HeaderMap::new()
-        } else {
-            parts.headers.clone()
-        },
+    // Only access logs read these: build them only when there is a log.
+    let log = (!chain.access_logs.is_empty()).then(|| LogRecord {
+        request_headers: parts.headers.clone(),
         start: Some(SystemTime::now()),
         method: parts.method.as_str().to_owned(),
         path: parts
@@ -176,7 +173,7 @@ pub(crate) async fn serve(
             SocketAddr::new(downstream.client, 0)
         }),
         ..LogRecord::default()
-    };
+    });
     let mut cx = RequestCtx {
         snapshot,
         chain: Arc::clone(&chain),
@@ -235,10 +232,12 @@ async fn finish(
     let status = head.status.as_u16();
     cx.chain.stats.rq_class.record(status);
 
-    let mut log = std::mem::take(&mut cx.log);
-    log.status = status;
-    log.flags = cx.filter_cx.flags();
-    log.response_headers = head.headers.clone();
+    let mut log = cx.log.take();
+    if let Some(log) = &mut log {
+        log.status = status;
+        log.flags = cx.filter_cx.flags();
+        log.response_headers = head.headers.clone();
+    }
     let bytes_sent = Arc::new(AtomicU64::new(0));
     let sent = Arc::clone(&bytes_sent);
     let chain = Arc::clone(&cx.chain);
@@ -252,7 +251,7 @@ async fn finish(
         for f in &chain.filters {
             f.on_log(&filter_cx);
         }
-        if !chain.access_logs.is_empty() {
+        if let Some(mut log) = log {
             log.duration = elapsed;
             log.bytes_sent = sent.load(Ordering::Relaxed);
             log.bytes_received = received.load(Ordering::Relaxed);

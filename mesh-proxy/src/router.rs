@@ -35,7 +35,9 @@ pub(crate) async fn route(
             reply(StatusCode::NOT_FOUND, "", ResponseFlags::NO_ROUTE_FOUND),
         );
     };
-    cx.log.route_name = Some(hit.route_name().to_owned());
+    if let Some(log) = &mut cx.log {
+        log.route_name = Some(hit.route_name().to_owned());
+    }
     let fwd = match hit.action() {
         HitAction::Forward(f) => f,
         HitAction::Redirect(_, status) => {
@@ -53,9 +55,11 @@ pub(crate) async fn route(
             return local_reply(cx, reply(status, "", ResponseFlags::NO_CLUSTER_FOUND));
         }
     };
-    let cluster_name = fwd.cluster(&parts).to_owned();
-    cx.log.upstream_cluster = Some(cluster_name.clone());
-    let Some(cluster) = cx.snapshot.value.clusters.get(&cluster_name).cloned() else {
+    let cluster_name = fwd.cluster(&parts);
+    if let Some(log) = &mut cx.log {
+        log.upstream_cluster = Some(cluster_name.to_owned());
+    }
+    let Some(cluster) = cx.snapshot.value.clusters.get(cluster_name).cloned() else {
         let status = StatusCode::from_u16(fwd.action().cluster_not_found_response_code)
             .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return local_reply(cx, reply(status, "", ResponseFlags::NO_CLUSTER_FOUND));
@@ -82,7 +86,9 @@ pub(crate) async fn route(
     };
     let host = Arc::clone(&cluster.lb.hosts()[index]);
     let pool = Arc::clone(&cluster.pools[index]);
-    cx.log.upstream_host = Some(pool.address().to_string());
+    if let Some(log) = &mut cx.log {
+        log.upstream_host = Some(pool.address().to_string());
+    }
 
     let upstream_req = build_request(
         cx,
