@@ -66,8 +66,10 @@ fn unknown_cluster_referenced_by_a_route() {
 
 #[test]
 fn rds_route_configs_do_not_validate_clusters_by_default() {
-    let mut hcm = HttpConnectionManager::default();
-    hcm.route = RouteSource::Rds("dyn".into());
+    let hcm = HttpConnectionManager {
+        route: RouteSource::Rds("dyn".into()),
+        ..HttpConnectionManager::default()
+    };
     let mut b = Bootstrap::default().with_listener(Listener::http(
         "l",
         "127.0.0.1:1".parse().unwrap(),
@@ -283,11 +285,13 @@ fn route_level_rules() {
 
 #[test]
 fn router_must_be_last_and_listeners_need_chains() {
-    let mut hcm = HttpConnectionManager::default();
-    hcm.http_filters = vec![
-        HttpFilterConfig::new(ROUTER_FILTER, serde_json::Value::Null),
-        HttpFilterConfig::new("acme.after", serde_json::Value::Null),
-    ];
+    let hcm = HttpConnectionManager {
+        http_filters: vec![
+            HttpFilterConfig::new(ROUTER_FILTER, serde_json::Value::Null),
+            HttpFilterConfig::new("acme.after", serde_json::Value::Null),
+        ],
+        ..HttpConnectionManager::default()
+    };
     let mut l = Listener::http("l", "127.0.0.1:1".parse().unwrap(), hcm);
     let empty = Listener {
         name: "e".into(),
