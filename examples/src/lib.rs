@@ -2,7 +2,9 @@
 //!
 //! - [`demo`]: small upstream services on loopback and the embedded demo config;
 //! - [`api_key`]: the filter of the `custom-filter` example (a user's own filter, registered by
-//!   name and configured from YAML).
+//!   name and configured from YAML);
+//! - [`route_check`]: the `mesh-route-check` tool, which runs Envoy `router_check_tool` test
+//!   files against a route configuration.
 #![forbid(unsafe_code)]
 #![deny(
     missing_docs,
@@ -13,3 +15,4 @@
 
 pub mod api_key;
 pub mod demo;
+pub mod route_check;

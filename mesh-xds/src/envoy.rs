@@ -83,6 +83,7 @@ use std::time::Duration;
 use mesh_core::config::{Bootstrap, FieldError, RouteConfiguration};
 use serde_json::{Map, Value};
 
+pub use self::route::parse_header_matcher;
 pub use crate::error::LoadError;
 
 /// A loaded config and the warnings about what it holds that is not supported.

@@ -4,17 +4,18 @@ use std::collections::BTreeMap;
 
 use mesh_core::config::{
     Action, AppendAction, BackOff, ClusterSpecifier, ClusterWeight, Denominator,
-    DirectResponseAction, FractionalPercent, HashOn, HashPolicy, HeaderMatchSpec, HeaderMatcher,
-    HeaderMutations, HeaderValueOption, HedgePolicy, HostRewrite, PathMatch, PathRedirect,
-    QueryParameterMatcher, RedirectAction, RedirectCode, RegexRewrite, RequestMirrorPolicy,
-    RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, RuntimeFraction,
-    StringMatcher, StringPattern, TlsContextMatch, TlsRequirement, UpgradeConfig, VirtualCluster,
-    VirtualHost, WeightedClusters,
+    DirectResponseAction, FieldError, FractionalPercent, HashOn, HashPolicy, HeaderMatchSpec,
+    HeaderMatcher, HeaderMutations, HeaderValueOption, HedgePolicy, HostRewrite, PathMatch,
+    PathRedirect, QueryParameterMatcher, RedirectAction, RedirectCode, RegexRewrite,
+    RequestMirrorPolicy, RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch,
+    RuntimeFraction, StringMatcher, StringPattern, TlsContextMatch, TlsRequirement, UpgradeConfig,
+    VirtualCluster, VirtualHost, WeightedClusters,
 };
 use serde_json::{Map, Value};
 
 use super::cluster::PRIORITIES;
 use super::{Cx, Obj, as_string, as_u64, base64_decode, endpoint, join, type_name};
+use crate::error::LoadError;
 
 const TYPED_STRUCTS: &[&str] = &["xds.type.v3.TypedStruct", "udpa.type.v1.TypedStruct"];
 const FILTER_CONFIG: &str = "envoy.config.route.v3.FilterConfig";
@@ -467,6 +468,59 @@ fn regex_matcher(cx: &mut Cx, v: &Value, path: String) -> Option<String> {
         cx.error(p, "regex is required");
     }
     regex
+}
+
+/// Converts one Envoy `config.route.v3.HeaderMatcher` in its JSON form (as found in route
+/// configs and in `router_check_tool` test files), with the same spellings and rules as the
+/// matchers inside a route configuration: `string_match`, the deprecated `exact_match` and
+/// friends, `present_match`, `range_match`, `invert_match`, `treat_missing_header_as_empty`;
+/// no specifier at all is a presence match.
+///
+/// Unlike a whole configuration, a lone matcher is read strictly: an unknown field is an
+/// error, not a warning, since ignoring part of a condition would change what it means.
+///
+/// # Errors
+/// [`LoadError::Invalid`] listing every problem, with paths relative to the matcher
+/// (`string_match.prefix`, `name`; an empty path for the matcher itself).
+///
+/// # Examples
+///
+/// ```
+/// use mesh_core::config::HeaderMatchSpec;
+///
+/// let m = mesh_xds::envoy::parse_header_matcher(&serde_json::json!({
+///     "name": "x-env",
+///     "string_match": {"exact": "prod"},
+/// }))?;
+/// assert_eq!(m.name, "x-env");
+/// assert!(matches!(m.spec, HeaderMatchSpec::String(_)));
+///
+/// // `exact` belongs inside `string_match`: an error, not a silently ignored field.
+/// let e = mesh_xds::envoy::parse_header_matcher(&serde_json::json!({"name": "x", "exact": "y"}))
+///     .unwrap_err();
+/// assert_eq!(e.field_errors()[0].path, "exact");
+/// # Ok::<(), mesh_xds::LoadError>(())
+/// ```
+pub fn parse_header_matcher(v: &Value) -> Result<HeaderMatcher, LoadError> {
+    let mut cx = Cx::default();
+    let matcher = header_matcher(&mut cx, v, String::new());
+    let mut errors = cx.errors;
+    errors.extend(cx.warnings.into_iter().map(|w| FieldError {
+        path: w.path,
+        message: w.message,
+    }));
+    match matcher {
+        Some(m) if errors.is_empty() => Ok(m),
+        _ => {
+            if errors.is_empty() {
+                errors.push(FieldError {
+                    path: String::new(),
+                    message: "not a valid header matcher".into(),
+                });
+            }
+            Err(LoadError::Invalid { errors })
+        }
+    }
 }
 
 fn header_matcher(cx: &mut Cx, v: &Value, path: String) -> Option<HeaderMatcher> {
