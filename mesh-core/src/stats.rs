@@ -175,6 +175,43 @@ fn prom_name(s: &str) -> String {
         .collect()
 }
 
+/// A stat's value at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatValue {
+    /// A counter.
+    Counter(u64),
+    /// A gauge.
+    Gauge(i64),
+    /// A histogram's count and sum.
+    Histogram {
+        /// Values recorded.
+        count: u64,
+        /// Their sum.
+        sum: u64,
+    },
+}
+
+impl StatValue {
+    /// Whether the stat was never touched (zero counter, gauge or empty histogram); Envoy's
+    /// `usedonly` leaves these out.
+    pub fn is_zero(&self) -> bool {
+        matches!(
+            self,
+            Self::Counter(0) | Self::Gauge(0) | Self::Histogram { count: 0, .. }
+        )
+    }
+}
+
+impl std::fmt::Display for StatValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Counter(v) => write!(f, "{v}"),
+            Self::Gauge(v) => write!(f, "{v}"),
+            Self::Histogram { count, sum } => write!(f, "count={count} sum={sum}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Metric {
     Counter(Arc<Counter>),
@@ -232,6 +269,22 @@ impl Registry {
         }
     }
 
+    /// Visits every stat in name order with its current value.
+    pub fn for_each(&self, mut f: impl FnMut(&StatName, StatValue)) {
+        let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        for (n, v) in m.iter() {
+            let value = match v {
+                Metric::Counter(c) => StatValue::Counter(c.get()),
+                Metric::Gauge(g) => StatValue::Gauge(g.get()),
+                Metric::Histogram(h) => StatValue::Histogram {
+                    count: h.count(),
+                    sum: h.sum(),
+                },
+            };
+            f(n, value);
+        }
+    }
+
     /// Envoy's `/stats` text: `name: value` per line, sorted by name.
     pub fn render_text(&self) -> String {
         let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
@@ -254,9 +307,14 @@ impl Registry {
 
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self) -> String {
+        self.render_prometheus_filtered(|_| true)
+    }
+
+    /// The Prometheus text of the stats whose Envoy name `keep` accepts.
+    pub fn render_prometheus_filtered(&self, keep: impl Fn(&StatName) -> bool) -> String {
         let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
         let mut by_name: BTreeMap<&str, Vec<(&StatName, &Metric)>> = BTreeMap::new();
-        for (n, v) in m.iter() {
+        for (n, v) in m.iter().filter(|(n, _)| keep(n)) {
             by_name
                 .entry(n.prometheus.as_str())
                 .or_default()

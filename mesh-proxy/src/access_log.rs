@@ -207,7 +207,7 @@ fn parse(fmt: &str) -> Result<Vec<Token>, FormatError> {
 }
 
 /// `2016-04-15T20:17:00.310Z`.
-fn iso8601(t: SystemTime) -> String {
+pub(crate) fn iso8601(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

@@ -4,7 +4,6 @@
 //! built by name, balancers and connection pools created, stats handles resolved.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::HeaderName;
@@ -29,10 +28,16 @@ pub(crate) struct Compiled {
     pub(crate) bootstrap: Arc<Bootstrap>,
 }
 
+impl Compiled {
+    /// The listener named `name`.
+    pub(crate) fn listener(&self, name: &str) -> Option<&ListenerRt> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct ListenerRt {
     pub(crate) name: String,
-    pub(crate) address: SocketAddr,
     pub(crate) chains: Vec<Arc<ChainRt>>,
 }
 
@@ -125,10 +130,14 @@ impl ClusterStats {
 }
 
 /// Validates and compiles a bootstrap. Every problem is reported, each with its path.
+///
+/// With `previous`, hosts that stay in a cluster keep their connection pool (and its idle
+/// connections) across the swap.
 pub(crate) fn compile(
     bootstrap: &Bootstrap,
     registry: &FilterRegistry,
     stats: &Registry,
+    previous: Option<&Compiled>,
 ) -> Result<Compiled, ValidationError> {
     let mut errors = match bootstrap.validate() {
         Ok(()) => Vec::new(),
@@ -138,7 +147,10 @@ pub(crate) fn compile(
 
     let mut clusters = HashMap::new();
     for (i, c) in bootstrap.clusters.iter().enumerate() {
-        match compile_cluster(c, stats) {
+        let prev = previous
+            .and_then(|p| p.clusters.get(&c.name))
+            .map(|rt| &rt.pools[..]);
+        match compile_cluster(c, stats, prev.unwrap_or_default()) {
             Ok(rt) => {
                 clusters.insert(c.name.clone(), Arc::new(rt));
             }
@@ -209,7 +221,6 @@ pub(crate) fn compile(
         }
         listeners.push(ListenerRt {
             name: l.name.clone(),
-            address: l.address,
             chains,
         });
     }
@@ -225,7 +236,11 @@ pub(crate) fn compile(
     }
 }
 
-fn compile_cluster(c: &Cluster, stats: &Registry) -> Result<ClusterRt, mesh_lb::BuildError> {
+fn compile_cluster(
+    c: &Cluster,
+    stats: &Registry,
+    previous: &[Arc<HostPool>],
+) -> Result<ClusterRt, mesh_lb::BuildError> {
     let lb = ClusterLb::new(c)?;
     let pool_stats = Arc::new(PoolStats {
         cx_total: stats.counter(StatName::cluster(&c.name, "upstream_cx_total")),
@@ -238,12 +253,20 @@ fn compile_cluster(c: &Cluster, stats: &Registry) -> Result<ClusterRt, mesh_lb::
         .hosts()
         .iter()
         .map(|h| {
-            Arc::new(HostPool::new(
-                h.address().clone(),
-                c.protocol,
-                c.connect_timeout,
-                Arc::clone(&pool_stats),
-            ))
+            previous
+                .iter()
+                .find(|p| {
+                    p.address() == h.address() && p.reusable_for(c.protocol, c.connect_timeout)
+                })
+                .cloned()
+                .unwrap_or_else(|| {
+                    Arc::new(HostPool::new(
+                        h.address().clone(),
+                        c.protocol,
+                        c.connect_timeout,
+                        Arc::clone(&pool_stats),
+                    ))
+                })
         })
         .collect();
     Ok(ClusterRt {

@@ -68,7 +68,7 @@ impl Drop for ActiveStream {
 pub(crate) struct ConnInfo {
     pub(crate) remote: SocketAddr,
     pub(crate) local: SocketAddr,
-    pub(crate) listener: usize,
+    pub(crate) listener: Arc<str>,
     pub(crate) chain: usize,
     pub(crate) state: Arc<ConnState>,
 }
@@ -97,8 +97,7 @@ pub(crate) async fn serve(
     let snapshot = shared.store.load_full();
     let Some(chain) = snapshot
         .value
-        .listeners
-        .get(conn.listener)
+        .listener(&conn.listener)
         .and_then(|l| l.chains.get(conn.chain))
         .cloned()
     else {

@@ -30,6 +30,7 @@
 )]
 
 mod access_log;
+mod admin;
 pub mod body;
 mod compile;
 mod conn_manager;
@@ -45,16 +46,17 @@ pub mod test_util;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use mesh_core::BoxError;
-use mesh_core::config::Bootstrap;
+use mesh_core::config::{Bootstrap, Listener};
 use mesh_core::filter::{FilterRegistry, HttpFilter};
-use mesh_core::stats::Registry;
+use mesh_core::stats::{Counter, Gauge, Registry, StatName};
 use mesh_core::store::ConfigStore;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 
 pub use access_log::DEFAULT_FORMAT as DEFAULT_ACCESS_LOG_FORMAT;
 pub use error::Error;
@@ -73,9 +75,38 @@ pub struct ProxyBuilder {
     registry: FilterRegistry,
     drain_time: Duration,
     stats: Arc<Registry>,
+    admin: Option<SocketAddr>,
+    log_level: LogLevelControl,
+}
+
+/// What the admin API's `/logging?level=` calls (the embedder owns the log subscriber).
+#[derive(Clone, Default)]
+struct LogLevelControl(Option<Arc<SetLevel>>);
+
+type SetLevel = dyn Fn(&str) -> Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for LogLevelControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "LogLevelControl(set)"
+        } else {
+            "LogLevelControl(none)"
+        })
+    }
 }
 
 impl ProxyBuilder {
+    /// Lets the admin API's `POST /logging?level=LEVEL` change the log level: `f` gets the
+    /// level and applies it to the embedder's log subscriber. Default: none, and `/logging`
+    /// answers that level control is not available.
+    pub fn log_level_control(
+        mut self,
+        f: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.log_level = LogLevelControl(Some(Arc::new(f)));
+        self
+    }
+
     /// Registers a filter factory under `name`; a bootstrap's `http_filters` entry whose name
     /// (or `TypedStruct` `type_url`) is `name` gets a filter built by `factory` from its config.
     pub fn filter<F, T, E>(mut self, name: impl Into<String>, factory: F) -> Self
@@ -94,18 +125,29 @@ impl ProxyBuilder {
         self
     }
 
+    /// Serves the admin API on `addr`, overriding the bootstrap's `admin` block. Default: the
+    /// bootstrap's `admin` address, or no admin server when it has none.
+    pub fn admin(mut self, addr: SocketAddr) -> Self {
+        self.admin = Some(addr);
+        self
+    }
+
     /// Validates and compiles the config.
     ///
     /// # Errors
     /// An [`Error`] with [`Error::is_config`] whose source is a
     /// [`mesh_core::config::ValidationError`] listing every problem with its path.
     pub fn build(self) -> Result<Proxy, Error> {
-        let compiled = compile::compile(&self.bootstrap, &self.registry, &self.stats)
+        let compiled = compile::compile(&self.bootstrap, &self.registry, &self.stats, None)
             .map_err(|e| Error::new(Kind::Config, Some(e.into())))?;
+        let admin = self.admin.or(self.bootstrap.admin.map(|a| a.address));
         Ok(Proxy {
             store: Arc::new(ConfigStore::new(compiled)),
             stats: self.stats,
+            registry: self.registry,
             drain_time: self.drain_time,
+            admin,
+            log_level: self.log_level,
         })
     }
 }
@@ -115,7 +157,121 @@ impl ProxyBuilder {
 pub struct Proxy {
     store: Arc<ConfigStore<Compiled>>,
     stats: Arc<Registry>,
+    registry: FilterRegistry,
     drain_time: Duration,
+    admin: Option<SocketAddr>,
+    log_level: LogLevelControl,
+}
+
+/// Config-level stats (Envoy's `server.*` and the reload counters).
+#[derive(Debug)]
+struct ServerStats {
+    config_reload: Arc<Counter>,
+    config_reload_rejected: Arc<Counter>,
+    version: Arc<Gauge>,
+    live: Arc<Gauge>,
+}
+
+impl ServerStats {
+    fn new(r: &Registry) -> Self {
+        Self {
+            config_reload: r.counter(StatName::plain("server.config_reload")),
+            config_reload_rejected: r.counter(StatName::plain("server.config_reload_rejected")),
+            version: r.gauge(StatName::plain("server.version")),
+            live: r.gauge(StatName::plain("server.live")),
+        }
+    }
+}
+
+/// One bound listener.
+#[derive(Debug)]
+struct ListenerHandle {
+    config: Listener,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// What the running proxy, its admin server and reloads share.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    shared: Arc<Shared>,
+    registry: FilterRegistry,
+    drain_time: Duration,
+    listeners: Mutex<Vec<ListenerHandle>>,
+    draining: Mutex<Vec<JoinHandle<()>>>,
+    reload: tokio::sync::Mutex<()>,
+    server: ServerStats,
+    quit: Notify,
+    quit_requested: AtomicBool,
+    healthcheck_failed: AtomicBool,
+    started: SystemTime,
+    last_updated: Mutex<SystemTime>,
+    log_level: LogLevelControl,
+}
+
+impl Inner {
+    fn lock_listeners(&self) -> std::sync::MutexGuard<'_, Vec<ListenerHandle>> {
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn spawn_listener(&self, l: tokio::net::TcpListener, config: Listener) -> ListenerHandle {
+        let addr = l.local_addr().unwrap_or(config.address);
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(listener::run(
+            l,
+            config.name.as_str().into(),
+            Arc::clone(&self.shared),
+            rx,
+            self.drain_time,
+        ));
+        ListenerHandle {
+            config,
+            addr,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops accepting on every listener (they drain in the background).
+    pub(crate) fn drain_listeners(&self) {
+        let handles: Vec<_> = std::mem::take(&mut *self.lock_listeners());
+        let mut draining = self.draining.lock().unwrap_or_else(|p| p.into_inner());
+        for h in handles {
+            let _ = h.stop.send(true);
+            draining.push(h.task);
+        }
+    }
+
+    /// Asks the owner of the proxy to shut it down (`/quitquitquit`).
+    pub(crate) fn request_quit(&self) {
+        self.quit_requested.store(true, Ordering::Release);
+        self.quit.notify_waiters();
+    }
+
+    pub(crate) fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.lock_listeners()
+            .iter()
+            .map(|h| (h.config.name.clone(), h.addr))
+            .collect()
+    }
+
+    pub(crate) fn set_log_level(&self, level: &str) -> Result<(), String> {
+        match &self.log_level.0 {
+            Some(f) => f(level),
+            None => Err("log level control is not available in this embedding".into()),
+        }
+    }
+
+    pub(crate) fn set_healthcheck_failed(&self, failed: bool) {
+        self.healthcheck_failed.store(failed, Ordering::Release);
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        !self.healthcheck_failed.load(Ordering::Acquire)
+            && !self.quit_requested.load(Ordering::Acquire)
+            && !self.lock_listeners().is_empty()
+    }
 }
 
 impl Proxy {
@@ -126,6 +282,8 @@ impl Proxy {
             registry: FilterRegistry::new(),
             drain_time: DEFAULT_DRAIN_TIME,
             stats: Arc::new(Registry::new()),
+            admin: None,
+            log_level: LogLevelControl::default(),
         }
     }
 
@@ -134,95 +292,226 @@ impl Proxy {
         &self.stats
     }
 
-    /// Binds every listener and starts serving.
+    /// Binds every listener (and the admin server, when configured) and starts serving.
     ///
     /// # Errors
     /// [`Error::is_bind`] when an address cannot be bound (nothing is left listening then).
     pub async fn start(self) -> Result<RunningProxy, Error> {
-        let (tx, rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             store: Arc::clone(&self.store),
             stats: Arc::clone(&self.stats),
         });
+        let configs: Vec<Listener> = self.store.load().value.bootstrap.listeners.clone();
         let mut bound = Vec::new();
-        let mut addrs = Vec::new();
+        for l in configs {
+            bound.push((bind(&l).await?, l));
+        }
+        let admin_listener =
+            match self.admin {
+                Some(a) => Some(tokio::net::TcpListener::bind(a).await.map_err(|e| {
+                    Error::new(Kind::Bind, Some(format!("admin on {a}: {e}").into()))
+                })?),
+                None => None,
+            };
+        let server = ServerStats::new(&self.stats);
+        server.version.set(1);
+        server.live.set(1);
+        let inner = Arc::new(Inner {
+            shared,
+            registry: self.registry,
+            drain_time: self.drain_time,
+            listeners: Mutex::new(Vec::new()),
+            draining: Mutex::new(Vec::new()),
+            reload: tokio::sync::Mutex::new(()),
+            server,
+            quit: Notify::new(),
+            quit_requested: AtomicBool::new(false),
+            healthcheck_failed: AtomicBool::new(false),
+            started: SystemTime::now(),
+            last_updated: Mutex::new(SystemTime::now()),
+            log_level: self.log_level,
+        });
         {
-            let snap = self.store.load();
-            for l in &snap.value.listeners {
-                let listener = tokio::net::TcpListener::bind(l.address)
-                    .await
-                    .map_err(|e| {
-                        Error::new(
-                            Kind::Bind,
-                            Some(format!("listener {:?} on {}: {e}", l.name, l.address).into()),
-                        )
-                    })?;
-                let addr = listener
-                    .local_addr()
-                    .map_err(|e| Error::new(Kind::Bind, Some(e.into())))?;
-                addrs.push((l.name.clone(), addr));
-                bound.push(listener);
-            }
+            let handles: Vec<ListenerHandle> = bound
+                .into_iter()
+                .map(|(l, c)| inner.spawn_listener(l, c))
+                .collect();
+            *inner.lock_listeners() = handles;
         }
-        let mut tasks = JoinSet::new();
-        for (i, l) in bound.into_iter().enumerate() {
-            tasks.spawn(listener::run(
-                l,
-                i,
-                Arc::clone(&shared),
-                rx.clone(),
-                self.drain_time,
-            ));
-        }
-        Ok(RunningProxy {
-            addrs,
-            shutdown: tx,
-            tasks,
-            stats: self.stats,
-        })
+        let admin = admin_listener.map(|l| {
+            let addr = l.local_addr().ok();
+            (addr, tokio::spawn(admin::serve(l, Arc::clone(&inner))))
+        });
+        Ok(RunningProxy { inner, admin })
     }
 
-    /// Starts, serves until `signal` completes, then drains and returns.
+    /// Starts, serves until `signal` completes (or the admin API asks to quit), then drains and
+    /// returns.
     ///
     /// # Errors
     /// As [`Proxy::start`].
     pub async fn run(self, signal: impl Future<Output = ()>) -> Result<(), Error> {
         let running = self.start().await?;
-        signal.await;
+        tokio::select! {
+            () = signal => {}
+            () = running.quit_requested() => {}
+        }
         running.shutdown().await;
         Ok(())
     }
 }
 
+async fn bind(l: &Listener) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(l.address).await.map_err(|e| {
+        Error::new(
+            Kind::Bind,
+            Some(format!("listener {:?} on {}: {e}", l.name, l.address).into()),
+        )
+    })
+}
+
 /// A proxy that is serving.
 #[derive(Debug)]
 pub struct RunningProxy {
-    addrs: Vec<(String, SocketAddr)>,
-    shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
-    stats: Arc<Registry>,
+    inner: Arc<Inner>,
+    admin: Option<(Option<SocketAddr>, JoinHandle<()>)>,
 }
 
 impl RunningProxy {
     /// Every listener's name and bound address (port 0 in the config is resolved here).
-    pub fn listener_addrs(&self) -> &[(String, SocketAddr)] {
-        &self.addrs
+    pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.inner.listener_addrs()
     }
 
     /// The bound address of the listener named `name`.
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.addrs.iter().find(|(n, _)| n == name).map(|&(_, a)| a)
+        self.inner
+            .lock_listeners()
+            .iter()
+            .find(|h| h.config.name == name)
+            .map(|h| h.addr)
+    }
+
+    /// The admin server's bound address, when it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(a, _)| *a)
     }
 
     /// The stats registry.
     pub fn stats(&self) -> &Arc<Registry> {
-        &self.stats
+        &self.inner.shared.stats
+    }
+
+    /// The version of the config being served (1 for the first, +1 per accepted reload).
+    pub fn config_version(&self) -> u64 {
+        self.inner.shared.store.load().version
+    }
+
+    /// Validates, compiles and swaps in a new config, atomically: a request sees the old
+    /// config or the new one from start to end, never a mix. New listeners are bound first;
+    /// removed listeners stop accepting and drain; listeners whose address is unchanged keep
+    /// their socket and connections. Clusters and hosts that stay keep their pooled
+    /// connections.
+    ///
+    /// # Errors
+    /// [`Error::is_config`] (with every problem listed) or [`Error::is_bind`]; the running
+    /// config keeps serving in both cases, and `server.config_reload_rejected` counts it.
+    pub async fn reload(&self, bootstrap: Bootstrap) -> Result<u64, Error> {
+        let inner = &self.inner;
+        let _serial = inner.reload.lock().await;
+        let rejected = |e: Error| {
+            inner.server.config_reload_rejected.inc();
+            e
+        };
+        let previous = inner.shared.store.load_full();
+        let compiled = compile::compile(
+            &bootstrap,
+            &inner.registry,
+            &inner.shared.stats,
+            Some(&previous.value),
+        )
+        .map_err(|e| rejected(Error::new(Kind::Config, Some(e.into()))))?;
+
+        // Bind what is new before publishing, so a bind failure rejects the whole reload.
+        let (keep, mut fresh) = {
+            let current = inner.lock_listeners();
+            let mut keep = Vec::new();
+            let mut fresh = Vec::new();
+            for l in &bootstrap.listeners {
+                match current.iter().find(|h| h.config.name == l.name) {
+                    Some(h) if h.config.address == l.address || h.addr == l.address => {
+                        keep.push(l.name.clone());
+                    }
+                    _ => fresh.push(l.clone()),
+                }
+            }
+            (keep, fresh)
+        };
+        let mut bound = Vec::new();
+        for l in fresh.drain(..) {
+            // A listener that moves to a new address releases the old one first only after
+            // the swap; binding the same address twice would fail, so rebinds are rejected.
+            bound.push((bind(&l).await.map_err(rejected)?, l));
+        }
+
+        let version = inner.shared.store.publish(compiled);
+        inner.server.config_reload.inc();
+        inner
+            .server
+            .version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        *inner.last_updated.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
+
+        let mut current = inner.lock_listeners();
+        let mut draining = inner.draining.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = Vec::new();
+        for h in current.drain(..) {
+            match bootstrap.listeners.iter().find(|l| l.name == h.config.name) {
+                Some(l) if keep.contains(&h.config.name) => next.push(ListenerHandle {
+                    config: l.clone(),
+                    ..h
+                }),
+                _ => {
+                    let _ = h.stop.send(true);
+                    draining.push(h.task);
+                }
+            }
+        }
+        for (l, c) in bound {
+            next.push(inner.spawn_listener(l, c));
+        }
+        *current = next;
+        Ok(version)
+    }
+
+    /// Completes when the admin API's `/quitquitquit` asks the proxy to stop.
+    pub async fn quit_requested(&self) {
+        loop {
+            let notified = self.inner.quit.notified();
+            if self.inner.quit_requested.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the drain time), and returns
     /// when every listener is closed.
-    pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(true);
-        while self.tasks.join_next().await.is_some() {}
+    pub async fn shutdown(self) {
+        self.inner.drain_listeners();
+        let tasks: Vec<_> = std::mem::take(
+            &mut *self
+                .inner
+                .draining
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for t in tasks {
+            let _ = t.await;
+        }
+        if let Some((_, admin)) = self.admin {
+            admin.abort();
+        }
+        self.inner.server.live.set(0);
     }
 }

@@ -22,7 +22,7 @@ const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// `drain_time` and aborts what is left.
 pub(crate) async fn run(
     listener: TcpListener,
-    index: usize,
+    name: Arc<str>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
     drain_time: Duration,
@@ -36,9 +36,10 @@ pub(crate) async fn run(
                 while conns.try_join_next().is_some() {}
                 let shared = Arc::clone(&shared);
                 let shutdown = conn_shutdown.clone();
+                let name = Arc::clone(&name);
                 conns.spawn(async move {
                     let local = stream.local_addr().unwrap_or(remote);
-                    serve_conn(stream, remote, local, index, shared, shutdown).await;
+                    serve_conn(stream, remote, local, name, shared, shutdown).await;
                 });
             }
             _ = shutdown.wait_for(|s| *s) => break,
@@ -76,7 +77,7 @@ async fn serve_conn(
     stream: TcpStream,
     remote: std::net::SocketAddr,
     local: std::net::SocketAddr,
-    listener: usize,
+    listener: Arc<str>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -85,8 +86,7 @@ async fn serve_conn(
         let snap = shared.store.load();
         let Some(c) = snap
             .value
-            .listeners
-            .get(listener)
+            .listener(&listener)
             .and_then(|l| l.chains.first())
         else {
             return;

@@ -2,6 +2,7 @@
 //! the mapping of failures to Envoy's local replies (SEMANTICS.md §3.12).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
@@ -130,10 +131,23 @@ pub(crate) async fn route(
     };
     cluster.stats.rq_active.dec();
 
+    let hs = &pool.host_stats;
+    hs.rq_total.fetch_add(1, Ordering::Relaxed);
     let (resp, lease) = match result {
         Ok(r) => r,
-        Err(e) => return failure(cx, &cluster, e),
+        Err(e) => {
+            hs.rq_error.fetch_add(1, Ordering::Relaxed);
+            if e.is_timeout() {
+                hs.rq_timeout.fetch_add(1, Ordering::Relaxed);
+            }
+            return failure(cx, &cluster, e);
+        }
     };
+    if head_is_5xx(&resp) {
+        hs.rq_error.fetch_add(1, Ordering::Relaxed);
+    } else {
+        hs.rq_success.fetch_add(1, Ordering::Relaxed);
+    }
     let upstream_ms = sent_at.elapsed().as_millis();
     let (mut head, resp_body) = resp.into_parts();
     cluster.stats.rq_class.record(head.status.as_u16());
@@ -171,6 +185,10 @@ pub(crate) async fn route(
             }
         });
     Response::from_parts(head, body::boxed(body))
+}
+
+fn head_is_5xx<B>(resp: &Response<B>) -> bool {
+    resp.status().is_server_error()
 }
 
 fn parts_take(parts: &mut Parts) -> Parts {

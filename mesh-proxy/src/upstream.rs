@@ -5,6 +5,7 @@
 //! been read to the end (a body dropped early leaves the connection to close).
 //! HTTP/2: one shared connection per host, multiplexed; re-established when it closes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,9 +28,22 @@ pub(crate) struct PoolStats {
     pub(crate) cx_connect_timeout: Arc<Counter>,
 }
 
+/// Per-host counters, shown by the admin `/clusters` endpoint.
+#[derive(Debug, Default)]
+pub(crate) struct HostStats {
+    pub(crate) cx_total: AtomicU64,
+    pub(crate) cx_active: AtomicU64,
+    pub(crate) cx_connect_fail: AtomicU64,
+    pub(crate) rq_total: AtomicU64,
+    pub(crate) rq_success: AtomicU64,
+    pub(crate) rq_error: AtomicU64,
+    pub(crate) rq_timeout: AtomicU64,
+}
+
 /// The connection pool of one upstream host.
 #[derive(Debug)]
 pub(crate) struct HostPool {
+    pub(crate) host_stats: HostStats,
     address: Address,
     protocol: UpstreamProtocol,
     connect_timeout: Duration,
@@ -65,6 +79,7 @@ impl HostPool {
         stats: Arc<PoolStats>,
     ) -> Self {
         Self {
+            host_stats: HostStats::default(),
             address,
             protocol,
             connect_timeout,
@@ -78,34 +93,52 @@ impl HostPool {
         &self.address
     }
 
+    /// Whether this pool can serve a cluster with these settings after a reload.
+    pub(crate) fn reusable_for(
+        &self,
+        protocol: UpstreamProtocol,
+        connect_timeout: Duration,
+    ) -> bool {
+        self.protocol == protocol && self.connect_timeout == connect_timeout
+    }
+
     async fn connect(&self) -> Result<TokioIo<TcpStream>, Error> {
         let connect = TcpStream::connect((self.address.host.as_str(), self.address.port));
         let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
             Err(_) => {
                 self.stats.cx_connect_timeout.inc();
                 self.stats.cx_connect_fail.inc();
+                self.host_stats
+                    .cx_connect_fail
+                    .fetch_add(1, Ordering::Relaxed);
                 return Err(Error::new(Kind::UpstreamConnectTimeout, None));
             }
             Ok(Err(e)) => {
                 self.stats.cx_connect_fail.inc();
+                self.host_stats
+                    .cx_connect_fail
+                    .fetch_add(1, Ordering::Relaxed);
                 return Err(Error::new(Kind::UpstreamConnect, Some(e.into())));
             }
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
         self.stats.cx_total.inc();
+        self.host_stats.cx_total.fetch_add(1, Ordering::Relaxed);
         Ok(TokioIo::new(stream))
     }
 
-    fn spawn_conn<F>(&self, conn: F)
+    fn spawn_conn<F>(self: &Arc<Self>, conn: F)
     where
         F: std::future::Future + Send + 'static,
     {
-        let stats = Arc::clone(&self.stats);
-        stats.cx_active.inc();
+        let pool = Arc::clone(self);
+        pool.stats.cx_active.inc();
+        pool.host_stats.cx_active.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let _ = conn.await;
-            stats.cx_active.dec();
+            pool.stats.cx_active.dec();
+            pool.host_stats.cx_active.fetch_sub(1, Ordering::Relaxed);
         });
     }
 
@@ -121,7 +154,7 @@ impl HostPool {
         }
     }
 
-    async fn new_h1(&self) -> Result<http1::SendRequest<ProxyBody>, Error> {
+    async fn new_h1(self: &Arc<Self>) -> Result<http1::SendRequest<ProxyBody>, Error> {
         let io = self.connect().await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
@@ -131,7 +164,7 @@ impl HostPool {
         Ok(sender)
     }
 
-    async fn h2_sender(&self) -> Result<http2::SendRequest<ProxyBody>, Error> {
+    async fn h2_sender(self: &Arc<Self>) -> Result<http2::SendRequest<ProxyBody>, Error> {
         let mut slot = self.h2.lock().await;
         if let Some(s) = slot.as_ref()
             && !s.is_closed()
