@@ -5,10 +5,15 @@
 //! mesh-proxy --demo                   two demo upstreams on loopback + an embedded config
 //! mesh-proxy validate envoy.yaml      check a file, print every warning and error
 //! ```
+//!
+//! `--admin ADDR` serves Envoy's admin API (a bare port binds 127.0.0.1). With `--watch`, a
+//! change to the config file is validated, compiled and swapped in; SIGHUP does the same at
+//! once. An invalid file is rejected with its errors and the running config keeps serving.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +52,20 @@ struct Cli {
     /// Do not write access log lines.
     #[arg(long)]
     no_access_log: bool,
+    /// Serve the admin API on this address (`9901` alone means 127.0.0.1:9901).
+    #[arg(long, value_name = "ADDR", value_parser = parse_admin_addr)]
+    admin: Option<SocketAddr>,
+    /// Reload the config file when it changes (SIGHUP reloads at any time).
+    #[arg(long, requires = "config")]
+    watch: bool,
+}
+
+fn parse_admin_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse()
+        .map_err(|e| format!("{s:?} is neither a port nor an address: {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,13 +82,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let log_level = init_logging();
     if let Some(Command::Validate { file, strict }) = &cli.command {
         return match load(file, *strict) {
             Ok(_) => {
@@ -89,7 +102,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(run(cli))
+    rt.block_on(run(cli, log_level))
+}
+
+type LogLevel = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Logs to stderr, level from `RUST_LOG` (default `info`), changeable at run time.
+fn init_logging() -> LogLevel {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, fmt, reload};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(std::io::stderr))
+        .init();
+    Arc::new(move |level: &str| {
+        const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+        if !LEVELS.contains(&level) {
+            return Err(format!("unknown level {level:?}; use one of {LEVELS:?}"));
+        }
+        handle
+            .modify(|f| *f = EnvFilter::new(level))
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// Loads a file, printing warnings and errors; `Err` after printing.
@@ -108,7 +145,7 @@ fn load(file: &PathBuf, strict: bool) -> Result<Bootstrap, ()> {
     Ok(loaded.value)
 }
 
-async fn run(cli: Cli) -> ExitCode {
+async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
     let drain = Duration::from_secs_f64(cli.drain_time.max(0.0));
     let (mut bootstrap, demo_addr) = if cli.demo {
         let (s1, s2) = match (
@@ -139,20 +176,19 @@ async fn run(cli: Cli) -> ExitCode {
         return ExitCode::FAILURE;
     };
     if cli.no_access_log {
-        for l in &mut bootstrap.listeners {
-            for fc in &mut l.filter_chains {
-                fc.http_connection_manager.access_log.clear();
-            }
-        }
+        strip_access_logs(&mut bootstrap);
     }
-    let proxy = match mesh_proxy::Proxy::builder(bootstrap)
+    let mut builder = mesh_proxy::Proxy::builder(bootstrap)
         .filter(
             mesh_examples::api_key::ApiKey::NAME,
             mesh_examples::api_key::ApiKey::from_config,
         )
         .drain_time(drain)
-        .build()
-    {
+        .log_level_control(move |l| log_level(l));
+    if let Some(a) = cli.admin {
+        builder = builder.admin(a);
+    }
+    let proxy = match builder.build() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
@@ -177,6 +213,9 @@ async fn run(cli: Cli) -> ExitCode {
     for (name, addr) in running.listener_addrs() {
         println!("mesh-proxy: listener {name} on {addr}");
     }
+    if let Some(a) = running.admin_addr() {
+        println!("mesh-proxy: admin on {a}");
+    }
     if let Some((s1, s2)) = demo_addr {
         println!("mesh-proxy: demo upstreams service1 on {s1}, service2 on {s2}");
         if let Some(addr) = running.listener_addr("http") {
@@ -187,11 +226,118 @@ async fn run(cli: Cli) -> ExitCode {
         }
     }
     println!("mesh-proxy: ready");
-    shutdown_signal().await;
+    let running = Arc::new(running);
+    let reloader = cli.config.clone().map(|file| {
+        tokio::spawn(reload_loop(
+            Arc::clone(&running),
+            file,
+            cli.watch,
+            cli.strict,
+            cli.no_access_log,
+        ))
+    });
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = running.quit_requested() => {}
+    }
+    if let Some(r) = reloader {
+        r.abort();
+        let _ = r.await;
+    }
+    let Some(running) = Arc::into_inner(running) else {
+        eprintln!("error: the proxy is still shared at shutdown");
+        return ExitCode::FAILURE;
+    };
     println!("mesh-proxy: draining (up to {}s)", drain.as_secs_f64());
     running.shutdown().await;
     println!("mesh-proxy: stopped");
     ExitCode::SUCCESS
+}
+
+fn strip_access_logs(b: &mut Bootstrap) {
+    for l in &mut b.listeners {
+        for fc in &mut l.filter_chains {
+            fc.http_connection_manager.access_log.clear();
+        }
+    }
+}
+
+/// What identifies a version of the config file on disk.
+fn file_stamp(file: &PathBuf) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(file).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Reloads the config file on SIGHUP and, with `watch`, when it changes on disk (checked every
+/// 250 ms: no file-notification dependency for one file).
+async fn reload_loop(
+    running: Arc<mesh_proxy::RunningProxy>,
+    file: PathBuf,
+    watch: bool,
+    strict: bool,
+    no_access_log: bool,
+) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut stamp = file_stamp(&file);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        #[cfg(unix)]
+        let hup_fired = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup_fired = std::future::pending::<()>();
+        tokio::select! {
+            () = hup_fired => {}
+            _ = tick.tick(), if watch => {
+                let now = file_stamp(&file);
+                if now == stamp {
+                    continue;
+                }
+                stamp = now;
+            }
+        }
+        let rejected = || {
+            running
+                .stats()
+                .counter(mesh_core::stats::StatName::plain(
+                    "server.config_reload_rejected",
+                ))
+                .inc();
+        };
+        let Ok(mut bootstrap) = load(&file, strict) else {
+            eprintln!(
+                "mesh-proxy: rejected {}; the running config keeps serving",
+                file.display()
+            );
+            rejected();
+            continue;
+        };
+        if no_access_log {
+            strip_access_logs(&mut bootstrap);
+        }
+        match running.reload(bootstrap).await {
+            Ok(v) => println!(
+                "mesh-proxy: reloaded {} (config version {v})",
+                file.display()
+            ),
+            Err(e) => {
+                eprintln!(
+                    "mesh-proxy: rejected {}: {e}\n{}",
+                    file.display(),
+                    std::error::Error::source(&e)
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

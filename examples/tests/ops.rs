@@ -1,0 +1,208 @@
+//! The binary under operation: hot reload from a watched file or SIGHUP, rejected bad files,
+//! the admin API, and a SIGTERM drain that lets an in-flight request finish.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use mesh_proxy::test_util::{Behavior, Client, Upstream};
+use support::ProxyProcess;
+
+fn config(listen_port: u16, upstream: SocketAddr) -> String {
+    format!(
+        r#"
+static_resources:
+  listeners:
+  - name: http
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen_port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ops
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: up }}
+          http_filters:
+          - name: envoy.filters.http.router
+  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: up
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
+"#,
+        upstream.port()
+    )
+}
+
+/// Polls `check` until it is true, failing after `limit` (a readiness wait with a deadline,
+/// for changes the test cannot be signalled about: a file watcher's next pass).
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn admin_addr(lines: &[String]) -> SocketAddr {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("mesh-proxy: admin on "))
+        .expect("admin line")
+        .parse()
+        .unwrap()
+}
+
+async fn upstream_of(addr: SocketAddr) -> String {
+    Client::http1()
+        .get(addr, "/", &[])
+        .await
+        .header("x-upstream")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watched_file_changes_are_applied_and_bad_ones_rejected() {
+    let a = Upstream::start("a", Behavior::Identify).await;
+    let b = Upstream::start("b", Behavior::Identify).await;
+    let file = support::temp_file("watched.yaml", &config(0, a.addr()));
+    let p = ProxyProcess::spawn(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--watch",
+        "--no-access-log",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let (addr, lines) = p.wait_ready("http");
+    let admin = admin_addr(&lines);
+    assert_eq!(upstream_of(addr).await, "a");
+
+    std::fs::write(&file, config(addr.port(), b.addr())).unwrap();
+    eventually(Duration::from_secs(20), "the new config", || async {
+        upstream_of(addr).await == "b"
+    })
+    .await;
+
+    std::fs::write(&file, "static_resources: {clusters: [{name: broken}]}\n").unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "the rejection to be counted",
+        || async {
+            Client::http1()
+                .get(admin, "/stats?filter=config_reload_rejected", &[])
+                .await
+                .text()
+                == "server.config_reload_rejected: 1\n"
+        },
+    )
+    .await;
+    assert_eq!(
+        upstream_of(addr).await,
+        "b",
+        "the last good config keeps serving"
+    );
+    let stats = Client::http1()
+        .get(admin, "/stats?filter=server.version", &[])
+        .await
+        .text();
+    assert_eq!(stats, "server.version: 2\n");
+    assert!(p.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_file() {
+    let a = Upstream::start("a", Behavior::Identify).await;
+    let b = Upstream::start("b", Behavior::Identify).await;
+    let file = support::temp_file("hup.yaml", &config(0, a.addr()));
+    let p = ProxyProcess::spawn(&["--config", file.to_str().unwrap(), "--no-access-log"]);
+    let (addr, _) = p.wait_ready("http");
+    assert_eq!(upstream_of(addr).await, "a");
+    std::fs::write(&file, config(addr.port(), b.addr())).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    p.read_until(|l| l.starts_with("mesh-proxy: reloaded"));
+    assert_eq!(upstream_of(addr).await, "b");
+    assert!(p.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let echo = Upstream::start("echo", Behavior::Echo).await;
+    let file = support::temp_file("drain.yaml", &config(0, echo.addr()));
+    let p = ProxyProcess::spawn(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--no-access-log",
+        "--drain-time",
+        "30",
+    ]);
+    let (addr, _) = p.wait_ready("http");
+
+    let (mut tx, rx) = http_body_util::channel::Channel::<Bytes, mesh_core::BoxError>::new(1);
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    tx.send_data(Bytes::from_static(b"in ")).await.unwrap();
+    let resp = sender
+        .send_request(Request::post("/").header("host", "x").body(rx).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let pid = p.child.id().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    p.read_until(|l| l.starts_with("mesh-proxy: draining"));
+    // New connections are refused while the in-flight request goes on.
+    let refused = async {
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), refused)
+        .await
+        .expect("listener closes");
+
+    tx.send_data(Bytes::from_static(b"flight")).await.unwrap();
+    drop(tx);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"in flight");
+    let status = tokio::task::spawn_blocking(move || {
+        let mut p = p;
+        p.child.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+}
