@@ -269,6 +269,14 @@ fn compile_cluster(
                 })
         })
         .collect();
+    let healthy = lb.hosts().iter().filter(|h| h.is_healthy()).count();
+    let gauge = |s: &str, v: usize| {
+        stats
+            .gauge(StatName::cluster(&c.name, s))
+            .set(i64::try_from(v).unwrap_or(i64::MAX));
+    };
+    gauge("membership_total", lb.hosts().len());
+    gauge("membership_healthy", healthy);
     Ok(ClusterRt {
         config: c.clone(),
         lb,
