@@ -1,13 +1,25 @@
 //! Clusters and load balancing with Envoy's semantics, pure and synchronous.
 //!
 //! A [`ClusterLb`] is built from a [`mesh_core::config::Cluster`]; the proxy asks it for a
-//! [`Host`] per request with [`ClusterLb::pick`]. Nothing here does I/O: time and randomness
-//! come in through the caller.
+//! [`Host`] per request with [`ClusterLb::pick`] (or [`ClusterLb::pick_with`] when it has a
+//! request hash or a retry attempt). Nothing here does I/O: time comes in as explicit `now`
+//! arguments (a monotonic [`Duration`](std::time::Duration) since any fixed origin) and
+//! randomness through the per-pick random value of the context or an injected [`Random`].
 //!
-//! This first version balances by round robin over the healthy hosts of the highest priority
-//! that has any (all hosts when none is healthy, as Envoy's panic mode would). Weighted
-//! scheduling, the other policies, subsets, breakers and outlier detection build on the same
-//! types.
+//! What is inside (SEMANTICS.md §4–§6):
+//!
+//! | Concern | Where |
+//! |---|---|
+//! | Balancers (`lb_policy`): weighted round robin (EDF), least request, random, ring hash, Maglev | [`balancer`] |
+//! | Priority levels, overprovisioning factor, panic threshold, degraded hosts | [`priority`], [`ClusterLb`] |
+//! | Request hash policies (header, cookie, source IP, query parameter) | [`hash`] |
+//! | Envoy's subset load balancer (`lb_subset_config`) | [`subset`] |
+//! | Circuit breakers with RAII permits | [`breaker`] |
+//! | Outlier detection (consecutive errors, success rate, failure percentage) | [`outlier`] |
+//! | Active health-check state machine and EDS health mapping | [`health`] |
+//!
+//! The pick path takes no lock: health-derived state (priority loads, per-priority balancers)
+//! is rebuilt when a host's health flags change and published through an `ArcSwap`.
 //!
 //! ```
 //! use mesh_core::config::Cluster;
@@ -25,14 +37,20 @@
     rust_2018_idioms
 )]
 
+pub mod balancer;
+pub mod breaker;
+mod cluster;
+pub mod hash;
+pub mod health;
 mod host;
+pub mod outlier;
+pub mod priority;
+mod random;
+pub mod subset;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use mesh_core::config::{Cluster, DiscoveryType, HealthStatus};
-
+pub use cluster::{ClusterLb, ClusterLbBuilder};
 pub use host::{ActiveRequest, Host};
+pub use random::{Random, SeededRandom, mix64};
 
 /// A cluster could not be turned into a balancer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,151 +64,104 @@ pub enum BuildError {
         /// The address as written.
         address: String,
     },
+    /// A balancer setting is out of range.
+    #[error("cluster {cluster:?}: invalid {field}: {reason}")]
+    InvalidLbConfig {
+        /// The cluster.
+        cluster: String,
+        /// The offending field.
+        field: &'static str,
+        /// Why it is invalid.
+        reason: String,
+    },
 }
 
-/// What a balancer may look at for one pick (hash keys come with the hashing balancers).
+/// What a balancer may look at for one pick: the request's random value.
+///
+/// Kept with its single public field so `LbContext { random }` keeps compiling; richer picks
+/// (request hash, retry attempt) use [`PickContext`], which converts from this type.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LbContext {
     /// A random value for balancers that need one.
     pub random: u64,
 }
 
-/// The balancing state of one cluster.
-#[derive(Debug)]
-pub struct ClusterLb {
-    name: Arc<str>,
-    hosts: Vec<Arc<Host>>,
-    /// Per priority, the indexes into `hosts` (priority order, 0 first).
-    priorities: Vec<Vec<usize>>,
-    next: AtomicUsize,
-}
-
-impl ClusterLb {
-    /// Builds the balancer for a cluster.
-    ///
-    /// # Errors
-    /// [`BuildError::BadAddress`] when a STATIC cluster names a host that is not an IP literal.
-    pub fn new(cluster: &Cluster) -> Result<Self, BuildError> {
-        let mut hosts = Vec::new();
-        let mut priorities: Vec<Vec<usize>> = Vec::new();
-        if let Some(la) = &cluster.load_assignment {
-            for (loc, ep) in la.lb_endpoints() {
-                if cluster.discovery_type == DiscoveryType::Static
-                    && ep.address.socket_addr().is_none()
-                {
-                    return Err(BuildError::BadAddress {
-                        cluster: cluster.name.clone(),
-                        address: ep.address.to_string(),
-                    });
-                }
-                let p = loc.priority as usize;
-                if priorities.len() <= p {
-                    priorities.resize_with(p + 1, Vec::new);
-                }
-                priorities[p].push(hosts.len());
-                hosts.push(Arc::new(Host::new(
-                    ep.address.clone(),
-                    ep.load_balancing_weight,
-                    !matches!(
-                        ep.health_status,
-                        HealthStatus::Unhealthy | HealthStatus::Draining | HealthStatus::Timeout
-                    ),
-                    loc.locality.clone(),
-                    ep.hostname.clone(),
-                )));
-            }
-        }
-        Ok(Self {
-            name: cluster.name.as_str().into(),
-            hosts,
-            priorities,
-            next: AtomicUsize::new(0),
-        })
-    }
-
-    /// The cluster's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// All hosts, in config order.
-    pub fn hosts(&self) -> &[Arc<Host>] {
-        &self.hosts
-    }
-
-    /// Picks a host, or `None` when the cluster has no hosts.
-    pub fn pick(&self, cx: &LbContext) -> Option<&Arc<Host>> {
-        self.pick_index(cx).map(|i| &self.hosts[i])
-    }
-
-    /// Picks a host and returns its index in [`ClusterLb::hosts`], or `None` when the cluster
-    /// has no hosts. Callers that keep per-host state in a parallel array use this.
-    pub fn pick_index(&self, _cx: &LbContext) -> Option<usize> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        for level in &self.priorities {
-            let healthy = level
-                .iter()
-                .filter(|&&i| self.hosts[i].is_healthy())
-                .count();
-            if healthy > 0 {
-                let k = n % healthy;
-                return level
-                    .iter()
-                    .copied()
-                    .filter(|&i| self.hosts[i].is_healthy())
-                    .nth(k);
-            }
-        }
-        // No healthy host anywhere: panic mode spreads over every host of priority 0.
-        let level = self.priorities.first().filter(|l| !l.is_empty())?;
-        Some(level[n % level.len()])
+impl LbContext {
+    /// A context with the request's random value.
+    pub const fn new(random: u64) -> Self {
+        Self { random }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use mesh_core::config::Cluster;
+/// Everything one pick may use: a random value, the request hash (hashing balancers and
+/// priority choice) and the attempt number (retries move hashing balancers to another host).
+///
+/// ```
+/// let cx = mesh_lb::PickContext::new(42).with_hash(Some(7)).with_attempt(1);
+/// assert_eq!((cx.random(), cx.hash(), cx.attempt()), (42, Some(7), 1));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PickContext {
+    random: u64,
+    hash: Option<u64>,
+    attempt: u32,
+}
 
-    fn cluster(n: u16) -> Cluster {
-        Cluster::new_static(
-            "c",
-            (0..n).map(|i| std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + i))),
+impl PickContext {
+    /// A context with a random value, no hash and attempt 0.
+    pub const fn new(random: u64) -> Self {
+        Self {
+            random,
+            hash: None,
+            attempt: 0,
+        }
+    }
+
+    /// Sets the request hash (from [`hash::HashPolicies`]); `None` makes hashing balancers
+    /// pick at random, as Envoy does.
+    pub const fn with_hash(mut self, hash: Option<u64>) -> Self {
+        self.hash = hash;
+        self
+    }
+
+    /// Sets the attempt number (0 for the first try, 1 for the first retry…).
+    pub const fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// The random value.
+    pub const fn random(&self) -> u64 {
+        self.random
+    }
+
+    /// The request hash, if any.
+    pub const fn hash(&self) -> Option<u64> {
+        self.hash
+    }
+
+    /// The attempt number.
+    pub const fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The `i`-th independent random value derived from the context's random value.
+    pub fn random_n(&self, i: u64) -> u64 {
+        mix64(
+            self.random
+                .wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         )
     }
+}
 
-    #[test]
-    fn round_robin_visits_every_host_equally() {
-        let lb = ClusterLb::new(&cluster(3)).unwrap();
-        let mut counts = [0; 3];
-        for _ in 0..300 {
-            let h = lb.pick(&LbContext::default()).unwrap();
-            counts[(h.address().port - 9000) as usize] += 1;
-        }
-        assert_eq!(counts, [100, 100, 100]);
+impl From<LbContext> for PickContext {
+    fn from(cx: LbContext) -> Self {
+        Self::new(cx.random)
     }
+}
 
-    #[test]
-    fn empty_cluster_picks_nothing() {
-        let lb = ClusterLb::new(&cluster(0)).unwrap();
-        assert!(lb.pick(&LbContext::default()).is_none());
-    }
-
-    #[test]
-    fn unhealthy_hosts_are_skipped_until_all_are_unhealthy() {
-        let mut c = cluster(2);
-        let la = c.load_assignment.as_mut().unwrap();
-        la.endpoints[0].lb_endpoints[0].health_status = HealthStatus::Unhealthy;
-        let lb = ClusterLb::new(&c).unwrap();
-        for _ in 0..10 {
-            assert_eq!(lb.pick(&LbContext::default()).unwrap().address().port, 9001);
-        }
-        c.load_assignment.as_mut().unwrap().endpoints[0].lb_endpoints[1].health_status =
-            HealthStatus::Draining;
-        let lb = ClusterLb::new(&c).unwrap();
-        let picks: std::collections::HashSet<_> = (0..10)
-            .map(|_| lb.pick(&LbContext::default()).unwrap().address().port)
-            .collect();
-        assert_eq!(picks.len(), 2, "panic mode uses every host");
+impl From<&LbContext> for PickContext {
+    fn from(cx: &LbContext) -> Self {
+        Self::new(cx.random)
     }
 }

@@ -1,0 +1,620 @@
+//! The balancing state of one cluster: hosts, priority levels, per-source balancers, circuit
+//! breakers and outlier detection.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use mesh_core::config::{Cluster, DiscoveryType, RoutingPriority};
+use mesh_core::stats::{Counter, Gauge, Registry, StatName};
+
+use crate::balancer::{Balancer, Policy};
+use crate::breaker::CircuitBreakers;
+use crate::health::{HostHealth, eds_flags};
+use crate::outlier::OutlierDetector;
+use crate::priority::{Availability, LevelCounts, PriorityLoad};
+use crate::{BuildError, Host, LbContext, PickContext, Random, SeededRandom};
+
+// === impl ClusterLb ===
+
+/// The balancing state of one cluster.
+///
+/// Hosts are fixed at build time (a new config builds a new `ClusterLb`); their health flags
+/// change at run time. Priority loads and the per-priority balancers are derived from health
+/// and rebuilt when any host's flags change (noticed on the next pick, or at once with
+/// [`ClusterLb::refresh`]), then swapped in with `ArcSwap`; a pick takes no lock.
+#[derive(Debug)]
+pub struct ClusterLb {
+    name: Arc<str>,
+    core: LbCore,
+    breakers: CircuitBreakers,
+    outlier: Option<OutlierDetector>,
+}
+
+/// Builds a [`ClusterLb`] with injected parts.
+///
+/// ```
+/// # use mesh_core::config::Cluster;
+/// let registry = mesh_core::stats::Registry::new();
+/// let cluster = Cluster::new_static("web", ["127.0.0.1:8081".parse().unwrap()]);
+/// let lb = mesh_lb::ClusterLb::builder(&cluster).stats(&registry).seed(7).build().unwrap();
+/// assert_eq!(lb.hosts().len(), 1);
+/// assert!(registry.render_text().contains("cluster.web.membership_total: 1"));
+/// ```
+#[derive(Debug)]
+pub struct ClusterLbBuilder<'a> {
+    cluster: &'a Cluster,
+    stats: Option<&'a Registry>,
+    seed: u64,
+    random: Option<Arc<dyn Random>>,
+}
+
+impl<'a> ClusterLbBuilder<'a> {
+    /// Registers the cluster's stats in `registry` (default: stats are kept but not
+    /// registered).
+    pub fn stats(mut self, registry: &'a Registry) -> Self {
+        self.stats = Some(registry);
+        self
+    }
+
+    /// Seed for round-robin starting points (default 0).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Random source for outlier-detection enforcement draws (default: seeded from the
+    /// process's hash randomness).
+    pub fn random(mut self, random: Arc<dyn Random>) -> Self {
+        self.random = Some(random);
+        self
+    }
+
+    /// Builds the balancer.
+    ///
+    /// # Errors
+    /// [`BuildError::BadAddress`] when a STATIC cluster names a host that is not an IP
+    /// literal; [`BuildError::InvalidLbConfig`] for out-of-range balancer settings.
+    pub fn build(self) -> Result<ClusterLb, BuildError> {
+        let c = self.cluster;
+        let policy = Policy::from_cluster(c);
+        policy.validate(&c.name)?;
+        let epoch = Arc::new(AtomicU64::new(0));
+        let mut hosts = Vec::new();
+        let mut opf = 140;
+        if let Some(la) = &c.load_assignment {
+            if la.overprovisioning_factor > 0 {
+                opf = la.overprovisioning_factor;
+            }
+            for (loc, ep) in la.lb_endpoints() {
+                if c.discovery_type == DiscoveryType::Static && ep.address.socket_addr().is_none() {
+                    return Err(BuildError::BadAddress {
+                        cluster: c.name.clone(),
+                        address: ep.address.to_string(),
+                    });
+                }
+                let (failed, degraded) = eds_flags(ep.health_status);
+                let host = Host::new(
+                    ep.address.clone(),
+                    ep.load_balancing_weight,
+                    !failed,
+                    loc.locality.clone(),
+                    ep.hostname.clone(),
+                )
+                .with_metadata(ep.metadata.clone())
+                .with_priority(loc.priority)
+                .with_epoch(Arc::clone(&epoch));
+                if degraded {
+                    host.set_flag(crate::health::HealthFlag::DegradedEdsHealth, true);
+                }
+                hosts.push(Arc::new(host));
+            }
+        }
+        let stats = Arc::new(LbStats::new(self.stats, &c.name));
+        let settings = Settings {
+            policy,
+            opf,
+            panic_threshold: if c.healthy_panic_threshold.is_finite() {
+                c.healthy_panic_threshold.clamp(0.0, 100.0) as u32
+            } else {
+                50
+            },
+            seed: self.seed,
+        };
+        let random = self
+            .random
+            .unwrap_or_else(|| Arc::new(SeededRandom::from_entropy()));
+        let outlier = c
+            .outlier_detection
+            .as_ref()
+            .map(|od| OutlierDetector::new(od.clone(), hosts.clone(), random, self.stats, &c.name));
+        Ok(ClusterLb {
+            name: c.name.as_str().into(),
+            core: LbCore::new(hosts, None, epoch, Arc::new(settings), stats),
+            breakers: CircuitBreakers::new(c, self.stats),
+            outlier,
+        })
+    }
+}
+
+impl ClusterLb {
+    /// Builds the balancer for a cluster, with unregistered stats.
+    ///
+    /// # Errors
+    /// As [`ClusterLbBuilder::build`].
+    pub fn new(cluster: &Cluster) -> Result<Self, BuildError> {
+        Self::builder(cluster).build()
+    }
+
+    /// Builds the balancer and registers its stats (`lb_healthy_panic`,
+    /// `membership_healthy`, `membership_total`, breaker overflows, outlier ejections) in
+    /// `registry` under `cluster.<name>.`.
+    ///
+    /// # Errors
+    /// As [`ClusterLbBuilder::build`].
+    pub fn with_stats(cluster: &Cluster, registry: &Registry) -> Result<Self, BuildError> {
+        Self::builder(cluster).stats(registry).build()
+    }
+
+    /// A builder for injected stats, seed and random source.
+    pub fn builder(cluster: &Cluster) -> ClusterLbBuilder<'_> {
+        ClusterLbBuilder {
+            cluster,
+            stats: None,
+            seed: 0,
+            random: None,
+        }
+    }
+
+    /// The cluster's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// All hosts, in config order.
+    pub fn hosts(&self) -> &[Arc<Host>] {
+        &self.core.hosts
+    }
+
+    /// The balancing policy.
+    pub fn policy(&self) -> &Policy {
+        &self.core.settings.policy
+    }
+
+    /// Picks a host, or `None` when no host can serve (no hosts, or panic disabled and none
+    /// healthy).
+    pub fn pick(&self, cx: &LbContext) -> Option<&Arc<Host>> {
+        self.pick_index(cx).map(|i| &self.core.hosts[i])
+    }
+
+    /// Picks a host and returns its index in [`ClusterLb::hosts`]. Callers that keep
+    /// per-host state in a parallel array use this.
+    pub fn pick_index(&self, cx: &LbContext) -> Option<usize> {
+        self.core.pick(&PickContext::from(cx))
+    }
+
+    /// Picks a host with a request hash and attempt number.
+    pub fn pick_with(&self, cx: &PickContext) -> Option<&Arc<Host>> {
+        self.core.pick(cx).map(|i| &self.core.hosts[i])
+    }
+
+    /// Like [`ClusterLb::pick_with`], returning the index in [`ClusterLb::hosts`].
+    pub fn pick_index_with(&self, cx: &PickContext) -> Option<usize> {
+        self.core.pick(cx)
+    }
+
+    /// Rebuilds the health-derived state now if any host's health changed (otherwise the
+    /// next pick does it).
+    pub fn refresh(&self) {
+        self.core.refresh();
+    }
+
+    /// The current priority load distribution.
+    pub fn priority_load(&self) -> PriorityLoad {
+        self.core.current().load.clone()
+    }
+
+    /// The circuit breakers of a routing priority.
+    pub fn breakers(&self, priority: RoutingPriority) -> &Arc<crate::breaker::Limits> {
+        self.breakers.for_priority(priority)
+    }
+
+    /// Outlier detection, when the cluster configures it.
+    pub fn outlier(&self) -> Option<&OutlierDetector> {
+        self.outlier.as_ref()
+    }
+
+    pub(crate) fn core(&self) -> &LbCore {
+        &self.core
+    }
+}
+
+// === impl LbCore ===
+
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) policy: Policy,
+    pub(crate) opf: u32,
+    pub(crate) panic_threshold: u32,
+    pub(crate) seed: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct LbStats {
+    healthy_panic: Arc<Counter>,
+    membership_healthy: Arc<Gauge>,
+    membership_degraded: Arc<Gauge>,
+    membership_total: Arc<Gauge>,
+}
+
+impl LbStats {
+    pub(crate) fn new(registry: Option<&Registry>, cluster: &str) -> Self {
+        match registry {
+            Some(r) => Self {
+                healthy_panic: r.counter(StatName::cluster(cluster, "lb_healthy_panic")),
+                membership_healthy: r.gauge(StatName::cluster(cluster, "membership_healthy")),
+                membership_degraded: r.gauge(StatName::cluster(cluster, "membership_degraded")),
+                membership_total: r.gauge(StatName::cluster(cluster, "membership_total")),
+            },
+            None => Self::unregistered(),
+        }
+    }
+
+    pub(crate) fn unregistered() -> Self {
+        Self {
+            healthy_panic: Arc::default(),
+            membership_healthy: Arc::default(),
+            membership_degraded: Arc::default(),
+            membership_total: Arc::default(),
+        }
+    }
+}
+
+/// Priority-aware balancing over a fixed host list (a cluster, or one subset of it).
+#[derive(Debug)]
+pub(crate) struct LbCore {
+    hosts: Vec<Arc<Host>>,
+    /// Cluster index of each host (subsets); `None` is the identity.
+    global: Option<Vec<usize>>,
+    settings: Arc<Settings>,
+    epoch: Arc<AtomicU64>,
+    state: ArcSwap<LbState>,
+    rebuilding: AtomicBool,
+    stats: Arc<LbStats>,
+}
+
+#[derive(Debug)]
+struct LbState {
+    epoch: u64,
+    load: PriorityLoad,
+    levels: Vec<Level>,
+}
+
+#[derive(Debug, Default)]
+struct Level {
+    healthy: Option<Arc<Source>>,
+    degraded: Option<Arc<Source>>,
+    all: Option<Arc<Source>>,
+}
+
+#[derive(Debug)]
+struct Source {
+    /// Positions in `LbCore::hosts`.
+    members: Vec<u32>,
+    lb: Box<dyn Balancer>,
+}
+
+impl LbCore {
+    pub(crate) fn new(
+        hosts: Vec<Arc<Host>>,
+        global: Option<Vec<usize>>,
+        epoch: Arc<AtomicU64>,
+        settings: Arc<Settings>,
+        stats: Arc<LbStats>,
+    ) -> Self {
+        let e = epoch.load(Ordering::Acquire);
+        let state = build_state(&hosts, &settings, &stats, e);
+        Self {
+            hosts,
+            global,
+            settings,
+            epoch,
+            state: ArcSwap::from_pointee(state),
+            rebuilding: AtomicBool::new(false),
+            stats,
+        }
+    }
+
+    pub(crate) fn settings(&self) -> &Arc<Settings> {
+        &self.settings
+    }
+
+    pub(crate) fn epoch(&self) -> &Arc<AtomicU64> {
+        &self.epoch
+    }
+
+    fn current(&self) -> arc_swap::Guard<Arc<LbState>> {
+        let s = self.state.load();
+        if s.epoch == self.epoch.load(Ordering::Acquire) {
+            return s;
+        }
+        drop(s);
+        self.refresh();
+        self.state.load()
+    }
+
+    pub(crate) fn refresh(&self) {
+        if self.state.load().epoch == self.epoch.load(Ordering::Acquire) {
+            return;
+        }
+        if self
+            .rebuilding
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Another thread is rebuilding; keep using the previous state meanwhile.
+            return;
+        }
+        struct Reset<'a>(&'a AtomicBool);
+        impl Drop for Reset<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _reset = Reset(&self.rebuilding);
+        let e = self.epoch.load(Ordering::Acquire);
+        let state = build_state(&self.hosts, &self.settings, &self.stats, e);
+        self.state.store(Arc::new(state));
+    }
+
+    pub(crate) fn pick(&self, cx: &PickContext) -> Option<usize> {
+        let state = self.current();
+        let h = if self.settings.policy.uses_hash() {
+            cx.hash().unwrap_or_else(|| cx.random_n(0))
+        } else {
+            cx.random_n(0)
+        };
+        let (p, avail) = state.load.choose(h)?;
+        let level = &state.levels[p];
+        let src = if state.load.panic[p] {
+            self.stats.healthy_panic.inc();
+            level.all.as_ref()
+        } else {
+            match avail {
+                Availability::Healthy => level.healthy.as_ref(),
+                Availability::Degraded => level.degraded.as_ref(),
+            }
+        }?;
+        let i = src.members[src.lb.pick(cx)?] as usize;
+        Some(match &self.global {
+            Some(g) => g[i],
+            None => i,
+        })
+    }
+}
+
+fn build_state(hosts: &[Arc<Host>], settings: &Settings, stats: &LbStats, epoch: u64) -> LbState {
+    let levels_n = hosts
+        .iter()
+        .map(|h| h.priority() as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut all: Vec<Vec<u32>> = vec![Vec::new(); levels_n];
+    let mut healthy: Vec<Vec<u32>> = vec![Vec::new(); levels_n];
+    let mut degraded: Vec<Vec<u32>> = vec![Vec::new(); levels_n];
+    for (i, h) in hosts.iter().enumerate() {
+        let p = h.priority() as usize;
+        all[p].push(i as u32);
+        match h.health() {
+            HostHealth::Healthy => healthy[p].push(i as u32),
+            HostHealth::Degraded => degraded[p].push(i as u32),
+            HostHealth::Unhealthy => {}
+        }
+    }
+    let counts: Vec<LevelCounts> = (0..levels_n)
+        .map(|p| {
+            LevelCounts::new(
+                all[p].len() as u32,
+                healthy[p].len() as u32,
+                degraded[p].len() as u32,
+            )
+        })
+        .collect();
+    let load = PriorityLoad::compute(&counts, settings.opf, settings.panic_threshold);
+    stats.membership_total.set(hosts.len() as i64);
+    stats
+        .membership_healthy
+        .set(healthy.iter().map(Vec::len).sum::<usize>() as i64);
+    stats
+        .membership_degraded
+        .set(degraded.iter().map(Vec::len).sum::<usize>() as i64);
+    let source = |members: Vec<u32>, salt: u64| -> Option<Arc<Source>> {
+        if members.is_empty() {
+            return None;
+        }
+        let subset: Vec<Arc<Host>> = members
+            .iter()
+            .map(|&i| Arc::clone(&hosts[i as usize]))
+            .collect();
+        let lb = settings
+            .policy
+            .build(&subset, settings.seed.wrapping_add(salt));
+        Some(Arc::new(Source { members, lb }))
+    };
+    let levels = (0..levels_n)
+        .map(|p| {
+            // Only the sources a pick can reach are built: all hosts in panic, else the
+            // healthy and degraded hosts that carry load.
+            let mut level = Level::default();
+            if load.panic[p] {
+                level.all = source(std::mem::take(&mut all[p]), 3 * p as u64);
+                return level;
+            }
+            if load.healthy[p] > 0 {
+                level.healthy = source(std::mem::take(&mut healthy[p]), 3 * p as u64 + 1);
+            }
+            if load.degraded[p] > 0 {
+                level.degraded = source(std::mem::take(&mut degraded[p]), 3 * p as u64 + 2);
+            }
+            level
+        })
+        .collect();
+    LbState {
+        epoch,
+        load,
+        levels,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::HealthFlag;
+    use mesh_core::config::{HealthStatus, LbPolicy};
+
+    fn cluster(n: u16) -> Cluster {
+        Cluster::new_static(
+            "c",
+            (0..n).map(|i| std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + i))),
+        )
+    }
+
+    #[test]
+    fn round_robin_visits_every_host_equally() {
+        let lb = ClusterLb::new(&cluster(3)).unwrap();
+        let mut counts = [0; 3];
+        for _ in 0..300 {
+            let h = lb.pick(&LbContext::default()).unwrap();
+            counts[(h.address().port - 9000) as usize] += 1;
+        }
+        assert_eq!(counts, [100, 100, 100]);
+    }
+
+    #[test]
+    fn empty_cluster_picks_nothing() {
+        let lb = ClusterLb::new(&cluster(0)).unwrap();
+        assert!(lb.pick(&LbContext::default()).is_none());
+    }
+
+    #[test]
+    fn unhealthy_hosts_are_skipped_until_panic() {
+        let mut c = cluster(2);
+        let la = c.load_assignment.as_mut().unwrap();
+        la.endpoints[0].lb_endpoints[0].health_status = HealthStatus::Unhealthy;
+        // 1 of 2 healthy = 50 %: not in panic.
+        let lb = ClusterLb::new(&c).unwrap();
+        for r in 0..10 {
+            assert_eq!(lb.pick(&LbContext::new(r)).unwrap().address().port, 9001);
+        }
+        c.load_assignment.as_mut().unwrap().endpoints[0].lb_endpoints[1].health_status =
+            HealthStatus::Draining;
+        let lb = ClusterLb::new(&c).unwrap();
+        let picks: std::collections::HashSet<_> = (0..10)
+            .map(|r| lb.pick(&LbContext::new(r)).unwrap().address().port)
+            .collect();
+        assert_eq!(picks.len(), 2, "panic mode uses every host");
+    }
+
+    #[test]
+    fn health_changes_rebuild_state() {
+        let registry = Registry::new();
+        let lb = ClusterLb::with_stats(&cluster(4), &registry).unwrap();
+        lb.hosts()[0].set_flag(HealthFlag::FailedOutlierCheck, true);
+        for r in 0..40 {
+            assert_ne!(lb.pick_index(&LbContext::new(r)), Some(0));
+        }
+        let text = registry.render_text();
+        assert!(text.contains("cluster.c.membership_healthy: 3"), "{text}");
+        // 1 of 4 healthy: panic ⇒ every host, counted.
+        lb.hosts()[1].set_healthy(false);
+        lb.hosts()[2].set_healthy(false);
+        let seen: std::collections::HashSet<_> =
+            (0..40).map(|r| lb.pick_index(&LbContext::new(r))).collect();
+        assert_eq!(seen.len(), 4);
+        assert!(
+            registry
+                .render_text()
+                .contains("cluster.c.lb_healthy_panic: 40")
+        );
+    }
+
+    #[test]
+    fn priorities_and_panic_threshold_zero() {
+        let mut c = cluster(4);
+        let la = c.load_assignment.as_mut().unwrap();
+        let second = la.endpoints[0].lb_endpoints.split_off(2);
+        la.endpoints.push(mesh_core::config::LocalityLbEndpoints {
+            lb_endpoints: second,
+            priority: 1,
+            ..Default::default()
+        });
+        c.healthy_panic_threshold = 0.0;
+        let lb = ClusterLb::new(&c).unwrap();
+        assert_eq!(lb.priority_load().healthy, [100, 0]);
+        lb.hosts()[0].set_healthy(false);
+        // P0: 1 of 2 ⇒ 70 %; P1 gets 30 %.
+        assert_eq!(lb.priority_load().healthy, [70, 30]);
+        for h in lb.hosts() {
+            h.set_healthy(false);
+        }
+        assert_eq!(lb.pick_index(&LbContext::new(1)), None, "panic disabled");
+    }
+
+    #[test]
+    fn hashing_cluster_is_sticky() {
+        let mut c = cluster(5);
+        c.lb_policy = LbPolicy::Maglev;
+        let lb = ClusterLb::new(&c).unwrap();
+        let cx = |r| PickContext::new(r).with_hash(Some(12345));
+        let first = lb.pick_index_with(&cx(1));
+        for r in 0..20 {
+            assert_eq!(lb.pick_index_with(&cx(r)), first);
+        }
+        c.lb_policy = LbPolicy::RingHash;
+        let lb = ClusterLb::new(&c).unwrap();
+        let first = lb.pick_index_with(&cx(1));
+        for r in 0..20 {
+            assert_eq!(lb.pick_index_with(&cx(r)), first);
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_rejected() {
+        let mut c = cluster(1);
+        c.lb_policy = LbPolicy::Maglev;
+        c.maglev_table_size = 65536;
+        assert!(matches!(
+            ClusterLb::new(&c),
+            Err(BuildError::InvalidLbConfig {
+                field: "maglev_table_size",
+                ..
+            })
+        ));
+        c.lb_policy = LbPolicy::RingHash;
+        c.ring_hash.minimum_ring_size = 10_000_000;
+        assert!(ClusterLb::new(&c).is_err());
+    }
+
+    #[test]
+    fn hash_key_from_envoy_lb_metadata() {
+        let mut c = cluster(2);
+        let ep = &mut c.load_assignment.as_mut().unwrap().endpoints[0].lb_endpoints[1];
+        ep.metadata
+            .entry("envoy.lb".into())
+            .or_default()
+            .insert("hash_key".into(), "stable-name".into());
+        let lb = ClusterLb::new(&c).unwrap();
+        assert_eq!(lb.hosts()[0].hash_key(), "127.0.0.1:9000");
+        assert_eq!(lb.hosts()[1].hash_key(), "stable-name");
+    }
+
+    /// Compile-only: the traits are object safe and the shared types cross threads.
+    #[allow(dead_code)]
+    fn _obj_safe_and_send(_: &dyn Balancer, _: &dyn Random, _: &dyn crate::balancer::Load) {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<ClusterLb>();
+        send_sync::<crate::breaker::Permit>();
+        send_sync::<OutlierDetector>();
+        send_sync::<crate::subset::SubsetLb>();
+    }
+}
