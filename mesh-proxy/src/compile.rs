@@ -241,7 +241,8 @@ fn compile_cluster(
     stats: &Registry,
     previous: &[Arc<HostPool>],
 ) -> Result<ClusterRt, mesh_lb::BuildError> {
-    let lb = ClusterLb::new(c)?;
+    // The balancer registers its own stats (membership_*, lb_healthy_panic, breakers, outlier).
+    let lb = ClusterLb::with_stats(c, stats)?;
     let pool_stats = Arc::new(PoolStats {
         cx_total: stats.counter(StatName::cluster(&c.name, "upstream_cx_total")),
         cx_active: stats.gauge(StatName::cluster(&c.name, "upstream_cx_active")),
@@ -269,14 +270,6 @@ fn compile_cluster(
                 })
         })
         .collect();
-    let healthy = lb.hosts().iter().filter(|h| h.is_healthy()).count();
-    let gauge = |s: &str, v: usize| {
-        stats
-            .gauge(StatName::cluster(&c.name, s))
-            .set(i64::try_from(v).unwrap_or(i64::MAX));
-    };
-    gauge("membership_total", lb.hosts().len());
-    gauge("membership_healthy", healthy);
     Ok(ClusterRt {
         config: c.clone(),
         lb,

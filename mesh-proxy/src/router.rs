@@ -10,7 +10,8 @@ use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri};
 use mesh_core::config::UpstreamProtocol;
 use mesh_core::flags::ResponseFlags;
-use mesh_lb::LbContext;
+use mesh_lb::PickContext;
+use mesh_lb::hash::HashPolicies;
 use mesh_route::{Forward, Hit, HitAction};
 use tokio::time::Instant;
 
@@ -74,7 +75,16 @@ pub(crate) async fn route(
         return local_reply(cx, reply(StatusCode::FORBIDDEN, "", ResponseFlags::empty()));
     }
 
-    let Some(index) = cluster.lb.pick_index(&LbContext { random }) else {
+    // Consistent-hash clusters pick by the route's hash policies (random without a key).
+    let mut set_cookie = None;
+    let mut pick = PickContext::new(random);
+    if cluster.lb.policy().uses_hash() && !fwd.action().hash_policy.is_empty() {
+        let h = HashPolicies::new(&fwd.action().hash_policy)
+            .hash(&parts, Some(cx.filter_cx.downstream_remote().ip()));
+        pick = pick.with_hash(h.hash);
+        set_cookie = h.set_cookie;
+    }
+    let Some(index) = cluster.lb.pick_index_with(&pick) else {
         cluster.stats.no_healthy.inc();
         return local_reply(
             cx,
@@ -173,6 +183,11 @@ pub(crate) async fn route(
             .insert(X_ENVOY_UPSTREAM_SERVICE_TIME.clone(), v);
     }
     hit.apply_response_headers(&mut head.headers);
+    if let Some(cookie) = set_cookie
+        && let Ok(v) = HeaderValue::from_str(&cookie.header_value())
+    {
+        head.headers.append(header::SET_COOKIE, v);
+    }
 
     // The global timeout runs until the response is complete: the body gets what is left.
     let deadline = timeout.and_then(|t| (*cx.request_done.borrow()).map(|at| at + t));

@@ -637,3 +637,49 @@ async fn a_stalled_request_body_is_cut_at_stream_idle_timeout() {
     drop(tx);
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn ring_hash_clusters_keep_a_key_on_one_host() {
+    let ups: Vec<Upstream> = futures_util::future::join_all(
+        ["u0", "u1", "u2", "u3"].map(|n| Upstream::start(n, Behavior::Identify)),
+    )
+    .await;
+    let mut cluster = Cluster::new_static("ring", ups.iter().map(Upstream::addr));
+    cluster.lb_policy = LbPolicy::RingHash;
+    let mut route = Route::prefix("/", "ring");
+    if let Action::Route(a) = &mut route.action {
+        a.hash_policy.push(HashPolicy {
+            policy: HashOn::Header {
+                header_name: "x-user".into(),
+            },
+            terminal: false,
+        });
+    }
+    let routes = RouteConfiguration::new("r")
+        .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(route));
+    let boot = Bootstrap::default()
+        .with_listener(listener(routes))
+        .with_cluster(cluster);
+    let (proxy, addr) = start(boot).await;
+    let c = Client::http1();
+    let mut hosts_seen = std::collections::HashSet::new();
+    for user in 0..40 {
+        let key = format!("user-{user}");
+        let first = c
+            .get(addr, "/", &[("x-user", &key)])
+            .await
+            .header("x-upstream")
+            .to_owned();
+        for _ in 0..3 {
+            let again = c.get(addr, "/", &[("x-user", &key)]).await;
+            assert_eq!(again.header("x-upstream"), first, "{key} moved");
+        }
+        hosts_seen.insert(first);
+    }
+    assert_eq!(
+        hosts_seen.len(),
+        4,
+        "40 keys spread over all 4 hosts: {hosts_seen:?}"
+    );
+    proxy.shutdown().await;
+}

@@ -127,7 +127,9 @@ async fn admin_endpoints_show_and_steer_the_proxy() {
         a.addr().port()
     );
 
-    let membership = admin(&p, "GET", "/stats?filter=membership").await.text();
+    let membership = admin(&p, "GET", "/stats?filter=membership_(healthy|total)")
+        .await
+        .text();
     assert_eq!(
         membership,
         "cluster.web.membership_healthy: 1\ncluster.web.membership_total: 1\n"
