@@ -47,6 +47,7 @@ pub struct ClusterLbBuilder<'a> {
     stats: Option<&'a Registry>,
     seed: u64,
     random: Option<Arc<dyn Random>>,
+    previous: Option<&'a ClusterLb>,
 }
 
 impl<'a> ClusterLbBuilder<'a> {
@@ -70,6 +71,15 @@ impl<'a> ClusterLbBuilder<'a> {
         self
     }
 
+    /// The balancer this one replaces (a config update of the same cluster). Hosts that stay
+    /// (same address, weight, priority, locality, hostname and metadata) are the same [`Host`]
+    /// objects, so they keep their active-request counts, health flags and ejection; their
+    /// outlier-detection counters and ejection times carry over too. Default: none.
+    pub fn previous(mut self, previous: &'a ClusterLb) -> Self {
+        self.previous = Some(previous);
+        self
+    }
+
     /// Builds the balancer.
     ///
     /// # Errors
@@ -79,8 +89,15 @@ impl<'a> ClusterLbBuilder<'a> {
         let c = self.cluster;
         let policy = Policy::from_cluster(c);
         policy.validate(&c.name)?;
-        let epoch = Arc::new(AtomicU64::new(0));
-        let mut hosts = Vec::new();
+        // Hosts carried over keep signalling health changes on the previous epoch, so the
+        // new balancer shares it.
+        let epoch = self.previous.map_or_else(
+            || Arc::new(AtomicU64::new(0)),
+            |p| Arc::clone(&p.core.epoch),
+        );
+        let mut hosts: Vec<Arc<Host>> = Vec::new();
+        // (previous index, new index) of every host that stays.
+        let mut kept: Vec<(usize, usize)> = Vec::new();
         let mut opf = 140;
         if let Some(la) = &c.load_assignment {
             if la.overprovisioning_factor > 0 {
@@ -94,6 +111,25 @@ impl<'a> ClusterLbBuilder<'a> {
                     });
                 }
                 let (failed, degraded) = eds_flags(ep.health_status);
+                let same = |h: &Arc<Host>| {
+                    h.address() == &ep.address
+                        && h.weight() == ep.load_balancing_weight.max(1)
+                        && h.priority() == loc.priority
+                        && h.locality() == &loc.locality
+                        && h.hostname() == ep.hostname.as_deref()
+                        && h.metadata() == &ep.metadata
+                };
+                if let Some((i, h)) = self
+                    .previous
+                    .and_then(|p| p.hosts().iter().enumerate().find(|(_, h)| same(h)))
+                    .filter(|(i, _)| !kept.iter().any(|(k, _)| k == i))
+                {
+                    h.set_flag(crate::health::HealthFlag::FailedEdsHealth, failed);
+                    h.set_flag(crate::health::HealthFlag::DegradedEdsHealth, degraded);
+                    kept.push((i, hosts.len()));
+                    hosts.push(Arc::clone(h));
+                    continue;
+                }
                 let host = Host::new(
                     ep.address.clone(),
                     ep.load_balancing_weight,
@@ -124,10 +160,13 @@ impl<'a> ClusterLbBuilder<'a> {
         let random = self
             .random
             .unwrap_or_else(|| Arc::new(SeededRandom::from_entropy()));
-        let outlier = c
-            .outlier_detection
-            .as_ref()
-            .map(|od| OutlierDetector::new(od.clone(), hosts.clone(), random, self.stats, &c.name));
+        let outlier = c.outlier_detection.as_ref().map(|od| {
+            let d = OutlierDetector::new(od.clone(), hosts.clone(), random, self.stats, &c.name);
+            if let Some(prev) = self.previous.and_then(ClusterLb::outlier) {
+                d.carry_over(prev, &kept);
+            }
+            d
+        });
         Ok(ClusterLb {
             name: c.name.as_str().into(),
             core: LbCore::new(hosts, None, epoch, Arc::new(settings), stats),
@@ -163,6 +202,7 @@ impl ClusterLb {
             stats: None,
             seed: 0,
             random: None,
+            previous: None,
         }
     }
 

@@ -105,6 +105,22 @@ struct Monitor {
 }
 
 impl Monitor {
+    fn copy_from(&self, other: &Monitor) {
+        let c = |to: &AtomicU32, from: &AtomicU32| {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed)
+        };
+        let c64 = |to: &AtomicU64, from: &AtomicU64| {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed)
+        };
+        c(&self.consecutive_5xx, &other.consecutive_5xx);
+        c(&self.consecutive_gateway, &other.consecutive_gateway);
+        c(&self.consecutive_local, &other.consecutive_local);
+        c64(&self.ext_total, &other.ext_total);
+        c64(&self.ext_success, &other.ext_success);
+        c64(&self.local_total, &other.local_total);
+        c64(&self.local_success, &other.local_success);
+    }
+
     fn reset_consecutive(&self) {
         self.consecutive_5xx.store(0, Ordering::Relaxed);
         self.consecutive_gateway.store(0, Ordering::Relaxed);
@@ -196,6 +212,29 @@ impl OutlierDetector {
             random,
             stats,
         }
+    }
+
+    /// Takes over the state of hosts that stayed across a config update: `kept` pairs each
+    /// host's index in `previous` with its index here. Consecutive counters, success-rate
+    /// accumulators, ejection times and backoff carry over, so an ejected host is un-ejected
+    /// on schedule rather than stuck.
+    pub fn carry_over(&self, previous: &OutlierDetector, kept: &[(usize, usize)]) {
+        let old = previous.lock().clone();
+        let mut new = self.lock();
+        for &(from, to) in kept {
+            let (Some(m_from), Some(m_to)) = (previous.monitors.get(from), self.monitors.get(to))
+            else {
+                continue;
+            };
+            m_to.copy_from(m_from);
+            if let (Some(e), Some(slot)) = (old.get(from), new.get_mut(to)) {
+                *slot = e.clone();
+            }
+        }
+        let active = new.iter().filter(|e| e.ejected_at.is_some()).count();
+        self.stats
+            .active
+            .set(i64::try_from(active).unwrap_or(i64::MAX));
     }
 
     /// The settings.

@@ -59,3 +59,58 @@ fn ejected_host_is_skipped_then_returns() {
         assert!(back, "{policy:?}: host 7 serves again");
     }
 }
+
+/// Hosts that stay across an endpoint update keep their active requests, health flags and
+/// ejection (which still ends on schedule); hosts that go are gone, new ones start fresh.
+#[test]
+fn hosts_that_stay_keep_their_state_across_an_update() {
+    use mesh_core::config::{Cluster, OutlierDetection};
+    use mesh_lb::ClusterLb;
+    use mesh_lb::outlier::Outcome;
+    use std::time::Duration;
+
+    let addr = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    let mut c = Cluster::new_static("c", [addr(1), addr(2), addr(3)]);
+    c.outlier_detection = Some(OutlierDetection {
+        consecutive_5xx: 2,
+        max_ejection_percent: 100,
+        ..OutlierDetection::default()
+    });
+    let before = ClusterLb::new(&c).unwrap();
+    let _in_flight = before.hosts()[1].start_request();
+    let od = before.outlier().unwrap();
+    let t0 = Duration::from_secs(100);
+    od.report(0, Outcome::Http(503), t0);
+    od.report(0, Outcome::Http(503), t0);
+    assert!(od.host_state(0).ejected);
+    od.report(2, Outcome::Http(500), t0);
+
+    // Host 3 goes, host 4 comes; 1 and 2 stay (in a different order).
+    let mut next = Cluster::new_static("c", [addr(2), addr(1), addr(4)]);
+    next.outlier_detection = c.outlier_detection.clone();
+    let after = ClusterLb::builder(&next).previous(&before).build().unwrap();
+    assert!(std::sync::Arc::ptr_eq(
+        &after.hosts()[1],
+        &before.hosts()[0]
+    ));
+    assert!(std::sync::Arc::ptr_eq(
+        &after.hosts()[0],
+        &before.hosts()[1]
+    ));
+    assert_eq!(
+        after.hosts()[0].active_requests(),
+        1,
+        "in-flight request still counted"
+    );
+    let od2 = after.outlier().unwrap();
+    assert!(od2.host_state(1).ejected, "ejection carried over");
+    assert!(!od2.host_state(2).ejected);
+    for _ in 0..20 {
+        let i = after.pick_index(&mesh_lb::LbContext::default()).unwrap();
+        assert_ne!(i, 1, "the ejected host gets no traffic after the update");
+    }
+    // Un-ejected on schedule: base ejection time 30 s, swept at the 10 s interval.
+    od2.sweep(t0 + Duration::from_secs(40));
+    assert!(!od2.host_state(1).ejected);
+    assert!(after.hosts()[1].is_healthy());
+}

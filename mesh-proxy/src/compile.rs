@@ -149,8 +149,8 @@ pub(crate) fn compile(
     for (i, c) in bootstrap.clusters.iter().enumerate() {
         let prev = previous
             .and_then(|p| p.clusters.get(&c.name))
-            .map(|rt| &rt.pools[..]);
-        match compile_cluster(c, stats, prev.unwrap_or_default()) {
+            .map(|rt| &**rt);
+        match compile_cluster(c, stats, prev) {
             Ok(rt) => {
                 clusters.insert(c.name.clone(), Arc::new(rt));
             }
@@ -239,10 +239,16 @@ pub(crate) fn compile(
 fn compile_cluster(
     c: &Cluster,
     stats: &Registry,
-    previous: &[Arc<HostPool>],
+    previous: Option<&ClusterRt>,
 ) -> Result<ClusterRt, mesh_lb::BuildError> {
-    // The balancer registers its own stats (membership_*, lb_healthy_panic, breakers, outlier).
-    let lb = ClusterLb::with_stats(c, stats)?;
+    // The balancer registers its own stats (membership_*, lb_healthy_panic, breakers,
+    // outlier); hosts that stay keep their state (active requests, health, ejection).
+    let mut builder = ClusterLb::builder(c).stats(stats);
+    if let Some(p) = previous {
+        builder = builder.previous(&p.lb);
+    }
+    let lb = builder.build()?;
+    let previous: &[Arc<HostPool>] = previous.map_or(&[], |p| &p.pools);
     let pool_stats = Arc::new(PoolStats {
         cx_total: stats.counter(StatName::cluster(&c.name, "upstream_cx_total")),
         cx_active: stats.gauge(StatName::cluster(&c.name, "upstream_cx_active")),
