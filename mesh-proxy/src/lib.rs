@@ -35,6 +35,7 @@ pub mod body;
 mod compile;
 mod conn_manager;
 mod error;
+mod filters;
 mod headers;
 mod listener;
 mod random;
@@ -109,6 +110,8 @@ impl ProxyBuilder {
 
     /// Registers a filter factory under `name`; a bootstrap's `http_filters` entry whose name
     /// (or `TypedStruct` `type_url`) is `name` gets a filter built by `factory` from its config.
+    /// Built-in filters (`envoy.filters.http.fault`) are registered the same way; registering
+    /// a factory under the same name replaces the built-in.
     pub fn filter<F, T, E>(mut self, name: impl Into<String>, factory: F) -> Self
     where
         F: Fn(&serde_json::Value) -> Result<T, E> + Send + Sync + 'static,
@@ -277,11 +280,14 @@ impl Inner {
 impl Proxy {
     /// Starts configuring a proxy for `bootstrap`.
     pub fn builder(bootstrap: Bootstrap) -> ProxyBuilder {
+        let stats = Arc::new(Registry::new());
+        let mut registry = FilterRegistry::new();
+        filters::register(&mut registry, &stats);
         ProxyBuilder {
             bootstrap,
-            registry: FilterRegistry::new(),
+            registry,
             drain_time: DEFAULT_DRAIN_TIME,
-            stats: Arc::new(Registry::new()),
+            stats,
             admin: None,
             log_level: LogLevelControl::default(),
         }

@@ -1,0 +1,421 @@
+//! Envoy's fault-injection filter (`envoy.filters.http.fault`, SEMANTICS.md §7): a fixed or
+//! header-controlled delay and an HTTP or gRPC abort, each with its own probability, before the
+//! request reaches the router. Per-route config (`typed_per_filter_config`) replaces the
+//! listener's. Delays set flag `DI`, aborts `FI`; stats `fault.delays_injected`,
+//! `fault.aborts_injected`, `fault.faults_overflow`, `fault.active_faults`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{HeaderValue, StatusCode};
+use mesh_core::BoxError;
+use mesh_core::config::{Denominator, FractionalPercent};
+use mesh_core::filter::{FilterContext, FilterRegistry, Flow, HttpFilter, LocalReply, RequestHead};
+use mesh_core::flags::ResponseFlags;
+use mesh_core::stats::{Counter, Gauge, Registry, StatName};
+use mesh_route::HeaderMatch;
+use serde_json::Value;
+
+use super::{field, uint};
+use crate::random;
+
+/// The filter's name.
+pub(crate) const NAME: &str = "envoy.filters.http.fault";
+const TYPE_URL: &str = "envoy.extensions.filters.http.fault.v3.HTTPFault";
+
+const DELAY_HEADER: &str = "x-envoy-fault-delay-request";
+const DELAY_PERCENT_HEADER: &str = "x-envoy-fault-delay-request-percentage";
+const ABORT_HEADER: &str = "x-envoy-fault-abort-request";
+const ABORT_GRPC_HEADER: &str = "x-envoy-fault-abort-grpc-request";
+const ABORT_PERCENT_HEADER: &str = "x-envoy-fault-abort-request-percentage";
+const NODE_HEADER: &str = "x-envoy-downstream-service-node";
+
+pub(crate) fn register(registry: &mut FilterRegistry, stats: &Arc<Registry>) {
+    for name in [NAME, TYPE_URL] {
+        let stats = Arc::clone(stats);
+        registry.register(name, move |v: &Value| Fault::new(v, &stats));
+    }
+}
+
+#[derive(Debug, Clone)]
+enum DelaySource {
+    Fixed(Duration),
+    Header,
+}
+
+/// An abort decided for one request.
+#[derive(Debug, Clone, Copy)]
+enum Abort {
+    Http(StatusCode),
+    Grpc(u32),
+}
+
+#[derive(Debug, Clone)]
+enum AbortSource {
+    Http(StatusCode),
+    Grpc(u32),
+    Header,
+}
+
+/// One parsed fault config (the filter's own, or a route's override).
+#[derive(Debug, Clone, Default)]
+struct FaultConfig {
+    delay: Option<(DelaySource, FractionalPercent)>,
+    abort: Option<(AbortSource, FractionalPercent)>,
+    headers: Vec<HeaderMatch>,
+    downstream_nodes: Vec<String>,
+    max_active_faults: Option<u64>,
+}
+
+fn err(path: &str, msg: impl std::fmt::Display) -> BoxError {
+    format!("{path}: {msg}").into()
+}
+
+fn percentage(v: Option<&Value>, path: &str) -> Result<FractionalPercent, BoxError> {
+    let Some(v) = v else {
+        // Unset means 0%: the fault never fires (Envoy's and Istio's reading).
+        return Ok(FractionalPercent::percent(0));
+    };
+    let numerator = field(v, "numerator")
+        .map_or(Some(0), uint)
+        .ok_or_else(|| err(path, "numerator must be a non-negative integer"))?;
+    let denominator = match field(v, "denominator") {
+        None => Denominator::Hundred,
+        Some(d) => match d.as_str().or_else(|| {
+            d.as_u64().map(|n| {
+                ["HUNDRED", "TEN_THOUSAND", "MILLION"]
+                    .get(n as usize)
+                    .copied()
+                    .unwrap_or("")
+            })
+        }) {
+            Some("HUNDRED") => Denominator::Hundred,
+            Some("TEN_THOUSAND") => Denominator::TenThousand,
+            Some("MILLION") => Denominator::Million,
+            _ => {
+                return Err(err(
+                    &format!("{path}.denominator"),
+                    "must be HUNDRED, TEN_THOUSAND or MILLION",
+                ));
+            }
+        },
+    };
+    // A numerator above the denominator means always.
+    let numerator = numerator.min(denominator.value());
+    Ok(FractionalPercent {
+        numerator: u32::try_from(numerator).unwrap_or(u32::MAX),
+        denominator,
+    })
+}
+
+impl FaultConfig {
+    fn parse(v: &Value) -> Result<Self, BoxError> {
+        let mut cfg = FaultConfig::default();
+        if v.is_null() {
+            return Ok(cfg);
+        }
+        let Some(obj) = v.as_object() else {
+            return Err("fault config must be an object".into());
+        };
+        for key in obj.keys() {
+            let known = [
+                "delay",
+                "abort",
+                "headers",
+                "downstream_nodes",
+                "downstreamNodes",
+                "max_active_faults",
+                "maxActiveFaults",
+                "@type",
+            ];
+            if !known.contains(&key.as_str()) {
+                return Err(err(key, "unsupported fault filter field"));
+            }
+        }
+        if let Some(d) = field(v, "delay") {
+            let source = if let Some(fixed) = field(d, "fixed_delay") {
+                let s = fixed
+                    .as_str()
+                    .ok_or_else(|| err("delay.fixed_delay", "must be a duration string"))?;
+                let dur = mesh_core::config::duration::parse(s)
+                    .map_err(|e| err("delay.fixed_delay", e))?;
+                if dur.is_zero() {
+                    return Err(err("delay.fixed_delay", "must be greater than 0"));
+                }
+                DelaySource::Fixed(dur)
+            } else if field(d, "header_delay").is_some() {
+                DelaySource::Header
+            } else {
+                return Err(err("delay", "needs fixed_delay or header_delay"));
+            };
+            cfg.delay = Some((
+                source,
+                percentage(field(d, "percentage"), "delay.percentage")?,
+            ));
+        }
+        if let Some(a) = field(v, "abort") {
+            let source = if let Some(s) = field(a, "http_status") {
+                let code = uint(s)
+                    .and_then(|c| u16::try_from(c).ok())
+                    .filter(|c| (200..600).contains(c));
+                let code = code.ok_or_else(|| err("abort.http_status", "must be in [200, 600)"))?;
+                AbortSource::Http(
+                    StatusCode::from_u16(code).map_err(|e| err("abort.http_status", e))?,
+                )
+            } else if let Some(g) = field(a, "grpc_status") {
+                let code = uint(g)
+                    .and_then(|c| u32::try_from(c).ok())
+                    .ok_or_else(|| err("abort.grpc_status", "must be a gRPC status code"))?;
+                AbortSource::Grpc(code)
+            } else if field(a, "header_abort").is_some() {
+                AbortSource::Header
+            } else {
+                return Err(err(
+                    "abort",
+                    "needs http_status, grpc_status or header_abort",
+                ));
+            };
+            cfg.abort = Some((
+                source,
+                percentage(field(a, "percentage"), "abort.percentage")?,
+            ));
+        }
+        if let Some(hs) = field(v, "headers") {
+            let list = hs
+                .as_array()
+                .ok_or_else(|| err("headers", "must be a list"))?;
+            for (i, h) in list.iter().enumerate() {
+                let m = mesh_xds::envoy::parse_header_matcher(h)
+                    .map_err(|e| err(&format!("headers[{i}]"), e))?;
+                cfg.headers
+                    .push(HeaderMatch::new(&m).map_err(|e| err(&format!("headers[{i}]"), e))?);
+            }
+        }
+        if let Some(n) = field(v, "downstream_nodes") {
+            cfg.downstream_nodes = n
+                .as_array()
+                .ok_or_else(|| err("downstream_nodes", "must be a list"))?
+                .iter()
+                .map(|s| {
+                    s.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| err("downstream_nodes", "must hold strings"))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(m) = field(v, "max_active_faults") {
+            cfg.max_active_faults = Some(
+                uint(m)
+                    .ok_or_else(|| err("max_active_faults", "must be a non-negative integer"))?,
+            );
+        }
+        Ok(cfg)
+    }
+}
+
+/// The fault filter.
+#[derive(Debug)]
+pub(crate) struct Fault {
+    config: FaultConfig,
+    active: Arc<AtomicU64>,
+    stats: Arc<FaultStats>,
+}
+
+#[derive(Debug)]
+struct FaultStats {
+    delays: Arc<Counter>,
+    aborts: Arc<Counter>,
+    overflow: Arc<Counter>,
+    active: Arc<Gauge>,
+}
+
+impl Fault {
+    fn new(v: &Value, stats: &Registry) -> Result<Self, BoxError> {
+        Ok(Self {
+            config: FaultConfig::parse(v)?,
+            active: Arc::default(),
+            stats: Arc::new(FaultStats {
+                delays: stats.counter(StatName::plain("fault.delays_injected")),
+                aborts: stats.counter(StatName::plain("fault.aborts_injected")),
+                overflow: stats.counter(StatName::plain("fault.faults_overflow")),
+                active: stats.gauge(StatName::plain("fault.active_faults")),
+            }),
+        })
+    }
+}
+
+/// Counts a fault as active until dropped.
+struct ActiveFault(Arc<AtomicU64>, Arc<FaultStats>);
+
+impl Drop for ActiveFault {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.1.active.dec();
+    }
+}
+
+fn header_u64(req: &RequestHead, name: &str) -> Option<u64> {
+    req.headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The configured percentage, lowered (never raised) by a request header.
+fn effective(p: FractionalPercent, req: &RequestHead, header: &str) -> FractionalPercent {
+    match header_u64(req, header) {
+        Some(n) => FractionalPercent {
+            numerator: p.numerator.min(u32::try_from(n).unwrap_or(u32::MAX)),
+            ..p
+        },
+        None => p,
+    }
+}
+
+#[async_trait]
+impl HttpFilter for Fault {
+    async fn on_request(&self, req: &mut RequestHead, cx: &mut FilterContext) -> Flow {
+        let route_cfg;
+        let cfg = match cx.route_config(NAME) {
+            Some(v) => match FaultConfig::parse(v) {
+                Ok(c) => {
+                    route_cfg = c;
+                    &route_cfg
+                }
+                // An invalid per-route config injects nothing rather than failing requests.
+                Err(_) => return Flow::Continue,
+            },
+            None => &self.config,
+        };
+        if cfg.delay.is_none() && cfg.abort.is_none() {
+            return Flow::Continue;
+        }
+        if !cfg.headers.iter().all(|m| m.matches(req)) {
+            return Flow::Continue;
+        }
+        if !cfg.downstream_nodes.is_empty() {
+            let node = req.headers.get(NODE_HEADER).and_then(|v| v.to_str().ok());
+            if !node.is_some_and(|n| cfg.downstream_nodes.iter().any(|d| d == n)) {
+                return Flow::Continue;
+            }
+        }
+        if let Some(max) = cfg.max_active_faults
+            && self.active.load(Ordering::Acquire) >= max
+        {
+            self.stats.overflow.inc();
+            return Flow::Continue;
+        }
+
+        let mut _active = None;
+        let mut start_fault = || {
+            if _active.is_none() {
+                self.active.fetch_add(1, Ordering::AcqRel);
+                self.stats.active.inc();
+                _active = Some(ActiveFault(
+                    Arc::clone(&self.active),
+                    Arc::clone(&self.stats),
+                ));
+            }
+        };
+
+        if let Some((source, pct)) = &cfg.delay {
+            let delay = match source {
+                DelaySource::Fixed(d) => Some(*d),
+                DelaySource::Header => header_u64(req, DELAY_HEADER).map(Duration::from_millis),
+            };
+            if let Some(delay) = delay.filter(|d| !d.is_zero())
+                && effective(*pct, req, DELAY_PERCENT_HEADER).enabled(random::next_u64())
+            {
+                start_fault();
+                self.stats.delays.inc();
+                cx.set_flag(ResponseFlags::DELAY_INJECTED);
+                tokio::time::sleep(delay).await;
+            }
+        }
+
+        if let Some((source, pct)) = &cfg.abort {
+            let abort = match source {
+                AbortSource::Http(s) => Some(Abort::Http(*s)),
+                AbortSource::Grpc(g) => Some(Abort::Grpc(*g)),
+                AbortSource::Header => header_u64(req, ABORT_HEADER)
+                    .and_then(|c| u16::try_from(c).ok())
+                    .filter(|c| (200..600).contains(c))
+                    .and_then(|c| StatusCode::from_u16(c).ok())
+                    .map(Abort::Http)
+                    .or_else(|| {
+                        header_u64(req, ABORT_GRPC_HEADER)
+                            .and_then(|g| u32::try_from(g).ok())
+                            .map(Abort::Grpc)
+                    }),
+            };
+            if let Some(abort) = abort
+                && effective(*pct, req, ABORT_PERCENT_HEADER).enabled(random::next_u64())
+            {
+                start_fault();
+                self.stats.aborts.inc();
+                let reply = match abort {
+                    // gRPC aborts are trailers-only responses: HTTP 200 with grpc-status.
+                    Abort::Grpc(code) => LocalReply::new(StatusCode::OK)
+                        .with_header(
+                            http::header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/grpc"),
+                        )
+                        .with_header(
+                            http::HeaderName::from_static("grpc-status"),
+                            HeaderValue::from(code),
+                        )
+                        .with_header(
+                            http::HeaderName::from_static("grpc-message"),
+                            HeaderValue::from_static("fault filter abort"),
+                        ),
+                    Abort::Http(status) => LocalReply::new(status).with_body("fault filter abort"),
+                };
+                return Flow::Reply(reply.with_flag(ResponseFlags::FAULT_INJECTED));
+            }
+        }
+        Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_envoy_and_istio_shapes() {
+        let c = FaultConfig::parse(&serde_json::json!({
+            "delay": {"fixed_delay": "7s", "percentage": {"numerator": 100}},
+            "abort": {"http_status": 500, "percentage": {"numerator": 500000, "denominator": "MILLION"}},
+            "max_active_faults": {"value": 3},
+        }))
+        .unwrap();
+        assert!(
+            matches!(c.delay, Some((DelaySource::Fixed(d), p)) if d == Duration::from_secs(7) && p.numerator == 100)
+        );
+        assert!(
+            matches!(c.abort, Some((AbortSource::Http(s), p)) if s == 500 && p.numerator == 500_000)
+        );
+        assert_eq!(c.max_active_faults, Some(3));
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let e = FaultConfig::parse(&serde_json::json!({"abort": {"http_status": 99}})).unwrap_err();
+        assert_eq!(e.to_string(), "abort.http_status: must be in [200, 600)");
+        let e = FaultConfig::parse(&serde_json::json!({"delay": {"percentage": {}}})).unwrap_err();
+        assert_eq!(e.to_string(), "delay: needs fixed_delay or header_delay");
+        let e = FaultConfig::parse(&serde_json::json!({"response_rate_limit": {}})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "response_rate_limit: unsupported fault filter field"
+        );
+    }
+
+    #[test]
+    fn unset_percentage_never_fires_and_numerators_cap_at_the_denominator() {
+        let c = FaultConfig::parse(&serde_json::json!({"abort": {"http_status": 503}})).unwrap();
+        let (_, p) = c.abort.unwrap();
+        assert!((0..1000).all(|r| !p.enabled(r)));
+        let p = percentage(Some(&serde_json::json!({"numerator": 250})), "p").unwrap();
+        assert!((0..1000).all(|r| p.enabled(r)));
+    }
+}
