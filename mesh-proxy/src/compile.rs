@@ -103,6 +103,8 @@ pub(crate) struct ClusterRt {
     pub(crate) lb: ClusterLb,
     pub(crate) pools: Vec<Arc<HostPool>>,
     pub(crate) stats: ClusterStats,
+    /// When outlier detection last swept, in ms of the proxy's clock.
+    pub(crate) last_sweep: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -248,6 +250,9 @@ fn compile_cluster(
         builder = builder.previous(&p.lb);
     }
     let lb = builder.build()?;
+    let previous_sweep = previous.map_or(0, |p| {
+        p.last_sweep.load(std::sync::atomic::Ordering::Relaxed)
+    });
     let previous: &[Arc<HostPool>] = previous.map_or(&[], |p| &p.pools);
     let pool_stats = Arc::new(PoolStats {
         cx_total: stats.counter(StatName::cluster(&c.name, "upstream_cx_total")),
@@ -281,5 +286,6 @@ fn compile_cluster(
         lb,
         pools,
         stats: ClusterStats::new(stats, &c.name),
+        last_sweep: std::sync::atomic::AtomicU64::new(previous_sweep),
     })
 }

@@ -31,8 +31,9 @@ use crate::router;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) store: Arc<ConfigStore<Compiled>>,
-    #[allow(dead_code)] // rendered by the admin server
     pub(crate) stats: Arc<Registry>,
+    /// Time zero for outlier detection's clock.
+    pub(crate) epoch: Instant,
 }
 
 /// Per-connection state the connection task watches.
@@ -84,6 +85,7 @@ pub(crate) struct RequestCtx {
     pub(crate) bytes_received: Arc<AtomicU64>,
     pub(crate) request_done: tokio::sync::watch::Receiver<Option<Instant>>,
     pub(crate) random: u64,
+    pub(crate) epoch: Instant,
 }
 
 /// hyper service entry point.
@@ -182,6 +184,7 @@ pub(crate) async fn serve(
         bytes_received,
         request_done: done_rx,
         random: random::next_u64(),
+        epoch: shared.epoch,
     };
 
     // Per-route filter config is known before the filters run.

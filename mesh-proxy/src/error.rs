@@ -33,6 +33,9 @@ pub(crate) enum Kind {
     Timeout,
     /// The request was canceled (for example the downstream went away).
     Canceled,
+    /// A circuit breaker refused the request (max_connections with max_pending_requests
+    /// full, or max_requests).
+    Overflow,
 }
 
 impl Error {
@@ -80,6 +83,11 @@ impl Error {
         self.is_upstream()
     }
 
+    /// A circuit breaker refused the request (never retried, never fed to outlier detection).
+    pub fn is_overflow(&self) -> bool {
+        self.inner.kind == Kind::Overflow
+    }
+
     /// The request was canceled.
     pub fn is_canceled(&self) -> bool {
         self.inner.kind == Kind::Canceled
@@ -107,6 +115,7 @@ impl fmt::Display for Error {
             Kind::Upstream => "upstream connection failed",
             Kind::Timeout => "timeout",
             Kind::Canceled => "request canceled",
+            Kind::Overflow => "circuit breaker overflow",
         })
     }
 }

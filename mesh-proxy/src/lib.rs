@@ -306,6 +306,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             store: Arc::clone(&self.store),
             stats: Arc::clone(&self.stats),
+            epoch: tokio::time::Instant::now(),
         });
         let configs: Vec<Listener> = self.store.load().value.bootstrap.listeners.clone();
         let mut bound = Vec::new();
@@ -348,7 +349,12 @@ impl Proxy {
             let addr = l.local_addr().ok();
             (addr, tokio::spawn(admin::serve(l, Arc::clone(&inner))))
         });
-        Ok(RunningProxy { inner, admin })
+        let sweeper = tokio::spawn(sweep_outliers(Arc::clone(&inner.shared)));
+        Ok(RunningProxy {
+            inner,
+            admin,
+            sweeper,
+        })
     }
 
     /// Starts, serves until `signal` completes (or the admin API asks to quit), then drains and
@@ -376,11 +382,34 @@ async fn bind(l: &Listener) -> Result<tokio::net::TcpListener, Error> {
     })
 }
 
+/// Runs outlier detection's periodic sweep: every cluster with outlier detection is swept
+/// once per its `interval` (checked every second of the proxy's clock), on the current
+/// snapshot, so reloads are followed.
+async fn sweep_outliers(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = shared.epoch.elapsed();
+        let snap = shared.store.load_full();
+        for c in snap.value.clusters.values() {
+            let Some(od) = c.lb.outlier() else { continue };
+            let last = Duration::from_millis(c.last_sweep.load(Ordering::Relaxed));
+            if now.saturating_sub(last) >= od.config().interval {
+                od.sweep(now);
+                let ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+                c.last_sweep.store(ms, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// A proxy that is serving.
 #[derive(Debug)]
 pub struct RunningProxy {
     inner: Arc<Inner>,
     admin: Option<(Option<SocketAddr>, JoinHandle<()>)>,
+    sweeper: JoinHandle<()>,
 }
 
 impl RunningProxy {
@@ -518,6 +547,7 @@ impl RunningProxy {
         if let Some((_, admin)) = self.admin {
             admin.abort();
         }
+        self.sweeper.abort();
         self.inner.server.live.set(0);
     }
 }

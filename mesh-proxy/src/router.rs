@@ -12,6 +12,7 @@ use mesh_core::config::UpstreamProtocol;
 use mesh_core::flags::ResponseFlags;
 use mesh_lb::PickContext;
 use mesh_lb::hash::HashPolicies;
+use mesh_lb::outlier::Outcome;
 use mesh_route::{Forward, Hit, HitAction};
 use tokio::time::Instant;
 
@@ -75,6 +76,19 @@ pub(crate) async fn route(
         return local_reply(cx, reply(StatusCode::FORBIDDEN, "", ResponseFlags::empty()));
     }
 
+    // max_requests: a request over the limit fails fast (503, x-envoy-overloaded, UO).
+    let limits = Arc::clone(cluster.lb.breakers(fwd.action().priority));
+    let rq_slot = match limits.try_request() {
+        Ok(p) => p,
+        Err(o) => {
+            return failure(
+                cx,
+                &cluster,
+                crate::Error::new(Kind::Overflow, Some(o.into())),
+            );
+        }
+    };
+
     // Consistent-hash clusters pick by the route's hash policies (random without a key).
     let mut set_cookie = None;
     let mut pick = PickContext::new(random);
@@ -121,7 +135,7 @@ pub(crate) async fn route(
     let _active = host.start_request();
     let sent_at = Instant::now();
     let timeout = fwd.action().effective_timeout();
-    let send = pool.send(upstream_req, upgrade.is_some());
+    let send = pool.send(upstream_req, upgrade.is_some(), &limits);
     let result = match timeout {
         None => send.await,
         Some(t) => {
@@ -141,6 +155,18 @@ pub(crate) async fn route(
     };
     cluster.stats.rq_active.dec();
 
+    // Every attempt's result feeds outlier detection (breaker overflows do not).
+    if let Some(od) = cluster.lb.outlier() {
+        let outcome = match &result {
+            Ok((resp, _)) => Some(Outcome::Http(resp.status().as_u16())),
+            Err(e) if e.is_overflow() => None,
+            Err(e) if e.is_timeout() && e.kind() == Kind::Timeout => Some(Outcome::Timeout),
+            Err(_) => Some(Outcome::ConnectFailed),
+        };
+        if let Some(o) = outcome {
+            od.report(index, o, cx.epoch.elapsed());
+        }
+    }
     let hs = &pool.host_stats;
     hs.rq_total.fetch_add(1, Ordering::Relaxed);
     let (resp, lease) = match result {
@@ -195,6 +221,7 @@ pub(crate) async fn route(
         .deadline(deadline)
         .idle_timeout(stream_idle(cx, &fwd))
         .on_end(move |complete| {
+            drop(rq_slot);
             if complete && let Some(lease) = lease {
                 lease.release();
             }
@@ -306,6 +333,18 @@ fn failure(cx: &mut RequestCtx, cluster: &ClusterRt, e: crate::Error) -> Respons
                 ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
             )
         }
+        Kind::Overflow => {
+            let mut r = reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("{CONNECT_ERROR}reset reason: overflow"),
+                ResponseFlags::UPSTREAM_OVERFLOW,
+            );
+            if !cx.chain.hcm.suppress_envoy_headers {
+                r.headers
+                    .insert(X_ENVOY_OVERLOADED.clone(), HeaderValue::from_static("true"));
+            }
+            r
+        }
         Kind::UpstreamConnectTimeout => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("{CONNECT_ERROR}reset reason: connection timeout"),
@@ -326,7 +365,6 @@ fn failure(cx: &mut RequestCtx, cluster: &ClusterRt, e: crate::Error) -> Respons
         ),
     };
     cluster.stats.rq_class.record(r.status.as_u16());
-    let _ = &X_ENVOY_OVERLOADED;
     local_reply(cx, r)
 }
 

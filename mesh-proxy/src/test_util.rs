@@ -29,6 +29,11 @@ pub enum Behavior {
     Echo,
     /// Never answers (for timeout tests).
     Stall,
+    /// Answers like `Identify` once the test opens the gate ([`Upstream::open_gate`]); until
+    /// then requests are held open.
+    Gated,
+    /// Answers with this status and an empty body.
+    Status(u16),
 }
 
 /// A running test upstream.
@@ -37,6 +42,7 @@ pub struct Upstream {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::watch::Sender<bool>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -57,6 +63,8 @@ impl Upstream {
         let (stop, mut stopped) = oneshot::channel::<()>();
         let name: Arc<str> = name.into();
         let (acc, reqs) = (Arc::clone(&accepted), Arc::clone(&requests));
+        let gate = Arc::new(tokio::sync::watch::channel(false).0);
+        let gate_rx = gate.subscribe();
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
@@ -66,10 +74,18 @@ impl Upstream {
                 acc.fetch_add(1, Ordering::SeqCst);
                 let name = Arc::clone(&name);
                 let reqs = Arc::clone(&reqs);
+                let gate_rx = gate_rx.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         reqs.fetch_add(1, Ordering::SeqCst);
-                        handle(Arc::clone(&name), behavior, req)
+                        let mut gate = gate_rx.clone();
+                        let name = Arc::clone(&name);
+                        async move {
+                            if behavior == Behavior::Gated {
+                                let _ = gate.wait_for(|open| *open).await;
+                            }
+                            handle(name, behavior, req).await
+                        }
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
@@ -81,8 +97,14 @@ impl Upstream {
             addr,
             accepted,
             requests,
+            gate,
             _stop: stop,
         }
+    }
+
+    /// Lets held requests of a [`Behavior::Gated`] upstream (and all later ones) through.
+    pub fn open_gate(&self) {
+        let _ = self.gate.send(true);
     }
 
     /// Where it listens.
@@ -107,7 +129,15 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     match behavior {
-        Behavior::Identify => {
+        Behavior::Status(code) => {
+            let mut resp = Response::new(body::empty());
+            *resp.status_mut() =
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            resp.headers_mut()
+                .insert("x-upstream", name.parse().expect("names are header-safe"));
+            Ok(resp)
+        }
+        Behavior::Identify | Behavior::Gated => {
             let mut resp = Response::new(body::full(format!(
                 "{name} {} {}",
                 req.method(),

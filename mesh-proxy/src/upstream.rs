@@ -17,6 +17,8 @@ use mesh_core::stats::{Counter, Gauge};
 use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
+use mesh_lb::breaker::{Limits, Overflow, Permit};
+
 use crate::error::{Error, Kind};
 
 /// Per-cluster connection stats.
@@ -50,6 +52,9 @@ pub(crate) struct HostPool {
     idle: Mutex<Vec<http1::SendRequest<ProxyBody>>>,
     h2: tokio::sync::Mutex<Option<http2::SendRequest<ProxyBody>>>,
     stats: Arc<PoolStats>,
+    /// Woken when a connection goes back to the pool or closes (a request waiting at
+    /// `max_connections` may proceed).
+    released: tokio::sync::Notify,
 }
 
 /// A sent request's connection, handed back to the pool once the response is done.
@@ -67,6 +72,8 @@ impl Lease {
         {
             let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
             idle.push(s);
+            drop(idle);
+            self.pool.released.notify_one();
         }
     }
 }
@@ -86,6 +93,7 @@ impl HostPool {
             idle: Mutex::new(Vec::new()),
             h2: tokio::sync::Mutex::new(None),
             stats,
+            released: tokio::sync::Notify::new(),
         }
     }
 
@@ -128,7 +136,8 @@ impl HostPool {
         Ok(TokioIo::new(stream))
     }
 
-    fn spawn_conn<F>(self: &Arc<Self>, conn: F)
+    /// Drives a connection; it holds its breaker slot (`max_connections`) until it closes.
+    fn spawn_conn<F>(self: &Arc<Self>, conn: F, slot: Permit)
     where
         F: std::future::Future + Send + 'static,
     {
@@ -137,8 +146,10 @@ impl HostPool {
         pool.host_stats.cx_active.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let _ = conn.await;
+            drop(slot);
             pool.stats.cx_active.dec();
             pool.host_stats.cx_active.fetch_sub(1, Ordering::Relaxed);
+            pool.released.notify_waiters();
         });
     }
 
@@ -154,87 +165,113 @@ impl HostPool {
         }
     }
 
-    async fn new_h1(self: &Arc<Self>) -> Result<http1::SendRequest<ProxyBody>, Error> {
+    async fn new_h1(
+        self: &Arc<Self>,
+        slot: Permit,
+    ) -> Result<http1::SendRequest<ProxyBody>, Error> {
         let io = self.connect().await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
             .await
             .map_err(|e| Error::new(Kind::Upstream, Some(e.into())))?;
-        self.spawn_conn(conn.with_upgrades());
+        self.spawn_conn(conn.with_upgrades(), slot);
         Ok(sender)
     }
 
-    async fn h2_sender(self: &Arc<Self>) -> Result<http2::SendRequest<ProxyBody>, Error> {
-        let mut slot = self.h2.lock().await;
-        if let Some(s) = slot.as_ref()
+    async fn h2_sender(
+        self: &Arc<Self>,
+        limits: &Arc<Limits>,
+    ) -> Result<http2::SendRequest<ProxyBody>, Error> {
+        let mut h2 = self.h2.lock().await;
+        if let Some(s) = h2.as_ref()
             && !s.is_closed()
         {
             return Ok(s.clone());
         }
+        let _pending = limits.try_pending().map_err(overflow)?;
+        let slot = limits.try_connection().map_err(overflow)?;
         let io = self.connect().await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(io)
             .await
             .map_err(|e| Error::new(Kind::Upstream, Some(e.into())))?;
-        self.spawn_conn(conn);
-        *slot = Some(sender.clone());
+        self.spawn_conn(conn, slot);
+        *h2 = Some(sender.clone());
         Ok(sender)
     }
 
-    /// Sends a request on a pooled (or new) connection. `upgrade` requests always use a fresh
-    /// HTTP/1.1 connection that is never pooled.
+    /// Sends a request on a pooled (or new) connection, within the cluster's circuit-breaker
+    /// `limits`: a request with no idle connection is pending (`max_pending_requests`); at
+    /// `max_connections` it waits for a connection to come back. `upgrade` requests always use
+    /// a fresh HTTP/1.1 connection that is never pooled.
     pub(crate) async fn send(
         self: &Arc<Self>,
         req: Request<ProxyBody>,
         upgrade: bool,
+        limits: &Arc<Limits>,
     ) -> Result<(Response<hyper::body::Incoming>, Option<Lease>), Error> {
         let upstream_err = |e: hyper::Error| Error::new(Kind::Upstream, Some(e.into()));
         if upgrade {
+            let slot = limits.try_connection().map_err(overflow)?;
             let io = self.connect().await?;
             let (mut sender, conn) = http1::Builder::new()
                 .handshake(io)
                 .await
                 .map_err(upstream_err)?;
-            self.spawn_conn(conn.with_upgrades());
+            self.spawn_conn(conn.with_upgrades(), slot);
             let resp = sender.send_request(req).await.map_err(upstream_err)?;
             return Ok((resp, None));
         }
-        match self.protocol {
-            UpstreamProtocol::Http1 => {
-                let mut req = req;
-                // A pooled connection may have been closed by the upstream while idle; when
-                // the request was not sent on it, send it on a new connection instead.
-                while let Some(mut sender) = self.pooled_h1().await {
-                    match sender.try_send_request(req).await {
-                        Ok(resp) => {
-                            let lease = Lease {
-                                pool: Arc::clone(self),
-                                sender: Some(sender),
-                            };
-                            return Ok((resp, Some(lease)));
-                        }
-                        Err(mut e) => match e.take_message() {
-                            Some(back) => req = back,
-                            None => return Err(upstream_err(e.into_error())),
-                        },
+        if self.protocol == UpstreamProtocol::Http2 {
+            let mut sender = self.h2_sender(limits).await?;
+            let resp = sender.send_request(req).await.map_err(upstream_err)?;
+            return Ok((resp, None));
+        }
+        let mut req = req;
+        let mut pending = None;
+        loop {
+            // Registered before looking, so a connection released meanwhile is not missed.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            // A pooled connection may have been closed by the upstream while idle; when the
+            // request was not sent on it, try the next one or a new connection.
+            while let Some(mut sender) = self.pooled_h1().await {
+                match sender.try_send_request(req).await {
+                    Ok(resp) => {
+                        let lease = Lease {
+                            pool: Arc::clone(self),
+                            sender: Some(sender),
+                        };
+                        return Ok((resp, Some(lease)));
                     }
+                    Err(mut e) => match e.take_message() {
+                        Some(back) => req = back,
+                        None => return Err(upstream_err(e.into_error())),
+                    },
                 }
-                let mut sender = self.new_h1().await?;
-                let resp = sender.send_request(req).await.map_err(upstream_err)?;
-                Ok((
-                    resp,
-                    Some(Lease {
+            }
+            if pending.is_none() {
+                pending = Some(limits.try_pending().map_err(overflow)?);
+            }
+            match limits.try_connection() {
+                Ok(slot) => {
+                    let mut sender = self.new_h1(slot).await?;
+                    drop(pending);
+                    let resp = sender.send_request(req).await.map_err(upstream_err)?;
+                    let lease = Lease {
                         pool: Arc::clone(self),
                         sender: Some(sender),
-                    }),
-                ))
-            }
-            UpstreamProtocol::Http2 => {
-                let mut sender = self.h2_sender().await?;
-                let resp = sender.send_request(req).await.map_err(upstream_err)?;
-                Ok((resp, None))
+                    };
+                    return Ok((resp, Some(lease)));
+                }
+                Err(_) => released.await,
             }
         }
     }
+}
+
+fn overflow(o: Overflow) -> Error {
+    Error::new(Kind::Overflow, Some(o.into()))
 }

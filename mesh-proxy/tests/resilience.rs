@@ -1,0 +1,160 @@
+//! Resilience driven by mesh-lb: circuit breakers and outlier ejection, end to end.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::StatusCode;
+use mesh_core::config::*;
+use mesh_core::stats::StatName;
+use mesh_proxy::test_util::{Behavior, Client, Upstream};
+use mesh_proxy::{Proxy, RunningProxy};
+
+async fn start(cluster: Cluster) -> (RunningProxy, SocketAddr) {
+    let routes = RouteConfiguration::new("r").with_virtual_host(
+        VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", cluster.name.clone())),
+    );
+    let boot = Bootstrap::default()
+        .with_listener(Listener::http(
+            "http",
+            "127.0.0.1:0".parse().unwrap(),
+            HttpConnectionManager::with_routes(routes),
+        ))
+        .with_cluster(cluster);
+    let p = Proxy::builder(boot).build().unwrap().start().await.unwrap();
+    let addr = p.listener_addr("http").unwrap();
+    (p, addr)
+}
+
+#[tokio::test]
+async fn breaker_overflow_fails_fast_and_slots_come_back() {
+    let up = Upstream::start("held", Behavior::Gated).await;
+    let mut c = Cluster::new_static("held", [up.addr()]);
+    c.circuit_breakers.thresholds.push(Thresholds {
+        max_requests: 1,
+        max_pending_requests: 1,
+        ..Thresholds::default()
+    });
+    let (p, addr) = start(c).await;
+    let client = Client::http1();
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.get(addr, "/first", &[]).await }
+    });
+    // The first request is held open by the upstream.
+    while up.requests() == 0 {
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..3 {
+        let r = client.get(addr, "/more", &[]).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.header("x-envoy-overloaded"), "true");
+        assert_eq!(
+            r.text(),
+            "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+        );
+    }
+    assert_eq!(
+        up.requests(),
+        1,
+        "overflowing requests never reached the upstream"
+    );
+    assert_eq!(
+        p.stats()
+            .counter(StatName::cluster("held", "upstream_rq_pending_overflow"))
+            .get(),
+        3
+    );
+    up.open_gate();
+    assert_eq!(first.await.unwrap().status, StatusCode::OK);
+    // The slot came back: the next request goes through.
+    assert_eq!(client.get(addr, "/after", &[]).await.status, StatusCode::OK);
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_connections_makes_requests_wait_for_a_connection() {
+    let up = Upstream::start("held", Behavior::Gated).await;
+    let mut c = Cluster::new_static("held", [up.addr()]);
+    c.circuit_breakers.thresholds.push(Thresholds {
+        max_connections: 1,
+        ..Thresholds::default()
+    });
+    let (p, addr) = start(c).await;
+    let client = Client::http1();
+    let requests: Vec<_> = (0..3)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { client.get(addr, &format!("/{i}"), &[]).await })
+        })
+        .collect();
+    while up.requests() == 0 {
+        tokio::task::yield_now().await;
+    }
+    up.open_gate();
+    for r in requests {
+        assert_eq!(r.await.unwrap().status, StatusCode::OK);
+    }
+    assert_eq!(
+        up.accepted(),
+        1,
+        "the queued requests reused the one allowed connection"
+    );
+    assert!(
+        p.stats()
+            .counter(StatName::cluster("held", "upstream_cx_overflow"))
+            .get()
+            > 0
+    );
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_failing_host_is_ejected_and_returns_after_the_ejection_time() {
+    let good1 = Upstream::start("good1", Behavior::Identify).await;
+    let good2 = Upstream::start("good2", Behavior::Identify).await;
+    let bad = Upstream::start("bad", Behavior::Status(500)).await;
+    let mut c = Cluster::new_static("svc", [good1.addr(), bad.addr(), good2.addr()]);
+    c.outlier_detection = Some(OutlierDetection {
+        consecutive_5xx: 3,
+        max_ejection_percent: 100,
+        ..OutlierDetection::default()
+    });
+    let (p, addr) = start(c).await;
+    let client = Client::http1();
+    // Round robin: every third request lands on the bad host until it is ejected.
+    let mut failures = 0;
+    for _ in 0..9 {
+        if client.get(addr, "/", &[]).await.status == StatusCode::INTERNAL_SERVER_ERROR {
+            failures += 1;
+        }
+    }
+    assert_eq!(failures, 3, "three consecutive 5xx eject the host");
+    let hits_before = bad.requests();
+    for _ in 0..30 {
+        assert_eq!(client.get(addr, "/", &[]).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        bad.requests(),
+        hits_before,
+        "an ejected host gets no traffic"
+    );
+    assert_eq!(
+        p.stats()
+            .gauge(StatName::cluster(
+                "svc",
+                "outlier_detection.ejections_active"
+            ))
+            .get(),
+        1
+    );
+    // base_ejection_time 30 s, swept every 10 s: back in service by 40 s.
+    tokio::time::sleep(Duration::from_secs(41)).await;
+    for _ in 0..9 {
+        client.get(addr, "/", &[]).await;
+    }
+    assert!(
+        bad.requests() > hits_before,
+        "the host returned after its ejection time"
+    );
+    p.shutdown().await;
+}
