@@ -2,8 +2,11 @@
 //!
 //! [`RouteTable::compile`] turns a [`mesh_core::config::RouteConfiguration`] into a table;
 //! [`RouteTable::find`] selects the virtual host by `:authority`/`Host` and the first route (in
-//! declaration order) whose conditions all hold, as Envoy does. Matching is pure and
-//! synchronous: the random value used by runtime fractions and weighted clusters is passed in.
+//! declaration order) whose conditions all hold, as Envoy does. Unlike Envoy it does not scan
+//! the routes: an index by exact path, prefix trie and regex set narrows them to the candidates
+//! whose path can match, and only those are evaluated, in order, so the result is the same.
+//! Matching is pure, synchronous and allocation-free for forwarding routes without rewrites:
+//! the random value used by runtime fractions and weighted clusters is passed in.
 //!
 //! ```
 //! use mesh_core::config::*;
@@ -43,6 +46,7 @@
 //! | module | what |
 //! |---|---|
 //! | `table` | [`RouteTable`], [`Hit`], [`BuildError`]; the lookup and `require_tls` |
+//! | `index` | the per-virtual-host route index that finds the first matching route without scanning every route |
 //! | `vhost` | [`VirtualHostInfo`], domain classification and selection |
 //! | `matcher` (`path`, `header`, `query`) | route conditions; [`HeaderMatch`] is public for retry policies |
 //! | `action` | [`HitAction`], [`Forward`]: clusters, weighted picks, redirects, direct responses |
@@ -62,6 +66,7 @@
 )]
 
 mod action;
+mod index;
 mod matcher;
 mod rewrite;
 mod table;

@@ -226,6 +226,15 @@ pub(crate) fn full_match_regex(pattern: &str, field: &str) -> Result<Regex, Buil
     Regex::new(&format!(r"\A(?:{pattern})\z")).map_err(|e| BuildError::regex(field, pattern, &e))
 }
 
+/// The pattern a [`full_match_regex`] was compiled from, without the anchors it added (`""`
+/// for a regex compiled otherwise).
+pub(crate) fn full_match_inner(re: &Regex) -> &str {
+    re.as_str()
+        .strip_prefix(r"\A(?:")
+        .and_then(|p| p.strip_suffix(r")\z"))
+        .unwrap_or("")
+}
+
 /// Compiles an RE2-style pattern for search-and-replace (no anchoring).
 pub(crate) fn search_regex(pattern: &str, field: &str) -> Result<Regex, BuildError> {
     Regex::new(pattern).map_err(|e| BuildError::regex(field, pattern, &e))

@@ -2,8 +2,9 @@
 //!
 //! `find` follows Envoy's `RouteMatcher::route`: select the virtual host (§1.2), enforce its
 //! `require_tls` (§1.4), then take the first route, in declaration order, whose conditions all
-//! hold (§2), and resolve its action (§3). Routes are scanned linearly; every per-route check is
-//! a pure function so that an index can prune candidates later without changing results.
+//! hold (§2), and resolve its action (§3). The routes are not scanned: each virtual host's
+//! [`RouteIndex`] yields the candidates whose path specifier can hold, in declaration order, and
+//! each candidate's full matcher decides, so the result is the scan's.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use mesh_core::config::{
 };
 
 use crate::action::{CompiledAction, HitAction};
+use crate::index::{self, RouteIndex};
 use crate::matcher::header::HeaderMatch;
 use crate::matcher::path::PathMatcher;
 use crate::matcher::{RequestView, RouteMatcher, authority, forwarded_proto};
@@ -192,6 +194,7 @@ impl RouteTable {
             vhosts.push(VirtualHostInfo {
                 index: vi,
                 config: vh.clone(),
+                route_index: RouteIndex::build(&routes),
                 routes,
                 virtual_clusters,
                 mutations: Mutations::compile(&vh.headers, &vfield)?,
@@ -243,7 +246,37 @@ impl RouteTable {
     /// `random` is the stream's random value, used by `runtime_fraction` and weighted clusters.
     /// A virtual host with `require_tls` answers a plaintext request with a 301 to `https`
     /// (and finds nothing when `x-forwarded-proto` is absent, as Envoy does).
+    ///
+    /// The route is the first, in declaration order, whose conditions all hold, as in Envoy's
+    /// linear scan; an index (exact paths, a prefix trie, regex sets) narrows the routes to
+    /// evaluate, so the cost grows with the candidates for the path rather than with the
+    /// number of routes. Finding a forwarding route allocates nothing, unless a header
+    /// condition has to join several values of one header; redirects and direct responses
+    /// allocate their `Location`.
     pub fn find<'a>(&'a self, req: &Parts, random: u64) -> Option<Hit<'a>> {
+        self.find_with(req, random, |vhost, view| {
+            vhost.route_index.find(&vhost.routes, view, random)
+        })
+    }
+
+    /// [`find`](Self::find) by Envoy's linear scan of the routes, without the index.
+    ///
+    /// Gives the same result as `find`; kept as a test oracle and a benchmark baseline.
+    #[doc(hidden)]
+    pub fn find_linear<'a>(&'a self, req: &Parts, random: u64) -> Option<Hit<'a>> {
+        self.find_with(req, random, |vhost, view| {
+            index::linear(&vhost.routes, view, random)
+        })
+    }
+
+    /// The lookup around a route selection: virtual host, `require_tls`, then the route that
+    /// `select` picks and its action.
+    fn find_with<'a>(
+        &'a self,
+        req: &Parts,
+        random: u64,
+        select: impl FnOnce(&'a VirtualHostInfo, &RequestView<'_>) -> Option<usize>,
+    ) -> Option<Hit<'a>> {
         let vhost = self.virtual_host_for(req)?;
         let view = RequestView::new(req, self.ignore_path_parameters);
         let mut ctx = Ctx {
@@ -269,11 +302,8 @@ impl RouteTable {
                 });
             }
         }
-        let (ri, route) = vhost
-            .routes
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.matcher.matches(&view, random))?;
+        let ri = select(vhost, &view)?;
+        let route = &vhost.routes[ri];
         ctx.route = Some(route);
         ctx.route_index = Some(ri);
         let (action, location) = route

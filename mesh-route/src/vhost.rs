@@ -15,6 +15,7 @@ use std::sync::Arc;
 use http::request::Parts;
 use mesh_core::config::{TlsRequirement, VirtualHost};
 
+use crate::index::RouteIndex;
 use crate::matcher::header::HeaderMatch;
 use crate::rewrite::Mutations;
 use crate::table::{BuildError, CompiledRoute, FilterConfigs};
@@ -25,6 +26,8 @@ pub struct VirtualHostInfo {
     pub(crate) index: usize,
     pub(crate) config: VirtualHost,
     pub(crate) routes: Vec<CompiledRoute>,
+    /// Candidate index over `routes`.
+    pub(crate) route_index: RouteIndex,
     pub(crate) virtual_clusters: Vec<(String, Vec<HeaderMatch>)>,
     pub(crate) mutations: Mutations,
     pub(crate) filter_configs: Option<Arc<FilterConfigs>>,

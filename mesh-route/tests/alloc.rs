@@ -152,3 +152,94 @@ fn find_does_not_allocate() {
         assert_eq!(n, 0, "{} allocated {n} times", p.uri);
     }
 }
+
+/// A 10,000-route table of every indexed kind: lookups through the exact-path map, the prefix
+/// trie, literal-prefixed and prefix-less regexes (regex sets), templates and misses allocate
+/// nothing either.
+#[test]
+fn large_indexed_table_does_not_allocate() {
+    let n = 10_000;
+    let mut routes = Vec::with_capacity(n);
+    for i in 0..n {
+        let cluster = format!("c{i}");
+        let route = match i % 10 {
+            0..=2 => Route::path(format!("/e/{i}/items"), cluster),
+            3 => {
+                let mut r = Route::path(format!("/E/{i}/Mixed"), cluster);
+                r.route_match.case_sensitive = false;
+                r
+            }
+            4 | 5 => Route::prefix(format!("/p/{i}/"), cluster),
+            6 => Route::new(
+                RouteMatch::new(PathMatch::PathSeparatedPrefix(format!("/s/{i}"))),
+                Action::Route(RouteAction::cluster(cluster)),
+            ),
+            7 => Route::new(
+                RouteMatch::new(PathMatch::SafeRegex(if i % 20 == 7 {
+                    format!("(?i)/nr/{i}/[a-z]+")
+                } else {
+                    format!("/r/{i}/[0-9]+")
+                })),
+                Action::Route(RouteAction::cluster(cluster)),
+            ),
+            8 => Route::prefix(format!("/h/{i}/"), cluster)
+                .with_header(HeaderMatcher::exact("x-tenant", format!("t{i}"))),
+            _ => {
+                let mut m = RouteMatch::new(PathMatch::PathTemplate(format!("/t/{i}/{{id}}")));
+                m.runtime_fraction = Some(RuntimeFraction {
+                    default_value: FractionalPercent::percent(50),
+                    runtime_key: String::new(),
+                });
+                Route::new(m, Action::Route(RouteAction::cluster(cluster)))
+            }
+        };
+        routes.push(route);
+    }
+    let mut vh = VirtualHost::new("big", ["big.example.com"]);
+    vh.routes = routes;
+    let cfg = RouteConfiguration::new("rc")
+        .with_virtual_host(vh)
+        .with_virtual_host(VirtualHost::new("other", ["*"]).with_route(Route::prefix("/", "o")));
+    let table = RouteTable::compile(&cfg).unwrap();
+
+    let requests: Vec<(http::request::Parts, Option<&str>)> = [
+        ("/e/5000/items", Some("c5000")),
+        ("/e/5003/mixed", Some("c5003")),
+        ("/p/9995/x", Some("c9995")),
+        ("/s/9996/", Some("c9996")),
+        ("/r/9997/42", Some("c9997")),
+        ("/nr/9987/ABC", Some("c9987")),
+        ("/h/9998/x", Some("c9998")),
+        ("/t/9999/abc", Some("c9999")),
+        ("/nothing/here", None),
+    ]
+    .into_iter()
+    .map(|(path, want)| {
+        let p = http::Request::get(path)
+            .header("host", "big.example.com")
+            .header("x-tenant", "t9998")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        (p, want)
+    })
+    .collect();
+
+    for (p, _) in &requests {
+        table.find(p, 1);
+    }
+    for (p, want) in &requests {
+        let mut got = false;
+        let n = allocations_during(|| {
+            got = match table.find(p, 1) {
+                None => want.is_none(),
+                Some(hit) => {
+                    matches!(hit.action(), HitAction::Forward(f) if Some(f.cluster(p)) == *want)
+                }
+            };
+        });
+        assert!(got, "{} did not route to {want:?}", p.uri);
+        assert_eq!(n, 0, "{} allocated {n} times", p.uri);
+    }
+}
