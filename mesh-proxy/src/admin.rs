@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_core::config::{Cluster, RouteSource};
+use mesh_xds::envoy::dump;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -389,20 +390,22 @@ fn clusters(inner: &Inner, json: bool) -> Response<ProxyBody> {
 }
 
 /// Envoy's `ConfigDump`: one entry per resource kind, each with its `@type`. The resources
-/// inside are this project's config model (the `mesh-core` serde form), which uses Envoy's
-/// field names where the two agree.
+/// inside are Envoy v3 messages as Envoy's JSON mapping prints them (written by
+/// [`mesh_xds::envoy::dump`]: snake_case fields, durations as `"1.5s"`, enums by name, defaults
+/// left out), so tools written for Envoy's `/config_dump` read them. Route configurations named
+/// by RDS listeners are listed among the static route configs.
 fn config_dump(inner: &Inner, q: &HashMap<String, String>) -> Response<ProxyBody> {
     let snap = inner.shared.store.load_full();
     let b = &snap.value.bootstrap;
     let version = snap.version.to_string();
     let updated = iso8601(*inner.last_updated.lock().unwrap_or_else(|p| p.into_inner()));
-    let cluster_entry = |c: &Cluster| json!({"cluster": with_type("envoy.config.cluster.v3.Cluster", to(c)), "last_updated": updated});
+    let cluster_entry = |c: &Cluster| json!({"cluster": with_type("envoy.config.cluster.v3.Cluster", dump::cluster(c)), "last_updated": updated});
     let mut route_configs = Vec::new();
     for l in &b.listeners {
         for fc in &l.filter_chains {
             if let RouteSource::RouteConfig(rc) = &fc.http_connection_manager.route {
                 route_configs.push(json!({
-                    "route_config": with_type("envoy.config.route.v3.RouteConfiguration", to(rc)),
+                    "route_config": with_type("envoy.config.route.v3.RouteConfiguration", dump::route_configuration(rc)),
                     "last_updated": updated,
                 }));
             }
@@ -410,7 +413,7 @@ fn config_dump(inner: &Inner, q: &HashMap<String, String>) -> Response<ProxyBody
     }
     for rc in &b.route_configs {
         route_configs.push(json!({
-            "route_config": with_type("envoy.config.route.v3.RouteConfiguration", to(rc)),
+            "route_config": with_type("envoy.config.route.v3.RouteConfiguration", dump::route_configuration(rc)),
             "last_updated": updated,
         }));
     }
@@ -420,7 +423,7 @@ fn config_dump(inner: &Inner, q: &HashMap<String, String>) -> Response<ProxyBody
         .filter_map(|c| c.load_assignment.as_ref())
         .map(|la| {
             json!({
-                "endpoint_config": with_type("envoy.config.endpoint.v3.ClusterLoadAssignment", to(la)),
+                "endpoint_config": with_type("envoy.config.endpoint.v3.ClusterLoadAssignment", dump::cluster_load_assignment(la)),
                 "last_updated": updated,
             })
         })
@@ -428,7 +431,7 @@ fn config_dump(inner: &Inner, q: &HashMap<String, String>) -> Response<ProxyBody
     let configs = vec![
         json!({
             "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
-            "bootstrap": to(&**b),
+            "bootstrap": dump::bootstrap(b),
             "last_updated": updated,
         }),
         json!({
@@ -440,7 +443,7 @@ fn config_dump(inner: &Inner, q: &HashMap<String, String>) -> Response<ProxyBody
             "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
             "version_info": version,
             "static_listeners": b.listeners.iter().map(|l| json!({
-                "listener": with_type("envoy.config.listener.v3.Listener", to(l)),
+                "listener": with_type("envoy.config.listener.v3.Listener", dump::listener(l)),
                 "last_updated": updated,
             })).collect::<Vec<_>>(),
         }),
@@ -510,9 +513,4 @@ fn with_type(type_name: &str, v: Value) -> Value {
         }
         v => v,
     }
-}
-
-/// A config-model value as JSON (the model always serializes).
-fn to(v: &impl serde::Serialize) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
 }

@@ -79,22 +79,65 @@ async fn admin_endpoints_show_and_steer_the_proxy() {
         "web"
     );
     assert_eq!(dump["configs"][1]["version_info"], "1");
+    // The resources are Envoy v3 messages, as Envoy's own dump prints them.
+    let listener = &dump["configs"][2]["static_listeners"][0]["listener"];
+    assert_eq!(
+        listener["@type"],
+        "type.googleapis.com/envoy.config.listener.v3.Listener"
+    );
+    // The configured address (port 0 here); /listeners shows the bound one.
+    assert_eq!(
+        listener["address"]["socket_address"]["address"],
+        "127.0.0.1"
+    );
+    assert_eq!(listener["address"]["socket_address"]["port_value"], 0);
+    let hcm = &listener["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(
+        hcm["@type"],
+        "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    );
+    assert_eq!(hcm["stat_prefix"], "ingress_http");
+    assert_eq!(
+        hcm["route_config"]["virtual_hosts"][0]["routes"][0],
+        serde_json::json!({"match": {"prefix": "/"}, "route": {"cluster": "web"}})
+    );
+    assert_eq!(
+        dump["configs"][0]["bootstrap"]["static_resources"]["clusters"][0]["type"],
+        "STATIC"
+    );
+    assert_eq!(
+        dump["configs"][3]["static_route_configs"][0]["route_config"]["@type"],
+        "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+    );
+    assert_eq!(
+        dump["configs"][4]["static_endpoint_configs"][0]["endpoint_config"]["cluster_name"],
+        "web"
+    );
     let only: serde_json::Value = serde_json::from_slice(
         &admin(
             &p,
             "GET",
-            "/config_dump?resource=static_clusters&mask=name,connect_timeout",
+            "/config_dump?resource=static_clusters&mask=name,type,connect_timeout,lb_policy,load_assignment",
         )
         .await
         .body,
     )
     .unwrap();
+    // Round robin is Envoy's default policy, so the masked cluster has no lb_policy.
     assert_eq!(
         only,
         serde_json::json!({"configs": [{
             "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
             "name": "web",
-            "connect_timeout": "5s"
+            "type": "STATIC",
+            "connect_timeout": "5s",
+            "load_assignment": {
+                "cluster_name": "web",
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                    "address": "127.0.0.1",
+                    "port_value": a.addr().port()
+                }}}}]}]
+            }
         }]})
     );
 

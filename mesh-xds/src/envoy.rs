@@ -3,7 +3,9 @@
 //! [`parse_bootstrap`] reads an Envoy v3 bootstrap (YAML or JSON; JSON is read as JSON first and
 //! as YAML when it is not strict JSON) and converts the supported subset into
 //! [`mesh_core::config::Bootstrap`]. [`parse_route_configuration`] does the same for a bare
-//! `RouteConfiguration` (the files of Envoy's `router_check_tool`).
+//! `RouteConfiguration` (the files of Envoy's `router_check_tool`). The [`dump`] module goes the
+//! other way: it writes the model as Envoy v3 JSON, in the shape of Envoy's `/config_dump`, and
+//! what it writes reads back through this reader into the same model.
 //!
 //! The reader follows Envoy's JSON mapping of the v3 protos:
 //!
@@ -71,6 +73,7 @@
 
 mod bootstrap;
 mod cluster;
+pub mod dump;
 mod endpoint;
 mod listener;
 mod route;
@@ -756,12 +759,16 @@ const MAX_SECONDS: u64 = 315_576_000_000;
 
 pub(crate) fn as_duration(cx: &mut Cx, v: &Value, path: &str) -> Option<Duration> {
     match v {
-        Value::String(s) => match mesh_core::config::duration::parse(s) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                cx.error(path, e.to_string());
-                None
-            }
+        Value::String(s) => match exact_seconds(s) {
+            Some(d) if d.as_secs() <= MAX_SECONDS => Some(d),
+            // Other units, and the errors, as mesh-core reads them.
+            _ => match mesh_core::config::duration::parse(s) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    cx.error(path, e.to_string());
+                    None
+                }
+            },
         },
         Value::Object(_) => {
             let mut o = Obj::new(cx, v, path.to_owned())?;
@@ -782,6 +789,22 @@ pub(crate) fn as_duration(cx: &mut Cx, v: &Value, path: &str) -> Option<Duration
             None
         }
     }
+}
+
+/// Envoy's `"<seconds>[.<up to 9 digits>]s"`, read exactly: through `f64` the nanoseconds of a
+/// long duration would be rounded (`"31536000.123456789s"` read as `…787` ns) and protobuf's
+/// largest duration (`"315576000000.999999999s"`) would round past the limit. `None` when the
+/// text has another form.
+fn exact_seconds(s: &str) -> Option<Duration> {
+    let num = s.trim().strip_suffix('s')?;
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || frac.len() > 9 || !digits(int) || !digits(frac) {
+        return None;
+    }
+    let secs = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let nanos = format!("{frac:0<9}").parse().ok()?;
+    Some(Duration::new(secs, nanos))
 }
 
 pub(crate) fn as_list<'v>(cx: &mut Cx, v: &'v Value, path: &str) -> Vec<(&'v Value, String)> {
@@ -870,6 +893,33 @@ mod tests {
         assert_eq!(too_deep("regex: ^/users/[^v]\\w+$", 2), None);
         assert_eq!(too_deep("a: \"\\\"[[[\"", 2), None);
         assert!(too_deep(&"[".repeat(513), 512).is_some());
+    }
+
+    #[test]
+    fn durations_are_read_exactly() {
+        let read = |s: &str| {
+            let mut cx = Cx::default();
+            let d = as_duration(&mut cx, &Value::String(s.into()), "d");
+            (d, cx.errors.len())
+        };
+        assert_eq!(
+            read("31536000.123456789s"),
+            (Some(Duration::new(31_536_000, 123_456_789)), 0)
+        );
+        assert_eq!(
+            read("315576000000.999999999s"),
+            (Some(Duration::new(MAX_SECONDS, 999_999_999)), 0)
+        );
+        assert_eq!(read("0.5s"), (Some(Duration::from_millis(500)), 0));
+        assert_eq!(read(".5s"), (Some(Duration::from_millis(500)), 0));
+        assert_eq!(read("1.500s"), (Some(Duration::from_millis(1500)), 0));
+        assert_eq!(read("250ms"), (Some(Duration::from_millis(250)), 0));
+        assert_eq!(read("2m"), (Some(Duration::from_secs(120)), 0));
+        assert_eq!(read("315576000001s"), (None, 1));
+        assert_eq!(read("99999999999999999999s"), (None, 1));
+        assert_eq!(read("s"), (None, 1));
+        assert_eq!(read("-1s"), (None, 1));
+        assert_eq!(read("1.0000000001s"), (Some(Duration::from_secs(1)), 0));
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Config formats for the mesh toolkit.
 //!
-//! `mesh-xds` translates config into the [`mesh_core::config`] model. Today that is Envoy v3
-//! files:
+//! `mesh-xds` translates config into the [`mesh_core::config`] model and back out. Today that
+//! is Envoy v3 JSON/YAML:
 //!
 //! | module | what |
 //! |---|---|
-//! | [`envoy`] | Envoy v3 bootstrap files and bare route configurations (YAML or JSON) |
+//! | [`envoy`] | reads Envoy v3 bootstrap files and bare route configurations (YAML or JSON) |
+//! | [`envoy::dump`] | writes the model as Envoy v3 JSON (for `/config_dump`); it reads back unchanged |
 //! | [`error`] | [`LoadError`], with the path of every problem |
 //!
 //! Istio networking YAML and the xDS client and server come later.
