@@ -936,6 +936,13 @@ fn check_case(table: &RouteTable, case: &TestCase) -> (TestResult, Option<(usize
                     duration::format(a.effective_timeout().unwrap_or(std::time::Duration::ZERO));
             }
         };
+        // Envoy's router_check_tool runs requests as from 127.0.0.1.
+        let info = mesh_route::RequestInfo {
+            downstream_remote: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            downstream_local: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            protocol: Some("HTTP/1.1"),
+            request_headers: None,
+        };
         match hit.action() {
             HitAction::Forward(fwd) => {
                 route_entry(&mut actual);
@@ -958,12 +965,12 @@ fn check_case(table: &RouteTable, case: &TestCase) -> (TestResult, Option<(usize
                 {
                     request.headers.append("x-forwarded-host", v);
                 }
-                hit.apply_request_headers(&mut request.headers);
+                hit.apply_request_headers_with(&mut request.headers, &info);
             }
             HitAction::ClusterNotFound(_) => {
                 // Still a route entry; its cluster header named nothing.
                 route_entry(&mut actual);
-                hit.apply_request_headers(&mut request.headers);
+                hit.apply_request_headers_with(&mut request.headers, &info);
             }
             HitAction::Redirect(location, status) => {
                 actual.path_redirect = location;
@@ -992,7 +999,7 @@ fn check_case(table: &RouteTable, case: &TestCase) -> (TestResult, Option<(usize
                 }
             }
         }
-        hit.apply_response_headers(&mut response);
+        hit.apply_response_headers_with(&mut response, &info);
     }
 
     let v = &case.validate;

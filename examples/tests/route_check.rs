@@ -11,12 +11,7 @@ const CONFORMANCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/con
 
 /// Conformance cases that fail because of mesh-route, not this tool: (pair, test name, cause).
 /// They must keep failing: when one passes, remove it from this list.
-const KNOWN_MESH_ROUTE_FAILURES: &[(&str, &str, &str)] = &[(
-    "TestRoutes",
-    "RequestHeaderMatches 2",
-    "mesh-route keeps `%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%` verbatim in \
-     request_headers_to_add (no %VAR% substitution yet); Envoy's tool gives 127.0.0.1",
-)];
+const KNOWN_MESH_ROUTE_FAILURES: &[(&str, &str, &str)] = &[];
 
 fn known_failures(pair: &str) -> Vec<&'static str> {
     KNOWN_MESH_ROUTE_FAILURES

@@ -13,7 +13,7 @@ use mesh_core::flags::ResponseFlags;
 use mesh_lb::PickContext;
 use mesh_lb::hash::HashPolicies;
 use mesh_lb::outlier::Outcome;
-use mesh_route::{Forward, Hit, HitAction};
+use mesh_route::{Forward, Hit, HitAction, RequestInfo};
 use tokio::time::Instant;
 
 use crate::body::{self, ProxyBody, Tracked};
@@ -46,12 +46,12 @@ pub(crate) async fn route(
         HitAction::Redirect(_, status) => {
             // `apply_response_headers` sets `Location` before the route's own mutations.
             let mut r = reply(status, "", ResponseFlags::empty());
-            hit.apply_response_headers(&mut r.headers);
+            hit.apply_response_headers_with(&mut r.headers, &request_info(cx, parts.version));
             return local_reply(cx, r);
         }
         HitAction::DirectResponse(status, body) => {
             let mut r = reply(status, body.unwrap_or(""), ResponseFlags::empty());
-            hit.apply_response_headers(&mut r.headers);
+            hit.apply_response_headers_with(&mut r.headers, &request_info(cx, parts.version));
             return local_reply(cx, r);
         }
         HitAction::ClusterNotFound(status) => {
@@ -115,6 +115,7 @@ pub(crate) async fn route(
         log.upstream_host = Some(pool.address().to_string());
     }
 
+    let version = parts.version;
     let upstream_req = build_request(
         cx,
         &hit,
@@ -197,7 +198,7 @@ pub(crate) async fn route(
         headers::strip_hop_by_hop(&mut head.headers, true);
         head.headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        hit.apply_response_headers(&mut head.headers);
+        hit.apply_response_headers_with(&mut head.headers, &request_info(cx, version));
         return Response::from_parts(head, body::empty());
     }
 
@@ -208,7 +209,7 @@ pub(crate) async fn route(
         head.headers
             .insert(X_ENVOY_UPSTREAM_SERVICE_TIME.clone(), v);
     }
-    hit.apply_response_headers(&mut head.headers);
+    hit.apply_response_headers_with(&mut head.headers, &request_info(cx, version));
     if let Some(cookie) = set_cookie
         && let Ok(v) = HeaderValue::from_str(&cookie.header_value())
     {
@@ -227,6 +228,20 @@ pub(crate) async fn route(
             }
         });
     Response::from_parts(head, body::boxed(body))
+}
+
+/// What `%OPERATOR%` header values read about this request.
+fn request_info(cx: &RequestCtx, version: http::Version) -> RequestInfo<'static> {
+    RequestInfo {
+        downstream_remote: Some(cx.filter_cx.downstream_remote()),
+        downstream_local: Some(cx.filter_cx.downstream_local()),
+        protocol: Some(match version {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        }),
+        request_headers: None,
+    }
 }
 
 fn head_is_5xx<B>(resp: &Response<B>) -> bool {
@@ -281,7 +296,8 @@ fn build_request(
         authority = h.to_owned();
     }
 
-    hit.apply_request_headers(&mut parts.headers);
+    let info = request_info(cx, parts.version);
+    hit.apply_request_headers_with(&mut parts.headers, &info);
     let path = match rewritten {
         Some(p) => {
             note_original_path(cx, &mut parts);

@@ -157,6 +157,7 @@ async fn handle(
                 ("x-forwarded-proto", "x-seen-forwarded-proto"),
                 ("host", "x-seen-host"),
                 ("x-envoy-original-path", "x-seen-original-path"),
+                ("x-client-ip", "x-seen-client-ip"),
             ] {
                 if let Some(v) = req.headers().get(from) {
                     h.insert(to, v.clone());

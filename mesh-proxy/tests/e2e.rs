@@ -683,3 +683,30 @@ async fn ring_hash_clusters_keep_a_key_on_one_host() {
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn header_values_render_envoy_operators() {
+    let a = Upstream::start("a", Behavior::Identify).await;
+    let mut route = Route::prefix("/", "a");
+    route
+        .headers
+        .request_headers_to_add
+        .push(HeaderValueOption::set(
+            "x-client-ip",
+            "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+        ));
+    route
+        .headers
+        .response_headers_to_add
+        .push(HeaderValueOption::set("x-proto", "%PROTOCOL%"));
+    let routes = RouteConfiguration::new("r")
+        .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(route));
+    let boot = Bootstrap::default()
+        .with_listener(listener(routes))
+        .with_cluster(Cluster::new_static("a", [a.addr()]));
+    let (proxy, addr) = start(boot).await;
+    let r = Client::http1().get(addr, "/", &[]).await;
+    assert_eq!(r.header("x-seen-client-ip"), "127.0.0.1");
+    assert_eq!(r.header("x-proto"), "HTTP/1.1");
+    proxy.shutdown().await;
+}

@@ -23,7 +23,7 @@ use std::borrow::Cow;
 
 use crate::matcher::path::PathMatcher;
 use crate::matcher::{RequestView, authority, forwarded_proto, remove_query_and_fragment, scheme};
-use crate::rewrite::{Mutations, PathRewrite, RegexSubst};
+use crate::rewrite::{Mutations, PathRewrite, RegexSubst, RequestInfo};
 use crate::table::{BuildError, Ctx};
 
 /// What to do with a request that matched a route.
@@ -124,16 +124,26 @@ impl<'a> Forward<'a> {
     /// Applies the request header mutations: the weighted entry's, then the route's, vhost's and
     /// route configuration's (reversed by `most_specific_header_mutations_wins`).
     pub fn apply_request_headers(&self, headers: &mut HeaderMap) {
+        self.apply_request_headers_with(headers, &RequestInfo::default());
+    }
+
+    /// The same, with what `%OPERATOR%` values read.
+    pub fn apply_request_headers_with(&self, headers: &mut HeaderMap, info: &RequestInfo<'_>) {
         let weighted = self.weighted.map(|(w, _)| &w.mutations);
         self.ctx
-            .apply_levels(weighted, headers, Mutations::apply_request);
+            .apply_levels(weighted, headers, info, Mutations::apply_request);
     }
 
     /// Applies the response header mutations, in the same level order as the request ones.
     pub fn apply_response_headers(&self, headers: &mut HeaderMap) {
+        self.apply_response_headers_with(headers, &RequestInfo::default());
+    }
+
+    /// The same, with what `%OPERATOR%` values read.
+    pub fn apply_response_headers_with(&self, headers: &mut HeaderMap, info: &RequestInfo<'_>) {
         let weighted = self.weighted.map(|(w, _)| &w.mutations);
         self.ctx
-            .apply_levels(weighted, headers, Mutations::apply_response);
+            .apply_levels(weighted, headers, info, Mutations::apply_response);
     }
 }
 

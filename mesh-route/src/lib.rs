@@ -75,5 +75,6 @@ mod vhost;
 pub use action::{Forward, HitAction};
 pub use matcher::DownstreamTls;
 pub use matcher::header::HeaderMatch;
+pub use rewrite::RequestInfo;
 pub use table::{BuildError, FilterConfigs, Hit, RouteTable};
 pub use vhost::VirtualHostInfo;

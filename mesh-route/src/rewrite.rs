@@ -13,6 +13,7 @@
 //! instance.
 
 use std::borrow::Cow;
+use std::net::SocketAddr;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use mesh_core::config::{AppendAction, HeaderMutations, HeaderValueOption, RegexRewrite};
@@ -137,8 +138,152 @@ struct Level {
 #[derive(Debug, Clone)]
 struct Add {
     name: HeaderName,
-    value: HeaderValue,
+    value: AddValue,
     action: AppendAction,
+    keep_empty: bool,
+}
+
+/// A header value: fixed, or a template with Envoy's `%OPERATOR%` substitutions.
+#[derive(Debug, Clone)]
+enum AddValue {
+    Fixed(HeaderValue),
+    Template(Vec<Part>),
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Lit(String),
+    RemoteAddress,
+    RemoteAddressWithoutPort,
+    RemotePort,
+    LocalAddress,
+    LocalAddressWithoutPort,
+    LocalPort,
+    Protocol,
+    Req(HeaderName),
+}
+
+/// What `%OPERATOR%` header values can read about the request. Fields left `None` render as
+/// the empty string (and an empty header is not added unless `keep_empty_value`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestInfo<'a> {
+    /// The downstream peer (`%DOWNSTREAM_REMOTE_ADDRESS%` and friends).
+    pub downstream_remote: Option<SocketAddr>,
+    /// The address the request arrived on (`%DOWNSTREAM_LOCAL_ADDRESS%` and friends).
+    pub downstream_local: Option<SocketAddr>,
+    /// `HTTP/1.1`, `HTTP/2` … (`%PROTOCOL%`).
+    pub protocol: Option<&'a str>,
+    /// The request's headers, for `%REQ(name)%` in response headers (request-header values
+    /// read the request being changed).
+    pub request_headers: Option<&'a HeaderMap>,
+}
+
+fn compile_template(value: &str, field: &str) -> Result<AddValue, BuildError> {
+    if !value.contains('%') {
+        return HeaderValue::from_str(value)
+            .map(AddValue::Fixed)
+            .map_err(|_| {
+                BuildError::invalid(field, format!("{value:?} is not a valid header value"))
+            });
+    }
+    let mut parts = Vec::new();
+    let mut rest = value;
+    while let Some(i) = rest.find('%') {
+        if i > 0 {
+            parts.push(Part::Lit(rest[..i].to_owned()));
+        }
+        let after = &rest[i + 1..];
+        let Some(j) = after.find('%') else {
+            return Err(BuildError::invalid(
+                field,
+                format!("{value:?}: unterminated %OPERATOR% (write %% for a literal %)"),
+            ));
+        };
+        let op = &after[..j];
+        rest = &after[j + 1..];
+        let part = match op {
+            "" => Part::Lit("%".into()),
+            "DOWNSTREAM_REMOTE_ADDRESS" => Part::RemoteAddress,
+            "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => Part::RemoteAddressWithoutPort,
+            "DOWNSTREAM_REMOTE_PORT" => Part::RemotePort,
+            "DOWNSTREAM_LOCAL_ADDRESS" => Part::LocalAddress,
+            "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT" => Part::LocalAddressWithoutPort,
+            "DOWNSTREAM_LOCAL_PORT" => Part::LocalPort,
+            "PROTOCOL" => Part::Protocol,
+            op if op.starts_with("REQ(") && op.ends_with(')') => {
+                let name = &op[4..op.len() - 1];
+                Part::Req(
+                    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                        BuildError::invalid(field, format!("%REQ({name})%: invalid header name"))
+                    })?,
+                )
+            }
+            op => {
+                return Err(BuildError::invalid(
+                    field,
+                    format!("unsupported header value operator %{op}%"),
+                ));
+            }
+        };
+        parts.push(part);
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Lit(rest.to_owned()));
+    }
+    Ok(AddValue::Template(parts))
+}
+
+impl AddValue {
+    /// The value for one request (`None` when it renders empty or invalid).
+    fn render(&self, info: &RequestInfo<'_>, req: Option<&HeaderMap>) -> Option<HeaderValue> {
+        let parts = match self {
+            Self::Fixed(v) => return Some(v.clone()),
+            Self::Template(parts) => parts,
+        };
+        let mut out = String::new();
+        for p in parts {
+            match p {
+                Part::Lit(s) => out.push_str(s),
+                Part::RemoteAddress => {
+                    if let Some(a) = info.downstream_remote {
+                        out.push_str(&a.to_string());
+                    }
+                }
+                Part::RemoteAddressWithoutPort => {
+                    if let Some(a) = info.downstream_remote {
+                        out.push_str(&a.ip().to_string());
+                    }
+                }
+                Part::RemotePort => {
+                    if let Some(a) = info.downstream_remote {
+                        out.push_str(&a.port().to_string());
+                    }
+                }
+                Part::LocalAddress => {
+                    if let Some(a) = info.downstream_local {
+                        out.push_str(&a.to_string());
+                    }
+                }
+                Part::LocalAddressWithoutPort => {
+                    if let Some(a) = info.downstream_local {
+                        out.push_str(&a.ip().to_string());
+                    }
+                }
+                Part::LocalPort => {
+                    if let Some(a) = info.downstream_local {
+                        out.push_str(&a.port().to_string());
+                    }
+                }
+                Part::Protocol => out.push_str(info.protocol.unwrap_or("")),
+                Part::Req(name) => {
+                    if let Some(v) = req.and_then(|h| h.get(name)).and_then(|v| v.to_str().ok()) {
+                        out.push_str(v);
+                    }
+                }
+            }
+        }
+        HeaderValue::from_str(&out).ok()
+    }
 }
 
 impl Mutations {
@@ -165,12 +310,12 @@ impl Mutations {
         self.request.is_empty() && self.response.is_empty()
     }
 
-    pub(crate) fn apply_request(&self, headers: &mut HeaderMap) {
-        self.request.apply(headers);
+    pub(crate) fn apply_request(&self, headers: &mut HeaderMap, info: &RequestInfo<'_>) {
+        self.request.apply(headers, info, true);
     }
 
-    pub(crate) fn apply_response(&self, headers: &mut HeaderMap) {
-        self.response.apply(headers);
+    pub(crate) fn apply_response(&self, headers: &mut HeaderMap, info: &RequestInfo<'_>) {
+        self.response.apply(headers, info, false);
     }
 }
 
@@ -206,13 +351,12 @@ impl Level {
                 // Envoy skips empty values unless asked to keep them.
                 continue;
             }
-            let value = HeaderValue::from_str(&h.value).map_err(|_| {
-                BuildError::invalid(&f, format!("{:?} is not a valid header value", h.value))
-            })?;
+            let value = compile_template(&h.value, &f)?;
             adds.push(Add {
                 name,
                 value,
                 action: h.append_action,
+                keep_empty: h.keep_empty_value,
             });
         }
         Ok(Self { remove, add: adds })
@@ -222,18 +366,40 @@ impl Level {
         self.remove.is_empty() && self.add.is_empty()
     }
 
-    fn apply(&self, headers: &mut HeaderMap) {
+    /// Applies the level. `request` says whether `headers` are the request's own (then
+    /// `%REQ()%` reads them, before any change).
+    fn apply(&self, headers: &mut HeaderMap, info: &RequestInfo<'_>, request: bool) {
+        if self.add.is_empty() {
+            for name in &self.remove {
+                headers.remove(name);
+            }
+            return;
+        }
+        // Values first, against the headers as they arrived.
+        let req = if request {
+            Some(&*headers)
+        } else {
+            info.request_headers
+        };
+        let values: Vec<Option<HeaderValue>> = self
+            .add
+            .iter()
+            .map(|a| {
+                a.value
+                    .render(info, req)
+                    .filter(|v| a.keep_empty || !v.is_empty())
+            })
+            .collect();
         for name in &self.remove {
             headers.remove(name);
-        }
-        if self.add.is_empty() {
-            return;
         }
         // Decide every addition against the map after removals, then overwrite, then append.
         let decisions: Vec<Decision> = self
             .add
             .iter()
-            .map(|a| match a.action {
+            .zip(&values)
+            .map(|(a, v)| match a.action {
+                _ if v.is_none() => Decision::Skip,
                 AppendAction::AppendIfExistsOrAdd => Decision::Append,
                 AppendAction::AddIfAbsent if headers.contains_key(&a.name) => Decision::Skip,
                 AppendAction::AddIfAbsent => Decision::Append,
@@ -243,14 +409,14 @@ impl Level {
                 }
             })
             .collect();
-        for (a, d) in self.add.iter().zip(&decisions) {
-            if *d == Decision::Overwrite {
-                headers.insert(a.name.clone(), a.value.clone());
+        for ((a, d), v) in self.add.iter().zip(&decisions).zip(&values) {
+            if let (Decision::Overwrite, Some(v)) = (d, v) {
+                headers.insert(a.name.clone(), v.clone());
             }
         }
-        for (a, d) in self.add.iter().zip(&decisions) {
-            if *d == Decision::Append {
-                headers.append(a.name.clone(), a.value.clone());
+        for ((a, d), v) in self.add.iter().zip(&decisions).zip(values) {
+            if let (Decision::Append, Some(v)) = (d, v) {
+                headers.append(a.name.clone(), v);
             }
         }
     }
@@ -266,6 +432,47 @@ enum Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_value_operators() {
+        let info = RequestInfo {
+            downstream_remote: Some("10.0.0.7:4321".parse().unwrap()),
+            downstream_local: Some("[::1]:8080".parse().unwrap()),
+            protocol: Some("HTTP/2"),
+            request_headers: None,
+        };
+        let mut req = HeaderMap::new();
+        req.insert("x-user", HeaderValue::from_static("ann"));
+        let render = |v: &str| {
+            compile_template(v, "f")
+                .unwrap()
+                .render(&info, Some(&req))
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            render("%DOWNSTREAM_REMOTE_ADDRESS%").unwrap(),
+            "10.0.0.7:4321"
+        );
+        assert_eq!(
+            render("ip=%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%;").unwrap(),
+            "ip=10.0.0.7;"
+        );
+        assert_eq!(
+            render("%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%:%DOWNSTREAM_LOCAL_PORT%").unwrap(),
+            "::1:8080"
+        );
+        assert_eq!(
+            render("%PROTOCOL% %REQ(X-User)% 100%%").unwrap(),
+            "HTTP/2 ann 100%"
+        );
+        assert_eq!(render("%REQ(x-missing)%").unwrap(), "");
+        let e = compile_template("%UPSTREAM_METADATA([\"a\"])%", "h[0]").unwrap_err();
+        assert!(
+            e.to_string().contains("unsupported header value operator"),
+            "{e}"
+        );
+        assert!(compile_template("50%", "h[0]").is_err());
+    }
 
     fn subst(pattern: &str, substitution: &str) -> RegexSubst {
         RegexSubst::compile(
@@ -383,7 +590,8 @@ mod tests {
             for v in *existing {
                 h.append("x-h", HeaderValue::from_static(v));
             }
-            mutations(vec![opt("X-H", "new", *action)], &[]).apply_request(&mut h);
+            mutations(vec![opt("X-H", "new", *action)], &[])
+                .apply_request(&mut h, &RequestInfo::default());
             assert_eq!(values(&h, "x-h"), *want, "{action:?} on {existing:?}");
         }
     }
@@ -404,7 +612,7 @@ mod tests {
             ],
             &["x-a"],
         );
-        m.apply_request(&mut h);
+        m.apply_request(&mut h, &RequestInfo::default());
         assert_eq!(values(&h, "x-a"), ["new"], "removed, then absent, so added");
         assert_eq!(values(&h, "x-b"), ["keep"], "empty value skipped");
         assert_eq!(values(&h, "x-c"), [""], "kept empty value");
@@ -421,7 +629,7 @@ mod tests {
             ],
             &[],
         )
-        .apply_request(&mut h);
+        .apply_request(&mut h, &RequestInfo::default());
         assert_eq!(values(&h, "x-d"), ["2", "1"]);
         assert_eq!(values(&h, "x-e"), ["1", "2"]);
     }

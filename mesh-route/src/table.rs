@@ -23,6 +23,7 @@ use crate::matcher::header::HeaderMatch;
 use crate::matcher::path::PathMatcher;
 use crate::matcher::{RequestView, RouteMatcher, authority, forwarded_proto};
 use crate::rewrite::Mutations;
+use crate::rewrite::RequestInfo;
 use crate::vhost::{DomainIndex, VirtualHostInfo};
 
 /// Per-filter config overrides, keyed by filter name (see [`Hit::typed_per_filter_config`]).
@@ -381,10 +382,11 @@ impl<'a> Ctx<'a> {
         &self,
         weighted: Option<&Mutations>,
         headers: &mut HeaderMap,
-        apply: fn(&Mutations, &mut HeaderMap),
+        info: &RequestInfo<'_>,
+        apply: fn(&Mutations, &mut HeaderMap, &RequestInfo<'_>),
     ) {
         if let Some(w) = weighted {
-            apply(w, headers);
+            apply(w, headers, info);
         }
         let route = self.route.map(|r| &r.mutations);
         let vhost = Some(&self.vhost.mutations);
@@ -396,7 +398,7 @@ impl<'a> Ctx<'a> {
         };
         for m in order.into_iter().flatten() {
             if !m.is_empty() {
-                apply(m, headers);
+                apply(m, headers, info);
             }
         }
     }
@@ -496,13 +498,20 @@ impl<'a> Hit<'a> {
 
     /// Applies the request header mutations (weighted entry when forwarding, then route, vhost
     /// and route configuration; see [`Forward::apply_request_headers`](crate::Forward)).
+    /// `%OPERATOR%` values that need the connection render empty; use
+    /// [`Hit::apply_request_headers_with`] to supply it.
     pub fn apply_request_headers(&self, headers: &mut HeaderMap) {
+        self.apply_request_headers_with(headers, &RequestInfo::default());
+    }
+
+    /// Applies the request header mutations with what `%OPERATOR%` values read.
+    pub fn apply_request_headers_with(&self, headers: &mut HeaderMap, info: &RequestInfo<'_>) {
         match &self.action {
-            HitAction::Forward(f) => f.apply_request_headers(headers),
+            HitAction::Forward(f) => f.apply_request_headers_with(headers, info),
             _ if self.ctx.route.is_none() => {}
             _ => self
                 .ctx
-                .apply_levels(None, headers, Mutations::apply_request),
+                .apply_levels(None, headers, info, Mutations::apply_request),
         }
     }
 
@@ -511,17 +520,22 @@ impl<'a> Hit<'a> {
     /// forwarding, then route, vhost and route configuration). The `require_tls` redirect gets
     /// only its `Location`.
     pub fn apply_response_headers(&self, headers: &mut HeaderMap) {
+        self.apply_response_headers_with(headers, &RequestInfo::default());
+    }
+
+    /// The same, with what `%OPERATOR%` values read.
+    pub fn apply_response_headers_with(&self, headers: &mut HeaderMap, info: &RequestInfo<'_>) {
         if let Some(loc) = &self.location
             && let Ok(v) = http::HeaderValue::from_str(loc)
         {
             headers.insert(http::header::LOCATION, v);
         }
         match &self.action {
-            HitAction::Forward(f) => f.apply_response_headers(headers),
+            HitAction::Forward(f) => f.apply_response_headers_with(headers, info),
             _ if self.ctx.route.is_none() => {}
             _ => self
                 .ctx
-                .apply_levels(None, headers, Mutations::apply_response),
+                .apply_levels(None, headers, info, Mutations::apply_response),
         }
     }
 }

@@ -309,14 +309,19 @@ fn test_routes_golden() {
     assert_eq!(values(&resp, "x-envoy-upstream-canary"), ["true"]);
     assert_eq!(t.internal_only_headers(), ["x-lyft-user-id"]);
 
-    // `%...%` values are kept verbatim for now.
+    // `%OPERATOR%` values render from the request's connection; without one they are empty
+    // and the header is not added.
     let p = get(api, "/customheaders");
+    let hit = t.find(&p, 0).unwrap();
     let mut h = http::HeaderMap::new();
-    t.find(&p, 0).unwrap().apply_request_headers(&mut h);
-    assert_eq!(
-        values(&h, "x-client-ip"),
-        ["%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"]
-    );
+    hit.apply_request_headers(&mut h);
+    assert!(h.get("x-client-ip").is_none());
+    let info = mesh_route::RequestInfo {
+        downstream_remote: Some("127.0.0.1:5555".parse().unwrap()),
+        ..Default::default()
+    };
+    hit.apply_request_headers_with(&mut h, &info);
+    assert_eq!(values(&h, "x-client-ip"), ["127.0.0.1"]);
 }
 
 #[test]
