@@ -73,6 +73,18 @@ impl CircuitBreakers {
     /// Breakers with the cluster's thresholds (first entry per priority, else Envoy's
     /// defaults 1024/1024/1024/3). Overflow counters are registered when `registry` is given.
     pub fn new(cluster: &Cluster, registry: Option<&Registry>) -> Self {
+        Self::carry_over(cluster, registry, None)
+    }
+
+    /// Breakers for `cluster` replacing `previous` (a config update): a priority whose
+    /// thresholds did not change keeps its [`Limits`], live counts and all, so in-flight
+    /// requests and connections still count against the limit; changed thresholds start
+    /// fresh counts.
+    pub fn carry_over(
+        cluster: &Cluster,
+        registry: Option<&Registry>,
+        previous: Option<&CircuitBreakers>,
+    ) -> Self {
         let counter = |s: &str| match registry {
             Some(r) => r.counter(StatName::cluster(&cluster.name, s)),
             None => Arc::default(),
@@ -82,7 +94,13 @@ impl CircuitBreakers {
             rq_pending_overflow: counter("upstream_rq_pending_overflow"),
             rq_retry_overflow: counter("upstream_rq_retry_overflow"),
         });
-        let limits = |p| Arc::new(Limits::new(&cluster.thresholds(p), Arc::clone(&stats)));
+        let limits = |p| {
+            let t = cluster.thresholds(p);
+            match previous.map(|b| b.for_priority(p)) {
+                Some(old) if old.thresholds == t => Arc::clone(old),
+                _ => Arc::new(Limits::new(&t, Arc::clone(&stats))),
+            }
+        };
         Self {
             default: limits(RoutingPriority::Default),
             high: limits(RoutingPriority::High),
@@ -130,11 +148,13 @@ pub struct Limits {
     retries: Slot,
     retry_budget: Option<RetryBudget>,
     stats: Arc<Stats>,
+    thresholds: Thresholds,
 }
 
 impl Limits {
     fn new(t: &Thresholds, stats: Arc<Stats>) -> Self {
         Self {
+            thresholds: t.clone(),
             connections: Slot::new(t.max_connections),
             pending: Slot::new(t.max_pending_requests),
             requests: Slot::new(t.max_requests),

@@ -74,7 +74,8 @@ impl<'a> ClusterLbBuilder<'a> {
     /// The balancer this one replaces (a config update of the same cluster). Hosts that stay
     /// (same address, weight, priority, locality, hostname and metadata) are the same [`Host`]
     /// objects, so they keep their active-request counts, health flags and ejection; their
-    /// outlier-detection counters and ejection times carry over too. Default: none.
+    /// outlier-detection counters and ejection times carry over too, and circuit-breaker counts
+    /// carry over for priorities whose thresholds are unchanged. Default: none.
     pub fn previous(mut self, previous: &'a ClusterLb) -> Self {
         self.previous = Some(previous);
         self
@@ -170,7 +171,11 @@ impl<'a> ClusterLbBuilder<'a> {
         Ok(ClusterLb {
             name: c.name.as_str().into(),
             core: LbCore::new(hosts, None, epoch, Arc::new(settings), stats),
-            breakers: CircuitBreakers::new(c, self.stats),
+            breakers: CircuitBreakers::carry_over(
+                c,
+                self.stats,
+                self.previous.map(|p| &p.breakers),
+            ),
             outlier,
         })
     }

@@ -114,3 +114,55 @@ fn hosts_that_stay_keep_their_state_across_an_update() {
     assert!(!od2.host_state(1).ejected);
     assert!(after.hosts()[1].is_healthy());
 }
+
+/// Circuit-breaker counts survive an update whose thresholds are unchanged.
+#[test]
+fn breaker_counts_carry_over_unchanged_thresholds() {
+    use mesh_core::config::{Cluster, RoutingPriority, Thresholds};
+    use mesh_lb::ClusterLb;
+
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+    let mut c = Cluster::new_static("c", [addr]);
+    c.circuit_breakers.thresholds.push(Thresholds {
+        max_requests: 1,
+        ..Thresholds::default()
+    });
+    let before = ClusterLb::new(&c).unwrap();
+    let held = before
+        .breakers(RoutingPriority::Default)
+        .try_request()
+        .unwrap();
+    let after = ClusterLb::builder(&c).previous(&before).build().unwrap();
+    assert!(
+        after
+            .breakers(RoutingPriority::Default)
+            .try_request()
+            .is_err(),
+        "the in-flight request still counts"
+    );
+    drop(held);
+    assert!(
+        after
+            .breakers(RoutingPriority::Default)
+            .try_request()
+            .is_ok()
+    );
+
+    c.circuit_breakers.thresholds[0].max_requests = 5;
+    let changed = ClusterLb::builder(&c).previous(&after).build().unwrap();
+    let permits: Vec<_> = (0..5)
+        .map(|_| {
+            changed
+                .breakers(RoutingPriority::Default)
+                .try_request()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        changed
+            .breakers(RoutingPriority::Default)
+            .try_request()
+            .is_err()
+    );
+    drop(permits);
+}
