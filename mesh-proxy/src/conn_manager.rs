@@ -137,6 +137,7 @@ pub(crate) async fn serve(
         "http",
         random::uuid_v4,
     );
+    crate::trace::propagate(&mut parts.headers);
 
     let bytes_received = Arc::new(AtomicU64::new(0));
     let (done_tx, done_rx) = tokio::sync::watch::channel(None);

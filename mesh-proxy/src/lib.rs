@@ -40,6 +40,7 @@ mod headers;
 mod listener;
 mod random;
 mod router;
+mod trace;
 mod upstream;
 
 #[cfg(feature = "test-util")]

@@ -158,6 +158,10 @@ async fn handle(
                 ("host", "x-seen-host"),
                 ("x-envoy-original-path", "x-seen-original-path"),
                 ("x-client-ip", "x-seen-client-ip"),
+                ("traceparent", "x-seen-traceparent"),
+                ("tracestate", "x-seen-tracestate"),
+                ("x-b3-traceid", "x-seen-b3-traceid"),
+                ("x-b3-parentspanid", "x-seen-b3-parentspanid"),
             ] {
                 if let Some(v) = req.headers().get(from) {
                     h.insert(to, v.clone());

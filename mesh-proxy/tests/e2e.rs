@@ -710,3 +710,47 @@ async fn header_values_render_envoy_operators() {
     assert_eq!(r.header("x-proto"), "HTTP/1.1");
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn trace_context_is_started_or_continued() {
+    let (_a, _b, proxy, addr) = two_services(UpstreamProtocol::Http1).await;
+    let c = Client::http1();
+    // No trace: one starts, its id is the request id.
+    let r = c
+        .get(
+            addr,
+            "/a",
+            &[("x-request-id", "0af76519-16cd-43dd-8448-eb211c80319c")],
+        )
+        .await;
+    assert!(
+        r.header("x-seen-traceparent")
+            .starts_with("00-0af7651916cd43dd8448eb211c80319c-")
+    );
+    assert_eq!(
+        r.header("x-seen-b3-traceid"),
+        "0af7651916cd43dd8448eb211c80319c"
+    );
+    // A W3C trace continues: same trace id, the caller's span becomes the parent.
+    let r = c
+        .get(
+            addr,
+            "/a",
+            &[
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+                ("tracestate", "congo=t61rcWkgMzE"),
+            ],
+        )
+        .await;
+    let tp = r.header("x-seen-traceparent");
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && !tp.contains("00f067aa0ba902b7"),
+        "{tp}"
+    );
+    assert_eq!(r.header("x-seen-b3-parentspanid"), "00f067aa0ba902b7");
+    assert_eq!(r.header("x-seen-tracestate"), "congo=t61rcWkgMzE");
+    proxy.shutdown().await;
+}
