@@ -1,18 +1,20 @@
 //! The balancing state of one cluster: hosts, priority levels, per-source balancers, circuit
 //! breakers and outlier detection.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
-use mesh_core::config::{Cluster, DiscoveryType, RoutingPriority};
+use mesh_core::config::{Cluster, DiscoveryType, Locality, RoutingPriority};
 use mesh_core::stats::{Counter, Gauge, Registry, StatName};
 
 use crate::balancer::{Balancer, Policy};
 use crate::breaker::CircuitBreakers;
 use crate::health::{HostHealth, eds_flags};
 use crate::outlier::OutlierDetector;
-use crate::priority::{Availability, LevelCounts, PriorityLoad};
+use crate::priority::{Availability, LevelCounts, PriorityLoad, locality_effective_weights};
+use crate::subset::{SubsetConfig, SubsetLb};
 use crate::{BuildError, Host, LbContext, PickContext, Random, SeededRandom};
 
 // === impl ClusterLb ===
@@ -27,6 +29,7 @@ use crate::{BuildError, Host, LbContext, PickContext, Random, SeededRandom};
 pub struct ClusterLb {
     name: Arc<str>,
     core: LbCore,
+    subsets: Option<SubsetLb>,
     breakers: CircuitBreakers,
     outlier: Option<OutlierDetector>,
 }
@@ -100,9 +103,16 @@ impl<'a> ClusterLbBuilder<'a> {
         // (previous index, new index) of every host that stays.
         let mut kept: Vec<(usize, usize)> = Vec::new();
         let mut opf = 140;
+        let mut localities: LocalityWeights = BTreeMap::new();
         if let Some(la) = &c.load_assignment {
             if la.overprovisioning_factor > 0 {
                 opf = la.overprovisioning_factor;
+            }
+            for l in &la.endpoints {
+                // An unset locality weight is 0, as in Envoy: the locality takes no traffic.
+                *localities
+                    .entry((l.priority, l.locality.clone()))
+                    .or_default() += l.load_balancing_weight.unwrap_or(0);
             }
             for (loc, ep) in la.lb_endpoints() {
                 if c.discovery_type == DiscoveryType::Static && ep.address.socket_addr().is_none() {
@@ -157,6 +167,7 @@ impl<'a> ClusterLbBuilder<'a> {
                 50
             },
             seed: self.seed,
+            localities: c.locality_weighted_lb.then(|| Arc::new(localities)),
         };
         let random = self
             .random
@@ -168,16 +179,21 @@ impl<'a> ClusterLbBuilder<'a> {
             }
             d
         });
-        Ok(ClusterLb {
+        let mut lb = ClusterLb {
             name: c.name.as_str().into(),
             core: LbCore::new(hosts, None, epoch, Arc::new(settings), stats),
+            subsets: None,
             breakers: CircuitBreakers::carry_over(
                 c,
                 self.stats,
                 self.previous.map(|p| &p.breakers),
             ),
             outlier,
-        })
+        };
+        if let Some(sc) = &c.lb_subset_config {
+            lb.subsets = Some(SubsetLb::new(&lb, SubsetConfig::from(sc)));
+        }
+        Ok(lb)
     }
 }
 
@@ -227,7 +243,7 @@ impl ClusterLb {
     }
 
     /// Picks a host, or `None` when no host can serve (no hosts, or panic disabled and none
-    /// healthy).
+    /// healthy, or a subset cluster whose fallback gives no host).
     pub fn pick(&self, cx: &LbContext) -> Option<&Arc<Host>> {
         self.pick_index(cx).map(|i| &self.core.hosts[i])
     }
@@ -235,17 +251,66 @@ impl ClusterLb {
     /// Picks a host and returns its index in [`ClusterLb::hosts`]. Callers that keep
     /// per-host state in a parallel array use this.
     pub fn pick_index(&self, cx: &LbContext) -> Option<usize> {
-        self.core.pick(&PickContext::from(cx))
+        self.pick_index_with(&PickContext::from(cx))
     }
 
     /// Picks a host with a request hash and attempt number.
     pub fn pick_with(&self, cx: &PickContext) -> Option<&Arc<Host>> {
-        self.core.pick(cx).map(|i| &self.core.hosts[i])
+        self.pick_index_with(cx).map(|i| &self.core.hosts[i])
     }
 
     /// Like [`ClusterLb::pick_with`], returning the index in [`ClusterLb::hosts`].
+    ///
+    /// A request with no `metadata_match`: on a cluster with `lb_subset_config` the subset
+    /// fallback policy decides, as in Envoy (see [`ClusterLb::pick_index_matching`]).
     pub fn pick_index_with(&self, cx: &PickContext) -> Option<usize> {
-        self.core.pick(cx)
+        match &self.subsets {
+            Some(s) => s.pick_index(&BTreeMap::new(), cx),
+            None => self.core.pick(cx),
+        }
+    }
+
+    /// Picks a host for a route's `metadata_match` (its `envoy.lb` key/value map) and returns
+    /// its index in [`ClusterLb::hosts`].
+    ///
+    /// On a cluster with `lb_subset_config` the subset whose metadata equals `metadata_match`
+    /// serves the pick, else the fallback policies decide ([`SubsetLb`]); `None` means the
+    /// fallback gives no host (Envoy answers 503). A cluster without subsets ignores
+    /// `metadata_match`, as Envoy does.
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// use mesh_core::config::{Cluster, LbSubsetConfig, LbSubsetSelector};
+    /// let mut cluster = Cluster::new_static("web", ["10.0.0.1:80".parse().unwrap(), "10.0.0.2:80".parse().unwrap()]);
+    /// for (i, v) in ["v1", "v2"].iter().enumerate() {
+    ///     let ep = &mut cluster.load_assignment.as_mut().unwrap().endpoints[0].lb_endpoints[i];
+    ///     ep.metadata.entry("envoy.lb".into()).or_default().insert("version".into(), (*v).into());
+    /// }
+    /// cluster.lb_subset_config = Some(LbSubsetConfig {
+    ///     subset_selectors: vec![LbSubsetSelector { keys: vec!["version".into()], ..Default::default() }],
+    ///     ..Default::default()
+    /// });
+    /// let lb = mesh_lb::ClusterLb::new(&cluster).unwrap();
+    /// let want: BTreeMap<String, serde_json::Value> = [("version".to_owned(), "v2".into())].into();
+    /// let i = lb.pick_index_matching(&want, &mesh_lb::PickContext::new(1)).unwrap();
+    /// assert_eq!(lb.hosts()[i].address().host, "10.0.0.2");
+    /// // No metadata_match: the default NO_FALLBACK policy gives no host.
+    /// assert_eq!(lb.pick_index_with(&mesh_lb::PickContext::new(1)), None);
+    /// ```
+    pub fn pick_index_matching(
+        &self,
+        metadata_match: &BTreeMap<String, serde_json::Value>,
+        cx: &PickContext,
+    ) -> Option<usize> {
+        match &self.subsets {
+            Some(s) => s.pick_index(metadata_match, cx),
+            None => self.core.pick(cx),
+        }
+    }
+
+    /// The subset load balancer, when the cluster sets `lb_subset_config`.
+    pub fn subsets(&self) -> Option<&SubsetLb> {
+        self.subsets.as_ref()
     }
 
     /// Rebuilds the health-derived state now if any host's health changed (otherwise the
@@ -276,12 +341,17 @@ impl ClusterLb {
 
 // === impl LbCore ===
 
-#[derive(Debug)]
+/// Configured locality weights by `(priority, locality)`.
+pub(crate) type LocalityWeights = BTreeMap<(u32, Locality), u32>;
+
+#[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) policy: Policy,
     pub(crate) opf: u32,
     pub(crate) panic_threshold: u32,
     pub(crate) seed: u64,
+    /// Locality weights when locality-weighted balancing is on.
+    pub(crate) localities: Option<Arc<LocalityWeights>>,
 }
 
 #[derive(Debug)]
@@ -340,6 +410,36 @@ struct Level {
     healthy: Option<Arc<Source>>,
     degraded: Option<Arc<Source>>,
     all: Option<Arc<Source>>,
+    /// Locality-weighted balancing: the healthy hosts of each locality with a positive
+    /// effective weight, and the sum of those weights.
+    healthy_localities: Localities,
+    /// Likewise for degraded hosts.
+    degraded_localities: Localities,
+}
+
+#[derive(Debug, Default)]
+struct Localities {
+    total: u64,
+    sources: Vec<(u64, Arc<Source>)>,
+}
+
+impl Localities {
+    /// The locality for a random value, by effective weight; `None` when no locality has
+    /// weight (the whole source serves then, as in Envoy).
+    fn choose(&self, random: u64) -> Option<&Arc<Source>> {
+        if self.total == 0 {
+            return None;
+        }
+        let mut r = random % self.total;
+        for (w, s) in &self.sources {
+            if r < *w {
+                return Some(s);
+            }
+            r -= w;
+        }
+        debug_assert!(false, "weights sum to total");
+        None
+    }
 }
 
 #[derive(Debug)]
@@ -425,10 +525,11 @@ impl LbCore {
             self.stats.healthy_panic.inc();
             level.all.as_ref()
         } else {
-            match avail {
-                Availability::Healthy => level.healthy.as_ref(),
-                Availability::Degraded => level.degraded.as_ref(),
-            }
+            let (whole, localities) = match avail {
+                Availability::Healthy => (level.healthy.as_ref(), &level.healthy_localities),
+                Availability::Degraded => (level.degraded.as_ref(), &level.degraded_localities),
+            };
+            localities.choose(cx.random_n(1)).or(whole)
         }?;
         let i = src.members[src.lb.pick(cx)?] as usize;
         Some(match &self.global {
@@ -495,6 +596,34 @@ fn build_state(hosts: &[Arc<Host>], settings: &Settings, stats: &LbStats, epoch:
                 level.all = source(std::mem::take(&mut all[p]), 3 * p as u64);
                 return level;
             }
+            if let Some(weights) = &settings.localities
+                && !settings.policy.uses_hash()
+            {
+                let by_locality = |members: &[u32], salt: u64| {
+                    locality_sources(hosts, weights, p as u32, &all[p], members, settings.opf)
+                        .into_iter()
+                        .enumerate()
+                        .filter_map(|(j, (w, m))| {
+                            let s = source(m, salt.wrapping_add((j as u64 + 1) << 32))?;
+                            Some((w, s))
+                        })
+                        .collect::<Vec<_>>()
+                };
+                if load.healthy[p] > 0 {
+                    let sources = by_locality(&healthy[p], 3 * p as u64 + 1);
+                    level.healthy_localities = Localities {
+                        total: sources.iter().map(|(w, _)| w).sum(),
+                        sources,
+                    };
+                }
+                if load.degraded[p] > 0 {
+                    let sources = by_locality(&degraded[p], 3 * p as u64 + 2);
+                    level.degraded_localities = Localities {
+                        total: sources.iter().map(|(w, _)| w).sum(),
+                        sources,
+                    };
+                }
+            }
             if load.healthy[p] > 0 {
                 level.healthy = source(std::mem::take(&mut healthy[p]), 3 * p as u64 + 1);
             }
@@ -509,6 +638,44 @@ fn build_state(hosts: &[Arc<Host>], settings: &Settings, stats: &LbStats, epoch:
         load,
         levels,
     }
+}
+
+/// Splits `members` (healthy or degraded hosts of priority `p`) by locality, with each
+/// locality's effective weight `weight × min(100, OPF × members / hosts)` (SEMANTICS.md §4.3);
+/// localities of weight 0 are left out. Ordered by locality.
+fn locality_sources(
+    hosts: &[Arc<Host>],
+    weights: &LocalityWeights,
+    p: u32,
+    all: &[u32],
+    members: &[u32],
+    opf: u32,
+) -> Vec<(u64, Vec<u32>)> {
+    let mut groups: BTreeMap<&Locality, (u32, Vec<u32>)> = BTreeMap::new();
+    for &i in all {
+        groups.entry(hosts[i as usize].locality()).or_default().0 += 1;
+    }
+    for &i in members {
+        groups
+            .entry(hosts[i as usize].locality())
+            .or_default()
+            .1
+            .push(i);
+    }
+    let input: Vec<(u32, u32, u32)> = groups
+        .iter()
+        .map(|(loc, (n, m))| {
+            let w = weights.get(&(p, (*loc).clone())).copied().unwrap_or(0);
+            (w, m.len() as u32, *n)
+        })
+        .collect();
+    let effective = locality_effective_weights(&input, opf);
+    groups
+        .into_values()
+        .zip(effective)
+        .filter(|((_, m), w)| *w > 0 && !m.is_empty())
+        .map(|((_, m), w)| (w, m))
+        .collect()
 }
 
 #[cfg(test)]

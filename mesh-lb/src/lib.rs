@@ -12,8 +12,9 @@
 //! |---|---|
 //! | Balancers (`lb_policy`): weighted round robin (EDF), least request, random, ring hash, Maglev | [`balancer`] |
 //! | Priority levels, overprovisioning factor, panic threshold, degraded hosts | [`priority`], [`ClusterLb`] |
+//! | Locality-weighted balancing (`locality_weighted_lb_config`) | [`priority::locality_effective_weights`], [`ClusterLb`] |
 //! | Request hash policies (header, cookie, source IP, query parameter) | [`hash`] |
-//! | Envoy's subset load balancer (`lb_subset_config`) | [`subset`] |
+//! | Envoy's subset load balancer (`lb_subset_config`), picked by a route's `metadata_match` | [`subset`], [`ClusterLb::pick_index_matching`] |
 //! | Circuit breakers with RAII permits | [`breaker`] |
 //! | Outlier detection (consecutive errors, success rate, failure percentage) | [`outlier`] |
 //! | Active health-check state machine and EDS health mapping | [`health`] |

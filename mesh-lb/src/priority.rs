@@ -189,8 +189,9 @@ impl PriorityLoad {
 /// Effective locality weights for locality-weighted balancing (SEMANTICS.md §4.3):
 /// `locality_weight × min(100, OPF × healthy / hosts)` per `(locality_weight, healthy, hosts)`.
 ///
-/// The config model has no `locality_weighted_lb_config` switch yet, so [`ClusterLb`](crate::ClusterLb)
-/// does not select localities; this is the weighting it will use.
+/// [`ClusterLb`](crate::ClusterLb) uses this weighting when the cluster sets
+/// `locality_weighted_lb` (healthy and degraded hosts apart), choosing a locality with the
+/// pick's random value after the priority, unless the policy hashes or the priority panics.
 ///
 /// ```
 /// // Envoy's example: X weight 1, Y weight 2 fully healthy; X 70 % healthy ⇒ 98 / 298 ≈ 33 %.

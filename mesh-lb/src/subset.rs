@@ -12,8 +12,10 @@
 //! `DEFAULT_SUBSET` (hosts matching `default_subset`; an empty `default_subset` matches every
 //! host, and one that matches none behaves as `NO_FALLBACK`).
 //!
-//! The config model has no `lb_subset_config` field yet, so a [`SubsetLb`] is built by hand
-//! from a [`ClusterLb`] and a [`SubsetConfig`].
+//! A [`ClusterLb`] built from a cluster with `lb_subset_config` holds a [`SubsetLb`] and serves
+//! [`ClusterLb::pick_index_matching`] from it; one can also be built by hand from a
+//! [`ClusterLb`] and a [`SubsetConfig`], as below. Subsets do not balance by locality weight
+//! (Envoy's `locality_weight_aware` is not supported).
 //!
 //! ```
 //! # use std::collections::BTreeMap;
@@ -37,6 +39,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use mesh_core::config::{LbSubsetConfig, LbSubsetFallbackPolicy, LbSubsetSelectorFallbackPolicy};
 use serde_json::Value;
 
 use crate::cluster::{LbCore, LbStats};
@@ -107,6 +110,39 @@ pub struct SubsetConfig {
     pub subset_selectors: Vec<SubsetSelector>,
 }
 
+impl From<&LbSubsetConfig> for SubsetConfig {
+    fn from(c: &LbSubsetConfig) -> Self {
+        Self {
+            fallback_policy: match c.fallback_policy {
+                LbSubsetFallbackPolicy::NoFallback => FallbackPolicy::NoFallback,
+                LbSubsetFallbackPolicy::AnyEndpoint => FallbackPolicy::AnyEndpoint,
+                LbSubsetFallbackPolicy::DefaultSubset => FallbackPolicy::DefaultSubset,
+            },
+            default_subset: c.default_subset.clone(),
+            subset_selectors: c
+                .subset_selectors
+                .iter()
+                .map(|s| SubsetSelector {
+                    keys: s.keys.clone(),
+                    fallback_policy: match s.fallback_policy {
+                        LbSubsetSelectorFallbackPolicy::NotDefined => SelectorFallback::NotDefined,
+                        LbSubsetSelectorFallbackPolicy::NoFallback => SelectorFallback::NoFallback,
+                        LbSubsetSelectorFallbackPolicy::AnyEndpoint => {
+                            SelectorFallback::AnyEndpoint
+                        }
+                        LbSubsetSelectorFallbackPolicy::DefaultSubset => {
+                            SelectorFallback::DefaultSubset
+                        }
+                        LbSubsetSelectorFallbackPolicy::KeysSubset => {
+                            SelectorFallback::KeysSubset(s.fallback_keys_subset.clone())
+                        }
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Canonical key of a subset: sorted `(key, JSON text of value)` pairs.
 type SubsetKey = Vec<(String, String)>;
 
@@ -135,12 +171,17 @@ impl SubsetLb {
     pub fn new(lb: &ClusterLb, config: SubsetConfig) -> Self {
         let hosts = lb.hosts();
         let core = lb.core();
+        // Subsets balance without locality weights (no `locality_weight_aware`).
+        let settings = Arc::new(crate::cluster::Settings {
+            localities: None,
+            ..(**core.settings()).clone()
+        });
         let make = |members: Vec<usize>| {
             LbCore::new(
                 members.iter().map(|&i| Arc::clone(&hosts[i])).collect(),
                 Some(members),
                 Arc::clone(core.epoch()),
-                Arc::clone(core.settings()),
+                Arc::clone(&settings),
                 Arc::new(LbStats::unregistered()),
             )
         };

@@ -98,7 +98,14 @@ pub(crate) async fn route(
         pick = pick.with_hash(h.hash);
         set_cookie = h.set_cookie;
     }
-    let Some(index) = cluster.lb.pick_index_with(&pick) else {
+    // A route's metadata_match selects a subset of a cluster with lb_subset_config.
+    let metadata_match = &fwd.action().metadata_match;
+    let picked = if metadata_match.is_empty() {
+        cluster.lb.pick_index_with(&pick)
+    } else {
+        cluster.lb.pick_index_matching(metadata_match, &pick)
+    };
+    let Some(index) = picked else {
         cluster.stats.no_healthy.inc();
         return local_reply(
             cx,

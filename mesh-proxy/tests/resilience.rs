@@ -158,3 +158,74 @@ async fn a_failing_host_is_ejected_and_returns_after_the_ejection_time() {
     );
     p.shutdown().await;
 }
+
+/// Envoy's subset load balancer: upstreams labelled `version: v1` / `v2` in `envoy.lb`
+/// metadata, a selector on `version`, and routes whose `metadata_match` picks the subset.
+#[tokio::test]
+async fn route_metadata_match_selects_a_subset() {
+    let ups = [
+        Upstream::start("v1-a", Behavior::Identify).await,
+        Upstream::start("v1-b", Behavior::Identify).await,
+        Upstream::start("v2-a", Behavior::Identify).await,
+        Upstream::start("v2-b", Behavior::Identify).await,
+    ];
+    let mut c = Cluster::new_static("versioned", ups.iter().map(Upstream::addr));
+    let eps = &mut c.load_assignment.as_mut().unwrap().endpoints[0].lb_endpoints;
+    for (ep, version) in eps.iter_mut().zip(["v1", "v1", "v2", "v2"]) {
+        ep.metadata
+            .entry("envoy.lb".into())
+            .or_default()
+            .insert("version".into(), version.into());
+    }
+    c.lb_subset_config = Some(LbSubsetConfig {
+        subset_selectors: vec![LbSubsetSelector {
+            keys: vec!["version".into()],
+            ..LbSubsetSelector::default()
+        }],
+        ..LbSubsetConfig::default()
+    });
+    let subset_route = |prefix: &str, version: &str| {
+        let mut r = Route::prefix(prefix, "versioned");
+        if let Action::Route(a) = &mut r.action {
+            a.metadata_match = [("version".to_owned(), version.into())].into();
+        }
+        r
+    };
+    let routes = RouteConfiguration::new("r").with_virtual_host(
+        VirtualHost::new("all", ["*"])
+            .with_route(subset_route("/v2", "v2"))
+            .with_route(subset_route("/v1", "v1"))
+            .with_route(Route::prefix("/", "versioned")),
+    );
+    let boot = Bootstrap::default()
+        .with_listener(Listener::http(
+            "http",
+            "127.0.0.1:0".parse().unwrap(),
+            HttpConnectionManager::with_routes(routes),
+        ))
+        .with_cluster(c);
+    let p = Proxy::builder(boot).build().unwrap().start().await.unwrap();
+    let addr = p.listener_addr("http").unwrap();
+    let client = Client::http1();
+
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let r = client.get(addr, &format!("/v2/{i}"), &[]).await;
+        assert_eq!(r.status, StatusCode::OK);
+        seen.insert(r.header("x-upstream").to_owned());
+    }
+    assert_eq!(
+        seen,
+        ["v2-a", "v2-b"].map(String::from).into(),
+        "only v2 upstreams, both of them"
+    );
+    let r = client.get(addr, "/v1/x", &[]).await;
+    assert!(r.header("x-upstream").starts_with("v1-"), "{r:?}");
+    assert_eq!(ups[0].requests() + ups[1].requests(), 1);
+
+    // No metadata_match: the default NO_FALLBACK policy gives no host.
+    let r = client.get(addr, "/other", &[]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.text(), "no healthy upstream");
+    p.shutdown().await;
+}

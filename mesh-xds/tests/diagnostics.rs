@@ -446,3 +446,63 @@ fn snake_and_camel_spelling_of_one_field_conflict() {
     .unwrap_err();
     assert_eq!(paths(&err), ["validate_clusters"]);
 }
+
+#[test]
+fn subset_config_problems_have_paths() {
+    let yaml = r#"
+static_resources:
+  clusters:
+  - name: s
+    lb_subset_config:
+      fallback_policy: SOMETIMES
+      default_subset: [v1]
+      panic_mode_any: true
+      subset_selectors:
+      - { keys: [version, stage], fallback_policy: KEYS_SUBSET }
+      - { keys: [version], fallback_policy: KEYS_SUBSET, fallback_keys_subset: [stage] }
+      - { keys: [zone], single_host_per_subset: true }
+    load_assignment: { cluster_name: s }
+"#;
+    let err = parse_bootstrap(yaml).unwrap_err();
+    let at = "clusters[0].lb_subset_config";
+    let mut got = paths(&err);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            format!("{at}.default_subset"),
+            format!("{at}.fallback_policy"),
+            format!("{at}.subset_selectors[0].fallback_keys_subset"),
+            format!("{at}.subset_selectors[1].fallback_keys_subset"),
+        ],
+        "{err}"
+    );
+    assert!(
+        message(
+            &err,
+            &format!("{at}.subset_selectors[1].fallback_keys_subset")
+        )
+        .contains("\"stage\""),
+        "{err}"
+    );
+    // The unsupported options alone are warnings.
+    let ok = r#"
+static_resources:
+  clusters:
+  - name: s
+    lb_subset_config:
+      panic_mode_any: true
+      subset_selectors: [{ keys: [zone], single_host_per_subset: true }]
+    load_assignment: { cluster_name: s }
+"#;
+    let loaded = parse_bootstrap(ok).unwrap();
+    let mut warned: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
+    warned.sort_unstable();
+    assert_eq!(
+        warned,
+        [
+            "clusters[0].lb_subset_config.panic_mode_any",
+            "clusters[0].lb_subset_config.subset_selectors[0].single_host_per_subset",
+        ]
+    );
+}

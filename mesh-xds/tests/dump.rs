@@ -721,6 +721,27 @@ fn built() -> Bootstrap {
     }];
     web.idle_timeout = secs(90.0);
     web.eds_service_name = None;
+    web.locality_weighted_lb = true;
+    web.lb_subset_config = Some(LbSubsetConfig {
+        fallback_policy: LbSubsetFallbackPolicy::DefaultSubset,
+        default_subset: [("version".to_owned(), json!("v1"))].into(),
+        subset_selectors: vec![
+            LbSubsetSelector {
+                keys: vec!["version".into()],
+                ..LbSubsetSelector::default()
+            },
+            LbSubsetSelector {
+                keys: vec!["version".into(), "stage".into()],
+                fallback_policy: LbSubsetSelectorFallbackPolicy::KeysSubset,
+                fallback_keys_subset: vec!["version".into()],
+            },
+            LbSubsetSelector {
+                keys: vec!["canary".into()],
+                fallback_policy: LbSubsetSelectorFallbackPolicy::AnyEndpoint,
+                ..LbSubsetSelector::default()
+            },
+        ],
+    });
     let mut grpc = Cluster::new_static("grpc", ["10.1.2.3:9000".parse().unwrap()])
         .with_protocol(UpstreamProtocol::Http2);
     grpc.lb_policy = LbPolicy::RingHash;
@@ -806,6 +827,24 @@ fn a_model_built_in_rust_round_trips() {
         json!({"num_retries": 0, "host_selection_retry_max_attempts": "0"})
     );
     assert_eq!(route["route"]["idle_timeout"], "0s");
+    let web = &json["static_resources"]["clusters"][0];
+    assert_eq!(
+        web["common_lb_config"],
+        json!({"locality_weighted_lb_config": {}})
+    );
+    assert_eq!(
+        web["lb_subset_config"],
+        json!({
+            "fallback_policy": "DEFAULT_SUBSET",
+            "default_subset": {"version": "v1"},
+            "subset_selectors": [
+                {"keys": ["version"]},
+                {"keys": ["version", "stage"], "fallback_policy": "KEYS_SUBSET",
+                 "fallback_keys_subset": ["version"]},
+                {"keys": ["canary"], "fallback_policy": "ANY_ENDPOINT"},
+            ]
+        })
+    );
     let grpc = &json["static_resources"]["clusters"][1];
     assert_eq!(grpc["connect_timeout"], "0.0000005s");
     assert_eq!(
@@ -1906,6 +1945,8 @@ mod generated {
                         maximum_ring_size: max_ring,
                     },
                     maglev_table_size: maglev,
+                    lb_subset_config: None,
+                    locality_weighted_lb: panic % 2 == 1,
                 }
             })
     }

@@ -886,3 +886,64 @@ fn camel_case_typed_config_is_recognised_whatever_the_filter_name() {
     // User data keeps its keys as written.
     assert_eq!(f.config, json!({"some_key": 1, "otherKey": 2}));
 }
+
+#[test]
+fn subset_and_locality_weighted_lb_settings() {
+    let b = bootstrap(
+        r#"
+static_resources:
+  clusters:
+  - name: subsets
+    common_lb_config: { locality_weighted_lb_config: {} }
+    lb_subset_config:
+      fallback_policy: DEFAULT_SUBSET
+      default_subset: { version: v1, canary: false }
+      subset_selectors:
+      - keys: [version]
+      - keys: [version, stage]
+        fallback_policy: KEYS_SUBSET
+        fallback_keys_subset: [version]
+      - { keys: [canary], fallback_policy: NO_FALLBACK }
+      - { keys: [zone], fallback_policy: ANY_ENDPOINT }
+      - { keys: [team], fallback_policy: DEFAULT_SUBSET }
+      - { keys: [tier], fallback_policy: NOT_DEFINED }
+    load_assignment: { cluster_name: subsets }
+  - name: plain
+    load_assignment: { cluster_name: plain }
+"#,
+    );
+    let c = &b.clusters[0];
+    assert!(c.locality_weighted_lb);
+    let sc = c.lb_subset_config.as_ref().unwrap();
+    assert_eq!(sc.fallback_policy, LbSubsetFallbackPolicy::DefaultSubset);
+    assert_eq!(
+        sc.default_subset,
+        [
+            ("version".to_owned(), json!("v1")),
+            ("canary".to_owned(), json!(false))
+        ]
+        .into()
+    );
+    let sel = |keys: &[&str], f, fallback_keys: &[&str]| LbSubsetSelector {
+        keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+        fallback_policy: f,
+        fallback_keys_subset: fallback_keys.iter().map(|k| (*k).to_owned()).collect(),
+    };
+    use LbSubsetSelectorFallbackPolicy as F;
+    assert_eq!(
+        sc.subset_selectors,
+        [
+            sel(&["version"], F::NotDefined, &[]),
+            sel(&["version", "stage"], F::KeysSubset, &["version"]),
+            sel(&["canary"], F::NoFallback, &[]),
+            sel(&["zone"], F::AnyEndpoint, &[]),
+            sel(&["team"], F::DefaultSubset, &[]),
+            sel(&["tier"], F::NotDefined, &[]),
+        ]
+    );
+    let plain = &b.clusters[1];
+    assert_eq!(
+        (&plain.lb_subset_config, plain.locality_weighted_lb),
+        (&None, false)
+    );
+}

@@ -1,6 +1,7 @@
 //! Upstream clusters (Envoy's `Cluster`): discovery, balancing, breakers, outlier detection,
 //! health checks.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,12 @@ pub struct Cluster {
     pub ring_hash: RingHashConfig,
     /// Maglev table size (default 65537).
     pub maglev_table_size: u64,
+    /// Envoy's subset load balancer (`lb_subset_config`; default none).
+    pub lb_subset_config: Option<LbSubsetConfig>,
+    /// Locality-weighted balancing (Envoy's `common_lb_config.locality_weighted_lb_config`;
+    /// default off): after the priority, a locality is chosen by its effective weight, then a
+    /// host within it.
+    pub locality_weighted_lb: bool,
 }
 
 impl Default for Cluster {
@@ -71,6 +78,8 @@ impl Default for Cluster {
             least_request: LeastRequestConfig::default(),
             ring_hash: RingHashConfig::default(),
             maglev_table_size: 65537,
+            lb_subset_config: None,
+            locality_weighted_lb: false,
         }
     }
 }
@@ -360,4 +369,61 @@ impl Default for RingHashConfig {
             maximum_ring_size: 8 * 1024 * 1024,
         }
     }
+}
+
+/// Envoy's `lb_subset_config`: endpoints are partitioned by their `envoy.lb` metadata and a
+/// route's `metadata_match` selects a subset (SEMANTICS.md §4.10).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LbSubsetConfig {
+    /// What to do when no subset matches (default `NO_FALLBACK`).
+    pub fallback_policy: LbSubsetFallbackPolicy,
+    /// The `envoy.lb` key/value pairs of the default subset (`DEFAULT_SUBSET` fallback; empty
+    /// matches every host).
+    pub default_subset: BTreeMap<String, serde_json::Value>,
+    /// The selectors: each set of keys defines subsets.
+    pub subset_selectors: Vec<LbSubsetSelector>,
+}
+
+/// The top-level fallback of a subset load balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LbSubsetFallbackPolicy {
+    /// No host: the request fails as if no host were healthy (default).
+    #[default]
+    NoFallback,
+    /// Any host of the cluster.
+    AnyEndpoint,
+    /// The hosts of `default_subset`.
+    DefaultSubset,
+}
+
+/// One subset selector of [`LbSubsetConfig`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LbSubsetSelector {
+    /// The `envoy.lb` metadata keys that define the subsets.
+    pub keys: Vec<String>,
+    /// What to do when a request with exactly these keys matches no subset (default
+    /// `NOT_DEFINED`: the top-level policy).
+    pub fallback_policy: LbSubsetSelectorFallbackPolicy,
+    /// The keys to retry with under `KEYS_SUBSET` (a subset of `keys`).
+    pub fallback_keys_subset: Vec<String>,
+}
+
+/// A subset selector's own fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LbSubsetSelectorFallbackPolicy {
+    /// Use the top-level fallback policy (default).
+    #[default]
+    NotDefined,
+    /// No host.
+    NoFallback,
+    /// Any host of the cluster.
+    AnyEndpoint,
+    /// The default subset.
+    DefaultSubset,
+    /// Retry with only `fallback_keys_subset` of the request's keys.
+    KeysSubset,
 }

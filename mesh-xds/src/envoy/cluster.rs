@@ -1,8 +1,9 @@
 //! Envoy's `Cluster`.
 
 use mesh_core::config::{
-    CircuitBreakers, Cluster, DiscoveryType, HealthCheck, HealthChecker, LbPolicy,
-    OutlierDetection, RetryBudget, RoutingPriority, Thresholds, UpstreamProtocol,
+    CircuitBreakers, Cluster, DiscoveryType, HealthCheck, HealthChecker, LbPolicy, LbSubsetConfig,
+    LbSubsetFallbackPolicy, LbSubsetSelector, LbSubsetSelectorFallbackPolicy, OutlierDetection,
+    RetryBudget, RoutingPriority, Thresholds, UpstreamProtocol,
 };
 use serde_json::Value;
 
@@ -145,6 +146,10 @@ pub(crate) fn cluster(cx: &mut Cx, v: &Value, path: String, remap: &mut Remap) -
         if let Some(t) = common.f64(cx, "healthy_panic_threshold") {
             c.healthy_panic_threshold = t;
         }
+        if let Some(lw) = common.obj(cx, "locality_weighted_lb_config") {
+            c.locality_weighted_lb = true;
+            lw.finish(cx);
+        }
         common.finish(cx);
     }
     if let Some(mut lr) = o.obj(cx, "least_request_lb_config") {
@@ -180,6 +185,9 @@ pub(crate) fn cluster(cx: &mut Cx, v: &Value, path: String, remap: &mut Remap) -
         }
         mg.finish(cx);
     }
+    if let Some((sv, sp)) = o.value(cx, "lb_subset_config") {
+        c.lb_subset_config = lb_subset_config(cx, sv, sp);
+    }
     if let Some(d) = o.duration(cx, "dns_refresh_rate") {
         c.dns_refresh_rate = d;
     }
@@ -193,6 +201,88 @@ pub(crate) fn cluster(cx: &mut Cx, v: &Value, path: String, remap: &mut Remap) -
     o.unsupported(cx, "transport_socket_matches", TLS_UNSUPPORTED);
     o.finish(cx);
     Some(c)
+}
+
+const SUBSET_FALLBACKS: &[(&str, LbSubsetFallbackPolicy)] = &[
+    ("NO_FALLBACK", LbSubsetFallbackPolicy::NoFallback),
+    ("ANY_ENDPOINT", LbSubsetFallbackPolicy::AnyEndpoint),
+    ("DEFAULT_SUBSET", LbSubsetFallbackPolicy::DefaultSubset),
+];
+
+const SELECTOR_FALLBACKS: &[(&str, LbSubsetSelectorFallbackPolicy)] = &[
+    ("NOT_DEFINED", LbSubsetSelectorFallbackPolicy::NotDefined),
+    ("NO_FALLBACK", LbSubsetSelectorFallbackPolicy::NoFallback),
+    ("ANY_ENDPOINT", LbSubsetSelectorFallbackPolicy::AnyEndpoint),
+    (
+        "DEFAULT_SUBSET",
+        LbSubsetSelectorFallbackPolicy::DefaultSubset,
+    ),
+    ("KEYS_SUBSET", LbSubsetSelectorFallbackPolicy::KeysSubset),
+];
+
+/// `config.cluster.v3.Cluster.LbSubsetConfig`.
+fn lb_subset_config(cx: &mut Cx, v: &Value, path: String) -> Option<LbSubsetConfig> {
+    let mut o = Obj::new(cx, v, path)?;
+    let mut sc = LbSubsetConfig::default();
+    if let Some(f) = o.enumeration(cx, "fallback_policy", SUBSET_FALLBACKS) {
+        sc.fallback_policy = f;
+    }
+    if let Some((dv, dp)) = o.value(cx, "default_subset") {
+        match dv {
+            Value::Object(m) => sc.default_subset = m.clone().into_iter().collect(),
+            other => cx.error(dp, format!("expected an object, got {}", show(other))),
+        }
+    }
+    for (sv, sp) in o.list(cx, "subset_selectors") {
+        let Some(mut so) = Obj::new(cx, sv, sp) else {
+            continue;
+        };
+        let mut sel = LbSubsetSelector {
+            keys: so.strings(cx, "keys"),
+            ..LbSubsetSelector::default()
+        };
+        if let Some(f) = so.enumeration(cx, "fallback_policy", SELECTOR_FALLBACKS) {
+            sel.fallback_policy = f;
+        }
+        sel.fallback_keys_subset = so.strings(cx, "fallback_keys_subset");
+        // Envoy rejects a KEYS_SUBSET selector whose fallback keys are empty or not among its
+        // keys.
+        if sel.fallback_policy == LbSubsetSelectorFallbackPolicy::KeysSubset {
+            if sel.fallback_keys_subset.is_empty() {
+                cx.error(
+                    so.child("fallback_keys_subset"),
+                    "fallback_keys_subset is required with KEYS_SUBSET",
+                );
+            } else if let Some(k) = sel
+                .fallback_keys_subset
+                .iter()
+                .find(|k| !sel.keys.contains(k))
+            {
+                cx.error(
+                    so.child("fallback_keys_subset"),
+                    format!("fallback_keys_subset key {k:?} is not among the selector's keys"),
+                );
+            }
+        }
+        so.unsupported(
+            cx,
+            "single_host_per_subset",
+            "single_host_per_subset is not supported yet, ignored",
+        );
+        so.finish(cx);
+        sc.subset_selectors.push(sel);
+    }
+    for key in [
+        "locality_weight_aware",
+        "scale_locality_weight",
+        "panic_mode_any",
+        "list_as_any",
+        "metadata_fallback_policy",
+    ] {
+        o.unsupported(cx, key, "this subset option is not supported yet, ignored");
+    }
+    o.finish(cx);
+    Some(sc)
 }
 
 fn common_http_options(cx: &mut Cx, o: &mut Obj<'_>, c: &mut Cluster) {

@@ -68,7 +68,9 @@ use mesh_core::config::{
     RuntimeFraction, StringMatcher, StringPattern, Thresholds, TlsRequirement, UpgradeConfig,
     UpstreamProtocol, VirtualCluster, VirtualHost, WeightedClusters, duration,
 };
-use mesh_core::config::{Cluster, ROUTER_FILTER};
+use mesh_core::config::{
+    Cluster, LbSubsetConfig, LbSubsetFallbackPolicy, LbSubsetSelectorFallbackPolicy, ROUTER_FILTER,
+};
 use serde_json::{Map, Value};
 
 const TYPE_PREFIX: &str = "type.googleapis.com/";
@@ -944,14 +946,19 @@ pub fn cluster(c: &Cluster) -> Value {
         out.set("outlier_detection", outlier_detection(od));
     }
     out.list("health_checks", c.health_checks.iter().map(health_check));
+    let mut common = Obj::new();
     if c.healthy_panic_threshold != 50.0 {
-        out.set(
-            "common_lb_config",
-            json_obj([(
-                "healthy_panic_threshold",
-                percent(c.healthy_panic_threshold),
-            )]),
+        common.set(
+            "healthy_panic_threshold",
+            percent(c.healthy_panic_threshold),
         );
+    }
+    if c.locality_weighted_lb {
+        common.set("locality_weighted_lb_config", Value::Object(Map::new()));
+    }
+    out.message("common_lb_config", common);
+    if let Some(sc) = &c.lb_subset_config {
+        out.set("lb_subset_config", lb_subset_config(sc));
     }
     // Envoy's lb_config is a oneof; the model keeps the three apart, and only non-default ones
     // are printed, so a config read from Envoy has at most one.
@@ -995,6 +1002,43 @@ pub fn cluster(c: &Cluster) -> Value {
         eds.opt_str("service_name", c.eds_service_name.as_deref());
         out.set("eds_cluster_config", eds);
     }
+    out.into()
+}
+
+/// `config.cluster.v3.Cluster.LbSubsetConfig`.
+fn lb_subset_config(sc: &LbSubsetConfig) -> Value {
+    let mut out = Obj::new();
+    let fallback = match sc.fallback_policy {
+        LbSubsetFallbackPolicy::NoFallback => None,
+        LbSubsetFallbackPolicy::AnyEndpoint => Some("ANY_ENDPOINT"),
+        LbSubsetFallbackPolicy::DefaultSubset => Some("DEFAULT_SUBSET"),
+    };
+    out.opt("fallback_policy", fallback);
+    if !sc.default_subset.is_empty() {
+        let m: Map<String, Value> = sc
+            .default_subset
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.set("default_subset", Value::Object(m));
+    }
+    out.list(
+        "subset_selectors",
+        sc.subset_selectors.iter().map(|sel| {
+            let mut s = Obj::new();
+            s.strings("keys", &sel.keys);
+            let fallback = match sel.fallback_policy {
+                LbSubsetSelectorFallbackPolicy::NotDefined => None,
+                LbSubsetSelectorFallbackPolicy::NoFallback => Some("NO_FALLBACK"),
+                LbSubsetSelectorFallbackPolicy::AnyEndpoint => Some("ANY_ENDPOINT"),
+                LbSubsetSelectorFallbackPolicy::DefaultSubset => Some("DEFAULT_SUBSET"),
+                LbSubsetSelectorFallbackPolicy::KeysSubset => Some("KEYS_SUBSET"),
+            };
+            s.opt("fallback_policy", fallback);
+            s.strings("fallback_keys_subset", &sel.fallback_keys_subset);
+            s.into()
+        }),
+    );
     out.into()
 }
 
