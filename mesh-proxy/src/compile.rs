@@ -115,6 +115,9 @@ pub(crate) struct ClusterStats {
     pub(crate) rq_time: Arc<Histogram>,
     pub(crate) rq_timeout: Arc<Counter>,
     pub(crate) no_healthy: Arc<Counter>,
+    pub(crate) rq_retry: Arc<Counter>,
+    pub(crate) rq_retry_success: Arc<Counter>,
+    pub(crate) rq_retry_limit_exceeded: Arc<Counter>,
 }
 
 impl ClusterStats {
@@ -127,6 +130,9 @@ impl ClusterStats {
             rq_time: r.histogram(StatName::cluster(name, "upstream_rq_time")),
             rq_timeout: c("upstream_rq_timeout"),
             no_healthy: c("upstream_cx_none_healthy"),
+            rq_retry: c("upstream_rq_retry"),
+            rq_retry_success: c("upstream_rq_retry_success"),
+            rq_retry_limit_exceeded: c("upstream_rq_retry_limit_exceeded"),
         }
     }
 }

@@ -22,6 +22,10 @@ use crate::conn_manager::{RequestCtx, authority, local_reply, note_original_path
 use crate::error::Kind;
 use crate::headers::{self, X_ENVOY_OVERLOADED, X_ENVOY_UPSTREAM_SERVICE_TIME};
 
+mod retry;
+
+use retry::{Replay, Retry, X_ENVOY_ATTEMPT_COUNT};
+
 const CONNECT_ERROR: &str = "upstream connect error or disconnect/reset before headers. ";
 
 /// Routes a request whose filters have run, and returns the response head with its body.
@@ -98,83 +102,158 @@ pub(crate) async fn route(
         pick = pick.with_hash(h.hash);
         set_cookie = h.set_cookie;
     }
-    // A route's metadata_match selects a subset of a cluster with lb_subset_config.
-    let metadata_match = &fwd.action().metadata_match;
-    let picked = if metadata_match.is_empty() {
-        cluster.lb.pick_index_with(&pick)
-    } else {
-        cluster.lb.pick_index_matching(metadata_match, &pick)
-    };
-    let Some(index) = picked else {
-        cluster.stats.no_healthy.inc();
-        return local_reply(
-            cx,
-            reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no healthy upstream",
-                ResponseFlags::NO_HEALTHY_UPSTREAM,
-            ),
-        );
-    };
-    let host = Arc::clone(&cluster.lb.hosts()[index]);
-    let pool = Arc::clone(&cluster.pools[index]);
-    if let Some(log) = &mut cx.log {
-        log.upstream_host = Some(pool.address().to_string());
+    let timeout = fwd.action().effective_timeout();
+    // Retry headers are consumed (and removed) even when nothing will be retried.
+    let mut retry = Retry::new(hit.retry_policy(), &mut parts.headers, timeout);
+    if upgrade.is_some() {
+        retry = None;
     }
-
+    // A retried request's body is kept for replay, up to the buffer limit; a larger one is
+    // sent once and not retried.
+    let mut once_body = Some(req_body);
+    let mut replay = None;
+    if retry.is_some() {
+        let limit = buffer_limit(&hit);
+        match Replay::read(once_body.take().unwrap_or_else(body::empty), limit).await {
+            r @ Replay::Whole(_) => replay = Some(r),
+            Replay::Once(b) => {
+                retry = None;
+                once_body = Some(b);
+            }
+        }
+    }
     let version = parts.version;
-    let upstream_req = build_request(
-        cx,
-        &hit,
-        &fwd,
-        &cluster,
-        &host,
-        parts_take(&mut parts),
-        req_body,
-        upgrade.is_some(),
-    );
     let downstream_upgrade = upgrade
         .as_ref()
         .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
-    drop(parts);
+    let vhost = hit.virtual_host().config();
+    let global = global_timer(timeout, cx.request_done.clone());
+    tokio::pin!(global);
 
-    cluster.stats.rq_total.inc();
-    cluster.stats.rq_active.inc();
-    let _active = host.start_request();
-    let sent_at = Instant::now();
-    let timeout = fwd.action().effective_timeout();
-    let send = pool.send(upstream_req, upgrade.is_some(), &limits);
-    let result = match timeout {
-        None => send.await,
-        Some(t) => {
-            let mut done = cx.request_done.clone();
-            let timer = async move {
-                let at = match done.wait_for(Option::is_some).await {
-                    Ok(v) => v.unwrap_or_else(Instant::now),
-                    Err(_) => Instant::now(),
-                };
-                tokio::time::sleep_until(at + t).await;
-            };
-            tokio::select! {
-                r = send => r,
-                () = timer => Err(crate::Error::new(Kind::Timeout, None)),
+    let mut attempt: u32 = 0;
+    let mut tried: Vec<usize> = Vec::new();
+    let mut _retry_slot = None;
+    let (pool, result, sent_at, _active) = loop {
+        attempt += 1;
+        let Some(index) = pick_host(
+            &cluster,
+            &pick.with_attempt(attempt - 1),
+            &fwd.action().metadata_match,
+            &tried,
+            retry.as_ref(),
+        ) else {
+            cluster.stats.no_healthy.inc();
+            return local_reply(
+                cx,
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no healthy upstream",
+                    ResponseFlags::NO_HEALTHY_UPSTREAM,
+                ),
+            );
+        };
+        tried.push(index);
+        let host = Arc::clone(&cluster.lb.hosts()[index]);
+        let pool = Arc::clone(&cluster.pools[index]);
+        if let Some(log) = &mut cx.log {
+            log.upstream_host = Some(pool.address().to_string());
+        }
+        let (p, body) = match &replay {
+            Some(r) => (clone_parts(&parts), r.body().unwrap_or_else(body::empty)),
+            None => (
+                parts_take(&mut parts),
+                once_body.take().unwrap_or_else(body::empty),
+            ),
+        };
+        let mut upstream_req =
+            build_request(cx, &hit, &fwd, &cluster, &host, p, body, upgrade.is_some());
+        if vhost.include_request_attempt_count {
+            upstream_req
+                .headers_mut()
+                .insert(X_ENVOY_ATTEMPT_COUNT.clone(), HeaderValue::from(attempt));
+        }
+
+        cluster.stats.rq_total.inc();
+        cluster.stats.rq_active.inc();
+        let active = host.start_request();
+        let sent_at = Instant::now();
+        let send = pool.send(upstream_req, upgrade.is_some(), &limits);
+        let per_try = retry.as_ref().and_then(|r| r.per_try);
+        let attempt_fut = async move {
+            match per_try {
+                Some(d) => tokio::time::timeout(d, send).await.ok(),
+                None => Some(send.await),
+            }
+        };
+        let end = tokio::select! {
+            r = attempt_fut => r.map_or(AttemptEnd::PerTryTimeout, AttemptEnd::Done),
+            () = &mut global => AttemptEnd::GlobalTimeout,
+        };
+        cluster.stats.rq_active.dec();
+        let per_try_fired = matches!(end, AttemptEnd::PerTryTimeout);
+        let result = match end {
+            AttemptEnd::Done(r) => r,
+            AttemptEnd::PerTryTimeout => Err(crate::Error::new(
+                Kind::Timeout,
+                Some("per-try timeout".into()),
+            )),
+            AttemptEnd::GlobalTimeout => {
+                report_outlier(
+                    cx,
+                    &cluster,
+                    index,
+                    &Err(crate::Error::new(Kind::Timeout, None)),
+                );
+                pool.host_stats.rq_total.fetch_add(1, Ordering::Relaxed);
+                pool.host_stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
+                return failure(cx, &cluster, crate::Error::new(Kind::Timeout, None));
+            }
+        };
+        report_outlier(cx, &cluster, index, &result);
+
+        let retriable = match (&retry, &result) {
+            (Some(r), Ok((resp, _))) => r.retriable_response(resp.status(), resp.headers()),
+            (Some(r), Err(e)) => r.retriable_error(e.kind(), per_try_fired),
+            (None, _) => false,
+        };
+        let Some(r) = retry.as_mut().filter(|_| retriable) else {
+            if attempt > 1
+                && result
+                    .as_ref()
+                    .is_ok_and(|(resp, _)| !resp.status().is_server_error())
+            {
+                cluster.stats.rq_retry_success.inc();
+            }
+            break (pool, result, sent_at, active);
+        };
+        if r.remaining == 0 {
+            cx.filter_cx
+                .set_flag(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+            cluster.stats.rq_retry_limit_exceeded.inc();
+            break (pool, result, sent_at, active);
+        }
+        let Ok(slot) = limits.try_retry() else {
+            // max_retries / the retry budget: the last failure is returned.
+            cx.filter_cx.set_flag(ResponseFlags::UPSTREAM_OVERFLOW);
+            break (pool, result, sent_at, active);
+        };
+        _retry_slot = Some(slot);
+        r.remaining -= 1;
+        cluster.stats.rq_retry.inc();
+        pool.host_stats.rq_total.fetch_add(1, Ordering::Relaxed);
+        pool.host_stats.rq_error.fetch_add(1, Ordering::Relaxed);
+        drop(result);
+        let wait = r.next_backoff(crate::random::next_u64());
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = &mut global => {
+                return failure(cx, &cluster, crate::Error::new(Kind::Timeout, None));
             }
         }
     };
-    cluster.stats.rq_active.dec();
+    drop(parts);
+    let host_attempts = attempt;
 
-    // Every attempt's result feeds outlier detection (breaker overflows do not).
-    if let Some(od) = cluster.lb.outlier() {
-        let outcome = match &result {
-            Ok((resp, _)) => Some(Outcome::Http(resp.status().as_u16())),
-            Err(e) if e.is_overflow() => None,
-            Err(e) if e.is_timeout() && e.kind() == Kind::Timeout => Some(Outcome::Timeout),
-            Err(_) => Some(Outcome::ConnectFailed),
-        };
-        if let Some(o) = outcome {
-            od.report(index, o, cx.epoch.elapsed());
-        }
-    }
     let hs = &pool.host_stats;
     hs.rq_total.fetch_add(1, Ordering::Relaxed);
     let (resp, lease) = match result {
@@ -222,6 +301,12 @@ pub(crate) async fn route(
     {
         head.headers.append(header::SET_COOKIE, v);
     }
+    if vhost.include_attempt_count_in_response {
+        head.headers.insert(
+            X_ENVOY_ATTEMPT_COUNT.clone(),
+            HeaderValue::from(host_attempts),
+        );
+    }
 
     // The global timeout runs until the response is complete: the body gets what is left.
     let deadline = timeout.and_then(|t| (*cx.request_done.borrow()).map(|at| at + t));
@@ -235,6 +320,113 @@ pub(crate) async fn route(
             }
         });
     Response::from_parts(head, body::boxed(body))
+}
+
+/// How one attempt ended.
+enum AttemptEnd {
+    Done(
+        Result<
+            (
+                Response<hyper::body::Incoming>,
+                Option<crate::upstream::Lease>,
+            ),
+            crate::Error,
+        >,
+    ),
+    PerTryTimeout,
+    GlobalTimeout,
+}
+
+/// Envoy's per-connection buffer default, used when neither the route nor the vhost sets
+/// `per_request_buffer_limit_bytes`.
+const DEFAULT_BUFFER_LIMIT: usize = 1024 * 1024;
+
+fn buffer_limit(hit: &Hit<'_>) -> usize {
+    hit.route()
+        .and_then(|r| r.per_request_buffer_limit_bytes)
+        .or(hit.virtual_host().config().per_request_buffer_limit_bytes)
+        .map_or(DEFAULT_BUFFER_LIMIT, |l| l as usize)
+}
+
+/// Completes when the route's global timeout expires: `timeout` after the downstream request
+/// is complete; never when the timeout is disabled.
+async fn global_timer(
+    timeout: Option<Duration>,
+    mut done: tokio::sync::watch::Receiver<Option<Instant>>,
+) {
+    let Some(t) = timeout else {
+        return std::future::pending().await;
+    };
+    let at = match done.wait_for(Option::is_some).await {
+        Ok(v) => v.unwrap_or_else(Instant::now),
+        Err(_) => Instant::now(),
+    };
+    tokio::time::sleep_until(at + t).await;
+}
+
+/// Picks a host; with `previous_hosts`, re-picks up to `host_selection_retry_max_attempts`
+/// times to avoid hosts this request already tried, then takes the last pick.
+/// A route's `metadata_match` selects a subset of a cluster with `lb_subset_config`.
+fn pick_host(
+    cluster: &ClusterRt,
+    pick: &PickContext,
+    metadata_match: &std::collections::BTreeMap<String, serde_json::Value>,
+    tried: &[usize],
+    retry: Option<&Retry>,
+) -> Option<usize> {
+    let once = || {
+        if metadata_match.is_empty() {
+            cluster.lb.pick_index_with(pick)
+        } else {
+            cluster.lb.pick_index_matching(metadata_match, pick)
+        }
+    };
+    let mut index = once()?;
+    if let Some(r) = retry.filter(|r| r.previous_hosts) {
+        for _ in 0..r.host_attempts {
+            if !tried.contains(&index) {
+                break;
+            }
+            index = once()?;
+        }
+    }
+    Some(index)
+}
+
+/// Feeds one attempt's result to outlier detection (breaker overflows are not fed).
+fn report_outlier(
+    cx: &RequestCtx,
+    cluster: &ClusterRt,
+    index: usize,
+    result: &Result<
+        (
+            Response<hyper::body::Incoming>,
+            Option<crate::upstream::Lease>,
+        ),
+        crate::Error,
+    >,
+) {
+    let Some(od) = cluster.lb.outlier() else {
+        return;
+    };
+    let outcome = match result {
+        Ok((resp, _)) => Some(Outcome::Http(resp.status().as_u16())),
+        Err(e) if e.is_overflow() => None,
+        Err(e) if e.kind() == Kind::Timeout => Some(Outcome::Timeout),
+        Err(_) => Some(Outcome::ConnectFailed),
+    };
+    if let Some(o) = outcome {
+        od.report(index, o, cx.epoch.elapsed());
+    }
+}
+
+fn clone_parts(p: &Parts) -> Parts {
+    let (mut n, ()) = Request::new(()).into_parts();
+    n.method = p.method.clone();
+    n.uri = p.uri.clone();
+    n.version = p.version;
+    n.headers = p.headers.clone();
+    n
 }
 
 /// What `%OPERATOR%` header values read about this request.

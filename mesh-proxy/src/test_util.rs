@@ -159,6 +159,7 @@ async fn handle(
                 ("x-envoy-original-path", "x-seen-original-path"),
                 ("x-client-ip", "x-seen-client-ip"),
                 ("traceparent", "x-seen-traceparent"),
+                ("x-envoy-attempt-count", "x-seen-attempt-count"),
                 ("tracestate", "x-seen-tracestate"),
                 ("x-b3-traceid", "x-seen-b3-traceid"),
                 ("x-b3-parentspanid", "x-seen-b3-parentspanid"),

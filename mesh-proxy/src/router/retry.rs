@@ -1,0 +1,373 @@
+//! Retries as Envoy's router does them (SEMANTICS.md §3.10): which results are retried, how
+//! many times, with what backoff, and the request body kept for replay.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, StatusCode};
+use http_body_util::BodyExt;
+use mesh_core::config::RetryPolicy;
+
+use crate::body::{self, ProxyBody};
+use crate::error::Kind;
+
+pub(crate) static X_ENVOY_RETRY_ON: HeaderName = HeaderName::from_static("x-envoy-retry-on");
+pub(crate) static X_ENVOY_RETRY_GRPC_ON: HeaderName =
+    HeaderName::from_static("x-envoy-retry-grpc-on");
+pub(crate) static X_ENVOY_MAX_RETRIES: HeaderName = HeaderName::from_static("x-envoy-max-retries");
+pub(crate) static X_ENVOY_RETRIABLE_STATUS_CODES: HeaderName =
+    HeaderName::from_static("x-envoy-retriable-status-codes");
+pub(crate) static X_ENVOY_PER_TRY_TIMEOUT: HeaderName =
+    HeaderName::from_static("x-envoy-upstream-rq-per-try-timeout-ms");
+pub(crate) static X_ENVOY_ATTEMPT_COUNT: HeaderName =
+    HeaderName::from_static("x-envoy-attempt-count");
+
+/// Envoy's default retry backoff base.
+const DEFAULT_BASE: Duration = Duration::from_millis(25);
+
+#[derive(Debug, Default, Clone, Copy)]
+struct On {
+    five_xx: bool,
+    gateway_error: bool,
+    reset: bool,
+    connect_failure: bool,
+    retriable_4xx: bool,
+    retriable_status_codes: bool,
+    grpc: [bool; 5],
+}
+
+/// gRPC codes for `cancelled`, `deadline-exceeded`, `resource-exhausted`, `internal`,
+/// `unavailable`.
+const GRPC: [(&str, &str); 5] = [
+    ("cancelled", "1"),
+    ("deadline-exceeded", "4"),
+    ("resource-exhausted", "8"),
+    ("internal", "13"),
+    ("unavailable", "14"),
+];
+
+impl On {
+    fn parse(&mut self, list: &str) {
+        for t in list.split(',').map(str::trim) {
+            match t {
+                "5xx" => self.five_xx = true,
+                "gateway-error" => self.gateway_error = true,
+                "reset" | "reset-before-request" | "refused-stream" => self.reset = true,
+                "connect-failure" => self.connect_failure = true,
+                "retriable-4xx" => self.retriable_4xx = true,
+                "retriable-status-codes" => self.retriable_status_codes = true,
+                t => {
+                    if let Some(i) = GRPC.iter().position(|(name, _)| *name == t) {
+                        self.grpc[i] = true;
+                    }
+                    // Unknown tokens are ignored, as Envoy does.
+                }
+            }
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.five_xx
+            || self.gateway_error
+            || self.reset
+            || self.connect_failure
+            || self.retriable_4xx
+            || self.retriable_status_codes
+            || self.grpc.iter().any(|g| *g)
+    }
+}
+
+/// The retry state of one request.
+#[derive(Debug)]
+pub(crate) struct Retry {
+    on: On,
+    pub(crate) remaining: u32,
+    codes: Vec<u16>,
+    max: Duration,
+    interval: Duration,
+    /// Per-try timeout (none when unset or not below the global timeout).
+    pub(crate) per_try: Option<Duration>,
+    /// `envoy.retry_host_predicates.previous_hosts`.
+    pub(crate) previous_hosts: bool,
+    /// Extra picks when the predicate rejects a host.
+    pub(crate) host_attempts: u32,
+}
+
+impl Retry {
+    /// The request's retry state: the route's (or vhost's) policy, with the trusted
+    /// `x-envoy-*` headers merged in (they only survive header sanitizing on internal
+    /// requests). `None` when nothing may be retried. The headers are removed either way.
+    pub(crate) fn new(
+        policy: Option<&RetryPolicy>,
+        headers: &mut HeaderMap,
+        global_timeout: Option<Duration>,
+    ) -> Option<Self> {
+        let header = |h: &HeaderMap, n: &HeaderName| {
+            h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        };
+        let retry_on = header(headers, &X_ENVOY_RETRY_ON);
+        let grpc_on = header(headers, &X_ENVOY_RETRY_GRPC_ON);
+        let max_retries = header(headers, &X_ENVOY_MAX_RETRIES).and_then(|v| v.trim().parse().ok());
+        let extra_codes = header(headers, &X_ENVOY_RETRIABLE_STATUS_CODES);
+        let per_try_header = header(headers, &X_ENVOY_PER_TRY_TIMEOUT)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_millis);
+        for n in [
+            &X_ENVOY_RETRY_ON,
+            &X_ENVOY_RETRY_GRPC_ON,
+            &X_ENVOY_MAX_RETRIES,
+            &X_ENVOY_RETRIABLE_STATUS_CODES,
+            &X_ENVOY_PER_TRY_TIMEOUT,
+        ] {
+            headers.remove(n);
+        }
+        let mut on = On::default();
+        if let Some(p) = policy {
+            on.parse(&p.retry_on);
+        }
+        if let Some(h) = &retry_on {
+            on.parse(h);
+        }
+        if let Some(h) = &grpc_on {
+            on.parse(h);
+        }
+        if !on.any() {
+            return None;
+        }
+        let mut codes: Vec<u16> = policy
+            .map(|p| p.retriable_status_codes.clone())
+            .unwrap_or_default();
+        if let Some(extra) = extra_codes {
+            codes.extend(
+                extra
+                    .split(',')
+                    .filter_map(|c| c.trim().parse::<u16>().ok()),
+            );
+        }
+        let base = policy
+            .and_then(|p| p.retry_back_off)
+            .map_or(DEFAULT_BASE, |b| {
+                b.base_interval.max(Duration::from_millis(1))
+            });
+        let max = policy
+            .and_then(|p| p.retry_back_off)
+            .and_then(|b| b.max_interval)
+            .unwrap_or(base * 10)
+            .max(base);
+        let per_try = per_try_header
+            .or_else(|| policy.and_then(|p| p.per_try_timeout))
+            .filter(|d| !d.is_zero())
+            // Ignored when not below the global timeout (SEMANTICS §3.9).
+            .filter(|d| global_timeout.is_none_or(|g| *d < g));
+        let previous_hosts = policy.is_some_and(|p| {
+            p.retry_host_predicate
+                .iter()
+                .any(|n| n == "envoy.retry_host_predicates.previous_hosts")
+        });
+        Some(Self {
+            on,
+            remaining: max_retries.unwrap_or_else(|| policy.map_or(1, |p| p.num_retries)),
+            codes,
+            max,
+            interval: base,
+            per_try,
+            previous_hosts,
+            host_attempts: policy.map_or(1, |p| p.host_selection_retry_max_attempts),
+        })
+    }
+
+    /// Whether a response should be retried.
+    pub(crate) fn retriable_response(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        let s = status.as_u16();
+        if headers.contains_key("x-envoy-ratelimited") {
+            return false;
+        }
+        (self.on.five_xx && status.is_server_error())
+            || (self.on.gateway_error && matches!(s, 502..=504))
+            || (self.on.retriable_4xx && s == 409)
+            || (self.on.retriable_status_codes && self.codes.contains(&s))
+            || headers
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|g| {
+                    GRPC.iter()
+                        .zip(self.on.grpc)
+                        .any(|((_, code), on)| on && *code == g.trim())
+                })
+    }
+
+    /// Whether a failure before a response should be retried (breaker overflow never is).
+    pub(crate) fn retriable_error(&self, kind: Kind, per_try_timeout: bool) -> bool {
+        let reset = self.on.five_xx || self.on.gateway_error || self.on.reset;
+        match kind {
+            Kind::Overflow => false,
+            _ if per_try_timeout => reset,
+            Kind::UpstreamConnect | Kind::UpstreamConnectTimeout => {
+                reset || self.on.connect_failure
+            }
+            Kind::Upstream => reset,
+            _ => false,
+        }
+    }
+
+    /// The next backoff: uniform in `[0, interval)` ms with the interval doubling up to the cap
+    /// (Envoy's full jitter, SEMANTICS §3.10).
+    pub(crate) fn next_backoff(&mut self, random: u64) -> Duration {
+        let ms = u64::try_from(self.interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.interval = (self.interval * 2).min(self.max);
+        Duration::from_millis(random % ms)
+    }
+}
+
+/// A request body kept for replay, or streamed once when it was too large to keep.
+#[derive(Debug)]
+pub(crate) enum Replay {
+    /// The whole body.
+    Whole(Bytes),
+    /// Too large: the part read, then the rest; cannot be retried.
+    Once(ProxyBody),
+}
+
+impl Replay {
+    /// Reads `b` up to `limit` bytes.
+    pub(crate) async fn read(mut b: ProxyBody, limit: usize) -> Replay {
+        let mut buf = BytesMut::new();
+        loop {
+            match b.frame().await {
+                None => return Replay::Whole(buf.freeze()),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        buf.extend_from_slice(&data);
+                        if buf.len() > limit {
+                            let head = http_body_util::Full::new(buf.freeze())
+                                .map_err(|never| match never {});
+                            let chained = http_body_util::BodyExt::boxed(Chain {
+                                head: Some(head),
+                                rest: b,
+                            });
+                            return Replay::Once(chained);
+                        }
+                    }
+                    // Trailers are dropped from replayed bodies.
+                }
+                Some(Err(_)) => return Replay::Whole(buf.freeze()),
+            }
+        }
+    }
+
+    /// A body for one attempt.
+    pub(crate) fn body(&self) -> Option<ProxyBody> {
+        match self {
+            Replay::Whole(b) if b.is_empty() => Some(body::empty()),
+            Replay::Whole(b) => Some(body::full(b.clone())),
+            Replay::Once(_) => None,
+        }
+    }
+}
+
+/// The read part of a body followed by the rest.
+struct Chain<H> {
+    head: Option<H>,
+    rest: ProxyBody,
+}
+
+impl<H> http_body::Body for Chain<H>
+where
+    H: http_body::Body<Data = Bytes, Error = mesh_core::BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = mesh_core::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if let Some(h) = &mut self.head {
+            match std::pin::Pin::new(h).poll_frame(cx) {
+                std::task::Poll::Ready(None) => self.head = None,
+                other => return other,
+            }
+        }
+        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(on: &str) -> RetryPolicy {
+        RetryPolicy {
+            retry_on: on.into(),
+            num_retries: 2,
+            ..RetryPolicy::default()
+        }
+    }
+
+    #[test]
+    fn conditions() {
+        let mut h = HeaderMap::new();
+        let r = Retry::new(
+            Some(&policy("gateway-error,retriable-4xx,unavailable")),
+            &mut h,
+            None,
+        )
+        .unwrap();
+        assert!(r.retriable_response(StatusCode::BAD_GATEWAY, &h));
+        assert!(!r.retriable_response(StatusCode::INTERNAL_SERVER_ERROR, &h));
+        assert!(r.retriable_response(StatusCode::CONFLICT, &h));
+        let mut g = HeaderMap::new();
+        g.insert("grpc-status", http::HeaderValue::from_static("14"));
+        assert!(r.retriable_response(StatusCode::OK, &g));
+        assert!(r.retriable_error(Kind::UpstreamConnect, false));
+        assert!(!r.retriable_error(Kind::Overflow, false));
+        assert!(Retry::new(Some(&policy("")), &mut h, None).is_none());
+    }
+
+    #[test]
+    fn headers_merge_and_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("x-envoy-retry-on", http::HeaderValue::from_static("5xx"));
+        h.insert("x-envoy-max-retries", http::HeaderValue::from_static("4"));
+        let r = Retry::new(None, &mut h, None).unwrap();
+        assert_eq!(r.remaining, 4);
+        assert!(r.retriable_response(StatusCode::SERVICE_UNAVAILABLE, &h));
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn backoff_is_full_jitter_doubling_to_ten_times_base() {
+        let mut h = HeaderMap::new();
+        let mut r = Retry::new(Some(&policy("5xx")), &mut h, None).unwrap();
+        // With the largest random value, each wait is just under the current interval.
+        let waits: Vec<u64> = (0..6)
+            .map(|_| r.next_backoff(u64::MAX - 1).as_millis() as u64)
+            .collect();
+        let caps = [25, 50, 100, 200, 250, 250];
+        for (w, c) in waits.iter().zip(caps) {
+            assert!(*w < c, "{waits:?}");
+        }
+    }
+
+    #[test]
+    fn per_try_timeouts_not_below_the_global_one_are_ignored() {
+        let mut h = HeaderMap::new();
+        let mut p = policy("5xx");
+        p.per_try_timeout = Some(Duration::from_secs(20));
+        assert_eq!(
+            Retry::new(Some(&p), &mut h, Some(Duration::from_secs(15)))
+                .unwrap()
+                .per_try,
+            None
+        );
+        p.per_try_timeout = Some(Duration::from_secs(1));
+        assert_eq!(
+            Retry::new(Some(&p), &mut h, Some(Duration::from_secs(15)))
+                .unwrap()
+                .per_try,
+            Some(Duration::from_secs(1))
+        );
+    }
+}
