@@ -1,6 +1,7 @@
 //! Built-in HTTP filters. They register in the [`FilterRegistry`] exactly as a user's filters
 //! do, under Envoy's names and type URLs, so a bootstrap names them the way it would for Envoy.
 
+pub(crate) mod cors;
 pub(crate) mod fault;
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use mesh_core::stats::Registry;
 /// Registers every built-in filter.
 pub(crate) fn register(registry: &mut FilterRegistry, stats: &Arc<Registry>) {
     fault::register(registry, stats);
+    cors::register(registry);
 }
 
 /// Reads `key` or its lowerCamelCase spelling from a JSON object (Envoy's JSON mapping accepts

@@ -1,0 +1,217 @@
+//! Envoy's CORS filter (`envoy.filters.http.cors`) with per-route policies.
+//!
+//! The policy comes from the route's (or virtual host's) `typed_per_filter_config` under the
+//! filter's name (Envoy's `CorsPolicy`; Istio's `corsPolicy` translates to it), or from the
+//! filter's own config. A preflight (`OPTIONS` with `Origin` and
+//! `Access-Control-Request-Method`) from an allowed origin is answered locally; an actual
+//! request from an allowed origin gets `Access-Control-Allow-Origin` (and
+//! `-Expose-Headers`, `-Allow-Credentials`) on its response. Requests from other origins pass
+//! through untouched.
+
+use async_trait::async_trait;
+use http::{HeaderValue, Method, StatusCode, header};
+use mesh_core::BoxError;
+use mesh_core::filter::{
+    FilterContext, FilterRegistry, Flow, HttpFilter, LocalReply, RequestHead, ResponseHead,
+};
+use mesh_route::HeaderMatch;
+use serde_json::{Value, json};
+
+use super::field;
+
+/// The filter's name.
+pub(crate) const NAME: &str = "envoy.filters.http.cors";
+const TYPE_URL: &str = "envoy.extensions.filters.http.cors.v3.Cors";
+
+pub(crate) fn register(registry: &mut FilterRegistry) {
+    for name in [NAME, TYPE_URL] {
+        registry.register(name, |v: &Value| Cors::new(v));
+    }
+}
+
+/// One CORS policy.
+#[derive(Debug, Default)]
+struct Policy {
+    origins: Vec<HeaderMatch>,
+    allow_methods: Option<String>,
+    allow_headers: Option<String>,
+    expose_headers: Option<String>,
+    max_age: Option<String>,
+    allow_credentials: bool,
+}
+
+fn err(path: &str, msg: impl std::fmt::Display) -> BoxError {
+    format!("{path}: {msg}").into()
+}
+
+impl Policy {
+    /// Parses Envoy's `CorsPolicy`; `None` for an empty config (the filter then does nothing).
+    fn parse(v: &Value) -> Result<Option<Self>, BoxError> {
+        let Some(obj) = v.as_object().filter(|o| !o.is_empty()) else {
+            return Ok(None);
+        };
+        for key in obj.keys() {
+            let k = key.as_str();
+            let known = [
+                "@type",
+                "allow_origin_string_match",
+                "allowOriginStringMatch",
+                "allow_methods",
+                "allowMethods",
+                "allow_headers",
+                "allowHeaders",
+                "expose_headers",
+                "exposeHeaders",
+                "max_age",
+                "maxAge",
+                "allow_credentials",
+                "allowCredentials",
+                "filter_enabled",
+                "filterEnabled",
+            ];
+            if !known.contains(&k) {
+                return Err(err(k, "unsupported CORS policy field"));
+            }
+        }
+        let mut p = Policy::default();
+        if let Some(list) = field(v, "allow_origin_string_match") {
+            let list = list
+                .as_array()
+                .ok_or_else(|| err("allow_origin_string_match", "must be a list"))?;
+            for (i, m) in list.iter().enumerate() {
+                let path = format!("allow_origin_string_match[{i}]");
+                let matcher = mesh_xds::envoy::parse_header_matcher(
+                    &json!({"name": "origin", "string_match": m}),
+                )
+                .map_err(|e| err(&path, e))?;
+                p.origins
+                    .push(HeaderMatch::new(&matcher).map_err(|e| err(&path, e))?);
+            }
+        }
+        let text = |k: &str| -> Result<Option<String>, BoxError> {
+            match field(v, k) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(err(k, "must be a string")),
+            }
+        };
+        p.allow_methods = text("allow_methods")?;
+        p.allow_headers = text("allow_headers")?;
+        p.expose_headers = text("expose_headers")?;
+        p.max_age = text("max_age")?;
+        p.allow_credentials = field(v, "allow_credentials")
+            .map(|b| {
+                b.as_bool()
+                    .or_else(|| b.get("value").and_then(Value::as_bool))
+            })
+            .map(|b| b.ok_or_else(|| err("allow_credentials", "must be a bool")))
+            .transpose()?
+            .unwrap_or(false);
+        if let Some(enabled) = field(v, "filter_enabled")
+            && super::uint(&enabled["default_value"]["numerator"]) == Some(0)
+        {
+            return Ok(None);
+        }
+        Ok(Some(p))
+    }
+
+    fn allows(&self, req: &RequestHead) -> bool {
+        self.origins.iter().any(|m| m.matches(req))
+    }
+}
+
+/// The CORS filter.
+#[derive(Debug)]
+pub(crate) struct Cors {
+    policy: Option<Policy>,
+}
+
+/// The allowed origin of a request, for the response phase.
+#[derive(Debug, Clone)]
+struct Allowed {
+    origin: HeaderValue,
+    expose: Option<HeaderValue>,
+    credentials: bool,
+}
+
+impl Cors {
+    fn new(v: &Value) -> Result<Self, BoxError> {
+        Ok(Self {
+            policy: Policy::parse(v)?,
+        })
+    }
+}
+
+fn value(s: &Option<String>) -> Option<HeaderValue> {
+    s.as_deref().and_then(|s| HeaderValue::from_str(s).ok())
+}
+
+#[async_trait]
+impl HttpFilter for Cors {
+    async fn on_request(&self, req: &mut RequestHead, cx: &mut FilterContext) -> Flow {
+        let Some(origin) = req.headers.get(header::ORIGIN).cloned() else {
+            return Flow::Continue;
+        };
+        let route_policy = match cx.route_config(NAME) {
+            Some(v) => match Policy::parse(v) {
+                Ok(p) => p,
+                Err(_) => return Flow::Continue,
+            },
+            None => None,
+        };
+        let Some(policy) = route_policy.as_ref().or(self.policy.as_ref()) else {
+            return Flow::Continue;
+        };
+        if !policy.allows(req) {
+            return Flow::Continue;
+        }
+        let preflight = req.method == Method::OPTIONS
+            && req
+                .headers
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        if preflight {
+            let mut r = LocalReply::new(StatusCode::OK)
+                .with_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            if let Some(v) = value(&policy.allow_methods) {
+                r = r.with_header(header::ACCESS_CONTROL_ALLOW_METHODS, v);
+            }
+            if let Some(v) = value(&policy.allow_headers) {
+                r = r.with_header(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
+            }
+            if let Some(v) = value(&policy.max_age) {
+                r = r.with_header(header::ACCESS_CONTROL_MAX_AGE, v);
+            }
+            if policy.allow_credentials {
+                r = r.with_header(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
+            }
+            return Flow::Reply(r);
+        }
+        cx.extensions_mut().insert(Allowed {
+            origin,
+            expose: value(&policy.expose_headers),
+            credentials: policy.allow_credentials,
+        });
+        Flow::Continue
+    }
+
+    async fn on_response(&self, resp: &mut ResponseHead, cx: &mut FilterContext) {
+        let Some(a) = cx.extensions().get::<Allowed>() else {
+            return;
+        };
+        resp.headers
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, a.origin.clone());
+        if let Some(e) = &a.expose {
+            resp.headers
+                .insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, e.clone());
+        }
+        if a.credentials {
+            resp.headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+    }
+}
