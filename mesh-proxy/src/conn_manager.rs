@@ -86,6 +86,8 @@ pub(crate) struct RequestCtx {
     pub(crate) request_done: tokio::sync::watch::Receiver<Option<Instant>>,
     pub(crate) random: u64,
     pub(crate) epoch: Instant,
+    /// `x-envoy-upstream-rq-timeout-alt-response` was sent: a timeout answers 204.
+    pub(crate) timeout_alt_response: bool,
 }
 
 /// hyper service entry point.
@@ -186,6 +188,7 @@ pub(crate) async fn serve(
         request_done: done_rx,
         random: random::next_u64(),
         epoch: shared.epoch,
+        timeout_alt_response: false,
     };
 
     // Per-route filter config is known before the filters run.

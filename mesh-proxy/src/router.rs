@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri};
-use mesh_core::config::UpstreamProtocol;
+use mesh_core::config::{RequestMirrorPolicy, UpstreamProtocol};
 use mesh_core::flags::ResponseFlags;
 use mesh_lb::PickContext;
 use mesh_lb::hash::HashPolicies;
@@ -102,7 +102,26 @@ pub(crate) async fn route(
         pick = pick.with_hash(h.hash);
         set_cookie = h.set_cookie;
     }
-    let timeout = fwd.action().effective_timeout();
+    // A trusted x-envoy-upstream-rq-timeout-ms replaces the route timeout (external requests
+    // lost the header in sanitizing); 0 disables it. The alt-response header turns the 504
+    // into a 204.
+    let mut timeout = fwd.action().effective_timeout();
+    if let Some(ms) = take_header(&mut parts.headers, &X_ENVOY_RQ_TIMEOUT)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        timeout = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    if take_header(&mut parts.headers, &X_ENVOY_TIMEOUT_ALT).is_some() {
+        cx.timeout_alt_response = true;
+    }
+    if let Some(t) = timeout
+        && !cx.chain.hcm.suppress_envoy_headers
+    {
+        parts.headers.insert(
+            X_ENVOY_EXPECTED_TIMEOUT.clone(),
+            HeaderValue::from(t.as_millis() as u64),
+        );
+    }
     // Retry headers are consumed (and removed) even when nothing will be retried.
     let mut retry = Retry::new(hit.retry_policy(), &mut parts.headers, timeout);
     if upgrade.is_some() {
@@ -120,6 +139,36 @@ pub(crate) async fn route(
                 retry = None;
                 once_body = Some(b);
             }
+        }
+    }
+    // Mirrors (SEMANTICS §3.8): the route's policies (else the vhost's, else the config's),
+    // each with its fraction of the stream's random value. A mirrored body is kept whole; one
+    // over the buffer limit abandons the mirrors.
+    let mut mirrors: Vec<&RequestMirrorPolicy> = if upgrade.is_none() {
+        hit.request_mirror_policies()
+            .iter()
+            .filter(|m| {
+                m.runtime_fraction
+                    .as_ref()
+                    .is_none_or(|f| f.default_value.enabled(random))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !mirrors.is_empty() && replay.is_none() {
+        let limit = buffer_limit(&hit);
+        match Replay::read(once_body.take().unwrap_or_else(body::empty), limit).await {
+            r @ Replay::Whole(_) => replay = Some(r),
+            Replay::Once(b) => {
+                mirrors.clear();
+                once_body = Some(b);
+            }
+        }
+    }
+    if let Some(r) = &replay {
+        for m in mirrors {
+            shadow(cx, &hit, &fwd, &parts, r, m, timeout);
         }
     }
     let version = parts.version;
@@ -322,6 +371,94 @@ pub(crate) async fn route(
     Response::from_parts(head, body::boxed(body))
 }
 
+/// Sends a fire-and-forget copy of the request to a mirror cluster, its host suffixed
+/// `-shadow` (unless disabled); the copy's response is read and dropped, and nothing about it
+/// reaches the downstream response.
+fn shadow(
+    cx: &RequestCtx,
+    hit: &Hit<'_>,
+    fwd: &Forward<'_>,
+    parts: &Parts,
+    replay: &Replay,
+    m: &RequestMirrorPolicy,
+    timeout: Option<Duration>,
+) {
+    let name = match &m.cluster_header {
+        Some(h) => match parts.headers.get(h.as_str()).and_then(|v| v.to_str().ok()) {
+            Some(n) if !n.is_empty() => n,
+            _ => return,
+        },
+        None => m.cluster.as_str(),
+    };
+    let Some(cluster) = cx.snapshot.value.clusters.get(name).cloned() else {
+        return;
+    };
+    let Some(i) = cluster
+        .lb
+        .pick_index_with(&PickContext::new(crate::random::next_u64()))
+    else {
+        return;
+    };
+    let Some(body) = replay.body() else { return };
+    let mut req = build_request(
+        cx,
+        hit,
+        fwd,
+        &cluster,
+        &cluster.lb.hosts()[i],
+        clone_parts(parts),
+        body,
+        false,
+    );
+    if !m.disable_shadow_host_suffix_append {
+        shadow_host(&mut req);
+    }
+    let pool = Arc::clone(&cluster.pools[i]);
+    let limits = Arc::clone(cluster.lb.breakers(fwd.action().priority));
+    cluster.stats.rq_total.inc();
+    tokio::spawn(async move {
+        let send = pool.send(req, false, &limits);
+        let done = match timeout {
+            Some(t) => tokio::time::timeout(t, send).await.ok(),
+            None => Some(send.await),
+        };
+        if let Some(Ok((resp, lease))) = done
+            && http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .is_ok()
+            && let Some(lease) = lease
+        {
+            lease.release();
+        }
+    });
+}
+
+/// `host[:port]` becomes `host-shadow[:port]`, in the `Host` header and the URI.
+fn shadow_host(req: &mut Request<ProxyBody>) {
+    let suffix = |a: &str| {
+        let (host, port) = headers::strip_port(a);
+        match port {
+            Some(p) => format!("{host}-shadow:{p}"),
+            None => format!("{host}-shadow"),
+        }
+    };
+    if let Some(h) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        && let Ok(v) = HeaderValue::from_str(&suffix(h))
+    {
+        req.headers_mut().insert(header::HOST, v);
+    }
+    if let Some(a) = req.uri().authority().map(|a| suffix(a.as_str())) {
+        let mut p = req.uri().clone().into_parts();
+        p.authority = a.parse().ok();
+        if let Ok(u) = Uri::from_parts(p) {
+            *req.uri_mut() = u;
+        }
+    }
+}
+
 /// How one attempt ended.
 enum AttemptEnd {
     Done(
@@ -418,6 +555,18 @@ fn report_outlier(
     if let Some(o) = outcome {
         od.report(index, o, cx.epoch.elapsed());
     }
+}
+
+static X_ENVOY_RQ_TIMEOUT: http::HeaderName =
+    http::HeaderName::from_static("x-envoy-upstream-rq-timeout-ms");
+static X_ENVOY_TIMEOUT_ALT: http::HeaderName =
+    http::HeaderName::from_static("x-envoy-upstream-rq-timeout-alt-response");
+static X_ENVOY_EXPECTED_TIMEOUT: http::HeaderName =
+    http::HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+
+/// Removes a header and returns its value as text.
+fn take_header(h: &mut http::HeaderMap, n: &http::HeaderName) -> Option<String> {
+    h.remove(n).and_then(|v| v.to_str().ok().map(str::to_owned))
 }
 
 fn clone_parts(p: &Parts) -> Parts {
@@ -542,11 +691,19 @@ fn failure(cx: &mut RequestCtx, cluster: &ClusterRt, e: crate::Error) -> Respons
         Kind::Timeout => {
             cluster.stats.rq_timeout.inc();
             cx.chain.stats.rq_timeout.inc();
-            reply(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream request timeout",
-                ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
-            )
+            if cx.timeout_alt_response {
+                reply(
+                    StatusCode::NO_CONTENT,
+                    "",
+                    ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
+                )
+            } else {
+                reply(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream request timeout",
+                    ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
+                )
+            }
         }
         Kind::Overflow => {
             let mut r = reply(

@@ -42,6 +42,7 @@ pub struct Upstream {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    last_host: Arc<std::sync::Mutex<Option<String>>>,
     gate: Arc<tokio::sync::watch::Sender<bool>>,
     _stop: oneshot::Sender<()>,
 }
@@ -63,6 +64,8 @@ impl Upstream {
         let (stop, mut stopped) = oneshot::channel::<()>();
         let name: Arc<str> = name.into();
         let (acc, reqs) = (Arc::clone(&accepted), Arc::clone(&requests));
+        let last_host: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let last = Arc::clone(&last_host);
         let gate = Arc::new(tokio::sync::watch::channel(false).0);
         let gate_rx = gate.subscribe();
         tokio::spawn(async move {
@@ -75,8 +78,16 @@ impl Upstream {
                 let name = Arc::clone(&name);
                 let reqs = Arc::clone(&reqs);
                 let gate_rx = gate_rx.clone();
+                let last = Arc::clone(&last);
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let host = req
+                            .headers()
+                            .get("host")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                            .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
+                        *last.lock().unwrap_or_else(|p| p.into_inner()) = host;
                         reqs.fetch_add(1, Ordering::SeqCst);
                         let mut gate = gate_rx.clone();
                         let name = Arc::clone(&name);
@@ -97,9 +108,18 @@ impl Upstream {
             addr,
             accepted,
             requests,
+            last_host,
             gate,
             _stop: stop,
         }
+    }
+
+    /// The `Host` (or `:authority`) of the last request received.
+    pub fn last_host(&self) -> Option<String> {
+        self.last_host
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Lets held requests of a [`Behavior::Gated`] upstream (and all later ones) through.
