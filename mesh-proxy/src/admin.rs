@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_core::config::{Cluster, RouteSource};
+use mesh_lb::health::HealthFlag;
 use mesh_xds::envoy::dump;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -288,6 +289,27 @@ fn stats(inner: &Inner, q: &HashMap<String, String>, prometheus: bool) -> Respon
     text(StatusCode::OK, rows.concat())
 }
 
+/// Envoy's `health_flags`: `healthy`, or each failing reason prefixed with `/`.
+fn health_flags(h: &mesh_lb::Host) -> String {
+    let reasons = [
+        (HealthFlag::FailedActiveHc, "/failed_active_hc"),
+        (HealthFlag::FailedOutlierCheck, "/failed_outlier_check"),
+        (HealthFlag::FailedEdsHealth, "/failed_eds_health"),
+        (HealthFlag::DegradedActiveHc, "/degraded_active_hc"),
+        (HealthFlag::DegradedEdsHealth, "/degraded_eds_health"),
+    ];
+    let s: String = reasons
+        .iter()
+        .filter(|(f, _)| h.has_flag(*f))
+        .map(|(_, n)| *n)
+        .collect();
+    if s.is_empty() {
+        "healthy".to_owned()
+    } else {
+        s
+    }
+}
+
 fn host_stats(
     pool: &crate::upstream::HostPool,
     active: u64,
@@ -328,7 +350,17 @@ fn clusters(inner: &Inner, json: bool) -> Response<ProxyBody> {
                         json!({
                             "address": {"socket_address": {"address": h.address().host, "port_value": h.address().port}},
                             "stats": stats,
-                            "health_status": {"eds_health_status": if h.is_healthy() { "HEALTHY" } else { "UNHEALTHY" }},
+                            "health_status": {
+                                "eds_health_status": if h.has_flag(HealthFlag::FailedEdsHealth) {
+                                    "UNHEALTHY"
+                                } else if h.has_flag(HealthFlag::DegradedEdsHealth) {
+                                    "DEGRADED"
+                                } else {
+                                    "HEALTHY"
+                                },
+                                "failed_outlier_check": h.has_flag(HealthFlag::FailedOutlierCheck),
+                                "failed_active_health_check": h.has_flag(HealthFlag::FailedActiveHc),
+                            },
                             "weight": h.weight(),
                             "hostname": h.hostname().unwrap_or(""),
                             "locality": {"region": h.locality().region, "zone": h.locality().zone, "sub_zone": h.locality().sub_zone},
@@ -372,12 +404,7 @@ fn clusters(inner: &Inner, json: bool) -> Response<ProxyBody> {
                 let _ = writeln!(out, "{name}::{a}::{stat}::{v}");
             }
             let _ = writeln!(out, "{name}::{a}::hostname::{}", h.hostname().unwrap_or(""));
-            let flags = if h.is_healthy() {
-                "healthy"
-            } else {
-                "/failed_eds_health"
-            };
-            let _ = writeln!(out, "{name}::{a}::health_flags::{flags}");
+            let _ = writeln!(out, "{name}::{a}::health_flags::{}", health_flags(h));
             let _ = writeln!(out, "{name}::{a}::weight::{}", h.weight());
             let _ = writeln!(out, "{name}::{a}::region::{}", h.locality().region);
             let _ = writeln!(out, "{name}::{a}::zone::{}", h.locality().zone);

@@ -229,3 +229,64 @@ async fn route_metadata_match_selects_a_subset() {
     assert_eq!(r.text(), "no healthy upstream");
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn admin_clusters_shows_an_ejected_host() {
+    let good = Upstream::start("good", Behavior::Identify).await;
+    let bad = Upstream::start("bad", Behavior::Status(502)).await;
+    let mut c = Cluster::new_static("svc", [good.addr(), bad.addr()]);
+    c.outlier_detection = Some(OutlierDetection {
+        consecutive_5xx: 2,
+        max_ejection_percent: 100,
+        ..OutlierDetection::default()
+    });
+    let routes = RouteConfiguration::new("r")
+        .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "svc")));
+    let mut boot = Bootstrap::default()
+        .with_listener(Listener::http(
+            "http",
+            "127.0.0.1:0".parse().unwrap(),
+            HttpConnectionManager::with_routes(routes),
+        ))
+        .with_cluster(c);
+    boot.admin = Some(Admin {
+        address: "127.0.0.1:0".parse().unwrap(),
+    });
+    let p = Proxy::builder(boot).build().unwrap().start().await.unwrap();
+    let addr = p.listener_addr("http").unwrap();
+    let client = Client::http1();
+    while bad.requests() < 2 {
+        client.get(addr, "/", &[]).await;
+    }
+    let clusters = client
+        .get(p.admin_addr().unwrap(), "/clusters", &[])
+        .await
+        .text();
+    assert!(
+        clusters.contains(&format!(
+            "svc::{}::health_flags::/failed_outlier_check\n",
+            bad.addr()
+        )),
+        "{clusters}"
+    );
+    assert!(
+        clusters.contains(&format!("svc::{}::health_flags::healthy\n", good.addr())),
+        "{clusters}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(
+        &client
+            .get(p.admin_addr().unwrap(), "/clusters?format=json", &[])
+            .await
+            .body,
+    )
+    .unwrap();
+    let hosts = json["cluster_statuses"][0]["host_statuses"]
+        .as_array()
+        .unwrap();
+    assert!(
+        hosts
+            .iter()
+            .any(|h| h["health_status"]["failed_outlier_check"] == true)
+    );
+    p.shutdown().await;
+}
