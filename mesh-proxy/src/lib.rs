@@ -37,6 +37,7 @@ mod conn_manager;
 mod error;
 mod filters;
 mod headers;
+mod health_check;
 mod listener;
 mod random;
 mod router;
@@ -351,10 +352,12 @@ impl Proxy {
             (addr, tokio::spawn(admin::serve(l, Arc::clone(&inner))))
         });
         let sweeper = tokio::spawn(sweep_outliers(Arc::clone(&inner.shared)));
+        let health = tokio::spawn(health_check::supervise(Arc::clone(&inner.shared)));
         Ok(RunningProxy {
             inner,
             admin,
             sweeper,
+            health,
         })
     }
 
@@ -411,6 +414,7 @@ pub struct RunningProxy {
     inner: Arc<Inner>,
     admin: Option<(Option<SocketAddr>, JoinHandle<()>)>,
     sweeper: JoinHandle<()>,
+    health: JoinHandle<()>,
 }
 
 impl RunningProxy {
@@ -549,6 +553,7 @@ impl RunningProxy {
             admin.abort();
         }
         self.sweeper.abort();
+        self.health.abort();
         self.inner.server.live.set(0);
     }
 }

@@ -43,6 +43,7 @@ pub struct Upstream {
     accepted: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
     last_host: Arc<std::sync::Mutex<Option<String>>>,
+    health: Arc<std::sync::atomic::AtomicBool>,
     gate: Arc<tokio::sync::watch::Sender<bool>>,
     _stop: oneshot::Sender<()>,
 }
@@ -66,6 +67,8 @@ impl Upstream {
         let (acc, reqs) = (Arc::clone(&accepted), Arc::clone(&requests));
         let last_host: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         let last = Arc::clone(&last_host);
+        let health = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let healthy = Arc::clone(&health);
         let gate = Arc::new(tokio::sync::watch::channel(false).0);
         let gate_rx = gate.subscribe();
         tokio::spawn(async move {
@@ -79,19 +82,31 @@ impl Upstream {
                 let reqs = Arc::clone(&reqs);
                 let gate_rx = gate_rx.clone();
                 let last = Arc::clone(&last);
+                let healthy = Arc::clone(&healthy);
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
+                        let probe = (req.uri().path() == "/healthz")
+                            .then(|| healthy.load(Ordering::SeqCst));
                         let host = req
                             .headers()
                             .get("host")
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_owned)
                             .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
-                        *last.lock().unwrap_or_else(|p| p.into_inner()) = host;
-                        reqs.fetch_add(1, Ordering::SeqCst);
+                        if probe.is_none() {
+                            *last.lock().unwrap_or_else(|p| p.into_inner()) = host;
+                            reqs.fetch_add(1, Ordering::SeqCst);
+                        }
                         let mut gate = gate_rx.clone();
                         let name = Arc::clone(&name);
                         async move {
+                            if let Some(ok) = probe {
+                                let mut r = Response::new(body::empty());
+                                if !ok {
+                                    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                                }
+                                return Ok(r);
+                            }
                             if behavior == Behavior::Gated {
                                 let _ = gate.wait_for(|open| *open).await;
                             }
@@ -109,9 +124,16 @@ impl Upstream {
             accepted,
             requests,
             last_host,
+            health,
             gate,
             _stop: stop,
         }
+    }
+
+    /// What `GET /healthz` answers from now on: 200 when true, 503 when false (default 200).
+    /// Health probes are not counted in [`Upstream::requests`].
+    pub fn set_healthy(&self, healthy: bool) {
+        self.health.store(healthy, Ordering::SeqCst);
     }
 
     /// The `Host` (or `:authority`) of the last request received.

@@ -290,3 +290,55 @@ async fn admin_clusters_shows_an_ejected_host() {
     );
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn active_health_checks_take_a_failing_host_out_and_back() {
+    let a = Upstream::start("a", Behavior::Identify).await;
+    let b = Upstream::start("b", Behavior::Identify).await;
+    let mut c = Cluster::new_static("svc", [a.addr(), b.addr()]);
+    c.health_checks.push(HealthCheck {
+        timeout: Duration::from_millis(500),
+        interval: Duration::from_secs(1),
+        unhealthy_threshold: 2,
+        healthy_threshold: 2,
+        checker: HealthChecker::Http {
+            path: "/healthz".into(),
+            host: None,
+            expected_statuses: vec![],
+        },
+    });
+    let (p, addr) = start(c).await;
+    let client = Client::http1();
+    let spread = |n: usize| {
+        let client = client.clone();
+        async move {
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..n {
+                seen.insert(
+                    client
+                        .get(addr, "/", &[])
+                        .await
+                        .header("x-upstream")
+                        .to_owned(),
+                );
+            }
+            seen
+        }
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(spread(6).await.len(), 2, "both hosts healthy");
+
+    a.set_healthy(false);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seen = spread(8).await;
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["b"],
+        "a failed its checks"
+    );
+
+    a.set_healthy(true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(spread(6).await.len(), 2, "a passed again");
+    p.shutdown().await;
+}
