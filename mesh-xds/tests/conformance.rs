@@ -3,37 +3,14 @@
 //! The files live in `../shared/conformance/envoy-router-check/` (outside this repository).
 //! When that directory is missing the test fails on CI (`CI=true`) and is skipped elsewhere.
 
-use std::path::{Path, PathBuf};
-
-const CONFORMANCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance");
-
-fn router_check_dir() -> Option<PathBuf> {
-    let dir = Path::new(CONFORMANCE).join("envoy-router-check");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("conformance data missing: {} not found", dir.display());
-    }
-    eprintln!(
-        "notice: {} not found; skipping the Envoy conformance test",
-        dir.display()
-    );
-    None
-}
+#[path = "support/conformance.rs"]
+mod conformance;
 
 #[test]
 fn router_check_route_configurations_load() {
-    let Some(dir) = router_check_dir() else {
+    let Some(files) = conformance::router_check_yaml_files() else {
         return;
     };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no *.yaml in {}", dir.display());
     let mut failures = Vec::new();
     for file in &files {
         match mesh_xds::envoy::load_route_configuration(file) {
@@ -63,7 +40,7 @@ fn router_check_route_configurations_load() {
 #[test]
 fn router_check_details_survive_conversion() {
     use mesh_core::config::*;
-    let Some(dir) = router_check_dir() else {
+    let Some(dir) = conformance::router_check_dir() else {
         return;
     };
     let load = |name: &str| {

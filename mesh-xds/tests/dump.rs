@@ -1,8 +1,10 @@
 //! Envoy v3 JSON output: what `mesh_xds::envoy::dump` writes reads back through the reader into
 //! the same model, with no warnings; and a few exact outputs.
 
+#[path = "support/conformance.rs"]
+mod conformance;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mesh_core::config::*;
@@ -45,80 +47,7 @@ fn secs(s: f64) -> Duration {
 // === the front proxy ===
 
 /// Envoy's front-proxy example (examples/front-proxy), as in `front_proxy.rs`.
-const FRONT_PROXY_YAML: &str = r#"
-static_resources:
-  listeners:
-  - address:
-      socket_address:
-        address: 0.0.0.0
-        port_value: 8080
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          codec_type: AUTO
-          stat_prefix: ingress_http
-          route_config:
-            name: local_route
-            virtual_hosts:
-            - name: service1
-              domains:
-              - "service1.example.com"
-              routes:
-              - match:
-                  prefix: "/"
-                route:
-                  cluster: service1
-            - name: backend
-              domains:
-              - "*"
-              routes:
-              - match:
-                  prefix: "/service/1"
-                route:
-                  cluster: service1
-              - match:
-                  prefix: "/service/2"
-                route:
-                  cluster: service2
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: service1
-    type: STRICT_DNS
-    lb_policy: ROUND_ROBIN
-    connect_timeout: 0.25s
-    load_assignment:
-      cluster_name: service1
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address:
-                address: service1
-                port_value: 8000
-  - name: service2
-    type: STRICT_DNS
-    lb_policy: ROUND_ROBIN
-    connect_timeout: 0.25s
-    load_assignment:
-      cluster_name: service2
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address:
-                address: service2
-                port_value: 8000
-admin:
-  address:
-    socket_address:
-      address: 0.0.0.0
-      port_value: 8001
-"#;
+const FRONT_PROXY_YAML: &str = include_str!("fixtures/front_proxy.yaml");
 
 #[test]
 fn front_proxy_round_trips() {
@@ -910,35 +839,11 @@ fn rds_listeners_name_their_route_configuration() {
 
 // === Envoy's router_check_tool route configurations ===
 
-const CONFORMANCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance");
-
-fn router_check_dir() -> Option<PathBuf> {
-    let dir = Path::new(CONFORMANCE).join("envoy-router-check");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("conformance data missing: {} not found", dir.display());
-    }
-    eprintln!(
-        "notice: {} not found; skipping the router-check round trip",
-        dir.display()
-    );
-    None
-}
-
 #[test]
 fn router_check_route_configurations_round_trip() {
-    let Some(dir) = router_check_dir() else {
+    let Some(files) = conformance::router_check_yaml_files() else {
         return;
     };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no *.yaml in {}", dir.display());
     for file in &files {
         let loaded = mesh_xds::envoy::load_route_configuration(file)
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
