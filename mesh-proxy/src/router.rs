@@ -123,7 +123,7 @@ pub(crate) async fn route(
         );
     }
     // Retry headers are consumed (and removed) even when nothing will be retried.
-    let mut retry = Retry::new(hit.retry_policy(), &mut parts.headers, timeout);
+    let mut retry = Retry::new(hit.retry_policy(), &mut parts, timeout);
     if upgrade.is_some() {
         retry = None;
     }
@@ -227,7 +227,14 @@ pub(crate) async fn route(
         let active = host.start_request();
         let sent_at = Instant::now();
         let send = pool.send(upstream_req, upgrade.is_some(), &limits);
-        let per_try = retry.as_ref().and_then(|r| r.per_try);
+        // The per-try timeout, and the per-try idle timeout while no response has come.
+        let per_try = match (
+            retry.as_ref().and_then(|r| r.per_try),
+            retry.as_ref().and_then(|r| r.per_try_idle),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let attempt_fut = async move {
             match per_try {
                 Some(d) => tokio::time::timeout(d, send).await.ok(),
@@ -302,6 +309,7 @@ pub(crate) async fn route(
     };
     drop(parts);
     let host_attempts = attempt;
+    let per_try_idle = retry.as_ref().and_then(|r| r.per_try_idle);
 
     let hs = &pool.host_stats;
     hs.rq_total.fetch_add(1, Ordering::Relaxed);
@@ -361,7 +369,12 @@ pub(crate) async fn route(
     let deadline = timeout.and_then(|t| (*cx.request_done.borrow()).map(|at| at + t));
     let body = Tracked::new(resp_body, Arc::default())
         .deadline(deadline)
-        .idle_timeout(stream_idle(cx, &fwd))
+        .idle_timeout(match (per_try_idle, stream_idle(cx, &fwd)) {
+            // A zero stream idle timeout is disabled; the per-try one still applies.
+            (Some(p), s) if s.is_zero() => p,
+            (Some(p), s) => p.min(s),
+            (None, s) => s,
+        })
         .on_end(move |complete| {
             drop(rq_slot);
             if complete && let Some(lease) = lease {

@@ -242,3 +242,20 @@ async fn a_request_body_is_replayed_on_retry() {
     assert!(bad.requests() > 0);
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_response_with_a_retriable_header_is_retried() {
+    // Status(200) answers with `x-upstream: <name>`, so "bad" marks its responses retriable.
+    let bad = Upstream::start("bad", Behavior::Status(200)).await;
+    let good = Upstream::start("good", Behavior::Identify).await;
+    let mut pol = policy("retriable-headers", 1);
+    pol.retriable_headers
+        .push(HeaderMatcher::exact("x-upstream", "bad"));
+    let (p, addr) = start(&[&bad, &good], pol, |_| {}).await;
+    for _ in 0..4 {
+        let r = Client::http1().get(addr, "/", &[]).await;
+        assert_eq!(r.header("x-upstream"), "good");
+    }
+    assert!(bad.requests() > 0);
+    p.shutdown().await;
+}

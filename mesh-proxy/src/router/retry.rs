@@ -17,6 +17,8 @@ pub(crate) static X_ENVOY_RETRY_GRPC_ON: HeaderName =
 pub(crate) static X_ENVOY_MAX_RETRIES: HeaderName = HeaderName::from_static("x-envoy-max-retries");
 pub(crate) static X_ENVOY_RETRIABLE_STATUS_CODES: HeaderName =
     HeaderName::from_static("x-envoy-retriable-status-codes");
+pub(crate) static X_ENVOY_RETRIABLE_HEADER_NAMES: HeaderName =
+    HeaderName::from_static("x-envoy-retriable-header-names");
 pub(crate) static X_ENVOY_PER_TRY_TIMEOUT: HeaderName =
     HeaderName::from_static("x-envoy-upstream-rq-per-try-timeout-ms");
 pub(crate) static X_ENVOY_ATTEMPT_COUNT: HeaderName =
@@ -33,6 +35,7 @@ struct On {
     connect_failure: bool,
     retriable_4xx: bool,
     retriable_status_codes: bool,
+    retriable_headers: bool,
     grpc: [bool; 5],
 }
 
@@ -56,6 +59,7 @@ impl On {
                 "connect-failure" => self.connect_failure = true,
                 "retriable-4xx" => self.retriable_4xx = true,
                 "retriable-status-codes" => self.retriable_status_codes = true,
+                "retriable-headers" => self.retriable_headers = true,
                 t => {
                     if let Some(i) = GRPC.iter().position(|(name, _)| *name == t) {
                         self.grpc[i] = true;
@@ -73,6 +77,7 @@ impl On {
             || self.connect_failure
             || self.retriable_4xx
             || self.retriable_status_codes
+            || self.retriable_headers
             || self.grpc.iter().any(|g| *g)
     }
 }
@@ -83,10 +88,15 @@ pub(crate) struct Retry {
     on: On,
     pub(crate) remaining: u32,
     codes: Vec<u16>,
+    /// `retriable_headers` matchers, and names from `x-envoy-retriable-header-names`.
+    header_matchers: Vec<mesh_route::HeaderMatch>,
+    header_names: Vec<HeaderName>,
     max: Duration,
     interval: Duration,
     /// Per-try timeout (none when unset or not below the global timeout).
     pub(crate) per_try: Option<Duration>,
+    /// Per-try idle timeout: an attempt with no response progress for this long is reset.
+    pub(crate) per_try_idle: Option<Duration>,
     /// `envoy.retry_host_predicates.previous_hosts`.
     pub(crate) previous_hosts: bool,
     /// Extra picks when the predicate rejects a host.
@@ -99,9 +109,10 @@ impl Retry {
     /// requests). `None` when nothing may be retried. The headers are removed either way.
     pub(crate) fn new(
         policy: Option<&RetryPolicy>,
-        headers: &mut HeaderMap,
+        parts: &mut http::request::Parts,
         global_timeout: Option<Duration>,
     ) -> Option<Self> {
+        let headers = &mut parts.headers;
         let header = |h: &HeaderMap, n: &HeaderName| {
             h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned)
         };
@@ -109,6 +120,7 @@ impl Retry {
         let grpc_on = header(headers, &X_ENVOY_RETRY_GRPC_ON);
         let max_retries = header(headers, &X_ENVOY_MAX_RETRIES).and_then(|v| v.trim().parse().ok());
         let extra_codes = header(headers, &X_ENVOY_RETRIABLE_STATUS_CODES);
+        let header_names = header(headers, &X_ENVOY_RETRIABLE_HEADER_NAMES);
         let per_try_header = header(headers, &X_ENVOY_PER_TRY_TIMEOUT)
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_millis);
@@ -117,6 +129,7 @@ impl Retry {
             &X_ENVOY_RETRY_GRPC_ON,
             &X_ENVOY_MAX_RETRIES,
             &X_ENVOY_RETRIABLE_STATUS_CODES,
+            &X_ENVOY_RETRIABLE_HEADER_NAMES,
             &X_ENVOY_PER_TRY_TIMEOUT,
         ] {
             headers.remove(n);
@@ -134,6 +147,33 @@ impl Retry {
         if !on.any() {
             return None;
         }
+        // With retriable_request_headers, only requests matching one of them are retried.
+        if let Some(p) = policy.filter(|p| !p.retriable_request_headers.is_empty()) {
+            let matches = p
+                .retriable_request_headers
+                .iter()
+                .any(|m| mesh_route::HeaderMatch::new(m).is_ok_and(|m| m.matches(parts)));
+            if !matches {
+                return None;
+            }
+        }
+        let header_matchers = policy
+            .filter(|_| on.retriable_headers)
+            .map(|p| {
+                p.retriable_headers
+                    .iter()
+                    .filter_map(|m| mesh_route::HeaderMatch::new(m).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let header_names = header_names
+            .map(|names| {
+                names
+                    .split(',')
+                    .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut codes: Vec<u16> = policy
             .map(|p| p.retriable_status_codes.clone())
             .unwrap_or_default();
@@ -164,8 +204,14 @@ impl Retry {
                 .iter()
                 .any(|n| n == "envoy.retry_host_predicates.previous_hosts")
         });
+        let per_try_idle = policy
+            .and_then(|p| p.per_try_idle_timeout)
+            .filter(|d| !d.is_zero());
         Some(Self {
             on,
+            header_matchers,
+            header_names,
+            per_try_idle,
             remaining: max_retries.unwrap_or_else(|| policy.map_or(1, |p| p.num_retries)),
             codes,
             max,
@@ -186,6 +232,12 @@ impl Retry {
             || (self.on.gateway_error && matches!(s, 502..=504))
             || (self.on.retriable_4xx && s == 409)
             || (self.on.retriable_status_codes && self.codes.contains(&s))
+            || (self.on.retriable_headers
+                && (self
+                    .header_matchers
+                    .iter()
+                    .any(|m| m.matches_headers(headers))
+                    || self.header_names.iter().any(|n| headers.contains_key(n))))
             || headers
                 .get("grpc-status")
                 .and_then(|v| v.to_str().ok())
@@ -298,6 +350,12 @@ where
 mod tests {
     use super::*;
 
+    fn parts(h: HeaderMap) -> http::request::Parts {
+        let (mut p, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+        p.headers = h;
+        p
+    }
+
     fn policy(on: &str) -> RetryPolicy {
         RetryPolicy {
             retry_on: on.into(),
@@ -308,10 +366,10 @@ mod tests {
 
     #[test]
     fn conditions() {
-        let mut h = HeaderMap::new();
+        let h = HeaderMap::new();
         let r = Retry::new(
             Some(&policy("gateway-error,retriable-4xx,unavailable")),
-            &mut h,
+            &mut parts(HeaderMap::new()),
             None,
         )
         .unwrap();
@@ -323,7 +381,39 @@ mod tests {
         assert!(r.retriable_response(StatusCode::OK, &g));
         assert!(r.retriable_error(Kind::UpstreamConnect, false));
         assert!(!r.retriable_error(Kind::Overflow, false));
-        assert!(Retry::new(Some(&policy("")), &mut h, None).is_none());
+        assert!(Retry::new(Some(&policy("")), &mut parts(HeaderMap::new()), None).is_none());
+    }
+
+    #[test]
+    fn retriable_headers_and_request_conditions() {
+        use mesh_core::config::HeaderMatcher;
+        let mut p = policy("retriable-headers");
+        p.retriable_headers
+            .push(HeaderMatcher::exact("x-upstream-retry", "yes"));
+        let mut req = HeaderMap::new();
+        req.insert(
+            "x-envoy-retriable-header-names",
+            http::HeaderValue::from_static("x-try-again"),
+        );
+        let r = Retry::new(Some(&p), &mut parts(req), None).unwrap();
+        let mut resp = HeaderMap::new();
+        assert!(!r.retriable_response(StatusCode::OK, &resp));
+        resp.insert("x-upstream-retry", http::HeaderValue::from_static("yes"));
+        assert!(r.retriable_response(StatusCode::OK, &resp));
+        let mut resp = HeaderMap::new();
+        resp.insert("x-try-again", http::HeaderValue::from_static("1"));
+        assert!(r.retriable_response(StatusCode::OK, &resp));
+
+        let mut p = policy("5xx");
+        p.retriable_request_headers
+            .push(HeaderMatcher::exact(":method", "POST"));
+        assert!(
+            Retry::new(Some(&p), &mut parts(HeaderMap::new()), None).is_none(),
+            "a GET matches none of the retriable request headers"
+        );
+        p.retriable_request_headers
+            .push(HeaderMatcher::exact(":method", "GET"));
+        assert!(Retry::new(Some(&p), &mut parts(HeaderMap::new()), None).is_some());
     }
 
     #[test]
@@ -331,16 +421,16 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-envoy-retry-on", http::HeaderValue::from_static("5xx"));
         h.insert("x-envoy-max-retries", http::HeaderValue::from_static("4"));
-        let r = Retry::new(None, &mut h, None).unwrap();
+        let mut p = parts(h);
+        let r = Retry::new(None, &mut p, None).unwrap();
         assert_eq!(r.remaining, 4);
-        assert!(r.retriable_response(StatusCode::SERVICE_UNAVAILABLE, &h));
-        assert!(h.is_empty());
+        assert!(r.retriable_response(StatusCode::SERVICE_UNAVAILABLE, &p.headers));
+        assert!(p.headers.is_empty());
     }
 
     #[test]
     fn backoff_is_full_jitter_doubling_to_ten_times_base() {
-        let mut h = HeaderMap::new();
-        let mut r = Retry::new(Some(&policy("5xx")), &mut h, None).unwrap();
+        let mut r = Retry::new(Some(&policy("5xx")), &mut parts(HeaderMap::new()), None).unwrap();
         // With the largest random value, each wait is just under the current interval.
         let waits: Vec<u64> = (0..6)
             .map(|_| r.next_backoff(u64::MAX - 1).as_millis() as u64)
@@ -353,7 +443,7 @@ mod tests {
 
     #[test]
     fn per_try_timeouts_not_below_the_global_one_are_ignored() {
-        let mut h = HeaderMap::new();
+        let mut h = parts(HeaderMap::new());
         let mut p = policy("5xx");
         p.per_try_timeout = Some(Duration::from_secs(20));
         assert_eq!(
