@@ -88,6 +88,8 @@ pub(crate) struct RequestCtx {
     pub(crate) epoch: Instant,
     /// `x-envoy-upstream-rq-timeout-alt-response` was sent: a timeout answers 204.
     pub(crate) timeout_alt_response: bool,
+    /// The request is gRPC (`content-type: application/grpc[+…]`).
+    pub(crate) grpc: bool,
 }
 
 /// hyper service entry point.
@@ -189,6 +191,11 @@ pub(crate) async fn serve(
         random: random::next_u64(),
         epoch: shared.epoch,
         timeout_alt_response: false,
+        grpc: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c == "application/grpc" || c.starts_with("application/grpc+")),
     };
 
     // Per-route filter config is known before the filters run.
@@ -272,6 +279,24 @@ async fn finish(
 /// Builds the response for a local reply and records its flags.
 pub(crate) fn local_reply(cx: &mut RequestCtx, r: LocalReply) -> Response<ProxyBody> {
     cx.filter_cx.set_flag(r.flags);
+    // gRPC clients read errors from grpc-status: a gRPC request gets a trailers-only reply
+    // (HTTP 200) with the status mapped as Envoy does, unless the reply is already gRPC.
+    if cx.grpc && !r.headers.contains_key("grpc-status") {
+        let mut resp = Response::new(body::empty());
+        *resp.headers_mut() = r.headers;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert("grpc-status", HeaderValue::from(grpc_status(r.status)));
+        if !r.body.is_empty()
+            && let Ok(m) = HeaderValue::from_bytes(&r.body)
+        {
+            h.insert("grpc-message", m);
+        }
+        return resp;
+    }
     let mut resp = Response::new(body::full(r.body.clone()));
     *resp.status_mut() = r.status;
     *resp.headers_mut() = r.headers;
@@ -280,6 +305,18 @@ pub(crate) fn local_reply(cx: &mut RequestCtx, r: LocalReply) -> Response<ProxyB
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     }
     resp
+}
+
+/// Envoy's `Grpc::Utility::httpToGrpcStatus`.
+pub(crate) fn grpc_status(status: StatusCode) -> u16 {
+    match status.as_u16() {
+        400 => 13,                   // INTERNAL
+        401 => 16,                   // UNAUTHENTICATED
+        403 => 7,                    // PERMISSION_DENIED
+        404 => 12,                   // UNIMPLEMENTED
+        429 | 502 | 503 | 504 => 14, // UNAVAILABLE
+        _ => 2,                      // UNKNOWN
+    }
 }
 
 /// A local reply with a body and a flag.

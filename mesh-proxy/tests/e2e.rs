@@ -754,3 +754,17 @@ async fn trace_context_is_started_or_continued() {
     assert_eq!(r.header("x-seen-tracestate"), "congo=t61rcWkgMzE");
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn grpc_requests_get_grpc_local_replies() {
+    let (_a, _b, proxy, addr) = two_services(UpstreamProtocol::Http2).await;
+    let r = Client::http2()
+        .get(addr, "/nowhere", &[("content-type", "application/grpc")])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "trailers-only gRPC reply");
+    assert_eq!(r.header("grpc-status"), "12", "404 maps to UNIMPLEMENTED");
+    assert_eq!(r.header("content-type"), "application/grpc");
+    let plain = Client::http2().get(addr, "/nowhere", &[]).await;
+    assert_eq!(plain.status, StatusCode::NOT_FOUND);
+    proxy.shutdown().await;
+}
