@@ -490,6 +490,15 @@ impl<'a> Obj<'a> {
     }
 
     /// Marks a field as used and returns its value (`None` when absent or null).
+    /// Like [`Obj::value`], but a missing key is an error `"<key> is required"` at its path.
+    pub(crate) fn required(&mut self, cx: &mut Cx, key: &str) -> Option<(&'a Value, String)> {
+        let found = self.value(cx, key);
+        if found.is_none() {
+            cx.error(self.child(key), format!("{key} is required"));
+        }
+        found
+    }
+
     pub(crate) fn value(&mut self, cx: &mut Cx, key: &str) -> Option<(&'a Value, String)> {
         let map = self.map?;
         let snake = map.get_key_value(key);

@@ -29,13 +29,9 @@ pub(crate) fn listener(
 ) -> Option<Listener> {
     let mut o = Obj::new(cx, v, path)?;
     let name = o.string(cx, "name");
-    let address = match o.value(cx, "address") {
-        Some((av, ap)) => ip_address(cx, av, ap),
-        None => {
-            cx.error(o.child("address"), "address is required");
-            None
-        }
-    };
+    let address = o
+        .required(cx, "address")
+        .and_then(|(av, ap)| ip_address(cx, av, ap));
     let lp = o.path().to_owned();
     let mut filter_chains = Vec::new();
     for (cv, cp) in o.list(cx, "filter_chains") {

@@ -285,13 +285,9 @@ pub(crate) fn any_config(cx: &mut Cx, v: &Value, path: &str) -> Option<(Value, O
 fn route(cx: &mut Cx, v: &Value, path: String) -> Option<Route> {
     let mut o = Obj::new(cx, v, path)?;
     let name = o.string(cx, "name").unwrap_or_default();
-    let route_match = match o.value(cx, "match") {
-        Some((mv, mp)) => route_match(cx, mv, mp),
-        None => {
-            cx.error(o.child("match"), "match is required");
-            None
-        }
-    };
+    let route_match = o
+        .required(cx, "match")
+        .and_then(|(mv, mp)| route_match(cx, mv, mp));
     let mut actions = Vec::new();
     if let Some((av, ap)) = o.value(cx, "route") {
         actions.push(route_action(cx, av, ap).map(Action::Route));
@@ -707,13 +703,9 @@ fn fractional_percent(cx: &mut Cx, v: &Value, path: String) -> Option<Fractional
 
 fn runtime_fraction(cx: &mut Cx, v: &Value, path: String) -> Option<RuntimeFraction> {
     let mut o = Obj::new(cx, v, path)?;
-    let default_value = match o.value(cx, "default_value") {
-        Some((dv, dp)) => fractional_percent(cx, dv, dp),
-        None => {
-            cx.error(o.child("default_value"), "default_value is required");
-            None
-        }
-    };
+    let default_value = o
+        .required(cx, "default_value")
+        .and_then(|(dv, dp)| fractional_percent(cx, dv, dp));
     let runtime_key = o.string(cx, "runtime_key").unwrap_or_default();
     o.finish(cx);
     Some(RuntimeFraction {
@@ -886,13 +878,9 @@ fn cluster_weight(cx: &mut Cx, v: &Value, path: String) -> Option<ClusterWeight>
 
 fn regex_rewrite(cx: &mut Cx, v: &Value, path: String) -> Option<RegexRewrite> {
     let mut o = Obj::new(cx, v, path)?;
-    let pattern = match o.value(cx, "pattern") {
-        Some((pv, pp)) => regex_matcher(cx, pv, pp),
-        None => {
-            cx.error(o.child("pattern"), "pattern is required");
-            None
-        }
-    };
+    let pattern = o
+        .required(cx, "pattern")
+        .and_then(|(pv, pp)| regex_matcher(cx, pv, pp));
     let substitution = o.string(cx, "substitution").unwrap_or_default();
     o.finish(cx);
     Some(RegexRewrite {
