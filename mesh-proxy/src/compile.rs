@@ -14,6 +14,7 @@ use mesh_core::config::{
 use mesh_core::filter::{FilterRegistry, HttpFilter};
 use mesh_core::stats::{Counter, Gauge, Histogram, Registry, StatName};
 use mesh_lb::ClusterLb;
+use mesh_lb::hash::HashPolicies;
 use mesh_route::RouteTable;
 
 use crate::access_log::AccessLogger;
@@ -50,6 +51,38 @@ pub(crate) struct ChainRt {
     pub(crate) internal_only: Vec<HeaderName>,
     pub(crate) access_logs: Vec<AccessLogger>,
     pub(crate) stats: HcmStats,
+    /// Each route's compiled hash policies, by virtual-host and route index (`None` when the
+    /// route has none), so a pick never compiles them per request.
+    pub(crate) hash_policies: Vec<Vec<Option<HashPolicies>>>,
+}
+
+impl ChainRt {
+    /// The compiled hash policies of the route a hit matched.
+    pub(crate) fn hash_policies(
+        &self,
+        vhost: usize,
+        route: Option<usize>,
+    ) -> Option<&HashPolicies> {
+        self.hash_policies.get(vhost)?.get(route?)?.as_ref()
+    }
+}
+
+/// Compiles every route's hash policies.
+fn compile_hash_policies(rc: &RouteConfiguration) -> Vec<Vec<Option<HashPolicies>>> {
+    rc.virtual_hosts
+        .iter()
+        .map(|vh| {
+            vh.routes
+                .iter()
+                .map(|r| match &r.action {
+                    mesh_core::config::Action::Route(a) if !a.hash_policy.is_empty() => {
+                        Some(HashPolicies::new(&a.hash_policy))
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
 }
 
 #[derive(Debug)]
@@ -216,8 +249,9 @@ pub(crate) fn compile(
                         .collect()
                 })
                 .unwrap_or_default();
-            if let Some(routes) = routes {
+            if let (Some(routes), Some(rc)) = (routes, rc) {
                 chains.push(Arc::new(ChainRt {
+                    hash_policies: compile_hash_policies(rc),
                     hcm: hcm.clone(),
                     routes,
                     filters,

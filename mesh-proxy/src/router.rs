@@ -11,7 +11,6 @@ use http::{Request, Response, StatusCode, Uri};
 use mesh_core::config::{RequestMirrorPolicy, UpstreamProtocol};
 use mesh_core::flags::ResponseFlags;
 use mesh_lb::PickContext;
-use mesh_lb::hash::HashPolicies;
 use mesh_lb::outlier::Outcome;
 use mesh_route::{Forward, Hit, HitAction, RequestInfo};
 use tokio::time::Instant;
@@ -96,9 +95,10 @@ pub(crate) async fn route(
     // Consistent-hash clusters pick by the route's hash policies (random without a key).
     let mut set_cookie = None;
     let mut pick = PickContext::new(random);
-    if cluster.lb.policy().uses_hash() && !fwd.action().hash_policy.is_empty() {
-        let h = HashPolicies::new(&fwd.action().hash_policy)
-            .hash(&parts, Some(cx.filter_cx.downstream_remote().ip()));
+    if cluster.lb.policy().uses_hash()
+        && let Some(policies) = chain.hash_policies(hit.virtual_host().index(), hit.route_index())
+    {
+        let h = policies.hash(&parts, Some(cx.filter_cx.downstream_remote().ip()));
         pick = pick.with_hash(h.hash);
         set_cookie = h.set_cookie;
     }
