@@ -151,6 +151,7 @@ pub(crate) struct ClusterStats {
     pub(crate) rq_retry: Arc<Counter>,
     pub(crate) rq_retry_success: Arc<Counter>,
     pub(crate) rq_retry_limit_exceeded: Arc<Counter>,
+    pub(crate) rq_per_try_timeout: Arc<Counter>,
 }
 
 impl ClusterStats {
@@ -166,6 +167,7 @@ impl ClusterStats {
             rq_retry: c("upstream_rq_retry"),
             rq_retry_success: c("upstream_rq_retry_success"),
             rq_retry_limit_exceeded: c("upstream_rq_retry_limit_exceeded"),
+            rq_per_try_timeout: c("upstream_rq_per_try_timeout"),
         }
     }
 }

@@ -1,8 +1,11 @@
 //! The router: route match, cluster and host choice, the upstream call with its timeout, and
 //! the mapping of failures to Envoy's local replies (SEMANTICS.md §3.12).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
@@ -123,7 +126,7 @@ pub(crate) async fn route(
         );
     }
     // Retry headers are consumed (and removed) even when nothing will be retried.
-    let mut retry = Retry::new(hit.retry_policy(), &mut parts, timeout);
+    let mut retry = Retry::new(hit.retry_policy(), hit.hedge_policy(), &mut parts, timeout);
     if upgrade.is_some() {
         retry = None;
     }
@@ -179,100 +182,184 @@ pub(crate) async fn route(
     let global = global_timer(timeout, cx.request_done.clone());
     tokio::pin!(global);
 
+    // Attempts (SEMANTICS §3.10): normally one at a time; with hedging, a per-try timeout
+    // starts another attempt and leaves the late one running, and the first response that is
+    // not retried wins. Dropping `attempts` cancels whatever is still in flight.
+    let hedge = retry.as_ref().is_some_and(|r| r.hedge) && replay.is_some();
     let mut attempt: u32 = 0;
     let mut tried: Vec<usize> = Vec::new();
-    let mut _retry_slot = None;
+    let mut retry_slots = Vec::new();
+    let mut attempts: Vec<Attempt> = Vec::with_capacity(1);
+    let mut backoff: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut start = true;
     let (pool, result, sent_at, _active) = loop {
-        attempt += 1;
-        let Some(index) = pick_host(
-            &cluster,
-            &pick.with_attempt(attempt - 1),
-            &fwd.action().metadata_match,
-            &tried,
-            retry.as_ref(),
-        ) else {
-            cluster.stats.no_healthy.inc();
-            return local_reply(
-                cx,
-                reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no healthy upstream",
-                    ResponseFlags::NO_HEALTHY_UPSTREAM,
+        if std::mem::take(&mut start) {
+            attempt += 1;
+            let Some(index) = pick_host(
+                &cluster,
+                &pick.with_attempt(attempt - 1),
+                &fwd.action().metadata_match,
+                &tried,
+                retry.as_ref(),
+            ) else {
+                if !attempts.is_empty() {
+                    // A hedged attempt is still running: it may yet answer.
+                    continue;
+                }
+                cluster.stats.no_healthy.inc();
+                return local_reply(
+                    cx,
+                    reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no healthy upstream",
+                        ResponseFlags::NO_HEALTHY_UPSTREAM,
+                    ),
+                );
+            };
+            tried.push(index);
+            let host = Arc::clone(&cluster.lb.hosts()[index]);
+            let pool = Arc::clone(&cluster.pools[index]);
+            if let Some(log) = &mut cx.log {
+                log.upstream_host = Some(pool.address().to_string());
+            }
+            let (p, body) = match &replay {
+                Some(r) => (clone_parts(&parts), r.body().unwrap_or_else(body::empty)),
+                None => (
+                    parts_take(&mut parts),
+                    once_body.take().unwrap_or_else(body::empty),
                 ),
-            );
-        };
-        tried.push(index);
-        let host = Arc::clone(&cluster.lb.hosts()[index]);
-        let pool = Arc::clone(&cluster.pools[index]);
-        if let Some(log) = &mut cx.log {
-            log.upstream_host = Some(pool.address().to_string());
-        }
-        let (p, body) = match &replay {
-            Some(r) => (clone_parts(&parts), r.body().unwrap_or_else(body::empty)),
-            None => (
-                parts_take(&mut parts),
-                once_body.take().unwrap_or_else(body::empty),
-            ),
-        };
-        let mut upstream_req =
-            build_request(cx, &hit, &fwd, &cluster, &host, p, body, upgrade.is_some());
-        if vhost.include_request_attempt_count {
-            upstream_req
-                .headers_mut()
-                .insert(X_ENVOY_ATTEMPT_COUNT.clone(), HeaderValue::from(attempt));
+            };
+            let mut upstream_req =
+                build_request(cx, &hit, &fwd, &cluster, &host, p, body, upgrade.is_some());
+            if vhost.include_request_attempt_count {
+                upstream_req
+                    .headers_mut()
+                    .insert(X_ENVOY_ATTEMPT_COUNT.clone(), HeaderValue::from(attempt));
+            }
+            cluster.stats.rq_total.inc();
+            cluster.stats.rq_active.inc();
+            // The per-try timeout, and the per-try idle timeout while no response has come.
+            let per_try = match (
+                retry.as_ref().and_then(|r| r.per_try),
+                retry.as_ref().and_then(|r| r.per_try_idle),
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let (send_pool, send_limits, up) =
+                (Arc::clone(&pool), Arc::clone(&limits), upgrade.is_some());
+            attempts.push(Attempt {
+                index,
+                active: host.start_request(),
+                sent_at: Instant::now(),
+                send: Box::pin(async move { send_pool.send(upstream_req, up, &send_limits).await }),
+                per_try: per_try.map(|d| Box::pin(tokio::time::sleep(d))),
+                hedged: false,
+                pool,
+            });
         }
 
-        cluster.stats.rq_total.inc();
-        cluster.stats.rq_active.inc();
-        let active = host.start_request();
-        let sent_at = Instant::now();
-        let send = pool.send(upstream_req, upgrade.is_some(), &limits);
-        // The per-try timeout, and the per-try idle timeout while no response has come.
-        let per_try = match (
-            retry.as_ref().and_then(|r| r.per_try),
-            retry.as_ref().and_then(|r| r.per_try_idle),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let attempt_fut = async move {
-            match per_try {
-                Some(d) => tokio::time::timeout(d, send).await.ok(),
-                None => Some(send.await),
+        let event = std::future::poll_fn(|tcx| {
+            for (i, a) in attempts.iter_mut().enumerate() {
+                if let Poll::Ready(r) = a.send.as_mut().poll(tcx) {
+                    return Poll::Ready(Event::Done(i, r));
+                }
+                if let Some(t) = &mut a.per_try
+                    && t.as_mut().poll(tcx).is_ready()
+                {
+                    a.per_try = None;
+                    return Poll::Ready(Event::PerTry(i));
+                }
             }
-        };
-        let end = tokio::select! {
-            r = attempt_fut => r.map_or(AttemptEnd::PerTryTimeout, AttemptEnd::Done),
-            () = &mut global => AttemptEnd::GlobalTimeout,
-        };
-        cluster.stats.rq_active.dec();
-        let per_try_fired = matches!(end, AttemptEnd::PerTryTimeout);
-        let result = match end {
-            AttemptEnd::Done(r) => r,
-            AttemptEnd::PerTryTimeout => Err(crate::Error::new(
-                Kind::Timeout,
-                Some("per-try timeout".into()),
-            )),
-            AttemptEnd::GlobalTimeout => {
-                report_outlier(
-                    cx,
-                    &cluster,
-                    index,
-                    &Err(crate::Error::new(Kind::Timeout, None)),
-                );
-                pool.host_stats.rq_total.fetch_add(1, Ordering::Relaxed);
-                pool.host_stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
+            if let Some(b) = &mut backoff
+                && b.as_mut().poll(tcx).is_ready()
+            {
+                backoff = None;
+                return Poll::Ready(Event::Backoff);
+            }
+            if global.as_mut().poll(tcx).is_ready() {
+                return Poll::Ready(Event::Global);
+            }
+            Poll::Pending
+        })
+        .await;
+
+        let (a, result, per_try_fired) = match event {
+            Event::Backoff => {
+                start = true;
+                continue;
+            }
+            Event::Global => {
+                let timeout = || Err(crate::Error::new(Kind::Timeout, None));
+                for a in attempts.drain(..) {
+                    cluster.stats.rq_active.dec();
+                    if !a.hedged {
+                        report_outlier(cx, &cluster, a.index, &timeout());
+                    }
+                    a.pool.host_stats.rq_total.fetch_add(1, Ordering::Relaxed);
+                    a.pool.host_stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
+                }
                 return failure(cx, &cluster, crate::Error::new(Kind::Timeout, None));
             }
+            Event::PerTry(i) if hedge => {
+                // Hedging: the late attempt keeps running; its host is charged the timeout
+                // now, and another attempt starts if the retry policy allows one.
+                cluster.stats.rq_per_try_timeout.inc();
+                let a = &mut attempts[i];
+                a.hedged = true;
+                let index = a.index;
+                let timeout = Err(crate::Error::new(Kind::Timeout, None));
+                report_outlier(cx, &cluster, index, &timeout);
+                if let Some(r) = retry.as_mut()
+                    && backoff.is_none()
+                    && take_retry(cx, &cluster, r, &limits, &mut retry_slots)
+                {
+                    backoff = Some(Box::pin(tokio::time::sleep(
+                        r.next_backoff(crate::random::next_u64()),
+                    )));
+                    continue;
+                }
+                // No retry left: the attempt that timed out is given up, as without hedging.
+                let a = attempts.swap_remove(i);
+                cluster.stats.rq_active.dec();
+                (
+                    a,
+                    Err(crate::Error::new(
+                        Kind::Timeout,
+                        Some("per-try timeout".into()),
+                    )),
+                    true,
+                )
+            }
+            Event::PerTry(i) => {
+                cluster.stats.rq_per_try_timeout.inc();
+                let a = attempts.swap_remove(i);
+                cluster.stats.rq_active.dec();
+                (
+                    a,
+                    Err(crate::Error::new(
+                        Kind::Timeout,
+                        Some("per-try timeout".into()),
+                    )),
+                    true,
+                )
+            }
+            Event::Done(i, r) => {
+                let a = attempts.swap_remove(i);
+                cluster.stats.rq_active.dec();
+                (a, r, false)
+            }
         };
-        report_outlier(cx, &cluster, index, &result);
-
+        // A hedged attempt's host was charged its timeout already.
+        if !(a.hedged && per_try_fired) {
+            report_outlier(cx, &cluster, a.index, &result);
+        }
         let retriable = match (&retry, &result) {
             (Some(r), Ok((resp, _))) => r.retriable_response(resp.status(), resp.headers()),
             (Some(r), Err(e)) => r.retriable_error(e.kind(), per_try_fired),
             (None, _) => false,
         };
-        let Some(r) = retry.as_mut().filter(|_| retriable) else {
+        if !retriable {
             if attempt > 1
                 && result
                     .as_ref()
@@ -280,33 +367,27 @@ pub(crate) async fn route(
             {
                 cluster.stats.rq_retry_success.inc();
             }
-            break (pool, result, sent_at, active);
-        };
-        if r.remaining == 0 {
-            cx.filter_cx
-                .set_flag(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
-            cluster.stats.rq_retry_limit_exceeded.inc();
-            break (pool, result, sent_at, active);
+            break (a.pool, result, a.sent_at, a.active);
         }
-        let Ok(slot) = limits.try_retry() else {
-            // max_retries / the retry budget: the last failure is returned.
-            cx.filter_cx.set_flag(ResponseFlags::UPSTREAM_OVERFLOW);
-            break (pool, result, sent_at, active);
+        let Some(r) = retry.as_mut() else {
+            break (a.pool, result, a.sent_at, a.active);
         };
-        _retry_slot = Some(slot);
-        r.remaining -= 1;
-        cluster.stats.rq_retry.inc();
-        pool.host_stats.rq_total.fetch_add(1, Ordering::Relaxed);
-        pool.host_stats.rq_error.fetch_add(1, Ordering::Relaxed);
-        drop(result);
-        let wait = r.next_backoff(crate::random::next_u64());
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = &mut global => {
-                return failure(cx, &cluster, crate::Error::new(Kind::Timeout, None));
+        let waiting = !attempts.is_empty() || backoff.is_some();
+        if waiting || take_retry(cx, &cluster, r, &limits, &mut retry_slots) {
+            // Retried, or (hedging) another attempt may still answer: this result is dropped.
+            a.pool.host_stats.rq_total.fetch_add(1, Ordering::Relaxed);
+            a.pool.host_stats.rq_error.fetch_add(1, Ordering::Relaxed);
+            drop(result);
+            if !waiting {
+                backoff = Some(Box::pin(tokio::time::sleep(
+                    r.next_backoff(crate::random::next_u64()),
+                )));
             }
+            continue;
         }
+        break (a.pool, result, a.sent_at, a.active);
     };
+    drop(attempts);
     drop(parts);
     let host_attempts = attempt;
     let per_try_idle = retry.as_ref().and_then(|r| r.per_try_idle);
@@ -472,19 +553,59 @@ fn shadow_host(req: &mut Request<ProxyBody>) {
     }
 }
 
-/// How one attempt ended.
-enum AttemptEnd {
-    Done(
-        Result<
-            (
-                Response<hyper::body::Incoming>,
-                Option<crate::upstream::Lease>,
-            ),
-            crate::Error,
-        >,
+type SendResult = Result<
+    (
+        Response<hyper::body::Incoming>,
+        Option<crate::upstream::Lease>,
     ),
-    PerTryTimeout,
-    GlobalTimeout,
+    crate::Error,
+>;
+
+/// One upstream attempt in flight.
+struct Attempt {
+    index: usize,
+    pool: Arc<crate::upstream::HostPool>,
+    active: mesh_lb::ActiveRequest,
+    sent_at: Instant,
+    send: Pin<Box<dyn Future<Output = SendResult> + Send>>,
+    /// The per-try (or per-try idle) timer, until it fires.
+    per_try: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Its per-try timeout fired and, hedging, another attempt was started beside it.
+    hedged: bool,
+}
+
+/// What the attempt loop woke up for.
+enum Event {
+    Done(usize, SendResult),
+    PerTry(usize),
+    Backoff,
+    Global,
+}
+
+/// Takes one retry when the policy and the cluster's `max_retries` / retry budget allow it,
+/// counting it; otherwise records why not (URX or UO) and returns false.
+fn take_retry(
+    cx: &mut RequestCtx,
+    cluster: &ClusterRt,
+    r: &mut Retry,
+    limits: &Arc<mesh_lb::breaker::Limits>,
+    slots: &mut Vec<mesh_lb::breaker::Permit>,
+) -> bool {
+    if r.remaining == 0 {
+        cx.filter_cx
+            .set_flag(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+        cluster.stats.rq_retry_limit_exceeded.inc();
+        return false;
+    }
+    let Ok(slot) = limits.try_retry() else {
+        // max_retries / the retry budget: the last failure is returned.
+        cx.filter_cx.set_flag(ResponseFlags::UPSTREAM_OVERFLOW);
+        return false;
+    };
+    slots.push(slot);
+    r.remaining -= 1;
+    cluster.stats.rq_retry.inc();
+    true
 }
 
 /// Envoy's per-connection buffer default, used when neither the route nor the vhost sets

@@ -41,7 +41,7 @@ pub enum Behavior {
 pub struct Upstream {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
-    requests: Arc<AtomicUsize>,
+    requests: Arc<tokio::sync::watch::Sender<usize>>,
     last_host: Arc<std::sync::Mutex<Option<String>>>,
     health: Arc<std::sync::atomic::AtomicBool>,
     gate: Arc<tokio::sync::watch::Sender<bool>>,
@@ -61,7 +61,7 @@ impl Upstream {
             .local_addr()
             .expect("bound listener has an address");
         let accepted = Arc::new(AtomicUsize::new(0));
-        let requests = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(tokio::sync::watch::channel(0usize).0);
         let (stop, mut stopped) = oneshot::channel::<()>();
         let name: Arc<str> = name.into();
         let (acc, reqs) = (Arc::clone(&accepted), Arc::clone(&requests));
@@ -95,7 +95,7 @@ impl Upstream {
                             .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
                         if probe.is_none() {
                             *last.lock().unwrap_or_else(|p| p.into_inner()) = host;
-                            reqs.fetch_add(1, Ordering::SeqCst);
+                            reqs.send_modify(|n| *n += 1);
                         }
                         let mut gate = gate_rx.clone();
                         let name = Arc::clone(&name);
@@ -161,7 +161,13 @@ impl Upstream {
 
     /// Requests received so far.
     pub fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
+        *self.requests.borrow()
+    }
+
+    /// Waits until at least `n` requests have been received (a readiness signal for tests,
+    /// instead of sleeping).
+    pub async fn wait_requests(&self, n: usize) {
+        let _ = self.requests.subscribe().wait_for(|seen| *seen >= n).await;
     }
 }
 

@@ -259,3 +259,68 @@ async fn a_response_with_a_retriable_header_is_retried() {
     assert!(bad.requests() > 0);
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn hedging_keeps_the_late_attempt_and_takes_the_first_answer() {
+    let a = Upstream::start("a", Behavior::Gated).await;
+    let b = Upstream::start("b", Behavior::Gated).await;
+    let mut pol = policy("5xx", 1);
+    pol.per_try_timeout = Some(Duration::from_secs(1));
+    let (p, addr) = start(&[&a, &b], pol, |vh| {
+        vh.hedge_policy = Some(HedgePolicy {
+            hedge_on_per_try_timeout: true,
+        });
+    })
+    .await;
+    let started = tokio::time::Instant::now();
+    let call = tokio::spawn(async move { Client::http1().get(addr, "/", &[]).await });
+    // Which host took the first attempt? The other gets the hedged one after the per-try
+    // timeout; then only the first host's gate opens.
+    let (first, second) = tokio::select! {
+        () = a.wait_requests(1) => (&a, &b),
+        () = b.wait_requests(1) => (&b, &a),
+    };
+    second.wait_requests(1).await;
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(first.requests(), 1, "the late attempt was not sent again");
+    first.open_gate();
+    let r = call.await.unwrap();
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the late attempt answered: {}",
+        r.text()
+    );
+    assert_eq!(
+        r.header("x-upstream"),
+        if std::ptr::eq(first, &a) { "a" } else { "b" }
+    );
+    let stat = |n: &str| p.stats().counter(StatName::cluster("svc", n)).get();
+    assert_eq!(stat("upstream_rq_per_try_timeout"), 1);
+    assert_eq!(stat("upstream_rq_retry"), 1);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn without_hedging_the_timed_out_attempt_is_cancelled() {
+    let a = Upstream::start("a", Behavior::Gated).await;
+    let b = Upstream::start("b", Behavior::Gated).await;
+    let mut pol = policy("5xx", 1);
+    pol.per_try_timeout = Some(Duration::from_secs(1));
+    let (p, addr) = start(&[&a, &b], pol, |_| {}).await;
+    let started = tokio::time::Instant::now();
+    let call = tokio::spawn(async move { Client::http1().get(addr, "/", &[]).await });
+    let (first, second) = tokio::select! {
+        () = a.wait_requests(1) => (&a, &b),
+        () = b.wait_requests(1) => (&b, &a),
+    };
+    second.wait_requests(1).await;
+    // The first attempt was reset at its per-try timeout: opening its gate changes nothing,
+    // and the retry (held by its gate) runs into its own per-try timeout: 504.
+    first.open_gate();
+    let r = call.await.unwrap();
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(first.requests(), 1);
+    p.shutdown().await;
+}

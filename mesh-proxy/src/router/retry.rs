@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, StatusCode};
 use http_body_util::BodyExt;
-use mesh_core::config::RetryPolicy;
+use mesh_core::config::{HedgePolicy, RetryPolicy};
 
 use crate::body::{self, ProxyBody};
 use crate::error::Kind;
@@ -21,6 +21,8 @@ pub(crate) static X_ENVOY_RETRIABLE_HEADER_NAMES: HeaderName =
     HeaderName::from_static("x-envoy-retriable-header-names");
 pub(crate) static X_ENVOY_PER_TRY_TIMEOUT: HeaderName =
     HeaderName::from_static("x-envoy-upstream-rq-per-try-timeout-ms");
+pub(crate) static X_ENVOY_HEDGE_ON_PER_TRY_TIMEOUT: HeaderName =
+    HeaderName::from_static("x-envoy-hedge-on-per-try-timeout");
 pub(crate) static X_ENVOY_ATTEMPT_COUNT: HeaderName =
     HeaderName::from_static("x-envoy-attempt-count");
 
@@ -101,6 +103,9 @@ pub(crate) struct Retry {
     pub(crate) previous_hosts: bool,
     /// Extra picks when the predicate rejects a host.
     pub(crate) host_attempts: u32,
+    /// `hedge_on_per_try_timeout`: a per-try timeout starts another attempt and leaves the
+    /// late one running; the first good response wins.
+    pub(crate) hedge: bool,
 }
 
 impl Retry {
@@ -109,6 +114,7 @@ impl Retry {
     /// requests). `None` when nothing may be retried. The headers are removed either way.
     pub(crate) fn new(
         policy: Option<&RetryPolicy>,
+        hedge: Option<&HedgePolicy>,
         parts: &mut http::request::Parts,
         global_timeout: Option<Duration>,
     ) -> Option<Self> {
@@ -124,7 +130,9 @@ impl Retry {
         let per_try_header = header(headers, &X_ENVOY_PER_TRY_TIMEOUT)
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_millis);
+        let hedge_header = header(headers, &X_ENVOY_HEDGE_ON_PER_TRY_TIMEOUT);
         for n in [
+            &X_ENVOY_HEDGE_ON_PER_TRY_TIMEOUT,
             &X_ENVOY_RETRY_ON,
             &X_ENVOY_RETRY_GRPC_ON,
             &X_ENVOY_MAX_RETRIES,
@@ -219,6 +227,12 @@ impl Retry {
             per_try,
             previous_hosts,
             host_attempts: policy.map_or(1, |p| p.host_selection_retry_max_attempts),
+            // The trusted header wins over the route's policy, as in Envoy.
+            hedge: match hedge_header.as_deref().map(str::trim) {
+                Some("true") => true,
+                Some("false") => false,
+                _ => hedge.is_some_and(|h| h.hedge_on_per_try_timeout),
+            },
         })
     }
 
@@ -369,6 +383,7 @@ mod tests {
         let h = HeaderMap::new();
         let r = Retry::new(
             Some(&policy("gateway-error,retriable-4xx,unavailable")),
+            None,
             &mut parts(HeaderMap::new()),
             None,
         )
@@ -381,7 +396,7 @@ mod tests {
         assert!(r.retriable_response(StatusCode::OK, &g));
         assert!(r.retriable_error(Kind::UpstreamConnect, false));
         assert!(!r.retriable_error(Kind::Overflow, false));
-        assert!(Retry::new(Some(&policy("")), &mut parts(HeaderMap::new()), None).is_none());
+        assert!(Retry::new(Some(&policy("")), None, &mut parts(HeaderMap::new()), None).is_none());
     }
 
     #[test]
@@ -395,7 +410,7 @@ mod tests {
             "x-envoy-retriable-header-names",
             http::HeaderValue::from_static("x-try-again"),
         );
-        let r = Retry::new(Some(&p), &mut parts(req), None).unwrap();
+        let r = Retry::new(Some(&p), None, &mut parts(req), None).unwrap();
         let mut resp = HeaderMap::new();
         assert!(!r.retriable_response(StatusCode::OK, &resp));
         resp.insert("x-upstream-retry", http::HeaderValue::from_static("yes"));
@@ -408,12 +423,12 @@ mod tests {
         p.retriable_request_headers
             .push(HeaderMatcher::exact(":method", "POST"));
         assert!(
-            Retry::new(Some(&p), &mut parts(HeaderMap::new()), None).is_none(),
+            Retry::new(Some(&p), None, &mut parts(HeaderMap::new()), None).is_none(),
             "a GET matches none of the retriable request headers"
         );
         p.retriable_request_headers
             .push(HeaderMatcher::exact(":method", "GET"));
-        assert!(Retry::new(Some(&p), &mut parts(HeaderMap::new()), None).is_some());
+        assert!(Retry::new(Some(&p), None, &mut parts(HeaderMap::new()), None).is_some());
     }
 
     #[test]
@@ -422,15 +437,46 @@ mod tests {
         h.insert("x-envoy-retry-on", http::HeaderValue::from_static("5xx"));
         h.insert("x-envoy-max-retries", http::HeaderValue::from_static("4"));
         let mut p = parts(h);
-        let r = Retry::new(None, &mut p, None).unwrap();
+        let r = Retry::new(None, None, &mut p, None).unwrap();
         assert_eq!(r.remaining, 4);
         assert!(r.retriable_response(StatusCode::SERVICE_UNAVAILABLE, &p.headers));
         assert!(p.headers.is_empty());
     }
 
     #[test]
+    fn the_hedge_header_overrides_the_policy_and_is_removed() {
+        let on = HedgePolicy {
+            hedge_on_per_try_timeout: true,
+        };
+        let with = |v: Option<&'static str>, policy: Option<&HedgePolicy>| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = v {
+                h.insert(
+                    "x-envoy-hedge-on-per-try-timeout",
+                    http::HeaderValue::from_static(v),
+                );
+            }
+            let mut p = parts(h);
+            let r = Retry::new(Some(&self::policy("5xx")), policy, &mut p, None).unwrap();
+            assert!(p.headers.is_empty());
+            r.hedge
+        };
+        assert!(!with(None, None));
+        assert!(with(None, Some(&on)));
+        assert!(with(Some("true"), None));
+        assert!(!with(Some("false"), Some(&on)));
+        assert!(with(Some("junk"), Some(&on)));
+    }
+
+    #[test]
     fn backoff_is_full_jitter_doubling_to_ten_times_base() {
-        let mut r = Retry::new(Some(&policy("5xx")), &mut parts(HeaderMap::new()), None).unwrap();
+        let mut r = Retry::new(
+            Some(&policy("5xx")),
+            None,
+            &mut parts(HeaderMap::new()),
+            None,
+        )
+        .unwrap();
         // With the largest random value, each wait is just under the current interval.
         let waits: Vec<u64> = (0..6)
             .map(|_| r.next_backoff(u64::MAX - 1).as_millis() as u64)
@@ -447,14 +493,14 @@ mod tests {
         let mut p = policy("5xx");
         p.per_try_timeout = Some(Duration::from_secs(20));
         assert_eq!(
-            Retry::new(Some(&p), &mut h, Some(Duration::from_secs(15)))
+            Retry::new(Some(&p), None, &mut h, Some(Duration::from_secs(15)))
                 .unwrap()
                 .per_try,
             None
         );
         p.per_try_timeout = Some(Duration::from_secs(1));
         assert_eq!(
-            Retry::new(Some(&p), &mut h, Some(Duration::from_secs(15)))
+            Retry::new(Some(&p), None, &mut h, Some(Duration::from_secs(15)))
                 .unwrap()
                 .per_try,
             Some(Duration::from_secs(1))
