@@ -145,6 +145,7 @@ pub struct FilterContext {
     flags: ResponseFlags,
     extensions: http::Extensions,
     route_overrides: Option<Arc<std::collections::BTreeMap<String, serde_json::Value>>>,
+    random: u64,
 }
 
 impl FilterContext {
@@ -156,7 +157,26 @@ impl FilterContext {
             flags: ResponseFlags::empty(),
             extensions: http::Extensions::new(),
             route_overrides: None,
+            random: 0x853c_49e6_748f_ea9b,
         }
+    }
+
+    /// Starts the request's random sequence at `seed` (the proxy does this for every request
+    /// from its own source, which a seeded proxy makes reproducible).
+    #[must_use]
+    pub fn with_random_seed(mut self, seed: u64) -> Self {
+        self.random = seed;
+        self
+    }
+
+    /// The next number of the request's random sequence (splitmix64): for a filter's
+    /// sampling decisions, so that a seeded proxy makes them reproducible.
+    pub fn random_u64(&mut self) -> u64 {
+        self.random = self.random.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.random;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     /// The downstream peer.

@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Registry>,
     /// Time zero for outlier detection's clock.
     pub(crate) epoch: Instant,
+    /// The request path's random draws.
+    pub(crate) random: random::Source,
 }
 
 /// Per-connection state the connection task watches.
@@ -183,12 +185,13 @@ pub(crate) async fn serve(
     let mut cx = RequestCtx {
         snapshot,
         chain: Arc::clone(&chain),
-        filter_cx: FilterContext::new(conn.remote, conn.local),
+        filter_cx: FilterContext::new(conn.remote, conn.local)
+            .with_random_seed(shared.random.next_u64()),
         log,
         start,
         bytes_received,
         request_done: done_rx,
-        random: random::next_u64(),
+        random: shared.random.next_u64(),
         epoch: shared.epoch,
         timeout_alt_response: false,
         grpc: parts

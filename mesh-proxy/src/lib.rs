@@ -80,6 +80,7 @@ pub struct ProxyBuilder {
     stats: Arc<Registry>,
     admin: Option<SocketAddr>,
     log_level: LogLevelControl,
+    seed: Option<u64>,
 }
 
 /// What the admin API's `/logging?level=` calls (the embedder owns the log subscriber).
@@ -137,6 +138,17 @@ impl ProxyBuilder {
         self
     }
 
+    /// Makes the request path's sampling draws (fault and mirror fractions, weighted clusters,
+    /// host picks, retry backoff jitter, filters' [`FilterContext::random_u64`]) come from one
+    /// sequence started at `seed`, so the same requests in the same order draw the same
+    /// numbers. Request and trace ids stay random. Default: unseeded, a fast per-thread source.
+    ///
+    /// [`FilterContext::random_u64`]: mesh_core::filter::FilterContext::random_u64
+    pub fn random_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
     /// Validates and compiles the config.
     ///
     /// # Errors
@@ -153,6 +165,7 @@ impl ProxyBuilder {
             drain_time: self.drain_time,
             admin,
             log_level: self.log_level,
+            random: random::Source::new(self.seed),
         })
     }
 }
@@ -166,6 +179,7 @@ pub struct Proxy {
     drain_time: Duration,
     admin: Option<SocketAddr>,
     log_level: LogLevelControl,
+    random: random::Source,
 }
 
 /// Config-level stats (Envoy's `server.*` and the reload counters).
@@ -292,6 +306,7 @@ impl Proxy {
             stats,
             admin: None,
             log_level: LogLevelControl::default(),
+            seed: None,
         }
     }
 
@@ -309,6 +324,7 @@ impl Proxy {
             store: Arc::clone(&self.store),
             stats: Arc::clone(&self.stats),
             epoch: tokio::time::Instant::now(),
+            random: self.random.clone(),
         });
         let configs: Vec<Listener> = self.store.load().value.bootstrap.listeners.clone();
         let mut bound = Vec::new();

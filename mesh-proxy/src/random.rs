@@ -4,6 +4,8 @@
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 thread_local! {
     static STATE: Cell<u64> = Cell::new({
@@ -23,6 +25,28 @@ pub(crate) fn next_u64() -> u64 {
         s.set(x);
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     })
+}
+
+/// The proxy's random source: the per-thread one, or one seeded sequence shared by every
+/// thread (`ProxyBuilder::random_seed`), for reproducible runs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Source(Option<Arc<AtomicU64>>);
+
+impl Source {
+    pub(crate) fn new(seed: Option<u64>) -> Self {
+        Self(seed.map(|s| Arc::new(AtomicU64::new(s))))
+    }
+
+    /// The next draw.
+    pub(crate) fn next_u64(&self) -> u64 {
+        match &self.0 {
+            None => next_u64(),
+            // splitmix64 over a shared counter: every draw distinct, in a fixed order.
+            Some(state) => {
+                mesh_lb::mix64(state.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed))
+            }
+        }
+    }
 }
 
 /// A random version-4 UUID in its hyphenated lower-case form.

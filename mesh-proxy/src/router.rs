@@ -315,7 +315,7 @@ pub(crate) async fn route(
                     && take_retry(cx, &cluster, r, &limits, &mut retry_slots)
                 {
                     backoff = Some(Box::pin(tokio::time::sleep(
-                        r.next_backoff(crate::random::next_u64()),
+                        r.next_backoff(cx.filter_cx.random_u64()),
                     )));
                     continue;
                 }
@@ -380,7 +380,7 @@ pub(crate) async fn route(
             drop(result);
             if !waiting {
                 backoff = Some(Box::pin(tokio::time::sleep(
-                    r.next_backoff(crate::random::next_u64()),
+                    r.next_backoff(cx.filter_cx.random_u64()),
                 )));
             }
             continue;

@@ -15,6 +15,15 @@ async fn with_fault(
     routes: RouteConfiguration,
     up: &Upstream,
 ) -> (RunningProxy, SocketAddr) {
+    with_fault_seeded(fault, routes, up, None).await
+}
+
+async fn with_fault_seeded(
+    fault: serde_json::Value,
+    routes: RouteConfiguration,
+    up: &Upstream,
+    seed: Option<u64>,
+) -> (RunningProxy, SocketAddr) {
     let mut hcm = HttpConnectionManager::with_routes(routes);
     hcm.http_filters.push(HttpFilterConfig {
         name: "envoy.filters.http.fault".into(),
@@ -27,7 +36,11 @@ async fn with_fault(
     let boot = Bootstrap::default()
         .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
         .with_cluster(Cluster::new_static("up", [up.addr()]));
-    let p = Proxy::builder(boot).build().unwrap().start().await.unwrap();
+    let mut b = Proxy::builder(boot);
+    if let Some(seed) = seed {
+        b = b.random_seed(seed);
+    }
+    let p = b.build().unwrap().start().await.unwrap();
     let addr = p.listener_addr("http").unwrap();
     (p, addr)
 }
@@ -102,6 +115,57 @@ async fn a_fractional_abort_hits_about_that_fraction() {
     assert!((182..=318).contains(&aborted), "{aborted} of {N} aborted");
     assert_eq!(up.requests(), N - aborted);
     p.shutdown().await;
+}
+
+/// Which of `n` sequential requests a seeded proxy aborts (true) or delays by `delay`.
+async fn draws(
+    fault: serde_json::Value,
+    seed: u64,
+    n: usize,
+    delay: Option<Duration>,
+) -> Vec<bool> {
+    let up = Upstream::start("up", Behavior::Identify).await;
+    let (p, addr) = with_fault_seeded(fault, to_up(), &up, Some(seed)).await;
+    let c = Client::http1();
+    let mut hit = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = tokio::time::Instant::now();
+        let r = c.get(addr, "/", &[]).await;
+        hit.push(match delay {
+            Some(d) => {
+                assert_eq!(r.status, StatusCode::OK);
+                started.elapsed() >= d
+            }
+            None => r.status == StatusCode::SERVICE_UNAVAILABLE,
+        });
+    }
+    p.shutdown().await;
+    hit
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_seeded_proxy_draws_the_same_fractional_faults_every_run() {
+    const N: usize = 400;
+    let abort = json!({"abort": {"http_status": 503, "percentage": {"numerator": 30}}});
+    let first = draws(abort.clone(), 7, N, None).await;
+    let again = draws(abort.clone(), 7, N, None).await;
+    assert_eq!(first, again, "the same seed draws the same aborts");
+    let other = draws(abort, 8, N, None).await;
+    assert_ne!(first, other, "another seed draws others");
+    // Binomial(400, 0.3): mean 120, sd 9.2; 5 sd either side.
+    let aborted = first.iter().filter(|h| **h).count();
+    assert!((74..=166).contains(&aborted), "{aborted} of {N} aborted");
+
+    // A fractional delay, on the paused clock: about half wait the whole second.
+    let delay = json!({"delay": {"fixed_delay": "1s", "percentage": {"numerator": 50}}});
+    let first = draws(delay.clone(), 11, N, Some(Duration::from_secs(1))).await;
+    assert_eq!(
+        first,
+        draws(delay, 11, N, Some(Duration::from_secs(1))).await
+    );
+    // Binomial(400, 0.5): mean 200, sd 10; 5 sd either side.
+    let delayed = first.iter().filter(|h| **h).count();
+    assert!((150..=250).contains(&delayed), "{delayed} of {N} delayed");
 }
 
 #[tokio::test]

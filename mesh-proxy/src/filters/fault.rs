@@ -19,7 +19,6 @@ use mesh_route::HeaderMatch;
 use serde_json::Value;
 
 use super::{field, uint};
-use crate::random;
 
 /// The filter's name.
 pub(crate) const NAME: &str = "envoy.filters.http.fault";
@@ -323,7 +322,7 @@ impl HttpFilter for Fault {
                 DelaySource::Header => header_u64(req, DELAY_HEADER).map(Duration::from_millis),
             };
             if let Some(delay) = delay.filter(|d| !d.is_zero())
-                && effective(*pct, req, DELAY_PERCENT_HEADER).enabled(random::next_u64())
+                && effective(*pct, req, DELAY_PERCENT_HEADER).enabled(cx.random_u64())
             {
                 start_fault();
                 self.stats.delays.inc();
@@ -348,7 +347,7 @@ impl HttpFilter for Fault {
                     }),
             };
             if let Some(abort) = abort
-                && effective(*pct, req, ABORT_PERCENT_HEADER).enabled(random::next_u64())
+                && effective(*pct, req, ABORT_PERCENT_HEADER).enabled(cx.random_u64())
             {
                 start_fault();
                 self.stats.aborts.inc();
