@@ -146,6 +146,7 @@ pub struct FilterContext {
     extensions: http::Extensions,
     route_overrides: Option<Arc<std::collections::BTreeMap<String, serde_json::Value>>>,
     random: u64,
+    route_cleared: bool,
 }
 
 impl FilterContext {
@@ -158,6 +159,7 @@ impl FilterContext {
             extensions: http::Extensions::new(),
             route_overrides: None,
             random: 0x853c_49e6_748f_ea9b,
+            route_cleared: false,
         }
     }
 
@@ -213,6 +215,18 @@ impl FilterContext {
     /// `typed_per_filter_config`), if the matched route or virtual host has one.
     pub fn route_config(&self, filter: &str) -> Option<&serde_json::Value> {
         self.route_overrides.as_ref()?.get(filter)
+    }
+
+    /// Tells the router to match the route again: the route is chosen once, before the
+    /// filters run, and kept (Envoy's route cache); a filter that changes what routing reads
+    /// (path, `Host`, headers) calls this so the change picks the route.
+    pub fn clear_route_cache(&mut self) {
+        self.route_cleared = true;
+    }
+
+    /// Whether a filter called [`FilterContext::clear_route_cache`].
+    pub fn route_cache_cleared(&self) -> bool {
+        self.route_cleared
     }
 
     /// Sets the per-route overrides (done by the proxy once the route is known).

@@ -40,6 +40,42 @@ where
     b.map_err(Into::into).boxed()
 }
 
+/// An upstream response body: from a connection, or from an in-process
+/// [`UpstreamService`](crate::UpstreamService).
+pub(crate) enum UpstreamBody {
+    Net(hyper::body::Incoming),
+    Mem(ProxyBody),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Net(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::Mem(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Net(b) => b.is_end_stream(),
+            Self::Mem(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Net(b) => b.size_hint(),
+            Self::Mem(b) => b.size_hint(),
+        }
+    }
+}
+
 /// The body timed out (a stream idle timeout or a deadline).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -12,7 +12,6 @@ use std::time::SystemTime;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use mesh_core::filter::{FilterContext, Flow, LocalReply};
 use mesh_core::flags::ResponseFlags;
 use mesh_core::stats::Registry;
@@ -36,6 +35,14 @@ pub(crate) struct Shared {
     pub(crate) epoch: Instant,
     /// The request path's random draws.
     pub(crate) random: random::Source,
+    /// Answers upstream requests in process instead of the network.
+    pub(crate) upstream: Option<Arc<dyn crate::UpstreamService>>,
+}
+
+impl std::fmt::Debug for dyn crate::UpstreamService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpstreamService")
+    }
 }
 
 /// Per-connection state the connection task watches.
@@ -92,14 +99,21 @@ pub(crate) struct RequestCtx {
     pub(crate) timeout_alt_response: bool,
     /// The request is gRPC (`content-type: application/grpc[+…]`).
     pub(crate) grpc: bool,
+    /// [`Shared::upstream`].
+    pub(crate) upstream: Option<Arc<dyn crate::UpstreamService>>,
 }
 
-/// hyper service entry point.
-pub(crate) async fn serve(
-    req: Request<Incoming>,
+/// The connection manager's entry point: hyper's service for a connection, and
+/// [`crate::Proxy::handle`] in process.
+pub(crate) async fn serve<B>(
+    req: Request<B>,
     conn: Arc<ConnInfo>,
     shared: Arc<Shared>,
-) -> Result<Response<ProxyBody>, Infallible> {
+) -> Result<Response<ProxyBody>, Infallible>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<mesh_core::BoxError>,
+{
     let stream = conn.state.begin();
     let n = conn.state.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let snapshot = shared.store.load_full();
@@ -194,6 +208,7 @@ pub(crate) async fn serve(
         random: shared.random.next_u64(),
         epoch: shared.epoch,
         timeout_alt_response: false,
+        upstream: shared.upstream.clone(),
         grpc: parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -201,10 +216,14 @@ pub(crate) async fn serve(
             .is_some_and(|c| c == "application/grpc" || c.starts_with("application/grpc+")),
     };
 
-    // Per-route filter config is known before the filters run.
-    if !chain.filters.is_empty()
-        && let Some(hit) = chain.routes.find(&parts, cx.random)
-    {
+    // The route is chosen once, before the filters run (their per-route config depends on
+    // it), and kept for the router unless a filter clears it (Envoy's route cache).
+    let hit = if chain.filters.is_empty() {
+        None
+    } else {
+        chain.routes.find(&parts, cx.random)
+    };
+    if let Some(hit) = &hit {
         cx.filter_cx
             .set_route_overrides(hit.typed_per_filter_config().cloned());
     }
@@ -223,7 +242,8 @@ pub(crate) async fn serve(
         Some(r) => local_reply(&mut cx, r),
         None => {
             ran = chain.filters.len();
-            router::route(&mut cx, parts, body::boxed(req_body)).await
+            let hit = hit.filter(|_| !cx.filter_cx.route_cache_cleared());
+            router::route(&mut cx, parts, body::boxed(req_body), hit).await
         }
     };
     Ok(finish(cx, resp, ran, stream).await)

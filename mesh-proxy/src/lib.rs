@@ -38,6 +38,7 @@ mod error;
 mod filters;
 mod headers;
 mod health_check;
+mod in_process;
 mod listener;
 mod random;
 mod router;
@@ -63,6 +64,7 @@ use tokio::task::JoinHandle;
 
 pub use access_log::DEFAULT_FORMAT as DEFAULT_ACCESS_LOG_FORMAT;
 pub use error::Error;
+pub use in_process::{UpstreamFuture, UpstreamService};
 
 use compile::Compiled;
 use conn_manager::Shared;
@@ -81,6 +83,7 @@ pub struct ProxyBuilder {
     admin: Option<SocketAddr>,
     log_level: LogLevelControl,
     seed: Option<u64>,
+    upstream: Option<Arc<dyn UpstreamService>>,
 }
 
 /// What the admin API's `/logging?level=` calls (the embedder owns the log subscriber).
@@ -149,6 +152,13 @@ impl ProxyBuilder {
         self
     }
 
+    /// Answers every upstream request in process with `service` instead of connecting to
+    /// the hosts (see [`Proxy::handle`]). Active health checks still probe the network.
+    pub fn upstream_service(mut self, service: impl UpstreamService) -> Self {
+        self.upstream = Some(Arc::new(service));
+        self
+    }
+
     /// Validates and compiles the config.
     ///
     /// # Errors
@@ -158,14 +168,22 @@ impl ProxyBuilder {
         let compiled = compile::compile(&self.bootstrap, &self.registry, &self.stats, None)
             .map_err(|e| Error::new(Kind::Config, Some(e.into())))?;
         let admin = self.admin.or(self.bootstrap.admin.map(|a| a.address));
+        let store = Arc::new(ConfigStore::new(compiled));
+        let shared = Arc::new(Shared {
+            store: Arc::clone(&store),
+            stats: Arc::clone(&self.stats),
+            epoch: tokio::time::Instant::now(),
+            random: random::Source::new(self.seed),
+            upstream: self.upstream,
+        });
         Ok(Proxy {
-            store: Arc::new(ConfigStore::new(compiled)),
+            store,
             stats: self.stats,
             registry: self.registry,
             drain_time: self.drain_time,
             admin,
             log_level: self.log_level,
-            random: random::Source::new(self.seed),
+            shared,
         })
     }
 }
@@ -179,7 +197,7 @@ pub struct Proxy {
     drain_time: Duration,
     admin: Option<SocketAddr>,
     log_level: LogLevelControl,
-    random: random::Source,
+    shared: Arc<Shared>,
 }
 
 /// Config-level stats (Envoy's `server.*` and the reload counters).
@@ -307,6 +325,7 @@ impl Proxy {
             admin: None,
             log_level: LogLevelControl::default(),
             seed: None,
+            upstream: None,
         }
     }
 
@@ -315,17 +334,51 @@ impl Proxy {
         &self.stats
     }
 
+    /// Serves one request in process, as if it had arrived from `remote` on the listener
+    /// named `listener` (its first filter chain), without binding anything: the connection
+    /// manager, the filters and the router run as they do behind a socket. Upstream requests
+    /// go to the [`ProxyBuilder::upstream_service`] when one is set, else to the network.
+    ///
+    /// # Errors
+    /// [`Error::is_config`] when there is no listener of that name.
+    pub async fn handle(
+        &self,
+        listener: &str,
+        remote: SocketAddr,
+        req: http::Request<body::ProxyBody>,
+    ) -> Result<http::Response<body::ProxyBody>, Error> {
+        let local = self
+            .store
+            .load()
+            .value
+            .bootstrap
+            .listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map(|l| l.address)
+            .ok_or_else(|| {
+                Error::new(
+                    Kind::Config,
+                    Some(format!("no listener named {listener:?}").into()),
+                )
+            })?;
+        let conn = Arc::new(conn_manager::ConnInfo {
+            remote,
+            local,
+            listener: listener.into(),
+            chain: 0,
+            state: Arc::default(),
+        });
+        let Ok(resp) = conn_manager::serve(req, conn, Arc::clone(&self.shared)).await;
+        Ok(resp)
+    }
+
     /// Binds every listener (and the admin server, when configured) and starts serving.
     ///
     /// # Errors
     /// [`Error::is_bind`] when an address cannot be bound (nothing is left listening then).
     pub async fn start(self) -> Result<RunningProxy, Error> {
-        let shared = Arc::new(Shared {
-            store: Arc::clone(&self.store),
-            stats: Arc::clone(&self.stats),
-            epoch: tokio::time::Instant::now(),
-            random: self.random.clone(),
-        });
+        let shared = Arc::clone(&self.shared);
         let configs: Vec<Listener> = self.store.load().value.bootstrap.listeners.clone();
         let mut bound = Vec::new();
         for l in configs {

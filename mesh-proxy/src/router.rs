@@ -18,7 +18,7 @@ use mesh_lb::outlier::Outcome;
 use mesh_route::{Forward, Hit, HitAction, RequestInfo};
 use tokio::time::Instant;
 
-use crate::body::{self, ProxyBody, Tracked};
+use crate::body::{self, ProxyBody, Tracked, UpstreamBody};
 use crate::compile::ClusterRt;
 use crate::conn_manager::{RequestCtx, authority, local_reply, note_original_path, reply};
 use crate::error::Kind;
@@ -31,14 +31,16 @@ use retry::{Replay, Retry, X_ENVOY_ATTEMPT_COUNT};
 const CONNECT_ERROR: &str = "upstream connect error or disconnect/reset before headers. ";
 
 /// Routes a request whose filters have run, and returns the response head with its body.
+/// `cached` is the route chosen before the filters ran, when it still holds.
 pub(crate) async fn route(
     cx: &mut RequestCtx,
     mut parts: Parts,
     req_body: ProxyBody,
+    cached: Option<Hit<'_>>,
 ) -> Response<ProxyBody> {
     let chain = Arc::clone(&cx.chain);
     let random = cx.random;
-    let Some(hit) = chain.routes.find(&parts, random) else {
+    let Some(hit) = cached.or_else(|| chain.routes.find(&parts, random)) else {
         return local_reply(
             cx,
             reply(StatusCode::NOT_FOUND, "", ResponseFlags::NO_ROUTE_FOUND),
@@ -246,13 +248,12 @@ pub(crate) async fn route(
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let (send_pool, send_limits, up) =
-                (Arc::clone(&pool), Arc::clone(&limits), upgrade.is_some());
+            let send = send(cx, &pool, &limits, upstream_req, upgrade.is_some());
             attempts.push(Attempt {
                 index,
                 active: host.start_request(),
                 sent_at: Instant::now(),
-                send: Box::pin(async move { send_pool.send(upstream_req, up, &send_limits).await }),
+                send,
                 per_try: per_try.map(|d| Box::pin(tokio::time::sleep(d))),
                 hedged: false,
                 pool,
@@ -510,8 +511,8 @@ fn shadow(
     let pool = Arc::clone(&cluster.pools[i]);
     let limits = Arc::clone(cluster.lb.breakers(fwd.action().priority));
     cluster.stats.rq_total.inc();
+    let send = send(cx, &pool, &limits, req, false);
     tokio::spawn(async move {
-        let send = pool.send(req, false, &limits);
         let done = match timeout {
             Some(t) => tokio::time::timeout(t, send).await.ok(),
             None => Some(send.await),
@@ -553,13 +554,36 @@ fn shadow_host(req: &mut Request<ProxyBody>) {
     }
 }
 
-type SendResult = Result<
-    (
-        Response<hyper::body::Incoming>,
-        Option<crate::upstream::Lease>,
-    ),
-    crate::Error,
->;
+type SendResult = Result<(Response<UpstreamBody>, Option<crate::upstream::Lease>), crate::Error>;
+
+/// Sends one upstream request: over the host's connection pool, or to the in-process
+/// upstream service when the proxy has one.
+fn send(
+    cx: &RequestCtx,
+    pool: &Arc<crate::upstream::HostPool>,
+    limits: &Arc<mesh_lb::breaker::Limits>,
+    req: Request<ProxyBody>,
+    upgrade: bool,
+) -> Pin<Box<dyn Future<Output = SendResult> + Send>> {
+    match &cx.upstream {
+        None => {
+            let (pool, limits) = (Arc::clone(pool), Arc::clone(limits));
+            Box::pin(async move {
+                let (resp, lease) = pool.send(req, upgrade, &limits).await?;
+                Ok((resp.map(UpstreamBody::Net), lease))
+            })
+        }
+        Some(service) => {
+            let call = service.call(pool.address(), req);
+            Box::pin(async move {
+                match call.await {
+                    Ok(resp) => Ok((resp.map(UpstreamBody::Mem), None)),
+                    Err(e) => Err(crate::Error::new(Kind::Upstream, Some(e))),
+                }
+            })
+        }
+    }
+}
 
 /// One upstream attempt in flight.
 struct Attempt {
@@ -669,13 +693,7 @@ fn report_outlier(
     cx: &RequestCtx,
     cluster: &ClusterRt,
     index: usize,
-    result: &Result<
-        (
-            Response<hyper::body::Incoming>,
-            Option<crate::upstream::Lease>,
-        ),
-        crate::Error,
-    >,
+    result: &Result<(Response<UpstreamBody>, Option<crate::upstream::Lease>), crate::Error>,
 ) {
     let Some(od) = cluster.lb.outlier() else {
         return;
