@@ -51,34 +51,54 @@ pub(crate) struct ChainRt {
     pub(crate) internal_only: Vec<HeaderName>,
     pub(crate) access_logs: Vec<AccessLogger>,
     pub(crate) stats: HcmStats,
-    /// Each route's compiled hash policies, by virtual-host and route index (`None` when the
-    /// route has none), so a pick never compiles them per request.
-    pub(crate) hash_policies: Vec<Vec<Option<HashPolicies>>>,
+    /// What each route needs compiled, by virtual-host and route index, so a request never
+    /// compiles it.
+    pub(crate) per_route: Vec<Vec<RouteRt>>,
+}
+
+/// A route's compiled hash and retry policies.
+#[derive(Debug, Default)]
+pub(crate) struct RouteRt {
+    /// The route's hash policies, when it has any.
+    pub(crate) hash: Option<HashPolicies>,
+    /// The retry policy in force (the route's, else its virtual host's).
+    pub(crate) retry: Option<crate::router::RetryRt>,
 }
 
 impl ChainRt {
+    /// The compiled policies of the route a hit matched.
+    pub(crate) fn route_rt(&self, vhost: usize, route: Option<usize>) -> Option<&RouteRt> {
+        self.per_route.get(vhost)?.get(route?)
+    }
+
     /// The compiled hash policies of the route a hit matched.
     pub(crate) fn hash_policies(
         &self,
         vhost: usize,
         route: Option<usize>,
     ) -> Option<&HashPolicies> {
-        self.hash_policies.get(vhost)?.get(route?)?.as_ref()
+        self.route_rt(vhost, route)?.hash.as_ref()
     }
 }
 
-/// Compiles every route's hash policies.
-fn compile_hash_policies(rc: &RouteConfiguration) -> Vec<Vec<Option<HashPolicies>>> {
+/// Compiles every route's hash and retry policies.
+fn compile_routes(rc: &RouteConfiguration) -> Vec<Vec<RouteRt>> {
     rc.virtual_hosts
         .iter()
         .map(|vh| {
             vh.routes
                 .iter()
                 .map(|r| match &r.action {
-                    mesh_core::config::Action::Route(a) if !a.hash_policy.is_empty() => {
-                        Some(HashPolicies::new(&a.hash_policy))
-                    }
-                    _ => None,
+                    mesh_core::config::Action::Route(a) => RouteRt {
+                        hash: (!a.hash_policy.is_empty())
+                            .then(|| HashPolicies::new(&a.hash_policy)),
+                        retry: a
+                            .retry_policy
+                            .as_ref()
+                            .or(vh.retry_policy.as_ref())
+                            .map(crate::router::RetryRt::new),
+                    },
+                    _ => RouteRt::default(),
                 })
                 .collect()
         })
@@ -253,7 +273,7 @@ pub(crate) fn compile(
                 .unwrap_or_default();
             if let (Some(routes), Some(rc)) = (routes, rc) {
                 chains.push(Arc::new(ChainRt {
-                    hash_policies: compile_hash_policies(rc),
+                    per_route: compile_routes(rc),
                     hcm: hcm.clone(),
                     routes,
                     filters,

@@ -101,7 +101,7 @@ pub(crate) fn sanitize_request(
             Some(prev) => format!("{prev},{peer}"),
             None => peer.to_string(),
         };
-        if let Ok(v) = HeaderValue::from_str(&value) {
+        if let Some(v) = generated(value.as_bytes()) {
             headers.insert(X_FORWARDED_FOR.clone(), v);
         }
     }
@@ -125,7 +125,7 @@ pub(crate) fn sanitize_request(
         for name in EDGE_ONLY {
             headers.remove(*name);
         }
-        if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+        if let Some(v) = generated(client.to_string().as_bytes()) {
             headers.insert(X_ENVOY_EXTERNAL_ADDRESS.clone(), v);
         }
     }
@@ -349,5 +349,71 @@ mod tests {
         assert_eq!(strip_port("a.com"), ("a.com", None));
         assert_eq!(strip_port("[::1]:8080"), ("[::1]", Some("8080")));
         assert_eq!(strip_port("[::1]"), ("[::1]", None));
+    }
+}
+
+/// Up to this many bytes, a generated header value lives in one allocation.
+const INLINE: usize = 62;
+
+/// The bytes of a short generated header value, inline.
+struct Inline {
+    len: u8,
+    buf: [u8; INLINE],
+}
+
+impl AsRef<[u8]> for Inline {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+/// A header value the proxy generates (request and trace ids, `x-forwarded-for`, …), `None`
+/// when `bytes` is not a valid value. A short one is one allocation whose clones share it:
+/// a request kept for retries clones its headers for every attempt, and a value made with
+/// `HeaderValue::from_str` would be copied into a new shared buffer on its first clone.
+pub(crate) fn generated(bytes: &[u8]) -> Option<HeaderValue> {
+    if bytes.len() <= INLINE {
+        let mut buf = [0u8; INLINE];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        let owner = Inline {
+            len: bytes.len() as u8,
+            buf,
+        };
+        HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(owner)).ok()
+    } else {
+        HeaderValue::from_bytes(bytes).ok()
+    }
+}
+
+/// A generated header value holding `v` in decimal.
+pub(crate) fn generated_u64(mut v: u64) -> HeaderValue {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    generated(&buf[i..]).unwrap_or_else(|| HeaderValue::from_static("0"))
+}
+
+#[cfg(test)]
+mod generated_tests {
+    use super::*;
+
+    #[test]
+    fn generated_values_hold_their_bytes_and_share_clones() {
+        let v = generated(b"10.1.2.3, 192.0.2.1").unwrap();
+        assert_eq!(v, "10.1.2.3, 192.0.2.1");
+        assert_eq!(v.clone().as_bytes().as_ptr(), v.as_bytes().as_ptr());
+        assert!(generated(b"bad\nvalue").is_none());
+        let long = "x".repeat(200);
+        assert_eq!(generated(long.as_bytes()).unwrap(), long.as_str());
+        assert_eq!(generated_u64(0), "0");
+        assert_eq!(generated_u64(15000), "15000");
+        assert_eq!(generated_u64(u64::MAX), "18446744073709551615");
     }
 }

@@ -57,7 +57,7 @@ pub(crate) fn uuid_v4() -> http::HeaderValue {
     let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let s = id.hyphenated().encode_lower(&mut buf);
-    http::HeaderValue::from_str(s).expect("a hyphenated UUID is a valid header value")
+    crate::headers::generated(s.as_bytes()).expect("a hyphenated UUID is a valid header value")
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use crate::headers::{self, X_ENVOY_OVERLOADED, X_ENVOY_UPSTREAM_SERVICE_TIME};
 
 mod retry;
 
+pub(crate) use retry::RetryRt;
 use retry::{Replay, Retry, X_ENVOY_ATTEMPT_COUNT};
 
 const CONNECT_ERROR: &str = "upstream connect error or disconnect/reset before headers. ";
@@ -109,26 +110,35 @@ pub(crate) async fn route(
     }
     // A trusted x-envoy-upstream-rq-timeout-ms replaces the route timeout (external requests
     // lost the header in sanitizing); 0 disables it. The alt-response header turns the 504
-    // into a 204.
+    // into a 204. Most requests have no x-envoy-* header: one pass over the names says so.
     let mut timeout = fwd.action().effective_timeout();
-    if let Some(ms) = take_header(&mut parts.headers, &X_ENVOY_RQ_TIMEOUT)
-        .and_then(|v| v.trim().parse::<u64>().ok())
+    if parts
+        .headers
+        .keys()
+        .any(|k| k.as_str().starts_with("x-envoy-"))
     {
-        timeout = (ms > 0).then(|| Duration::from_millis(ms));
+        if let Some(ms) = take_header(&mut parts.headers, &X_ENVOY_RQ_TIMEOUT)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            timeout = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        if take_header(&mut parts.headers, &X_ENVOY_TIMEOUT_ALT).is_some() {
+            cx.timeout_alt_response = true;
+        }
     }
-    if take_header(&mut parts.headers, &X_ENVOY_TIMEOUT_ALT).is_some() {
-        cx.timeout_alt_response = true;
-    }
+    // Retry headers are consumed (and removed) even when nothing will be retried.
+    let retry_rt = chain
+        .route_rt(hit.virtual_host().index(), hit.route_index())
+        .and_then(|r| r.retry.as_ref());
+    let mut retry = Retry::new(retry_rt, hit.hedge_policy(), &mut parts, timeout);
     if let Some(t) = timeout
         && !cx.chain.hcm.suppress_envoy_headers
     {
         parts.headers.insert(
             X_ENVOY_EXPECTED_TIMEOUT.clone(),
-            HeaderValue::from(t.as_millis() as u64),
+            headers::generated_u64(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         );
     }
-    // Retry headers are consumed (and removed) even when nothing will be retried.
-    let mut retry = Retry::new(hit.retry_policy(), hit.hedge_policy(), &mut parts, timeout);
     if upgrade.is_some() {
         retry = None;
     }
@@ -188,6 +198,11 @@ pub(crate) async fn route(
     // starts another attempt and leaves the late one running, and the first response that is
     // not retried wins. Dropping `attempts` cancels whatever is still in flight.
     let hedge = retry.as_ref().is_some_and(|r| r.hedge) && replay.is_some();
+    // The first attempt takes the request head; a retry rebuilds it from this snapshot.
+    let snapshot = retry
+        .as_ref()
+        .and(replay.as_ref())
+        .map(|_| HeadSnapshot::of(&parts));
     let mut attempt: u32 = 0;
     let mut tried: Vec<usize> = Vec::new();
     let mut retry_slots = Vec::new();
@@ -225,7 +240,13 @@ pub(crate) async fn route(
                 log.upstream_host = Some(pool.address().to_string());
             }
             let (p, body) = match &replay {
-                Some(r) => (clone_parts(&parts), r.body().unwrap_or_else(body::empty)),
+                Some(r) => (
+                    match &snapshot {
+                        Some(s) if attempt > 1 => s.parts(),
+                        _ => parts_take(&mut parts),
+                    },
+                    r.body().unwrap_or_else(body::empty),
+                ),
                 None => (
                     parts_take(&mut parts),
                     once_body.take().unwrap_or_else(body::empty),
@@ -611,7 +632,7 @@ enum Event {
 fn take_retry(
     cx: &mut RequestCtx,
     cluster: &ClusterRt,
-    r: &mut Retry,
+    r: &mut Retry<'_>,
     limits: &Arc<mesh_lb::breaker::Limits>,
     slots: &mut Vec<mesh_lb::breaker::Permit>,
 ) -> bool {
@@ -667,7 +688,7 @@ fn pick_host(
     pick: &PickContext,
     metadata_match: &std::collections::BTreeMap<String, serde_json::Value>,
     tried: &[usize],
-    retry: Option<&Retry>,
+    retry: Option<&Retry<'_>>,
 ) -> Option<usize> {
     let once = || {
         if metadata_match.is_empty() {
@@ -746,6 +767,40 @@ fn request_info(cx: &RequestCtx, version: http::Version) -> RequestInfo<'static>
 
 fn head_is_5xx<B>(resp: &Response<B>) -> bool {
     resp.status().is_server_error()
+}
+
+/// A request head kept for retries. Taking it costs one allocation and a reference-count
+/// increment per header (no hashing); the header map is rebuilt only when a retry happens.
+struct HeadSnapshot {
+    method: http::Method,
+    uri: Uri,
+    version: http::Version,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl HeadSnapshot {
+    fn of(p: &Parts) -> Self {
+        let mut headers = Vec::with_capacity(p.headers.len());
+        headers.extend(p.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Self {
+            method: p.method.clone(),
+            uri: p.uri.clone(),
+            version: p.version,
+            headers,
+        }
+    }
+
+    fn parts(&self) -> Parts {
+        let (mut p, ()) = Request::new(()).into_parts();
+        p.method = self.method.clone();
+        p.uri = self.uri.clone();
+        p.version = self.version;
+        p.headers.reserve(self.headers.len());
+        for (k, v) in &self.headers {
+            p.headers.append(k.clone(), v.clone());
+        }
+        p
+    }
 }
 
 fn parts_take(parts: &mut Parts) -> Parts {

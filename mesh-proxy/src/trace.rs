@@ -9,7 +9,7 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::headers::X_REQUEST_ID;
+use crate::headers::{X_REQUEST_ID, generated};
 use crate::random;
 
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -21,13 +21,32 @@ static B3_SINGLE: HeaderName = HeaderName::from_static("b3");
 
 /// An incoming trace: 32 hex digits of trace id, the parent span, and whether it is sampled.
 struct Incoming {
-    trace_id: String,
-    parent: Option<String>,
+    trace_id: [u8; 32],
+    parent: Option<[u8; 16]>,
     sampled: bool,
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b != b'0')
+}
+
+/// `s` (hex, at most `N` digits) lower-cased and left-padded with zeros to `N` digits.
+fn hex_id<const N: usize>(s: &str) -> [u8; N] {
+    let mut out = [b'0'; N];
+    let s = &s.as_bytes()[s.len().saturating_sub(N)..];
+    out[N - s.len()..].copy_from_slice(s);
+    out.make_ascii_lowercase();
+    out
+}
+
+/// `v` as 16 lower-case hex digits.
+fn hex16(v: u64) -> [u8; 16] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
 }
 
 fn header<'a>(h: &'a HeaderMap, n: &HeaderName) -> Option<&'a str> {
@@ -50,23 +69,22 @@ fn from_traceparent(h: &HeaderMap) -> Option<Incoming> {
     }
     let flags = u8::from_str_radix(flags, 16).ok()?;
     Some(Incoming {
-        trace_id: trace.to_ascii_lowercase(),
-        parent: Some(parent.to_ascii_lowercase()),
+        trace_id: hex_id(trace),
+        parent: Some(hex_id(parent)),
         sampled: flags & 1 == 1,
     })
 }
 
 /// Multi-header B3, or the single `b3: trace-span[-sampled[-parent]]` header.
 fn from_b3(h: &HeaderMap) -> Option<Incoming> {
-    let pad = |t: &str| format!("{t:0>32}").to_ascii_lowercase();
     if let Some(t) = header(h, &B3_TRACE_ID)
         && (is_hex(t, 32) || is_hex(t, 16))
     {
         let span = header(h, &B3_SPAN_ID).filter(|s| is_hex(s, 16));
         let sampled = header(h, &B3_SAMPLED).is_none_or(|s| s == "1" || s == "true");
         return Some(Incoming {
-            trace_id: pad(t),
-            parent: span.map(str::to_ascii_lowercase),
+            trace_id: hex_id(t),
+            parent: span.map(hex_id),
             sampled,
         });
     }
@@ -78,10 +96,26 @@ fn from_b3(h: &HeaderMap) -> Option<Incoming> {
     }
     let sampled = it.next().is_none_or(|s| s == "1" || s == "d");
     Some(Incoming {
-        trace_id: pad(t),
-        parent: Some(span.to_ascii_lowercase()),
+        trace_id: hex_id(t),
+        parent: Some(hex_id(span)),
         sampled,
     })
+}
+
+/// The 32 hex digits of a UUID-shaped `x-request-id`, when it has them and they are not all
+/// zero.
+fn from_request_id(h: &HeaderMap) -> Option<[u8; 32]> {
+    let id = header(h, &X_REQUEST_ID)?;
+    let mut out = [0u8; 32];
+    let mut n = 0;
+    for b in id.bytes().filter(|b| *b != b'-') {
+        if n == 32 || !b.is_ascii_hexdigit() {
+            return None;
+        }
+        out[n] = b.to_ascii_lowercase();
+        n += 1;
+    }
+    (n == 32 && out.iter().any(|b| *b != b'0')).then_some(out)
 }
 
 /// Propagates or starts the trace on a request about to be routed.
@@ -90,32 +124,40 @@ pub(crate) fn propagate(h: &mut HeaderMap) {
     let (trace_id, parent, sampled) = match incoming {
         Some(i) => (i.trace_id, i.parent, i.sampled),
         None => {
-            let from_request_id = header(h, &X_REQUEST_ID)
-                .map(|id| id.replace('-', "").to_ascii_lowercase())
-                .filter(|id| is_hex(id, 32));
-            let id = from_request_id.unwrap_or_else(|| {
-                format!("{:016x}{:016x}", random::next_u64(), random::next_u64())
+            let id = from_request_id(h).unwrap_or_else(|| {
+                let mut id = [0u8; 32];
+                id[..16].copy_from_slice(&hex16(random::next_u64()));
+                id[16..].copy_from_slice(&hex16(random::next_u64()));
+                id
             });
             (id, None, true)
         }
     };
-    let span = format!("{:016x}", random::next_u64() | 1);
-    let flags = if sampled { "01" } else { "00" };
-    let set = |h: &mut HeaderMap, n: &HeaderName, v: String| {
-        if let Ok(v) = HeaderValue::from_str(&v) {
+    let span = hex16(random::next_u64() | 1);
+    let mut tp = [0u8; 55];
+    tp[..3].copy_from_slice(b"00-");
+    tp[3..35].copy_from_slice(&trace_id);
+    tp[35] = b'-';
+    tp[36..52].copy_from_slice(&span);
+    tp[52..].copy_from_slice(if sampled { b"-01" } else { b"-00" });
+    let set = |h: &mut HeaderMap, n: &HeaderName, v: &[u8]| {
+        if let Some(v) = generated(v) {
             h.insert(n.clone(), v);
         }
     };
-    set(h, &TRACEPARENT, format!("00-{trace_id}-{span}-{flags}"));
-    set(h, &B3_TRACE_ID, trace_id);
-    set(h, &B3_SPAN_ID, span);
+    set(h, &TRACEPARENT, &tp);
+    set(h, &B3_TRACE_ID, &trace_id);
+    set(h, &B3_SPAN_ID, &span);
     match parent {
-        Some(p) => set(h, &B3_PARENT, p),
+        Some(p) => set(h, &B3_PARENT, &p),
         None => {
             h.remove(&B3_PARENT);
         }
     }
-    set(h, &B3_SAMPLED, if sampled { "1" } else { "0" }.to_owned());
+    h.insert(
+        B3_SAMPLED.clone(),
+        HeaderValue::from_static(if sampled { "1" } else { "0" }),
+    );
     h.remove(&B3_SINGLE);
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use mesh_core::BoxError;
 use mesh_core::config::{Denominator, FractionalPercent};
 use mesh_core::filter::{FilterContext, FilterRegistry, Flow, HttpFilter, LocalReply, RequestHead};
@@ -24,12 +24,14 @@ use super::{field, uint};
 pub(crate) const NAME: &str = "envoy.filters.http.fault";
 const TYPE_URL: &str = "envoy.extensions.filters.http.fault.v3.HTTPFault";
 
-const DELAY_HEADER: &str = "x-envoy-fault-delay-request";
-const DELAY_PERCENT_HEADER: &str = "x-envoy-fault-delay-request-percentage";
-const ABORT_HEADER: &str = "x-envoy-fault-abort-request";
-const ABORT_GRPC_HEADER: &str = "x-envoy-fault-abort-grpc-request";
-const ABORT_PERCENT_HEADER: &str = "x-envoy-fault-abort-request-percentage";
-const NODE_HEADER: &str = "x-envoy-downstream-service-node";
+static DELAY_HEADER: HeaderName = HeaderName::from_static("x-envoy-fault-delay-request");
+static DELAY_PERCENT_HEADER: HeaderName =
+    HeaderName::from_static("x-envoy-fault-delay-request-percentage");
+static ABORT_HEADER: HeaderName = HeaderName::from_static("x-envoy-fault-abort-request");
+static ABORT_GRPC_HEADER: HeaderName = HeaderName::from_static("x-envoy-fault-abort-grpc-request");
+static ABORT_PERCENT_HEADER: HeaderName =
+    HeaderName::from_static("x-envoy-fault-abort-request-percentage");
+static NODE_HEADER: HeaderName = HeaderName::from_static("x-envoy-downstream-service-node");
 
 pub(crate) fn register(registry: &mut FilterRegistry, stats: &Arc<Registry>) {
     for name in [NAME, TYPE_URL] {
@@ -255,12 +257,12 @@ impl Drop for ActiveFault {
     }
 }
 
-fn header_u64(req: &RequestHead, name: &str) -> Option<u64> {
+fn header_u64(req: &RequestHead, name: &HeaderName) -> Option<u64> {
     req.headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// The configured percentage, lowered (never raised) by a request header.
-fn effective(p: FractionalPercent, req: &RequestHead, header: &str) -> FractionalPercent {
+fn effective(p: FractionalPercent, req: &RequestHead, header: &HeaderName) -> FractionalPercent {
     match header_u64(req, header) {
         Some(n) => FractionalPercent {
             numerator: p.numerator.min(u32::try_from(n).unwrap_or(u32::MAX)),
@@ -292,7 +294,7 @@ impl HttpFilter for Fault {
             return Flow::Continue;
         }
         if !cfg.downstream_nodes.is_empty() {
-            let node = req.headers.get(NODE_HEADER).and_then(|v| v.to_str().ok());
+            let node = req.headers.get(&NODE_HEADER).and_then(|v| v.to_str().ok());
             if !node.is_some_and(|n| cfg.downstream_nodes.iter().any(|d| d == n)) {
                 return Flow::Continue;
             }
@@ -319,10 +321,10 @@ impl HttpFilter for Fault {
         if let Some((source, pct)) = &cfg.delay {
             let delay = match source {
                 DelaySource::Fixed(d) => Some(*d),
-                DelaySource::Header => header_u64(req, DELAY_HEADER).map(Duration::from_millis),
+                DelaySource::Header => header_u64(req, &DELAY_HEADER).map(Duration::from_millis),
             };
             if let Some(delay) = delay.filter(|d| !d.is_zero())
-                && effective(*pct, req, DELAY_PERCENT_HEADER).enabled(cx.random_u64())
+                && effective(*pct, req, &DELAY_PERCENT_HEADER).enabled(cx.random_u64())
             {
                 start_fault();
                 self.stats.delays.inc();
@@ -335,19 +337,19 @@ impl HttpFilter for Fault {
             let abort = match source {
                 AbortSource::Http(s) => Some(Abort::Http(*s)),
                 AbortSource::Grpc(g) => Some(Abort::Grpc(*g)),
-                AbortSource::Header => header_u64(req, ABORT_HEADER)
+                AbortSource::Header => header_u64(req, &ABORT_HEADER)
                     .and_then(|c| u16::try_from(c).ok())
                     .filter(|c| (200..600).contains(c))
                     .and_then(|c| StatusCode::from_u16(c).ok())
                     .map(Abort::Http)
                     .or_else(|| {
-                        header_u64(req, ABORT_GRPC_HEADER)
+                        header_u64(req, &ABORT_GRPC_HEADER)
                             .and_then(|g| u32::try_from(g).ok())
                             .map(Abort::Grpc)
                     }),
             };
             if let Some(abort) = abort
-                && effective(*pct, req, ABORT_PERCENT_HEADER).enabled(cx.random_u64())
+                && effective(*pct, req, &ABORT_PERCENT_HEADER).enabled(cx.random_u64())
             {
                 start_fault();
                 self.stats.aborts.inc();

@@ -84,14 +84,65 @@ impl On {
     }
 }
 
+/// A route's retry policy, compiled once per config: the parsed `retry_on`, the status
+/// codes, the header matchers and the backoff.
+#[derive(Debug)]
+pub(crate) struct RetryRt {
+    on: On,
+    num_retries: u32,
+    codes: Vec<u16>,
+    header_matchers: Vec<mesh_route::HeaderMatch>,
+    /// `retriable_request_headers`: only matching requests are retried.
+    request_matchers: Vec<mesh_route::HeaderMatch>,
+    base: Duration,
+    max: Option<Duration>,
+    per_try: Option<Duration>,
+    per_try_idle: Option<Duration>,
+    previous_hosts: bool,
+    host_attempts: u32,
+}
+
+impl RetryRt {
+    /// Compiles `p` (matchers that do not compile are dropped; validation reported them).
+    pub(crate) fn new(p: &RetryPolicy) -> Self {
+        let mut on = On::default();
+        on.parse(&p.retry_on);
+        let matchers = |ms: &[mesh_core::config::HeaderMatcher]| {
+            ms.iter()
+                .filter_map(|m| mesh_route::HeaderMatch::new(m).ok())
+                .collect()
+        };
+        let base = p.retry_back_off.map_or(DEFAULT_BASE, |b| {
+            b.base_interval.max(Duration::from_millis(1))
+        });
+        Self {
+            on,
+            num_retries: p.num_retries,
+            codes: p.retriable_status_codes.clone(),
+            header_matchers: matchers(&p.retriable_headers),
+            request_matchers: matchers(&p.retriable_request_headers),
+            base,
+            max: p.retry_back_off.and_then(|b| b.max_interval),
+            per_try: p.per_try_timeout.filter(|d| !d.is_zero()),
+            per_try_idle: p.per_try_idle_timeout.filter(|d| !d.is_zero()),
+            previous_hosts: p
+                .retry_host_predicate
+                .iter()
+                .any(|n| n == "envoy.retry_host_predicates.previous_hosts"),
+            host_attempts: p.host_selection_retry_max_attempts,
+        }
+    }
+}
+
 /// The retry state of one request.
 #[derive(Debug)]
-pub(crate) struct Retry {
+pub(crate) struct Retry<'a> {
+    rt: Option<&'a RetryRt>,
     on: On,
     pub(crate) remaining: u32,
-    codes: Vec<u16>,
-    /// `retriable_headers` matchers, and names from `x-envoy-retriable-header-names`.
-    header_matchers: Vec<mesh_route::HeaderMatch>,
+    /// Codes from `x-envoy-retriable-status-codes`, beside the policy's.
+    extra_codes: Vec<u16>,
+    /// Names from `x-envoy-retriable-header-names`.
     header_names: Vec<HeaderName>,
     max: Duration,
     interval: Duration,
@@ -108,73 +159,73 @@ pub(crate) struct Retry {
     pub(crate) hedge: bool,
 }
 
-impl Retry {
-    /// The request's retry state: the route's (or vhost's) policy, with the trusted
+/// The trusted `x-envoy-*` retry headers of a request (removed from it).
+#[derive(Default)]
+struct RetryHeaders {
+    retry_on: Option<String>,
+    grpc_on: Option<String>,
+    max_retries: Option<u32>,
+    codes: Option<String>,
+    names: Option<String>,
+    per_try: Option<Duration>,
+    hedge: Option<String>,
+}
+
+impl RetryHeaders {
+    fn take(headers: &mut HeaderMap) -> Self {
+        // Most requests carry no x-envoy-* header at all (sanitizing removes them from
+        // external ones): one pass over the names saves seven lookups.
+        if !headers.keys().any(|k| k.as_str().starts_with("x-envoy-")) {
+            return Self::default();
+        }
+        let mut take = |n: &HeaderName| {
+            headers
+                .remove(n)
+                .and_then(|v| v.to_str().ok().map(str::to_owned))
+        };
+        Self {
+            retry_on: take(&X_ENVOY_RETRY_ON),
+            grpc_on: take(&X_ENVOY_RETRY_GRPC_ON),
+            max_retries: take(&X_ENVOY_MAX_RETRIES).and_then(|v| v.trim().parse().ok()),
+            codes: take(&X_ENVOY_RETRIABLE_STATUS_CODES),
+            names: take(&X_ENVOY_RETRIABLE_HEADER_NAMES),
+            per_try: take(&X_ENVOY_PER_TRY_TIMEOUT)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_millis),
+            hedge: take(&X_ENVOY_HEDGE_ON_PER_TRY_TIMEOUT),
+        }
+    }
+}
+
+impl<'a> Retry<'a> {
+    /// The request's retry state: the route's (or vhost's) compiled policy, with the trusted
     /// `x-envoy-*` headers merged in (they only survive header sanitizing on internal
     /// requests). `None` when nothing may be retried. The headers are removed either way.
     pub(crate) fn new(
-        policy: Option<&RetryPolicy>,
+        rt: Option<&'a RetryRt>,
         hedge: Option<&HedgePolicy>,
         parts: &mut http::request::Parts,
         global_timeout: Option<Duration>,
     ) -> Option<Self> {
-        let headers = &mut parts.headers;
-        let header = |h: &HeaderMap, n: &HeaderName| {
-            h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned)
-        };
-        let retry_on = header(headers, &X_ENVOY_RETRY_ON);
-        let grpc_on = header(headers, &X_ENVOY_RETRY_GRPC_ON);
-        let max_retries = header(headers, &X_ENVOY_MAX_RETRIES).and_then(|v| v.trim().parse().ok());
-        let extra_codes = header(headers, &X_ENVOY_RETRIABLE_STATUS_CODES);
-        let header_names = header(headers, &X_ENVOY_RETRIABLE_HEADER_NAMES);
-        let per_try_header = header(headers, &X_ENVOY_PER_TRY_TIMEOUT)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_millis);
-        let hedge_header = header(headers, &X_ENVOY_HEDGE_ON_PER_TRY_TIMEOUT);
-        for n in [
-            &X_ENVOY_HEDGE_ON_PER_TRY_TIMEOUT,
-            &X_ENVOY_RETRY_ON,
-            &X_ENVOY_RETRY_GRPC_ON,
-            &X_ENVOY_MAX_RETRIES,
-            &X_ENVOY_RETRIABLE_STATUS_CODES,
-            &X_ENVOY_RETRIABLE_HEADER_NAMES,
-            &X_ENVOY_PER_TRY_TIMEOUT,
-        ] {
-            headers.remove(n);
+        let h = RetryHeaders::take(&mut parts.headers);
+        let mut on = rt.map(|r| r.on).unwrap_or_default();
+        if let Some(v) = &h.retry_on {
+            on.parse(v);
         }
-        let mut on = On::default();
-        if let Some(p) = policy {
-            on.parse(&p.retry_on);
-        }
-        if let Some(h) = &retry_on {
-            on.parse(h);
-        }
-        if let Some(h) = &grpc_on {
-            on.parse(h);
+        if let Some(v) = &h.grpc_on {
+            on.parse(v);
         }
         if !on.any() {
             return None;
         }
         // With retriable_request_headers, only requests matching one of them are retried.
-        if let Some(p) = policy.filter(|p| !p.retriable_request_headers.is_empty()) {
-            let matches = p
-                .retriable_request_headers
-                .iter()
-                .any(|m| mesh_route::HeaderMatch::new(m).is_ok_and(|m| m.matches(parts)));
-            if !matches {
-                return None;
-            }
+        if let Some(r) = rt.filter(|r| !r.request_matchers.is_empty())
+            && !r.request_matchers.iter().any(|m| m.matches(parts))
+        {
+            return None;
         }
-        let header_matchers = policy
-            .filter(|_| on.retriable_headers)
-            .map(|p| {
-                p.retriable_headers
-                    .iter()
-                    .filter_map(|m| mesh_route::HeaderMatch::new(m).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let header_names = header_names
+        let header_names = h
+            .names
             .map(|names| {
                 names
                     .split(',')
@@ -182,53 +233,34 @@ impl Retry {
                     .collect()
             })
             .unwrap_or_default();
-        let mut codes: Vec<u16> = policy
-            .map(|p| p.retriable_status_codes.clone())
+        let extra_codes = h
+            .codes
+            .map(|c| c.split(',').filter_map(|c| c.trim().parse().ok()).collect())
             .unwrap_or_default();
-        if let Some(extra) = extra_codes {
-            codes.extend(
-                extra
-                    .split(',')
-                    .filter_map(|c| c.trim().parse::<u16>().ok()),
-            );
-        }
-        let base = policy
-            .and_then(|p| p.retry_back_off)
-            .map_or(DEFAULT_BASE, |b| {
-                b.base_interval.max(Duration::from_millis(1))
-            });
-        let max = policy
-            .and_then(|p| p.retry_back_off)
-            .and_then(|b| b.max_interval)
-            .unwrap_or(base * 10)
-            .max(base);
-        let per_try = per_try_header
-            .or_else(|| policy.and_then(|p| p.per_try_timeout))
+        let base = rt.map_or(DEFAULT_BASE, |r| r.base);
+        let max = rt.and_then(|r| r.max).unwrap_or(base * 10).max(base);
+        let per_try = h
+            .per_try
             .filter(|d| !d.is_zero())
+            .or_else(|| rt.and_then(|r| r.per_try))
             // Ignored when not below the global timeout (SEMANTICS §3.9).
             .filter(|d| global_timeout.is_none_or(|g| *d < g));
-        let previous_hosts = policy.is_some_and(|p| {
-            p.retry_host_predicate
-                .iter()
-                .any(|n| n == "envoy.retry_host_predicates.previous_hosts")
-        });
-        let per_try_idle = policy
-            .and_then(|p| p.per_try_idle_timeout)
-            .filter(|d| !d.is_zero());
         Some(Self {
+            rt,
             on,
-            header_matchers,
+            remaining: h
+                .max_retries
+                .unwrap_or_else(|| rt.map_or(1, |r| r.num_retries)),
+            extra_codes,
             header_names,
-            per_try_idle,
-            remaining: max_retries.unwrap_or_else(|| policy.map_or(1, |p| p.num_retries)),
-            codes,
             max,
             interval: base,
             per_try,
-            previous_hosts,
-            host_attempts: policy.map_or(1, |p| p.host_selection_retry_max_attempts),
+            per_try_idle: rt.and_then(|r| r.per_try_idle),
+            previous_hosts: rt.is_some_and(|r| r.previous_hosts),
+            host_attempts: rt.map_or(1, |r| r.host_attempts),
             // The trusted header wins over the route's policy, as in Envoy.
-            hedge: match hedge_header.as_deref().map(str::trim) {
+            hedge: match h.hedge.as_deref().map(str::trim) {
                 Some("true") => true,
                 Some("false") => false,
                 _ => hedge.is_some_and(|h| h.hedge_on_per_try_timeout),
@@ -239,27 +271,27 @@ impl Retry {
     /// Whether a response should be retried.
     pub(crate) fn retriable_response(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         let s = status.as_u16();
-        if headers.contains_key("x-envoy-ratelimited") {
-            return false;
-        }
-        (self.on.five_xx && status.is_server_error())
+        let codes = self.rt.map_or(&[][..], |r| &r.codes[..]);
+        let header_matchers = self.rt.map_or(&[][..], |r| &r.header_matchers[..]);
+        let retriable = (self.on.five_xx && status.is_server_error())
             || (self.on.gateway_error && matches!(s, 502..=504))
             || (self.on.retriable_4xx && s == 409)
-            || (self.on.retriable_status_codes && self.codes.contains(&s))
+            || (self.on.retriable_status_codes
+                && (codes.contains(&s) || self.extra_codes.contains(&s)))
             || (self.on.retriable_headers
-                && (self
-                    .header_matchers
-                    .iter()
-                    .any(|m| m.matches_headers(headers))
+                && (header_matchers.iter().any(|m| m.matches_headers(headers))
                     || self.header_names.iter().any(|n| headers.contains_key(n))))
-            || headers
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|g| {
-                    GRPC.iter()
-                        .zip(self.on.grpc)
-                        .any(|((_, code), on)| on && *code == g.trim())
-                })
+            || (self.on.grpc.iter().any(|g| *g)
+                && headers
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|g| {
+                        GRPC.iter()
+                            .zip(self.on.grpc)
+                            .any(|((_, code), on)| on && *code == g.trim())
+                    }));
+        // A rate-limited answer is never retried.
+        retriable && !headers.contains_key("x-envoy-ratelimited")
     }
 
     /// Whether a failure before a response should be retried (breaker overflow never is).
@@ -299,6 +331,9 @@ pub(crate) enum Replay {
 impl Replay {
     /// Reads `b` up to `limit` bytes.
     pub(crate) async fn read(mut b: ProxyBody, limit: usize) -> Replay {
+        if http_body::Body::is_end_stream(&b) {
+            return Replay::Whole(Bytes::new());
+        }
         let mut buf = BytesMut::new();
         loop {
             match b.frame().await {
@@ -370,6 +405,11 @@ mod tests {
         p
     }
 
+    /// A compiled policy that lives for the test.
+    fn rt(p: &RetryPolicy) -> &'static RetryRt {
+        Box::leak(Box::new(RetryRt::new(p)))
+    }
+
     fn policy(on: &str) -> RetryPolicy {
         RetryPolicy {
             retry_on: on.into(),
@@ -382,7 +422,7 @@ mod tests {
     fn conditions() {
         let h = HeaderMap::new();
         let r = Retry::new(
-            Some(&policy("gateway-error,retriable-4xx,unavailable")),
+            Some(rt(&policy("gateway-error,retriable-4xx,unavailable"))),
             None,
             &mut parts(HeaderMap::new()),
             None,
@@ -396,7 +436,15 @@ mod tests {
         assert!(r.retriable_response(StatusCode::OK, &g));
         assert!(r.retriable_error(Kind::UpstreamConnect, false));
         assert!(!r.retriable_error(Kind::Overflow, false));
-        assert!(Retry::new(Some(&policy("")), None, &mut parts(HeaderMap::new()), None).is_none());
+        assert!(
+            Retry::new(
+                Some(rt(&policy(""))),
+                None,
+                &mut parts(HeaderMap::new()),
+                None
+            )
+            .is_none()
+        );
     }
 
     #[test]
@@ -410,7 +458,7 @@ mod tests {
             "x-envoy-retriable-header-names",
             http::HeaderValue::from_static("x-try-again"),
         );
-        let r = Retry::new(Some(&p), None, &mut parts(req), None).unwrap();
+        let r = Retry::new(Some(rt(&p)), None, &mut parts(req), None).unwrap();
         let mut resp = HeaderMap::new();
         assert!(!r.retriable_response(StatusCode::OK, &resp));
         resp.insert("x-upstream-retry", http::HeaderValue::from_static("yes"));
@@ -423,12 +471,12 @@ mod tests {
         p.retriable_request_headers
             .push(HeaderMatcher::exact(":method", "POST"));
         assert!(
-            Retry::new(Some(&p), None, &mut parts(HeaderMap::new()), None).is_none(),
+            Retry::new(Some(rt(&p)), None, &mut parts(HeaderMap::new()), None).is_none(),
             "a GET matches none of the retriable request headers"
         );
         p.retriable_request_headers
             .push(HeaderMatcher::exact(":method", "GET"));
-        assert!(Retry::new(Some(&p), None, &mut parts(HeaderMap::new()), None).is_some());
+        assert!(Retry::new(Some(rt(&p)), None, &mut parts(HeaderMap::new()), None).is_some());
     }
 
     #[test]
@@ -457,7 +505,7 @@ mod tests {
                 );
             }
             let mut p = parts(h);
-            let r = Retry::new(Some(&self::policy("5xx")), policy, &mut p, None).unwrap();
+            let r = Retry::new(Some(rt(&self::policy("5xx"))), policy, &mut p, None).unwrap();
             assert!(p.headers.is_empty());
             r.hedge
         };
@@ -471,7 +519,7 @@ mod tests {
     #[test]
     fn backoff_is_full_jitter_doubling_to_ten_times_base() {
         let mut r = Retry::new(
-            Some(&policy("5xx")),
+            Some(rt(&policy("5xx"))),
             None,
             &mut parts(HeaderMap::new()),
             None,
@@ -493,14 +541,14 @@ mod tests {
         let mut p = policy("5xx");
         p.per_try_timeout = Some(Duration::from_secs(20));
         assert_eq!(
-            Retry::new(Some(&p), None, &mut h, Some(Duration::from_secs(15)))
+            Retry::new(Some(rt(&p)), None, &mut h, Some(Duration::from_secs(15)))
                 .unwrap()
                 .per_try,
             None
         );
         p.per_try_timeout = Some(Duration::from_secs(1));
         assert_eq!(
-            Retry::new(Some(&p), None, &mut h, Some(Duration::from_secs(15)))
+            Retry::new(Some(rt(&p)), None, &mut h, Some(Duration::from_secs(15)))
                 .unwrap()
                 .per_try,
             Some(Duration::from_secs(1))
