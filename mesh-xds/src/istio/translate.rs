@@ -13,8 +13,8 @@ use mesh_core::config::{
 };
 
 use super::{
-    ConnectionPool, Destination, DestinationRule, HashKey, LoadBalancer, Loaded, Options, Policy,
-    Resolution, Resources, Role, ServiceEntry, ServicePort, SimpleLb, Subset, VirtualService, fqdn,
+    Destination, DestinationRule, HashKey, LoadBalancer, Loaded, Options, Policy, Resolution,
+    Resources, Role, ServiceEntry, ServicePort, SimpleLb, Subset, VirtualService, fqdn,
 };
 use crate::envoy::Cx;
 use crate::error::LoadError;
@@ -546,7 +546,7 @@ fn effective(dr: Option<&DestinationRule>, port: u16, subset: Option<&Subset>) -
 }
 
 fn apply_policy(c: &mut Cluster, p: &Policy) {
-    let cp = p.connection_pool.unwrap_or(ConnectionPool::default());
+    let cp = p.connection_pool.unwrap_or_default();
     c.connect_timeout = cp.connect_timeout.unwrap_or(CONNECT_TIMEOUT);
     c.circuit_breakers = CircuitBreakers {
         thresholds: vec![Thresholds {
