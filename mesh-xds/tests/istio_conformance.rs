@@ -74,7 +74,7 @@ fn run(paths: &[PathBuf]) -> String {
     for (role, opts) in [("sidecar", sidecar()), ("gateway", gateway())] {
         match istio::translate(&loaded.value, &opts) {
             Ok(b) => {
-                b.value.validate().expect("translated config validates");
+                compiles(&b.value);
                 out.push_str(&format!(
                     "; {role}: {} listeners, {} clusters, {} warnings",
                     b.value.listeners.len(),
@@ -92,6 +92,27 @@ fn run(paths: &[PathBuf]) -> String {
         }
     }
     out
+}
+
+/// The translated config validates and compiles in the runtime crates mesh-proxy uses (route
+/// tables with their regexes, balancers with their settings).
+fn compiles(b: &mesh_core::config::Bootstrap) {
+    b.validate().expect("translated config validates");
+    for l in &b.listeners {
+        for fc in &l.filter_chains {
+            if let mesh_core::config::RouteSource::RouteConfig(rc) =
+                &fc.http_connection_manager.route
+            {
+                mesh_route::RouteTable::compile(rc)
+                    .unwrap_or_else(|e| panic!("route table {}: {e}", rc.name));
+            }
+        }
+    }
+    for c in &b.clusters {
+        mesh_lb::ClusterLb::builder(c)
+            .build()
+            .unwrap_or_else(|e| panic!("cluster {}: {e}", c.name));
+    }
 }
 
 fn first_line(e: &LoadError) -> String {

@@ -49,8 +49,21 @@ fn translate_with(extra: &str, opts: &Options) -> Loaded<Bootstrap> {
     let res = istio::parse_str(&text, "test", "default").unwrap();
     assert!(res.warnings.is_empty(), "{:?}", res.warnings);
     let b = istio::translate(&res.value, opts).unwrap();
-    b.value.validate().unwrap();
+    compiles(&b.value);
     b
+}
+
+/// The config validates and compiles in the runtime crates mesh-proxy uses.
+fn compiles(b: &Bootstrap) {
+    b.validate().unwrap();
+    for l in &b.listeners {
+        if let RouteSource::RouteConfig(rc) = &l.filter_chains[0].http_connection_manager.route {
+            mesh_route::RouteTable::compile(rc).unwrap();
+        }
+    }
+    for c in &b.clusters {
+        mesh_lb::ClusterLb::builder(c).build().unwrap();
+    }
 }
 
 fn sidecar(extra: &str) -> Loaded<Bootstrap> {

@@ -424,6 +424,9 @@ fn is_catch_all(r: &Route) -> bool {
 fn vs_routes(reg: &Registry<'_>, vs: &VirtualService, ctx: &Context<'_>) -> Vec<Route> {
     let mut out = Vec::new();
     for rule in &vs.http {
+        if rule.route.is_empty() && rule.redirect.is_none() && rule.direct_response.is_none() {
+            continue; // a delegate rule, reported as unsupported when read
+        }
         let base = rule_route(reg, vs, rule, ctx);
         if rule.matches.is_empty() {
             let mut r = base;
