@@ -32,6 +32,34 @@
 //! service has it, else to its first HTTP port. A domain already used by another virtual host is
 //! dropped with a warning (Envoy rejects duplicates).
 //!
+//! # Decisions where Istio had no answer for this setting
+//!
+//! - ServiceEntry hosts are resolved like every other host (a short name `reviews` in namespace
+//!   `default` is `reviews.default.svc.cluster.local`), so a ServiceEntry can stand in for a
+//!   Kubernetes Service. When two ServiceEntries define a host, the first wins (warning).
+//! - `resolution: NONE` needs original-destination clusters, which the model does not have: the
+//!   cluster is STATIC with the listed endpoints, if any, else none (503); a warning says so.
+//!   `DNS_ROUND_ROBIN` is read as `DNS` (STRICT_DNS).
+//! - Ports with protocol HTTP, HTTP2, GRPC, GRPC-WEB, or no protocol and a name that is not a
+//!   known TCP protocol, are HTTP (Istio would sniff). Other ports get clusters but no routes.
+//! - A destination host without a ServiceEntry still yields its cluster name (pilot does too;
+//!   requests get 503) and a warning; an undefined subset is an error.
+//! - Two mesh VirtualServices for one host: the first wins, the second is warned about. Two
+//!   VirtualServices for one host on one gateway port: routes merged, catch-alls last, warning.
+//! - Gateways: the listener is named `<bind>_<local port>` (what it binds); the route
+//!   configuration `http.<server port>` and virtual hosts `<host>:<server port>` keep pilot's
+//!   names. Two server ports mapped to one local port fail validation.
+//! - Route configurations are inline (not RDS) with `validate_clusters: false`, as pilot sets.
+//!
+//! # Not supported (a warning with the field's path)
+//!
+//! TLS everywhere (DestinationRule `tls` other than `DISABLE`, HTTPS/TLS gateway servers), TCP
+//! and TLS routes, delegate VirtualServices, `exportTo`, DestinationRule `workloadSelector`,
+//! locality load-balancer settings, warmup, `PASSTHROUGH`, TCP keepalive and connection
+//! duration, HTTP/2 stream settings, `retryRemoteLocalities`, `exponentialDelay`,
+//! `http2Error` aborts, ServiceEntry `addresses`, unix-socket endpoints, gateway server `bind`,
+//! and every kind other than the five above (PeerAuthentication, Sidecar, …: skipped).
+//!
 //! # Examples
 //!
 //! ```
@@ -516,7 +544,9 @@ fn document(cx: &mut Cx, doc: &Value, source: &str, default_ns: &str, out: &mut 
         _ => {
             let v = service_entry::parse_workload_entry(cx, &mut s, meta);
             s.finish(cx);
-            if cx.errors.len() == errors_before {
+            if let Some(v) = v
+                && cx.errors.len() == errors_before
+            {
                 out.workload_entries.push(v);
             }
         }

@@ -201,14 +201,18 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> ServiceEntry {
     se
 }
 
-pub(crate) fn parse_workload_entry(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> WorkloadEntry {
-    let v = s.take_all();
-    let value = Value::Object(v);
-    let mut spec = workload(cx, &value, s.path().to_owned()).unwrap_or_default();
+/// `None` when the workload cannot be used (a warning says why).
+pub(crate) fn parse_workload_entry(
+    cx: &mut Cx,
+    s: &mut Obj<'_>,
+    meta: Meta,
+) -> Option<WorkloadEntry> {
+    let value = Value::Object(s.take_all());
+    let mut spec = workload(cx, &value, s.path().to_owned())?;
     for (k, v) in &meta.labels {
         spec.labels.entry(k.clone()).or_insert_with(|| v.clone());
     }
-    WorkloadEntry { meta, spec }
+    Some(WorkloadEntry { meta, spec })
 }
 
 fn workload(cx: &mut Cx, v: &Value, path: String) -> Option<WorkloadSpec> {

@@ -439,10 +439,12 @@ fn vs_routes(reg: &Registry<'_>, vs: &VirtualService, ctx: &Context<'_>) -> Vec<
                 continue;
             }
             let mut r = base.clone();
-            r.name = match (rule.name.is_empty(), m.name.is_empty()) {
-                (false, false) => format!("{}.{}", rule.name, m.name),
-                (false, true) => rule.name.clone(),
-                (true, _) => m.name.clone(),
+            // Pilot's naming: the rule's name, `.` and the match's name when both are set; a
+            // match name alone names nothing.
+            r.name = if rule.name.is_empty() || m.name.is_empty() {
+                rule.name.clone()
+            } else {
+                format!("{}.{}", rule.name, m.name)
             };
             r.route_match = route_match(m);
             let stop = is_catch_all(&r);
