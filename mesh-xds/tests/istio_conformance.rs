@@ -87,7 +87,11 @@ fn run(paths: &[PathBuf]) -> String {
                 for fe in e.field_errors() {
                     assert!(fe.path.contains(':'), "path names no resource: {fe}");
                 }
-                out.push_str(&format!("; {role}: rejected: {}", first_line(&e)));
+                out.push_str(&format!(
+                    "; {role}: rejected ({} errors): {}",
+                    e.field_errors().len(),
+                    first_line(&e)
+                ));
             }
         }
     }
@@ -301,4 +305,22 @@ fn bookinfo_gateway_listens_on_the_mapped_port() {
         ClusterSpecifier::Cluster("outbound|9080||productpage.default.svc.cluster.local".into())
     );
     assert_eq!(rc.virtual_hosts[0].routes.len(), 5);
+}
+
+/// Istio's tests load `istio-testdata/` as one set (VirtualServices name Gateways of other
+/// files): loaded together, the directory loads and each role translates or is rejected with
+/// resource paths.
+#[test]
+fn istio_testdata_as_one_set() {
+    let Some(d) = dir("istio-testdata") else {
+        return;
+    };
+    let outcome = run(std::slice::from_ref(&d));
+    eprintln!("istio-testdata as one set: {outcome}");
+    if let Ok(l) = load(&[d]) {
+        if let Err(e) = istio::translate(&l.value, &sidecar()) {
+            eprintln!("{e}");
+        }
+    }
+    assert!(outcome.starts_with("loaded"), "{outcome}");
 }
