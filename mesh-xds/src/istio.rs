@@ -495,10 +495,18 @@ fn document(cx: &mut Cx, doc: &Value, source: &str, default_ns: &str, out: &mut 
     }
     let errors_before = cx.errors.len();
     let meta = metadata(cx, &mut o, source, &kind, default_ns);
-    let root = meta.path(&kind, "spec");
+    // Without a name the resource is named by where it is.
+    let at = |field: &str| {
+        if meta.name.is_empty() {
+            format!("{source} {kind}: {field}")
+        } else {
+            meta.path(&kind, field)
+        }
+    };
+    let root = at("spec");
     let spec = o.value(cx, "spec");
     o.ignore(cx, "status");
-    let prefix = meta.path(&kind, "");
+    let prefix = at("");
     let prefix = prefix.trim_end();
     if let Some(map) = doc.as_object() {
         for k in map.keys() {
