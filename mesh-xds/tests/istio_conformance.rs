@@ -317,10 +317,10 @@ fn istio_testdata_as_one_set() {
     };
     let outcome = run(std::slice::from_ref(&d));
     eprintln!("istio-testdata as one set: {outcome}");
-    if let Ok(l) = load(&[d]) {
-        if let Err(e) = istio::translate(&l.value, &sidecar()) {
-            eprintln!("{e}");
-        }
+    if let Ok(l) = load(&[d])
+        && let Err(e) = istio::translate(&l.value, &sidecar())
+    {
+        eprintln!("{e}");
     }
     assert!(outcome.starts_with("loaded"), "{outcome}");
 }
