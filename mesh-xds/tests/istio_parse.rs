@@ -142,3 +142,36 @@ fn options_constructors() {
     };
     assert_eq!(port_map[&80], 18080);
 }
+
+#[test]
+fn retry_conditions_and_claim_matches_are_checked() {
+    let vs = |http: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{ name: r }}\nspec:\n  hosts: [a]\n  http:\n{http}"
+        )
+    };
+    let e = istio::parse_str(
+        &vs("  - retries: { attempts: 2, retryOn: \"5xx,sometimes\" }\n    route: [{ destination: { host: a } }]\n"),
+        "f",
+        "default",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.field_errors()[0].to_string(),
+        "r.default VirtualService: spec.http[0].retries.retryOn: \"sometimes\" is not a valid retryOn condition"
+    );
+    let l = istio::parse_str(
+        &vs("  - match: [{ headers: { \"@request.auth.claims.group\": { exact: a } } }]\n    retries: { attempts: 2, retryOn: \"envoy-ratelimited,503\" }\n    route: [{ destination: { host: a } }]\n"),
+        "f",
+        "default",
+    )
+    .unwrap();
+    let paths: Vec<&str> = l.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "r.default VirtualService: spec.http[0].match[0].headers.@request.auth.claims.group",
+            "r.default VirtualService: spec.http[0].retries.retryOn"
+        ]
+    );
+}

@@ -509,6 +509,30 @@ fn source_labels_port_and_gateway_matches_are_evaluated_at_translation() {
 }
 
 #[test]
+fn blocks_with_claim_matches_never_match() {
+    let text = format!(
+        "{REVIEWS}\n---\n{}",
+        vs(r#"
+  - match: [{ headers: { "@request.auth.claims.group": { exact: admin } } }]
+    route: [{ destination: { host: reviews, subset: v2 } }]
+  - route: [{ destination: { host: reviews, subset: v1 } }]
+"#)
+    );
+    let l = istio::parse_str(&text, "t", "default").unwrap();
+    assert_eq!(l.warnings.len(), 1);
+    let b = istio::translate(&l.value, &Options::sidecar(15001))
+        .unwrap()
+        .value;
+    let rs = reviews_routes(&b);
+    assert_eq!(
+        rs.len(),
+        1,
+        "the claim block is dropped, not widened to a catch-all"
+    );
+    assert_eq!(action(&rs[0]).cluster, ClusterSpecifier::Cluster(V1.into()));
+}
+
+#[test]
 fn weights_drop_zero_entries_and_warn_when_not_100() {
     let b = sidecar(&vs(r#"
   - route:

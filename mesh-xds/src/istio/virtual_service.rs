@@ -79,6 +79,9 @@ pub struct HttpMatch {
     pub source_namespace: Option<String>,
     /// `gateways` (override the VirtualService's list for this block).
     pub gateways: Vec<String>,
+    /// Conditions that cannot be evaluated here (JWT claim matches), by key. A block with any
+    /// never matches: dropping the condition would widen the match.
+    pub unsupported: Vec<String>,
 }
 
 /// A `Destination`.
@@ -362,7 +365,7 @@ fn http_route(cx: &mut Cx, v: &Value, path: String) -> Option<HttpRoute> {
         r.retries = Some(Retries {
             attempts: rt.i64(cx, "attempts").unwrap_or(0),
             per_try_timeout: rt.duration(cx, "perTryTimeout"),
-            retry_on: rt.string(cx, "retryOn"),
+            retry_on: retry_on(cx, &mut rt),
             retry_remote_localities: rt.bool(cx, "retryRemoteLocalities").unwrap_or(false),
             retry_ignore_previous_hosts: rt.bool(cx, "retryIgnorePreviousHosts"),
             backoff: rt.duration(cx, "backoff"),
@@ -433,6 +436,44 @@ fn percentage(cx: &mut Cx, o: &mut Obj<'_>, key: &str) -> Option<f64> {
     Some(v.clamp(0.0, 100.0))
 }
 
+/// `retries.retryOn`, checked as Istio's validation does: Envoy conditions and HTTP status
+/// codes. Conditions Envoy knows but the proxy does not honour are warnings.
+fn retry_on(cx: &mut Cx, o: &mut Obj<'_>) -> Option<String> {
+    const HONOURED: [&str; 14] = [
+        "5xx",
+        "gateway-error",
+        "reset",
+        "reset-before-request",
+        "refused-stream",
+        "connect-failure",
+        "retriable-4xx",
+        "retriable-status-codes",
+        "retriable-headers",
+        "cancelled",
+        "deadline-exceeded",
+        "resource-exhausted",
+        "internal",
+        "unavailable",
+    ];
+    const IGNORED: [&str; 2] = ["envoy-ratelimited", "http3-post-connect-failure"];
+    let list = o.string(cx, "retryOn")?;
+    let path = o.child("retryOn");
+    for t in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if HONOURED.contains(&t) || t.parse::<u16>().is_ok_and(|c| (100..600).contains(&c)) {
+            continue;
+        }
+        if IGNORED.contains(&t) {
+            cx.warn(
+                &path,
+                format!("retry condition {t:?} is not supported, ignored"),
+            );
+        } else {
+            cx.error(&path, format!("{t:?} is not a valid retryOn condition"));
+        }
+    }
+    Some(list)
+}
+
 fn http_match(cx: &mut Cx, v: &Value, path: String) -> Option<HttpMatch> {
     let mut o = Obj::new(cx, v, path)?;
     let mut m = HttpMatch {
@@ -461,6 +502,14 @@ fn http_match(cx: &mut Cx, v: &Value, path: String) -> Option<HttpMatch> {
             let path = h.path().to_owned();
             for (k, v) in h.take_all() {
                 let p = crate::envoy::join(&path, &k);
+                if key != "queryParams" && k.starts_with('@') {
+                    cx.warn(
+                        &p,
+                        "JWT claim matches (@request.auth.claims) are not supported: this match block never matches",
+                    );
+                    m.unsupported.push(k);
+                    continue;
+                }
                 if key != "queryParams"
                     && (k.is_empty() || k.bytes().any(|b| b.is_ascii_uppercase()))
                 {

@@ -458,6 +458,9 @@ fn vs_routes(reg: &Registry<'_>, vs: &VirtualService, ctx: &Context<'_>) -> Vec<
 }
 
 fn skip_match(m: &HttpMatch, vs: &VirtualService, ctx: &Context<'_>) -> bool {
+    if !m.unsupported.is_empty() {
+        return true;
+    }
     if m.port.is_some_and(|p| p != ctx.port) {
         return true;
     }
