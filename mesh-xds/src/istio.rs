@@ -58,7 +58,10 @@
 //! locality load-balancer settings, warmup, `PASSTHROUGH`, TCP keepalive and connection
 //! duration, HTTP/2 stream settings, `retryRemoteLocalities`, `exponentialDelay`,
 //! `http2Error` aborts, ServiceEntry `addresses`, unix-socket endpoints, gateway server `bind`,
-//! and every kind other than the five above (PeerAuthentication, Sidecar, …: skipped).
+//! the retry conditions `envoy-ratelimited` and `http3-post-connect-failure`, and every kind
+//! other than the five above (PeerAuthentication, Sidecar, …: skipped). A match block with a
+//! JWT claim condition (`@request.auth.claims.*`) never matches (warning): dropping only the
+//! condition would widen the match.
 //!
 //! # Examples
 //!
@@ -215,6 +218,31 @@ impl Options {
 
     /// A gateway workload with these labels and no port mapping (other settings as
     /// [`Options::sidecar`]).
+    ///
+    /// ```
+    /// use mesh_xds::istio::{self, Options};
+    /// let yaml = r#"
+    /// apiVersion: networking.istio.io/v1
+    /// kind: Gateway
+    /// metadata: { name: web }
+    /// spec:
+    ///   selector: { istio: ingressgateway }
+    ///   servers: [{ port: { number: 80, name: http, protocol: HTTP }, hosts: ["*"] }]
+    /// ---
+    /// apiVersion: networking.istio.io/v1
+    /// kind: VirtualService
+    /// metadata: { name: web }
+    /// spec:
+    ///   hosts: ["*"]
+    ///   gateways: [web]
+    ///   http: [{ directResponse: { status: 200, body: { string: ok } } }]
+    /// "#;
+    /// let resources = istio::parse_str(yaml, "inline", "default")?.value;
+    /// let opts = Options::gateway([("istio", "ingressgateway")]).map_port(80, 18080);
+    /// let bootstrap = istio::translate(&resources, &opts)?.value;
+    /// assert_eq!(bootstrap.listeners[0].name, "127.0.0.1_18080");
+    /// # Ok::<(), mesh_xds::LoadError>(())
+    /// ```
     pub fn gateway<I, K, V>(labels: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
