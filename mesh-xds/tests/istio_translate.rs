@@ -1114,6 +1114,32 @@ fn undefined_subsets_and_gateways_are_errors_with_paths() {
 }
 
 #[test]
+fn mesh_wildcard_hosts_and_mirror_paths_are_checked() {
+    let e = errors(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: w }\nspec:\n  hosts: [\"*\"]\n  http: [{ route: [{ destination: { host: reviews } }] }]\n",
+    );
+    assert_eq!(
+        e,
+        [
+            "w.default VirtualService: spec.hosts[0]: wildcard host * is not allowed for virtual services bound to the mesh gateway"
+        ]
+    );
+    let e = errors(&vs(r#"
+  - mirror: { host: reviews, subset: nope }
+    mirrors: [{ destination: { host: reviews, subset: v1 } }, { destination: { host: reviews, subset: gone } }]
+    route: [{ destination: { host: reviews } }]
+"#));
+    let paths: Vec<&str> = e.iter().map(|e| e.split(": ").nth(1).unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "spec.http[0].mirror.subset",
+            "spec.http[0].mirrors[1].destination.subset"
+        ]
+    );
+}
+
+#[test]
 fn bad_values_are_errors_with_paths() {
     let e = errors(&vs(r#"
   - timeout: soon

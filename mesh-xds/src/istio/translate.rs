@@ -278,6 +278,15 @@ impl<'a> Registry<'a> {
         let mut unknown_hosts: Vec<String> = Vec::new();
         for vs in &self.res.virtual_services {
             let ns = &vs.meta.namespace;
+            let mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
+            for (i, h) in vs.hosts.iter().enumerate() {
+                if mesh && h == "*" {
+                    cx.error(
+                        vs.meta.path(kind, &format!("spec.hosts[{i}]")),
+                        "wildcard host * is not allowed for virtual services bound to the mesh gateway",
+                    );
+                }
+            }
             for (i, g) in vs.gateways.iter().enumerate() {
                 self.check_gateway(cx, vs, g, &format!("spec.gateways[{i}]"));
             }
@@ -302,12 +311,11 @@ impl<'a> Registry<'a> {
                             format!("spec.http[{i}].route[{j}].destination"),
                         )
                     })
-                    .chain(rule.mirrors.iter().enumerate().map(|(j, m)| {
-                        (
-                            &m.destination,
-                            format!("spec.http[{i}].mirror[{j}].destination"),
-                        )
-                    }));
+                    .chain(
+                        rule.mirrors
+                            .iter()
+                            .map(|m| (&m.destination, format!("spec.http[{i}].{}", m.field))),
+                    );
                 for (d, p) in dests {
                     let host = fqdn(&d.host, ns, &self.opts.domain_suffix);
                     if d.host.is_empty() {

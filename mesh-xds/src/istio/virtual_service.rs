@@ -186,6 +186,9 @@ pub struct Mirror {
     pub destination: Destination,
     /// Percent mirrored (unset ⇒ 100).
     pub percentage: Option<f64>,
+    /// Where the destination was written, relative to the rule (`mirror`,
+    /// `mirrors[1].destination`), for messages.
+    pub field: String,
 }
 
 /// `rewrite`.
@@ -387,9 +390,10 @@ fn http_route(cx: &mut Cx, v: &Value, path: String) -> Option<HttpRoute> {
         r.mirrors.push(Mirror {
             destination: d,
             percentage: pct.or(legacy.map(f64::from)),
+            field: "mirror".into(),
         });
     }
-    for (mv, mp) in o.list(cx, "mirrors") {
+    for (k, (mv, mp)) in o.list(cx, "mirrors").into_iter().enumerate() {
         let Some(mut m) = Obj::new(cx, mv, mp) else {
             continue;
         };
@@ -403,6 +407,7 @@ fn http_route(cx: &mut Cx, v: &Value, path: String) -> Option<HttpRoute> {
             r.mirrors.push(Mirror {
                 destination,
                 percentage,
+                field: format!("mirrors[{k}].destination"),
             });
         }
     }

@@ -256,8 +256,8 @@ pub(super) fn gateways(
         rc.validate_clusters = Some(false);
         rc.ignore_port_in_host_matching = true;
         rc.max_direct_response_body_size_bytes = MAX_DIRECT_RESPONSE_BODY;
-        // host → (vhost, the VirtualService that filled it).
-        let mut vhosts: Vec<(VirtualHost, Option<String>)> = Vec::new();
+        // host → (vhost, the VirtualServices that filled it).
+        let mut vhosts: Vec<(VirtualHost, Vec<String>)> = Vec::new();
         for (g, i) in &servers {
             let srv = &g.servers[*i];
             if srv.https_redirect {
@@ -298,18 +298,17 @@ pub(super) fn gateways(
                                 vhosts.len() - 1
                             }
                         };
-                        let (vh, owner) = &mut vhosts[idx];
-                        match owner {
-                            Some(o) if *o == id => continue,
-                            Some(o) => {
-                                cx.warn(
-                                    vs.meta.path("VirtualService", &format!("spec.hosts[{k}]")),
-                                    format!("host {host} on gateway {gname} port {port} is also routed by VirtualService {o}; the routes are merged (catch-all routes last)"),
-                                );
-                            }
-                            None => {}
+                        let (vh, owners) = &mut vhosts[idx];
+                        if owners.contains(&id) {
+                            continue;
                         }
-                        *owner = Some(id);
+                        if let Some(o) = owners.first() {
+                            cx.warn(
+                                vs.meta.path("VirtualService", &format!("spec.hosts[{k}]")),
+                                format!("host {host} on gateway {gname} port {port} is also routed by VirtualService {o}; the routes are merged (catch-all routes last)"),
+                            );
+                        }
+                        owners.push(id);
                         vh.routes.extend(routes.iter().cloned());
                     }
                 }
@@ -352,14 +351,17 @@ pub(super) fn gateways(
 }
 
 fn vhost_entry<'v>(
-    vhosts: &'v mut Vec<(VirtualHost, Option<String>)>,
+    vhosts: &'v mut Vec<(VirtualHost, Vec<String>)>,
     host: &str,
     port: u16,
 ) -> &'v mut VirtualHost {
     let idx = match vhosts.iter().position(|(v, _)| v.domains[0] == host) {
         Some(i) => i,
         None => {
-            vhosts.push((VirtualHost::new(format!("{host}:{port}"), [host]), None));
+            vhosts.push((
+                VirtualHost::new(format!("{host}:{port}"), [host]),
+                Vec::new(),
+            ));
             vhosts.len() - 1
         }
     };
