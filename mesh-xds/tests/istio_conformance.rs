@@ -324,3 +324,23 @@ fn istio_testdata_as_one_set() {
     }
     assert!(outcome.starts_with("loaded"), "{outcome}");
 }
+
+#[test]
+#[ignore = "debug aid: prints every warning"]
+fn print_warnings() {
+    for which in ["istio-bookinfo", "istio-testdata"] {
+        let Some(d) = dir(which) else { return };
+        for f in yaml_files(&d) {
+            if let Ok(l) = load(&[PathBuf::from(SERVICES), f.clone()]) {
+                for w in &l.warnings {
+                    eprintln!("{}: {w}", f.display());
+                }
+                if let Ok(b) = istio::translate(&l.value, &sidecar()) {
+                    for w in &b.warnings {
+                        eprintln!("{} (sidecar): {w}", f.display());
+                    }
+                }
+            }
+        }
+    }
+}

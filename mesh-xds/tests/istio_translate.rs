@@ -813,6 +813,11 @@ fn sidecar_vhosts_domains_and_default_routes() {
     let b = sidecar("").value;
     let l = &b.listeners[0];
     assert_eq!(l.name, "127.0.0.1_15001");
+    assert_eq!(
+        l.filter_chains[0].http_connection_manager.upgrade_configs,
+        [mesh_core::config::UpgradeConfig::websocket()],
+        "Istio allows WebSocket upgrades on every connection manager"
+    );
     assert_eq!(l.address, "127.0.0.1:15001".parse().unwrap());
     let rc = routes(&b);
     assert_eq!(rc.name, "15001");

@@ -420,6 +420,11 @@ fn http_route(cx: &mut Cx, v: &Value, path: String) -> Option<HttpRoute> {
     }
     o.unsupported(
         cx,
+        "websocketUpgrade",
+        "deprecated and ignored: WebSocket upgrades are always allowed",
+    );
+    o.unsupported(
+        cx,
         "mirrorPercent",
         "deprecated; use mirrorPercentage (value was used)",
     );

@@ -11,7 +11,8 @@ use mesh_core::config::{
     HeaderValueOption, HostRewrite, HttpConnectionManager, HttpFilterConfig, Listener, PathMatch,
     PathRedirect, QueryParameterMatcher, RedirectAction, RedirectCode, RegexRewrite,
     RequestMirrorPolicy, RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch,
-    RuntimeFraction, StringMatcher, StringPattern, TlsRequirement, VirtualHost, WeightedClusters,
+    RuntimeFraction, StringMatcher, StringPattern, TlsRequirement, UpgradeConfig, VirtualHost,
+    WeightedClusters,
 };
 use serde_json::{Value, json};
 
@@ -159,6 +160,7 @@ pub(super) fn sidecar(
     let hcm = HttpConnectionManager {
         stat_prefix: format!("outbound_{outbound_port}"),
         http_filters: filters_for(&rc),
+        upgrade_configs: vec![UpgradeConfig::websocket()],
         ..HttpConnectionManager::with_routes(rc)
     };
     Listener::http(
@@ -333,6 +335,7 @@ pub(super) fn gateways(
             stat_prefix: format!("outbound_{}_{local}", opts.bind_address),
             use_remote_address: true,
             http_filters: filters_for(&rc),
+            upgrade_configs: vec![UpgradeConfig::websocket()],
             ..HttpConnectionManager::with_routes(rc)
         };
         out.push(Listener::http(
