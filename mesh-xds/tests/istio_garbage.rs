@@ -217,3 +217,124 @@ proptest! {
         all(&docs.join("\n---\n"));
     }
 }
+
+/// A random but well-formed set of resources: a few services, rules and subsets drawn from
+/// small pools so that names collide, subsets go missing and hosts overlap.
+fn resources() -> impl Strategy<Value = String> {
+    let host = proptest::sample::select(vec!["a", "b", "c.example.com", "*.example.com", "*"]);
+    let subset = proptest::sample::select(vec!["", "v1", "v2", "v3"]);
+    let dest = (
+        host.clone(),
+        subset.clone(),
+        0u32..120,
+        proptest::option::of(1u16..4),
+    );
+    let uri = proptest::sample::select(vec![
+        "",
+        "{ exact: /x }",
+        "{ prefix: / }",
+        "{ prefix: /p }",
+        "{ regex: \"/r.*\" }",
+    ]);
+    let rule = (
+        proptest::collection::vec(dest, 1..4),
+        uri,
+        any::<bool>(),
+        proptest::sample::select(vec![
+            "",
+            "timeout: 1s",
+            "retries: { attempts: 0 }",
+            "fault: { abort: { httpStatus: 503, percentage: { value: 50 } } }",
+            "mirror: { host: a }",
+            "corsPolicy: { allowOrigins: [{ exact: x }] }",
+        ]),
+    );
+    let vs = (
+        proptest::collection::vec(host.clone(), 1..3),
+        proptest::sample::select(vec!["", "gateways: [gw]", "gateways: [mesh, gw]"]),
+        proptest::collection::vec(rule, 1..4),
+    );
+    (
+        proptest::collection::vec(vs, 0..4),
+        proptest::collection::vec((host, proptest::collection::vec(subset, 0..3), any::<bool>()), 0..3),
+        proptest::sample::select(vec!["STATIC", "DNS", "NONE"]),
+    )
+        .prop_map(|(vss, drs, resolution)| {
+            let mut docs = Vec::new();
+            for (i, h) in ["a", "b", "c.example.com"].iter().enumerate() {
+                docs.push(format!(
+                    "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{ name: se{i} }}\nspec:\n  hosts: [\"{h}\"]\n  ports: [{{ number: 1, name: http }}, {{ number: 2, name: http-2 }}, {{ number: 3, name: tcp }}]\n  resolution: {resolution}\n  endpoints: [{{ address: 127.0.0.1, labels: {{ version: v1 }} }}, {{ address: 127.0.0.2, ports: {{ http: 9 }}, labels: {{ version: v2 }} }}]\n"
+                ));
+            }
+            docs.push("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: { name: gw }\nspec:\n  selector: { istio: ingressgateway }\n  servers: [{ port: { number: 1, name: http, protocol: HTTP }, hosts: [\"*\"] }, { port: { number: 2, name: http, protocol: HTTP }, hosts: [\"*.example.com\"], tls: { httpsRedirect: true } }]\n".into());
+            for (i, (h, subsets, hash)) in drs.iter().enumerate() {
+                let subsets: Vec<String> = subsets
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| format!("{{ name: {s}, labels: {{ version: {s} }} }}"))
+                    .collect();
+                let lb = if *hash { "trafficPolicy: { loadBalancer: { consistentHash: { httpHeaderName: x } } }" } else { "" };
+                docs.push(format!(
+                    "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{ name: dr{i} }}\nspec:\n  host: \"{h}\"\n  subsets: [{}]\n  {lb}\n",
+                    subsets.join(", ")
+                ));
+            }
+            for (i, (hosts, gateways, rules)) in vss.iter().enumerate() {
+                let hosts: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+                let mut http = String::new();
+                for (dests, uri, with_match, extra) in rules {
+                    http.push_str("  - ");
+                    if *with_match && !uri.is_empty() {
+                        http.push_str(&format!("match: [{{ uri: {uri} }}]\n    "));
+                    }
+                    if !extra.is_empty() {
+                        http.push_str(&format!("{extra}\n    "));
+                    }
+                    http.push_str("route:\n");
+                    for (h, s, w, p) in dests {
+                        let h = h.trim_start_matches("*.");
+                        let s = if s.is_empty() { String::new() } else { format!(", subset: {s}") };
+                        let p = p.map_or(String::new(), |p| format!(", port: {{ number: {p} }}"));
+                        http.push_str(&format!("    - {{ destination: {{ host: \"{h}\"{s}{p} }}, weight: {w} }}\n"));
+                    }
+                }
+                docs.push(format!(
+                    "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{ name: vs{i} }}\nspec:\n  hosts: [{}]\n  {gateways}\n  http:\n{http}",
+                    hosts.join(", ")
+                ));
+            }
+            docs.join("---\n")
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// A translation either fails or yields a config that validates and compiles: never a
+    /// partial, inconsistent one.
+    #[test]
+    fn translations_are_consistent_or_rejected(text in resources()) {
+        // Generated rules may be invalid (a duplicate subset): then there is nothing to check.
+        let Ok(loaded) = istio::parse_str(&text, "gen", "default") else {
+            return Ok(());
+        };
+        for opts in [
+            Options::sidecar(15001),
+            Options::gateway([("istio", "ingressgateway")]).map_port(1, 18001),
+        ] {
+            if let Ok(b) = istio::translate(&loaded.value, &opts) {
+                b.value.validate().unwrap_or_else(|e| panic!("{e}\n{text}"));
+                for l in &b.value.listeners {
+                    if let mesh_core::config::RouteSource::RouteConfig(rc) =
+                        &l.filter_chains[0].http_connection_manager.route
+                    {
+                        mesh_route::RouteTable::compile(rc).unwrap_or_else(|e| panic!("{e}\n{text}"));
+                    }
+                }
+                for c in &b.value.clusters {
+                    mesh_lb::ClusterLb::builder(c).build().unwrap_or_else(|e| panic!("{e}\n{text}"));
+                }
+            }
+        }
+    }
+}
