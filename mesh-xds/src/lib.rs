@@ -7,9 +7,10 @@
 //! |---|---|
 //! | [`envoy`] | reads Envoy v3 bootstrap files and bare route configurations (YAML or JSON) |
 //! | [`envoy::dump`] | writes the model as Envoy v3 JSON (for `/config_dump`); it reads back unchanged |
+//! | [`istio`] | reads Istio networking YAML and translates it for a sidecar or a gateway |
 //! | [`error`] | [`LoadError`], with the path of every problem |
 //!
-//! Istio networking YAML and the xDS client and server come later.
+//! The xDS client and server come later.
 //!
 //! ```
 //! let loaded = mesh_xds::envoy::parse_route_configuration(r#"
@@ -34,5 +35,6 @@
 
 pub mod envoy;
 pub mod error;
+pub mod istio;
 
 pub use error::LoadError;

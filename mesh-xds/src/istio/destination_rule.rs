@@ -1,0 +1,470 @@
+//! `DestinationRule` (networking.istio.io): traffic policy and subsets of a host.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{Meta, port_selector, string_map};
+use crate::envoy::{Cx, Obj};
+
+/// A DestinationRule.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DestinationRule {
+    /// Name, namespace, source.
+    pub meta: Meta,
+    /// `host`, as written.
+    pub host: String,
+    /// `trafficPolicy`.
+    pub traffic_policy: Option<TrafficPolicy>,
+    /// `subsets`.
+    pub subsets: Vec<Subset>,
+}
+
+/// `trafficPolicy`: the settings, and per-port replacements.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrafficPolicy {
+    /// The top-level settings.
+    pub policy: Policy,
+    /// `portLevelSettings`: port → settings that replace `policy` wholesale on that port.
+    pub port_level: Vec<(u16, Policy)>,
+}
+
+impl TrafficPolicy {
+    /// The port-level entry for `port`, if any.
+    pub fn port(&self, port: u16) -> Option<&Policy> {
+        self.port_level
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map(|(_, pol)| pol)
+    }
+}
+
+/// The four policy fields that port-level settings and subsets override.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Policy {
+    /// `loadBalancer`.
+    pub load_balancer: Option<LoadBalancer>,
+    /// `connectionPool`.
+    pub connection_pool: Option<ConnectionPool>,
+    /// `outlierDetection`.
+    pub outlier_detection: Option<OutlierDetection>,
+    /// `tls.mode`.
+    pub tls_mode: Option<String>,
+}
+
+/// `loadBalancer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadBalancer {
+    /// `simple`.
+    Simple(SimpleLb),
+    /// `consistentHash`.
+    ConsistentHash(ConsistentHash),
+}
+
+/// `loadBalancer.simple`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimpleLb {
+    /// `UNSPECIFIED`: Istio's default (least request).
+    Unspecified,
+    /// `LEAST_REQUEST` / `LEAST_CONN`.
+    LeastRequest,
+    /// `ROUND_ROBIN`.
+    RoundRobin,
+    /// `RANDOM`.
+    Random,
+    /// `PASSTHROUGH` (original destination; not supported here).
+    Passthrough,
+}
+
+/// `loadBalancer.consistentHash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistentHash {
+    /// What is hashed.
+    pub key: HashKey,
+    /// `maglev` (else ring hash).
+    pub maglev: Option<u64>,
+    /// Ring size (`ringHash.minimumRingSize` or the deprecated `minimumRingSize`).
+    pub minimum_ring_size: Option<u64>,
+}
+
+/// The hash key of a consistent-hash balancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// `httpHeaderName`.
+    Header(String),
+    /// `httpCookie`.
+    Cookie {
+        /// `name`.
+        name: String,
+        /// `path`.
+        path: String,
+        /// `ttl`.
+        ttl: Option<Duration>,
+    },
+    /// `useSourceIp`.
+    SourceIp,
+    /// `httpQueryParameterName`.
+    QueryParameter(String),
+    /// None given.
+    None,
+}
+
+/// `connectionPool` (0 means unset, as in Istio).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectionPool {
+    /// `tcp.maxConnections`.
+    pub max_connections: Option<u32>,
+    /// `tcp.connectTimeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `tcp.idleTimeout`.
+    pub tcp_idle_timeout: Option<Duration>,
+    /// `http.http1MaxPendingRequests`.
+    pub http1_max_pending_requests: Option<u32>,
+    /// `http.http2MaxRequests`.
+    pub http2_max_requests: Option<u32>,
+    /// `http.maxRequestsPerConnection`.
+    pub max_requests_per_connection: Option<u32>,
+    /// `http.maxRetries`.
+    pub max_retries: Option<u32>,
+    /// `http.idleTimeout`.
+    pub idle_timeout: Option<Duration>,
+    /// `http.h2UpgradePolicy: UPGRADE`.
+    pub h2_upgrade: bool,
+}
+
+/// `outlierDetection`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutlierDetection {
+    /// `consecutive5xxErrors`.
+    pub consecutive_5xx_errors: Option<u32>,
+    /// `consecutiveGatewayErrors`.
+    pub consecutive_gateway_errors: Option<u32>,
+    /// `interval`.
+    pub interval: Option<Duration>,
+    /// `baseEjectionTime`.
+    pub base_ejection_time: Option<Duration>,
+    /// `maxEjectionPercent`.
+    pub max_ejection_percent: Option<u32>,
+    /// `minHealthPercent`.
+    pub min_health_percent: Option<u32>,
+    /// `splitExternalLocalOriginErrors`.
+    pub split_external_local_origin_errors: bool,
+    /// `consecutiveLocalOriginFailures`.
+    pub consecutive_local_origin_failures: Option<u32>,
+}
+
+/// A subset.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Subset {
+    /// `name`.
+    pub name: String,
+    /// `labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `trafficPolicy`.
+    pub traffic_policy: Option<TrafficPolicy>,
+}
+
+pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> DestinationRule {
+    let mut dr = DestinationRule::default();
+    match s.string(cx, "host") {
+        Some(h) if !h.is_empty() => dr.host = h,
+        _ => cx.error(s.child("host"), "host is required"),
+    }
+    if let Some((v, p)) = s.value(cx, "trafficPolicy") {
+        dr.traffic_policy = traffic_policy(cx, v, p, true);
+    }
+    let mut seen = Vec::new();
+    for (v, p) in s.list(cx, "subsets") {
+        let Some(mut o) = Obj::new(cx, v, p) else {
+            continue;
+        };
+        let name = o.string(cx, "name").unwrap_or_default();
+        if name.is_empty() {
+            cx.error(o.child("name"), "subset name is required");
+        } else if seen.contains(&name) {
+            cx.error(o.child("name"), format!("duplicate subset {name:?}"));
+        }
+        seen.push(name.clone());
+        let labels = match o.value(cx, "labels") {
+            Some((v, p)) => string_map(cx, v, &p),
+            None => BTreeMap::new(),
+        };
+        let traffic_policy = match o.value(cx, "trafficPolicy") {
+            Some((v, p)) => traffic_policy(cx, v, p, true),
+            None => None,
+        };
+        o.finish(cx);
+        dr.subsets.push(Subset {
+            name,
+            labels,
+            traffic_policy,
+        });
+    }
+    s.unsupported(
+        cx,
+        "exportTo",
+        "exportTo is not enforced: every resource is visible to every proxy",
+    );
+    s.unsupported(
+        cx,
+        "workloadSelector",
+        "workloadSelector is not supported: the rule applies to every proxy",
+    );
+    dr.meta = meta;
+    dr
+}
+
+fn traffic_policy(cx: &mut Cx, v: &Value, path: String, top: bool) -> Option<TrafficPolicy> {
+    let mut o = Obj::new(cx, v, path)?;
+    let mut tp = TrafficPolicy {
+        policy: policy(cx, &mut o),
+        port_level: Vec::new(),
+    };
+    if top {
+        for (v, p) in o.list(cx, "portLevelSettings") {
+            let Some(mut po) = Obj::new(cx, v, p) else {
+                continue;
+            };
+            let port = match po.required(cx, "port") {
+                Some((v, p)) => port_selector(cx, v, &p),
+                None => None,
+            };
+            let pol = policy(cx, &mut po);
+            po.finish(cx);
+            if let Some(port) = port {
+                tp.port_level.push((port, pol));
+            }
+        }
+        for key in ["tunnel", "proxyProtocol", "retryBudget"] {
+            o.unsupported(cx, key, "not supported, ignored");
+        }
+    }
+    o.finish(cx);
+    Some(tp)
+}
+
+fn policy(cx: &mut Cx, o: &mut Obj<'_>) -> Policy {
+    let mut p = Policy::default();
+    if let Some(mut lb) = o.obj(cx, "loadBalancer") {
+        p.load_balancer = load_balancer(cx, &mut lb);
+        lb.finish(cx);
+    }
+    if let Some(mut cp) = o.obj(cx, "connectionPool") {
+        p.connection_pool = Some(connection_pool(cx, &mut cp));
+        cp.finish(cx);
+    }
+    if let Some(mut od) = o.obj(cx, "outlierDetection") {
+        p.outlier_detection = Some(outlier(cx, &mut od));
+        od.finish(cx);
+    }
+    if let Some(mut t) = o.obj(cx, "tls") {
+        let mode = t.string(cx, "mode").unwrap_or_else(|| "DISABLE".into());
+        if mode != "DISABLE" {
+            cx.warn(
+                t.child("mode"),
+                format!("TLS origination (mode {mode}) is not supported: plaintext is used"),
+            );
+        }
+        for k in [
+            "clientCertificate",
+            "privateKey",
+            "caCertificates",
+            "credentialName",
+            "subjectAltNames",
+            "sni",
+            "insecureSkipVerify",
+            "caCrl",
+        ] {
+            t.ignore(cx, k);
+        }
+        t.finish(cx);
+        p.tls_mode = Some(mode);
+    }
+    p
+}
+
+fn load_balancer(cx: &mut Cx, o: &mut Obj<'_>) -> Option<LoadBalancer> {
+    let simple = o.enumeration(
+        cx,
+        "simple",
+        &[
+            ("UNSPECIFIED", SimpleLb::Unspecified),
+            ("LEAST_CONN", SimpleLb::LeastRequest),
+            ("LEAST_REQUEST", SimpleLb::LeastRequest),
+            ("ROUND_ROBIN", SimpleLb::RoundRobin),
+            ("RANDOM", SimpleLb::Random),
+            ("PASSTHROUGH", SimpleLb::Passthrough),
+        ],
+    );
+    if simple == Some(SimpleLb::Passthrough) {
+        cx.warn(
+            o.child("simple"),
+            "PASSTHROUGH (original destination) is not supported: least request is used",
+        );
+    }
+    let mut hash = None;
+    if let Some(mut ch) = o.obj(cx, "consistentHash") {
+        let mut key = HashKey::None;
+        if let Some(h) = ch.string(cx, "httpHeaderName") {
+            key = HashKey::Header(h.to_ascii_lowercase());
+        }
+        if let Some(mut c) = ch.obj(cx, "httpCookie") {
+            key = HashKey::Cookie {
+                name: c.string(cx, "name").unwrap_or_default(),
+                path: c.string(cx, "path").unwrap_or_default(),
+                ttl: c.duration(cx, "ttl"),
+            };
+            c.unsupported(
+                cx,
+                "attributes",
+                "cookie attributes are not supported, ignored",
+            );
+            c.finish(cx);
+        }
+        if ch.bool(cx, "useSourceIp") == Some(true) {
+            key = HashKey::SourceIp;
+        }
+        if let Some(q) = ch.string(cx, "httpQueryParameterName") {
+            key = HashKey::QueryParameter(q);
+        }
+        let mut min = ch.u64(cx, "minimumRingSize");
+        if let Some(mut r) = ch.obj(cx, "ringHash") {
+            if let Some(m) = r.u64(cx, "minimumRingSize") {
+                min = Some(m);
+            }
+            r.finish(cx);
+        }
+        let mut maglev = None;
+        if let Some(mut m) = ch.obj(cx, "maglev") {
+            maglev = Some(m.u64(cx, "tableSize").unwrap_or(0));
+            m.finish(cx);
+        }
+        ch.finish(cx);
+        hash = Some(ConsistentHash {
+            key,
+            maglev,
+            minimum_ring_size: min.filter(|m| *m > 0),
+        });
+    }
+    o.unsupported(
+        cx,
+        "localityLbSetting",
+        "locality load balancing settings are not supported, ignored",
+    );
+    o.unsupported(
+        cx,
+        "warmup",
+        "slow start (warmup) is not supported, ignored",
+    );
+    o.unsupported(
+        cx,
+        "warmupDurationSecs",
+        "slow start (warmup) is not supported, ignored",
+    );
+    match (simple, hash) {
+        (Some(_), Some(_)) => {
+            cx.error(o.path(), "only one of simple and consistentHash may be set");
+            None
+        }
+        (Some(s), None) => Some(LoadBalancer::Simple(s)),
+        (None, Some(h)) => Some(LoadBalancer::ConsistentHash(h)),
+        (None, None) => None,
+    }
+}
+
+fn nonzero(v: Option<u32>) -> Option<u32> {
+    v.filter(|n| *n > 0)
+}
+
+fn connection_pool(cx: &mut Cx, o: &mut Obj<'_>) -> ConnectionPool {
+    let mut cp = ConnectionPool::default();
+    if let Some(mut t) = o.obj(cx, "tcp") {
+        cp.max_connections = nonzero(t.u32(cx, "maxConnections"));
+        cp.connect_timeout = t.duration(cx, "connectTimeout").filter(|d| !d.is_zero());
+        cp.tcp_idle_timeout = t.duration(cx, "idleTimeout");
+        t.unsupported(
+            cx,
+            "tcpKeepalive",
+            "TCP keepalive settings are not supported, ignored",
+        );
+        t.unsupported(
+            cx,
+            "maxConnectionDuration",
+            "upstream maxConnectionDuration is not supported, ignored",
+        );
+        t.finish(cx);
+    }
+    if let Some(mut h) = o.obj(cx, "http") {
+        cp.http1_max_pending_requests = nonzero(h.u32(cx, "http1MaxPendingRequests"));
+        cp.http2_max_requests = nonzero(h.u32(cx, "http2MaxRequests"));
+        cp.max_requests_per_connection = nonzero(h.u32(cx, "maxRequestsPerConnection"));
+        cp.max_retries = nonzero(h.u32(cx, "maxRetries"));
+        cp.idle_timeout = h.duration(cx, "idleTimeout");
+        if let Some(u) = h.enumeration(
+            cx,
+            "h2UpgradePolicy",
+            &[
+                ("DEFAULT", false),
+                ("DO_NOT_UPGRADE", false),
+                ("UPGRADE", true),
+            ],
+        ) {
+            cp.h2_upgrade = u;
+        }
+        h.unsupported(
+            cx,
+            "useClientProtocol",
+            "useClientProtocol is not supported: the port protocol decides",
+        );
+        h.unsupported(
+            cx,
+            "maxConcurrentStreams",
+            "maxConcurrentStreams is not supported, ignored",
+        );
+        h.unsupported(
+            cx,
+            "http2KeepAlive",
+            "HTTP/2 keepalive is not supported, ignored",
+        );
+        h.finish(cx);
+    }
+    cp
+}
+
+fn outlier(cx: &mut Cx, o: &mut Obj<'_>) -> OutlierDetection {
+    let od = OutlierDetection {
+        consecutive_5xx_errors: o.u32(cx, "consecutive5xxErrors"),
+        consecutive_gateway_errors: o.u32(cx, "consecutiveGatewayErrors"),
+        interval: o.duration(cx, "interval"),
+        base_ejection_time: o.duration(cx, "baseEjectionTime"),
+        max_ejection_percent: o.u32(cx, "maxEjectionPercent"),
+        min_health_percent: o.u32(cx, "minHealthPercent"),
+        split_external_local_origin_errors: o
+            .bool(cx, "splitExternalLocalOriginErrors")
+            .unwrap_or(false),
+        consecutive_local_origin_failures: o.u32(cx, "consecutiveLocalOriginFailures"),
+    };
+    for (k, v) in [
+        ("maxEjectionPercent", od.max_ejection_percent),
+        ("minHealthPercent", od.min_health_percent),
+    ] {
+        if v.is_some_and(|v| v > 100) {
+            cx.error(o.child(k), "must be at most 100");
+        }
+    }
+    if od.interval.is_some_and(|d| d.is_zero()) {
+        cx.error(o.child("interval"), "must be greater than 0");
+    }
+    o.unsupported(
+        cx,
+        "consecutiveErrors",
+        "deprecated and ignored by Istio; use consecutive5xxErrors",
+    );
+    o.unsupported(
+        cx,
+        "outlierDetectionHttpErrorCodes",
+        "custom error codes are not supported, ignored",
+    );
+    od
+}

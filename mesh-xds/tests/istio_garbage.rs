@@ -1,0 +1,340 @@
+//! Garbage in gives an error (or, for harmless input, a value), never a panic: neither the Istio
+//! reader nor the translator, in either role.
+
+use mesh_xds::istio::{self, Options};
+use proptest::prelude::*;
+
+fn all(text: &str) {
+    if let Ok(loaded) = istio::parse_str(text, "fuzz", "default") {
+        let _ = istio::translate(&loaded.value, &Options::sidecar(15001));
+        let gw = Options::gateway([("istio", "ingressgateway")]).map_port(80, 18080);
+        let _ = istio::translate(&loaded.value, &gw);
+    }
+}
+
+#[test]
+fn random_bytes() {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for len in [0usize, 1, 7, 64, 512, 4096] {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        all(&String::from_utf8_lossy(&bytes));
+    }
+}
+
+#[test]
+fn deeply_nested_junk_and_alias_bombs() {
+    for depth in [200usize, 10_000] {
+        all(&"[".repeat(depth));
+        all(&"{a: ".repeat(depth));
+        all(&"- ".repeat(depth));
+    }
+    let bomb = r#"
+a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+"#;
+    assert!(istio::parse_str(bomb, "bomb", "default").is_err());
+}
+
+const KINDS: &[&str] = &[
+    "VirtualService",
+    "DestinationRule",
+    "Gateway",
+    "ServiceEntry",
+    "WorkloadEntry",
+];
+
+/// Field names the reader knows, so random specs reach deep into the converters.
+const KEYS: &[&str] = &[
+    "hosts",
+    "gateways",
+    "http",
+    "match",
+    "route",
+    "destination",
+    "host",
+    "subset",
+    "port",
+    "number",
+    "weight",
+    "uri",
+    "exact",
+    "prefix",
+    "regex",
+    "headers",
+    "request",
+    "set",
+    "add",
+    "remove",
+    "timeout",
+    "retries",
+    "attempts",
+    "retryOn",
+    "perTryTimeout",
+    "fault",
+    "delay",
+    "fixedDelay",
+    "percentage",
+    "value",
+    "abort",
+    "httpStatus",
+    "grpcStatus",
+    "mirror",
+    "mirrors",
+    "mirrorPercentage",
+    "rewrite",
+    "authority",
+    "uriRegexRewrite",
+    "redirect",
+    "redirectCode",
+    "directResponse",
+    "status",
+    "body",
+    "string",
+    "bytes",
+    "corsPolicy",
+    "allowOrigins",
+    "allowMethods",
+    "maxAge",
+    "trafficPolicy",
+    "loadBalancer",
+    "simple",
+    "consistentHash",
+    "httpHeaderName",
+    "ringHash",
+    "maglev",
+    "connectionPool",
+    "tcp",
+    "maxConnections",
+    "connectTimeout",
+    "outlierDetection",
+    "consecutive5xxErrors",
+    "portLevelSettings",
+    "subsets",
+    "name",
+    "labels",
+    "selector",
+    "servers",
+    "protocol",
+    "tls",
+    "httpsRedirect",
+    "ports",
+    "resolution",
+    "endpoints",
+    "address",
+    "locality",
+    "workloadSelector",
+    "sourceLabels",
+    "withoutHeaders",
+    "queryParams",
+    "ignoreUriCase",
+];
+
+const STRINGS: &[&str] = &[
+    "",
+    "*",
+    "mesh",
+    "reviews",
+    "a.b.c",
+    "v1",
+    "STATIC",
+    "DNS",
+    "NONE",
+    "HTTP",
+    "TCP",
+    "ROUND_ROBIN",
+    "1.5s",
+    "-1s",
+    "0s",
+    "999999999999999s",
+    "/",
+    "UNAVAILABLE",
+    "127.0.0.1",
+    "unix:///x",
+    "ns/gw",
+    "./gw",
+    "*.com",
+    "\u{0}",
+];
+
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        (0u64..70_000).prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        proptest::sample::select(STRINGS).prop_map(Value::from),
+        ".{0,8}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(8, 256, 8, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map(proptest::sample::select(KEYS), inner, 0..6).prop_map(
+                |m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            ),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_strings_never_panic(text in any::<String>()) {
+        all(&text);
+    }
+
+    #[test]
+    fn arbitrary_specs_never_panic(
+        kinds in proptest::collection::vec(proptest::sample::select(KINDS), 1..4),
+        specs in proptest::collection::vec(json_value(), 1..4),
+    ) {
+        let docs: Vec<String> = kinds
+            .iter()
+            .zip(specs.iter().cycle())
+            .enumerate()
+            .map(|(i, (kind, spec))| {
+                format!(
+                    "{{\"apiVersion\": \"networking.istio.io/v1\", \"kind\": \"{kind}\", \"metadata\": {{\"name\": \"r{i}\"}}, \"spec\": {spec}}}"
+                )
+            })
+            .collect();
+        all(&docs.join("\n---\n"));
+    }
+}
+
+/// A random but well-formed set of resources: a few services, rules and subsets drawn from
+/// small pools so that names collide, subsets go missing and hosts overlap.
+fn resources() -> impl Strategy<Value = String> {
+    let host = proptest::sample::select(vec!["a", "b", "c.example.com", "*.example.com", "*"]);
+    let subset = proptest::sample::select(vec!["", "v1", "v2", "v3"]);
+    let dest = (
+        host.clone(),
+        subset.clone(),
+        0u32..120,
+        proptest::option::of(1u16..4),
+    );
+    let uri = proptest::sample::select(vec![
+        "",
+        "{ exact: /x }",
+        "{ prefix: / }",
+        "{ prefix: /p }",
+        "{ regex: \"/r.*\" }",
+    ]);
+    let rule = (
+        proptest::collection::vec(dest, 1..4),
+        uri,
+        any::<bool>(),
+        proptest::sample::select(vec![
+            "",
+            "timeout: 1s",
+            "retries: { attempts: 0 }",
+            "fault: { abort: { httpStatus: 503, percentage: { value: 50 } } }",
+            "mirror: { host: a }",
+            "corsPolicy: { allowOrigins: [{ exact: x }] }",
+        ]),
+    );
+    let vs = (
+        proptest::collection::vec(host.clone(), 1..3),
+        proptest::sample::select(vec!["", "gateways: [gw]", "gateways: [mesh, gw]"]),
+        proptest::collection::vec(rule, 1..4),
+    );
+    (
+        proptest::collection::vec(vs, 0..4),
+        proptest::collection::vec((host, proptest::collection::vec(subset, 0..3), any::<bool>()), 0..3),
+        proptest::sample::select(vec!["STATIC", "DNS", "NONE"]),
+    )
+        .prop_map(|(vss, drs, resolution)| {
+            let mut docs = Vec::new();
+            for (i, h) in ["a", "b", "c.example.com"].iter().enumerate() {
+                docs.push(format!(
+                    "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{ name: se{i} }}\nspec:\n  hosts: [\"{h}\"]\n  ports: [{{ number: 1, name: http }}, {{ number: 2, name: http-2 }}, {{ number: 3, name: tcp }}]\n  resolution: {resolution}\n  endpoints: [{{ address: 127.0.0.1, labels: {{ version: v1 }} }}, {{ address: 127.0.0.2, ports: {{ http: 9 }}, labels: {{ version: v2 }} }}]\n"
+                ));
+            }
+            docs.push("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: { name: gw }\nspec:\n  selector: { istio: ingressgateway }\n  servers: [{ port: { number: 1, name: http, protocol: HTTP }, hosts: [\"*\"] }, { port: { number: 2, name: http, protocol: HTTP }, hosts: [\"*.example.com\"], tls: { httpsRedirect: true } }]\n".into());
+            for (i, (h, subsets, hash)) in drs.iter().enumerate() {
+                let subsets: Vec<String> = subsets
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| format!("{{ name: {s}, labels: {{ version: {s} }} }}"))
+                    .collect();
+                let lb = if *hash { "trafficPolicy: { loadBalancer: { consistentHash: { httpHeaderName: x } } }" } else { "" };
+                docs.push(format!(
+                    "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{ name: dr{i} }}\nspec:\n  host: \"{h}\"\n  subsets: [{}]\n  {lb}\n",
+                    subsets.join(", ")
+                ));
+            }
+            for (i, (hosts, gateways, rules)) in vss.iter().enumerate() {
+                let hosts: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+                let mut http = String::new();
+                for (dests, uri, with_match, extra) in rules {
+                    http.push_str("  - ");
+                    if *with_match && !uri.is_empty() {
+                        http.push_str(&format!("match: [{{ uri: {uri} }}]\n    "));
+                    }
+                    if !extra.is_empty() {
+                        http.push_str(&format!("{extra}\n    "));
+                    }
+                    http.push_str("route:\n");
+                    for (h, s, w, p) in dests {
+                        let h = h.trim_start_matches("*.");
+                        let s = if s.is_empty() { String::new() } else { format!(", subset: {s}") };
+                        let p = p.map_or(String::new(), |p| format!(", port: {{ number: {p} }}"));
+                        http.push_str(&format!("    - {{ destination: {{ host: \"{h}\"{s}{p} }}, weight: {w} }}\n"));
+                    }
+                }
+                docs.push(format!(
+                    "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{ name: vs{i} }}\nspec:\n  hosts: [{}]\n  {gateways}\n  http:\n{http}",
+                    hosts.join(", ")
+                ));
+            }
+            docs.join("---\n")
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// A translation either fails or yields a config that validates and compiles: never a
+    /// partial, inconsistent one.
+    #[test]
+    fn translations_are_consistent_or_rejected(text in resources()) {
+        // Generated rules may be invalid (a duplicate subset): then there is nothing to check.
+        let Ok(loaded) = istio::parse_str(&text, "gen", "default") else {
+            return Ok(());
+        };
+        for opts in [
+            Options::sidecar(15001),
+            Options::gateway([("istio", "ingressgateway")]).map_port(1, 18001),
+        ] {
+            if let Ok(b) = istio::translate(&loaded.value, &opts) {
+                b.value.validate().unwrap_or_else(|e| panic!("{e}\n{text}"));
+                for l in &b.value.listeners {
+                    if let mesh_core::config::RouteSource::RouteConfig(rc) =
+                        &l.filter_chains[0].http_connection_manager.route
+                    {
+                        mesh_route::RouteTable::compile(rc).unwrap_or_else(|e| panic!("{e}\n{text}"));
+                    }
+                }
+                for c in &b.value.clusters {
+                    mesh_lb::ClusterLb::builder(c).build().unwrap_or_else(|e| panic!("{e}\n{text}"));
+                }
+            }
+        }
+    }
+}
