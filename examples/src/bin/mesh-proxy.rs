@@ -2,13 +2,19 @@
 //!
 //! ```text
 //! mesh-proxy --config envoy.yaml      run from a file (YAML or JSON)
+//! mesh-proxy --istio DIR --role sidecar --outbound-port 15001
+//!                                     run from Istio YAML as a sidecar's outbound proxy
+//! mesh-proxy --istio DIR --role gateway --labels istio=ingressgateway --port-map 80=18080
+//!                                     run from Istio YAML as an ingress gateway
 //! mesh-proxy --demo                   two demo upstreams on loopback + an embedded config
 //! mesh-proxy validate envoy.yaml      check a file, print every warning and error
 //! ```
 //!
 //! `--admin ADDR` serves Envoy's admin API (a bare port binds 127.0.0.1). With `--watch`, a
-//! change to the config file is validated, compiled and swapped in; SIGHUP does the same at
-//! once. An invalid file is rejected with its errors and the running config keeps serving.
+//! change to the config file (or to the Istio files and directories) is validated, compiled
+//! and swapped in; SIGHUP does the same at once. An invalid config is rejected with its errors
+//! and the running config keeps serving. `--print-config` prints the config the proxy would
+//! run, as Envoy v3 JSON (for Istio input: what the translation made of it), and exits.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,8 +36,32 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Envoy v3 bootstrap file (YAML or JSON).
-    #[arg(short, long, value_name = "FILE", conflicts_with = "demo")]
+    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["demo", "istio"])]
     config: Option<PathBuf>,
+    /// Istio networking YAML (VirtualService, DestinationRule, Gateway, ServiceEntry,
+    /// WorkloadEntry): a file or a directory; repeat for more. Needs --role.
+    #[arg(long, value_name = "PATH", conflicts_with = "demo", requires = "role")]
+    istio: Vec<PathBuf>,
+    /// The namespace of Istio resources without one, and of this proxy.
+    #[arg(long, value_name = "NS", default_value = "default", requires = "istio")]
+    namespace: String,
+    /// Which proxy to build from the Istio YAML.
+    #[arg(long, value_enum, requires = "istio")]
+    role: Option<Role>,
+    /// Sidecar: the port of the outbound listener (on 127.0.0.1).
+    #[arg(long, value_name = "PORT", required_if_eq("role", "sidecar"))]
+    outbound_port: Option<u16>,
+    /// The proxy's workload labels, `k=v[,k=v…]`: a gateway's Gateway selector, a
+    /// sidecar's `sourceLabels`.
+    #[arg(long, value_name = "LABELS", value_parser = parse_labels, requires = "istio")]
+    labels: Option<Labels>,
+    /// Gateway: bind a Gateway server port on another local port, `SERVER=LOCAL` (like a
+    /// Kubernetes Service's targetPort); repeat or separate with commas.
+    #[arg(long, value_name = "MAP", value_parser = parse_port_map, requires = "istio")]
+    port_map: Vec<PortMap>,
+    /// Print the config the proxy would run as Envoy v3 JSON, and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Start two demo upstreams on loopback and proxy to them with an embedded config.
     #[arg(long)]
     demo: bool,
@@ -55,9 +85,153 @@ struct Cli {
     /// Serve the admin API on this address (`9901` alone means 127.0.0.1:9901).
     #[arg(long, value_name = "ADDR", value_parser = parse_admin_addr)]
     admin: Option<SocketAddr>,
-    /// Reload the config file when it changes (SIGHUP reloads at any time).
-    #[arg(long, requires = "config")]
+    /// Reload the config when its files change (SIGHUP reloads at any time).
+    #[arg(long)]
     watch: bool,
+}
+
+/// The proxy built from Istio YAML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    /// One outbound listener routing by `Host` per the mesh-bound VirtualServices.
+    Sidecar,
+    /// Listeners from the Gateways whose selector matches --labels.
+    Gateway,
+}
+
+/// `--labels k=v,…`.
+#[derive(Debug, Clone, Default)]
+struct Labels(Vec<(String, String)>);
+
+/// `--port-map SERVER=LOCAL,…`.
+#[derive(Debug, Clone)]
+struct PortMap(Vec<(u16, u16)>);
+
+fn parse_labels(s: &str) -> Result<Labels, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+            _ => Err(format!("{p:?} is not KEY=VALUE")),
+        })
+        .collect::<Result<_, _>>()
+        .map(Labels)
+}
+
+fn parse_port_map(s: &str) -> Result<PortMap, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (a, b) = p
+                .split_once('=')
+                .ok_or_else(|| format!("{p:?} is not SERVER_PORT=LOCAL_PORT"))?;
+            let port = |x: &str| {
+                x.trim()
+                    .parse::<u16>()
+                    .map_err(|e| format!("{x:?} in {p:?} is not a port: {e}"))
+            };
+            Ok((port(a)?, port(b)?))
+        })
+        .collect::<Result<_, _>>()
+        .map(PortMap)
+}
+
+/// Where the config comes from, to load it again on reload.
+#[derive(Debug, Clone)]
+enum Source {
+    /// An Envoy bootstrap file.
+    Envoy(PathBuf),
+    /// Istio YAML files and directories, and what to build from them.
+    Istio {
+        paths: Vec<PathBuf>,
+        options: mesh_xds::istio::Options,
+    },
+}
+
+impl Source {
+    fn from_cli(cli: &Cli) -> Option<Self> {
+        if let Some(file) = &cli.config {
+            return Some(Self::Envoy(file.clone()));
+        }
+        if cli.istio.is_empty() {
+            return None;
+        }
+        let labels = cli.labels.clone().unwrap_or_default().0;
+        let options = match cli.role? {
+            Role::Sidecar => mesh_xds::istio::Options::sidecar(cli.outbound_port?).labels(labels),
+            Role::Gateway => cli
+                .port_map
+                .iter()
+                .flat_map(|m| &m.0)
+                .fold(mesh_xds::istio::Options::gateway(labels), |o, (s, l)| {
+                    o.map_port(*s, *l)
+                }),
+        }
+        .namespace(cli.namespace.clone());
+        Some(Self::Istio {
+            paths: cli.istio.clone(),
+            options,
+        })
+    }
+
+    /// What it is, for messages.
+    fn describe(&self) -> String {
+        match self {
+            Self::Envoy(f) => f.display().to_string(),
+            Self::Istio { paths, .. } => paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
+    /// Loads and converts it, printing warnings and errors; `Err` after printing.
+    fn load(&self, strict: bool) -> Result<Bootstrap, ()> {
+        match self {
+            Self::Envoy(file) => load(file, strict),
+            Self::Istio { paths, options } => {
+                let resources = mesh_xds::istio::load_paths(paths, &options.namespace)
+                    .map_err(|e| eprintln!("error: {e}"))?;
+                let translated = mesh_xds::istio::translate(&resources.value, options)
+                    .map_err(|e| eprintln!("error: {e}"))?;
+                let warnings: Vec<_> = resources
+                    .warnings
+                    .iter()
+                    .chain(&translated.warnings)
+                    .collect();
+                report_warnings(&warnings, strict)?;
+                Ok(translated.value)
+            }
+        }
+    }
+
+    /// What identifies this version of its files on disk (a directory's files included).
+    fn stamp(&self) -> Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)> {
+        let roots = match self {
+            Self::Envoy(f) => vec![f.clone()],
+            Self::Istio { paths, .. } => paths.clone(),
+        };
+        let mut files = Vec::new();
+        for r in roots {
+            match std::fs::read_dir(&r) {
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> =
+                        entries.filter_map(Result::ok).map(|e| e.path()).collect();
+                    found.sort();
+                    files.extend(found);
+                }
+                Err(_) => files.push(r),
+            }
+        }
+        files
+            .into_iter()
+            .map(|f| {
+                let s = file_stamp(&f);
+                (f, s)
+            })
+            .collect()
+    }
 }
 
 fn parse_admin_addr(s: &str) -> Result<SocketAddr, String> {
@@ -132,21 +306,28 @@ fn init_logging() -> LogLevel {
 /// Loads a file, printing warnings and errors; `Err` after printing.
 fn load(file: &PathBuf, strict: bool) -> Result<Bootstrap, ()> {
     let loaded = envoy::load_bootstrap(file).map_err(|e| eprintln!("error: {e}"))?;
-    for w in &loaded.warnings {
+    report_warnings(&loaded.warnings.iter().collect::<Vec<_>>(), strict)?;
+    Ok(loaded.value)
+}
+
+/// Prints warnings (errors with `strict`); `Err` when `strict` and there are any.
+fn report_warnings(warnings: &[&envoy::Warning], strict: bool) -> Result<(), ()> {
+    for w in warnings {
         eprintln!("{}: {w}", if strict { "error" } else { "warning" });
     }
-    if strict && !loaded.warnings.is_empty() {
+    if strict && !warnings.is_empty() {
         eprintln!(
             "error: {} unsupported field(s) with --strict",
-            loaded.warnings.len()
+            warnings.len()
         );
         return Err(());
     }
-    Ok(loaded.value)
+    Ok(())
 }
 
 async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
     let drain = Duration::from_secs_f64(cli.drain_time.max(0.0));
+    let source = Source::from_cli(&cli);
     let (mut bootstrap, demo_addr) = if cli.demo {
         let (s1, s2) = match (
             mesh_examples::demo::start_service("service1").await,
@@ -166,15 +347,22 @@ async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-    } else if let Some(file) = &cli.config {
-        match load(file, cli.strict) {
+    } else if let Some(source) = &source {
+        match source.load(cli.strict) {
             Ok(b) => (b, None),
             Err(()) => return ExitCode::FAILURE,
         }
     } else {
-        eprintln!("error: give --config FILE or --demo (see --help)");
+        eprintln!("error: give --config FILE, --istio PATH --role ROLE, or --demo (see --help)");
         return ExitCode::FAILURE;
     };
+    if cli.print_config {
+        match serde_json::to_string_pretty(&envoy::dump::bootstrap(&bootstrap)) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("error: {e}"),
+        }
+        return ExitCode::SUCCESS;
+    }
     if cli.no_access_log {
         strip_access_logs(&mut bootstrap);
     }
@@ -227,10 +415,10 @@ async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
     }
     println!("mesh-proxy: ready");
     let running = Arc::new(running);
-    let reloader = cli.config.clone().map(|file| {
+    let reloader = source.map(|source| {
         tokio::spawn(reload_loop(
             Arc::clone(&running),
-            file,
+            source,
             cli.watch,
             cli.strict,
             cli.no_access_log,
@@ -262,25 +450,26 @@ fn strip_access_logs(b: &mut Bootstrap) {
     }
 }
 
-/// What identifies a version of the config file on disk.
+/// What identifies a version of a file on disk.
 fn file_stamp(file: &PathBuf) -> Option<(std::time::SystemTime, u64)> {
     let m = std::fs::metadata(file).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
 
-/// Reloads the config file on SIGHUP and, with `watch`, when it changes on disk (checked every
-/// 250 ms: no file-notification dependency for one file).
+/// Reloads the config on SIGHUP and, with `watch`, when its files change on disk (checked
+/// every 250 ms: no file-notification dependency for a few files).
 async fn reload_loop(
     running: Arc<mesh_proxy::RunningProxy>,
-    file: PathBuf,
+    source: Source,
     watch: bool,
     strict: bool,
     no_access_log: bool,
 ) {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut stamp = file_stamp(&file);
+    let mut stamp = source.stamp();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let what = source.describe();
     loop {
         #[cfg(unix)]
         let hup_fired = async {
@@ -296,7 +485,7 @@ async fn reload_loop(
         tokio::select! {
             () = hup_fired => {}
             _ = tick.tick(), if watch => {
-                let now = file_stamp(&file);
+                let now = source.stamp();
                 if now == stamp {
                     continue;
                 }
@@ -311,11 +500,8 @@ async fn reload_loop(
                 ))
                 .inc();
         };
-        let Ok(mut bootstrap) = load(&file, strict) else {
-            eprintln!(
-                "mesh-proxy: rejected {}; the running config keeps serving",
-                file.display()
-            );
+        let Ok(mut bootstrap) = source.load(strict) else {
+            eprintln!("mesh-proxy: rejected {what}; the running config keeps serving");
             rejected();
             continue;
         };
@@ -323,14 +509,10 @@ async fn reload_loop(
             strip_access_logs(&mut bootstrap);
         }
         match running.reload(bootstrap).await {
-            Ok(v) => println!(
-                "mesh-proxy: reloaded {} (config version {v})",
-                file.display()
-            ),
+            Ok(v) => println!("mesh-proxy: reloaded {what} (config version {v})"),
             Err(e) => {
                 eprintln!(
-                    "mesh-proxy: rejected {}: {e}\n{}",
-                    file.display(),
+                    "mesh-proxy: rejected {what}: {e}\n{}",
                     std::error::Error::source(&e)
                         .map(ToString::to_string)
                         .unwrap_or_default()
