@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mesh_proxy::test_util::{Behavior, Client, Upstream};
-use support::ProxyProcess;
+use support::{ProxyProcess, eventually};
 
 /// ServiceEntries for `reviews` (v1 on `v1`, v2 on `v2`) and `productpage`, port 9080 each.
 fn services(v1: SocketAddr, v2: SocketAddr, productpage: SocketAddr) -> String {
@@ -122,23 +122,6 @@ async fn upstream_for(addr: SocketAddr, host: &str, user: Option<&str>) -> (u16,
     }
     let r = Client::http1().get(addr, "/reviews/0", &headers).await;
     (r.status.as_u16(), r.header("x-upstream").to_owned())
-}
-
-/// Polls `check` until it is true, failing after `limit` (the file watcher's next pass
-/// cannot signal the test).
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn path(p: &Path) -> &str {

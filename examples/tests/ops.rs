@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use mesh_proxy::test_util::{Behavior, Client, Upstream};
-use support::ProxyProcess;
+use support::{ProxyProcess, eventually};
 
 fn config(listen_port: u16, upstream: SocketAddr) -> String {
     format!(
@@ -46,23 +46,6 @@ static_resources:
 "#,
         upstream.port()
     )
-}
-
-/// Polls `check` until it is true, failing after `limit` (a readiness wait with a deadline,
-/// for changes the test cannot be signalled about: a file watcher's next pass).
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn admin_addr(lines: &[String]) -> SocketAddr {

@@ -104,3 +104,20 @@ pub(crate) fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     std::fs::write(&path, text).expect("write temp file");
     path
 }
+
+/// Polls `check` until it is true, failing after `limit` (a readiness wait with a deadline,
+/// for changes the test cannot be signalled about: a file watcher's next pass).
+pub(crate) async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -323,48 +323,37 @@ pub(crate) async fn route(
                 }
                 return failure(cx, &cluster, crate::Error::new(Kind::Timeout, None));
             }
-            Event::PerTry(i) if hedge => {
-                // Hedging: the late attempt keeps running; its host is charged the timeout
-                // now, and another attempt starts if the retry policy allows one.
-                cluster.stats.rq_per_try_timeout.inc();
-                let a = &mut attempts[i];
-                a.hedged = true;
-                let index = a.index;
-                let timeout = Err(crate::Error::new(Kind::Timeout, None));
-                report_outlier(cx, &cluster, index, &timeout);
-                if let Some(r) = retry.as_mut()
-                    && backoff.is_none()
-                    && take_retry(cx, &cluster, r, &limits, &mut retry_slots)
-                {
-                    backoff = Some(Box::pin(tokio::time::sleep(
-                        r.next_backoff(cx.filter_cx.random_u64()),
-                    )));
-                    continue;
-                }
-                // No retry left: the attempt that timed out is given up, as without hedging.
-                let a = attempts.swap_remove(i);
-                cluster.stats.rq_active.dec();
-                (
-                    a,
-                    Err(crate::Error::new(
-                        Kind::Timeout,
-                        Some("per-try timeout".into()),
-                    )),
-                    true,
-                )
-            }
             Event::PerTry(i) => {
                 cluster.stats.rq_per_try_timeout.inc();
+                if hedge {
+                    // Hedging: the late attempt keeps running; its host is charged the
+                    // timeout now, and another attempt starts if the policy allows one.
+                    let a = &mut attempts[i];
+                    a.hedged = true;
+                    let index = a.index;
+                    report_outlier(
+                        cx,
+                        &cluster,
+                        index,
+                        &Err(crate::Error::new(Kind::Timeout, None)),
+                    );
+                    if backoff.is_some() {
+                        continue; // a retry is already on its way
+                    }
+                    if let Some(r) = retry.as_mut()
+                        && take_retry(cx, &cluster, r, &limits, &mut retry_slots)
+                    {
+                        backoff = Some(Box::pin(tokio::time::sleep(
+                            r.next_backoff(cx.filter_cx.random_u64()),
+                        )));
+                        continue;
+                    }
+                    // No retry left: the attempt is given up, as without hedging.
+                }
                 let a = attempts.swap_remove(i);
                 cluster.stats.rq_active.dec();
-                (
-                    a,
-                    Err(crate::Error::new(
-                        Kind::Timeout,
-                        Some("per-try timeout".into()),
-                    )),
-                    true,
-                )
+                let e = crate::Error::new(Kind::Timeout, Some("per-try timeout".into()));
+                (a, Err(e), true)
             }
             Event::Done(i, r) => {
                 let a = attempts.swap_remove(i);

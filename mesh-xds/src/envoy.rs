@@ -242,14 +242,7 @@ fn read(path: &Path) -> Result<String, LoadError> {
 /// YAML parser rejects some JSON, e.g. tab indentation); when that fails it is read as YAML,
 /// which accepts near-JSON such as trailing commas.
 fn parse_text(text: &str) -> Result<Value, LoadError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if let Some((line, column)) = too_deep(text, MAX_FLOW_DEPTH) {
-        return Err(LoadError::Syntax {
-            message: format!("nesting deeper than {MAX_FLOW_DEPTH} levels"),
-            line: Some(line),
-            column: Some(column),
-        });
-    }
+    let text = prepare_text(text)?;
     if text.trim_start().starts_with('{') {
         return match serde_json::from_str::<Value>(text) {
             Ok(v) => Ok(v),
@@ -259,6 +252,20 @@ fn parse_text(text: &str) -> Result<Value, LoadError> {
         };
     }
     serde_yaml_ng::from_str::<Value>(text).map_err(|e| LoadError::from_yaml(&e))
+}
+
+/// The text without a byte-order mark, or a syntax error when its `[`/`{` nesting is deeper
+/// than [`MAX_FLOW_DEPTH`] (checked before any YAML parser sees it).
+pub(crate) fn prepare_text(text: &str) -> Result<&str, LoadError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some((line, column)) = too_deep(text, MAX_FLOW_DEPTH) {
+        return Err(LoadError::Syntax {
+            message: format!("nesting deeper than {MAX_FLOW_DEPTH} levels"),
+            line: Some(line),
+            column: Some(column),
+        });
+    }
+    Ok(text)
 }
 
 /// The deepest `[`/`{` nesting read. Both parsers stop at 128 levels anyway, but libyaml's time

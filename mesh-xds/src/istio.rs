@@ -424,14 +424,7 @@ fn read(path: &Path) -> Result<String, LoadError> {
 
 /// Every YAML document of the text (JSON is read as one document).
 fn documents(text: &str) -> Result<Vec<Value>, LoadError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if let Some((line, column)) = too_deep(text, 512) {
-        return Err(LoadError::Syntax {
-            message: "nesting deeper than 512 levels".into(),
-            line: Some(line),
-            column: Some(column),
-        });
-    }
+    let text = crate::envoy::prepare_text(text)?;
     if text.trim_start().starts_with('{')
         && let Ok(v) = serde_json::from_str::<Value>(text)
     {
@@ -442,52 +435,6 @@ fn documents(text: &str) -> Result<Vec<Value>, LoadError> {
         out.push(Value::deserialize(de).map_err(|e| LoadError::from_yaml(&e))?);
     }
     Ok(out)
-}
-
-/// Where `[`/`{` nesting first exceeds `limit` (libyaml's time grows with the square of the flow
-/// depth, so deep input is refused first). Quoted scalars and comments are skipped.
-fn too_deep(text: &str, limit: usize) -> Option<(usize, usize)> {
-    let (mut depth, mut line, mut column) = (0usize, 1usize, 0usize);
-    let (mut quote, mut comment, mut escape, mut boundary) = (None::<u8>, false, false, true);
-    for b in text.bytes() {
-        if b == b'\n' {
-            line += 1;
-            column = 0;
-            comment = false;
-        } else {
-            column += 1;
-        }
-        if comment {
-            continue;
-        }
-        if let Some(q) = quote {
-            if escape {
-                escape = false;
-            } else if q == b'"' && b == b'\\' {
-                escape = true;
-            } else if b == q {
-                quote = None;
-            }
-        } else {
-            match b {
-                b'"' | b'\'' if boundary => quote = Some(b),
-                b'#' if boundary => comment = true,
-                b'[' | b'{' => {
-                    depth += 1;
-                    if depth > limit {
-                        return Some((line, column));
-                    }
-                }
-                b']' | b'}' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-        }
-        boundary = matches!(
-            b,
-            b' ' | b'\t' | b'\n' | b'\r' | b'[' | b'{' | b',' | b':' | b'-' | b'?'
-        );
-    }
-    None
 }
 
 fn document(cx: &mut Cx, doc: &Value, source: &str, default_ns: &str, out: &mut Resources) {
@@ -699,11 +646,5 @@ mod tests {
         );
         assert_eq!(fqdn("a.b", "prod", "cluster.local"), "a.b");
         assert_eq!(fqdn("*", "prod", "cluster.local"), "*");
-    }
-
-    #[test]
-    fn depth_bound() {
-        assert!(too_deep(&"[".repeat(600), 512).is_some());
-        assert!(too_deep("a: '[[['", 2).is_none());
     }
 }

@@ -4,46 +4,23 @@
 //! Bookinfo ServiceEntries of `fixtures/istio/bookinfo-services.yaml` (and, for
 //! VirtualServices, Bookinfo's `destination-rule-all.yaml`, which defines their subsets).
 //!
-//! The shared `support/conformance.rs` helper only knows `envoy-router-check/`; the same lookup
-//! rule is applied here: a missing directory fails on CI (`CI=true`) and skips elsewhere.
+//! A missing conformance directory fails on CI (`CI=true`) and skips elsewhere.
 
-use std::path::{Path, PathBuf};
+#[path = "support/conformance.rs"]
+mod conformance;
+
+use std::path::PathBuf;
+
+use conformance::{dir, yaml_files};
 
 use mesh_core::config::{Action, ClusterSpecifier, PathMatch};
 use mesh_xds::LoadError;
 use mesh_xds::istio::{self, Loaded, Options, Resources};
 
-const CONFORMANCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance");
 const SERVICES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/istio/bookinfo-services.yaml"
 );
-
-fn dir(which: &str) -> Option<PathBuf> {
-    let dir = Path::new(CONFORMANCE).join(which);
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("conformance data missing: {} not found", dir.display());
-    }
-    eprintln!(
-        "notice: {} not found; skipping the Istio conformance test",
-        dir.display()
-    );
-    None
-}
-
-fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no *.yaml in {}", dir.display());
-    files
-}
 
 fn load(paths: &[PathBuf]) -> Result<Loaded<Resources>, LoadError> {
     istio::load_paths(paths, "default")
