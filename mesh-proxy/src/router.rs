@@ -29,6 +29,9 @@ mod retry;
 pub(crate) use retry::RetryRt;
 use retry::{Replay, Retry, X_ENVOY_ATTEMPT_COUNT};
 
+static X_ENVOY_IS_TIMEOUT_RETRY: http::HeaderName =
+    http::HeaderName::from_static("x-envoy-is-timeout-retry");
+
 const CONNECT_ERROR: &str = "upstream connect error or disconnect/reset before headers. ";
 
 /// Routes a request whose filters have run, and returns the response head with its body.
@@ -209,6 +212,8 @@ pub(crate) async fn route(
     let mut attempts: Vec<Attempt> = Vec::with_capacity(1);
     let mut backoff: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut start = true;
+    // The pending retry follows a per-try timeout.
+    let mut timeout_retry = false;
     let (pool, result, sent_at, _active) = loop {
         if std::mem::take(&mut start) {
             attempt += 1;
@@ -258,6 +263,14 @@ pub(crate) async fn route(
                 upstream_req
                     .headers_mut()
                     .insert(X_ENVOY_ATTEMPT_COUNT.clone(), HeaderValue::from(attempt));
+            }
+            // A retry after a per-try timeout says so upstream (Envoy's
+            // x-envoy-is-timeout-retry), unless Envoy's headers are suppressed.
+            if timeout_retry && !cx.chain.hcm.suppress_envoy_headers {
+                upstream_req.headers_mut().insert(
+                    X_ENVOY_IS_TIMEOUT_RETRY.clone(),
+                    HeaderValue::from_static("true"),
+                );
             }
             cluster.stats.rq_total.inc();
             cluster.stats.rq_active.inc();
@@ -346,6 +359,7 @@ pub(crate) async fn route(
                         backoff = Some(Box::pin(tokio::time::sleep(
                             r.next_backoff(cx.filter_cx.random_u64()),
                         )));
+                        timeout_retry = true;
                         continue;
                     }
                     // No retry left: the attempt is given up, as without hedging.
@@ -393,6 +407,7 @@ pub(crate) async fn route(
                 backoff = Some(Box::pin(tokio::time::sleep(
                     r.next_backoff(cx.filter_cx.random_u64()),
                 )));
+                timeout_retry = per_try_fired;
             }
             continue;
         }

@@ -208,6 +208,7 @@ async fn handle(
                 ("x-client-ip", "x-seen-client-ip"),
                 ("traceparent", "x-seen-traceparent"),
                 ("x-envoy-attempt-count", "x-seen-attempt-count"),
+                ("x-envoy-is-timeout-retry", "x-seen-timeout-retry"),
                 ("tracestate", "x-seen-tracestate"),
                 ("x-b3-traceid", "x-seen-b3-traceid"),
                 ("x-b3-parentspanid", "x-seen-b3-parentspanid"),

@@ -177,7 +177,15 @@ async fn a_hung_host_hits_the_per_try_timeout_and_the_retry_succeeds() {
         let r = Client::http1().get(addr, "/", &[]).await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.header("x-upstream"), "good");
-        waits.push(started.elapsed());
+        let waited = started.elapsed();
+        // A retry after a per-try timeout says so upstream.
+        let timeout_retry = if waited >= Duration::from_secs(1) {
+            "true"
+        } else {
+            ""
+        };
+        assert_eq!(r.header("x-seen-timeout-retry"), timeout_retry);
+        waits.push(waited);
     }
     assert!(
         waits.iter().any(|w| *w >= Duration::from_secs(1)),
