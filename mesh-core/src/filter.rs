@@ -135,7 +135,19 @@ pub trait HttpFilter: Send + Sync + fmt::Debug + 'static {
     /// Called once when the request is finished (after the response body, or on reset). The
     /// default does nothing.
     fn on_log(&self, _cx: &FilterContext) {}
+
+    /// Parses this filter's per-route config (a `typed_per_filter_config` entry under its
+    /// name) once, when the config is compiled, into what
+    /// [`FilterContext::route_config_as`] returns per request. An error rejects the config
+    /// (with the entry's path). The default keeps the JSON, for
+    /// [`FilterContext::route_config`].
+    fn parse_route_config(&self, config: &serde_json::Value) -> Result<RouteConfig, BoxError> {
+        Ok(Arc::new(config.clone()))
+    }
 }
+
+/// A filter's per-route config as [`HttpFilter::parse_route_config`] made it.
+pub type RouteConfig = Arc<dyn std::any::Any + Send + Sync>;
 
 /// Per-request state shared by the filter chain.
 #[derive(Debug)]
@@ -144,7 +156,7 @@ pub struct FilterContext {
     downstream_local: SocketAddr,
     flags: ResponseFlags,
     extensions: http::Extensions,
-    route_overrides: Option<Arc<std::collections::BTreeMap<String, serde_json::Value>>>,
+    route_overrides: Option<Arc<std::collections::BTreeMap<String, RouteConfig>>>,
     random: u64,
     route_cleared: bool,
 }
@@ -212,9 +224,25 @@ impl FilterContext {
     }
 
     /// The per-route config override for the filter named `filter` (Envoy's
-    /// `typed_per_filter_config`), if the matched route or virtual host has one.
+    /// `typed_per_filter_config`) as JSON, if the matched route or virtual host has one that
+    /// the filter did not parse ([`HttpFilter::parse_route_config`]).
     pub fn route_config(&self, filter: &str) -> Option<&serde_json::Value> {
-        self.route_overrides.as_ref()?.get(filter)
+        self.route_config_as(filter)
+    }
+
+    /// The per-route config override for the filter named `filter` as the filter's
+    /// [`HttpFilter::parse_route_config`] made it, if the matched route or virtual host has
+    /// one of type `T`.
+    pub fn route_config_as<T: std::any::Any>(&self, filter: &str) -> Option<&T> {
+        (**self.route_overrides.as_ref()?.get(filter)?).downcast_ref()
+    }
+
+    /// [`FilterContext::route_config_as`], shared: the filter can hold it while it changes
+    /// the context.
+    pub fn route_config_arc<T: std::any::Any + Send + Sync>(&self, filter: &str) -> Option<Arc<T>> {
+        Arc::clone(self.route_overrides.as_ref()?.get(filter)?)
+            .downcast()
+            .ok()
     }
 
     /// Tells the router to match the route again: the route is chosen once, before the
@@ -232,7 +260,7 @@ impl FilterContext {
     /// Sets the per-route overrides (done by the proxy once the route is known).
     pub fn set_route_overrides(
         &mut self,
-        overrides: Option<Arc<std::collections::BTreeMap<String, serde_json::Value>>>,
+        overrides: Option<Arc<std::collections::BTreeMap<String, RouteConfig>>>,
     ) {
         self.route_overrides = overrides;
     }

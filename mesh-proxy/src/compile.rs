@@ -231,16 +231,9 @@ pub(crate) fn compile(
                 RouteSource::RouteConfig(rc) => Some(rc),
                 RouteSource::Rds(name) => bootstrap.route_configs.iter().find(|r| &r.name == name),
             };
-            let routes = match rc.map(RouteTable::compile) {
-                Some(Ok(t)) => Some(t),
-                Some(Err(e)) => {
-                    err(format!("{p}.route_config"), e.to_string());
-                    None
-                }
-                None => None, // reported by validation
-            };
             // The router runs after the chain; a router entry (allowed last) is not a filter.
             let mut filters = Vec::new();
+            let mut names = Vec::new();
             for (j, f) in hcm.http_filters.iter().enumerate() {
                 let is_router = f.name == ROUTER_FILTER
                     || f.type_url.as_deref().is_some_and(|t| {
@@ -250,10 +243,29 @@ pub(crate) fn compile(
                     continue;
                 }
                 match registry.build(f) {
-                    Ok(filter) => filters.push(filter),
+                    Ok(filter) => {
+                        filters.push(filter);
+                        names.push(f.name.as_str());
+                    }
                     Err(e) => err(format!("{p}.http_filters[{j}]"), e.to_string()),
                 }
             }
+            // Each per-route filter config is parsed once, by the filter it names.
+            let parse =
+                |name: &str, cfg: &serde_json::Value| match names.iter().position(|n| *n == name) {
+                    Some(i) => filters[i]
+                        .parse_route_config(cfg)
+                        .map_err(|e| e.to_string()),
+                    None => Ok(Arc::new(cfg.clone()) as mesh_core::filter::RouteConfig),
+                };
+            let routes = match rc.map(|rc| RouteTable::compile_with(rc, &parse)) {
+                Some(Ok(t)) => Some(t),
+                Some(Err(e)) => {
+                    err(format!("{p}.route_config"), e.to_string());
+                    None
+                }
+                None => None, // reported by validation
+            };
             let mut access_logs = Vec::new();
             for (j, a) in hcm.access_log.iter().enumerate() {
                 match AccessLogger::new(a) {

@@ -305,3 +305,31 @@ async fn invalid_fault_config_is_a_config_error_with_its_path() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn an_invalid_per_route_fault_config_rejects_the_config_with_its_path() {
+    let up = Upstream::start("up", Behavior::Identify).await;
+    let mut bad = Route::prefix("/bad", "up");
+    bad.typed_per_filter_config.insert(
+        "envoy.filters.http.fault".into(),
+        json!({"delay": {"fixed_delay": "soon"}}),
+    );
+    let routes = RouteConfiguration::new("r")
+        .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(bad));
+    let mut hcm = HttpConnectionManager::with_routes(routes);
+    hcm.http_filters.push(HttpFilterConfig::new(
+        "envoy.filters.http.fault",
+        serde_json::Value::Null,
+    ));
+    let boot = Bootstrap::default()
+        .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
+        .with_cluster(Cluster::new_static("up", [up.addr()]));
+    let err = Proxy::builder(boot).build().unwrap_err();
+    let msg = std::error::Error::source(&err).unwrap().to_string();
+    assert!(
+        msg.contains("virtual_hosts[0].routes[0].typed_per_filter_config")
+            && msg.contains("envoy.filters.http.fault")
+            && msg.contains("fixed_delay"),
+        "{msg}"
+    );
+}

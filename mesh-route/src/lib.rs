@@ -76,5 +76,5 @@ pub use action::{Forward, HitAction};
 pub use matcher::DownstreamTls;
 pub use matcher::header::HeaderMatch;
 pub use rewrite::RequestInfo;
-pub use table::{BuildError, FilterConfigs, Hit, RouteTable};
+pub use table::{BuildError, FilterConfig, FilterConfigParser, FilterConfigs, Hit, RouteTable};
 pub use vhost::VirtualHostInfo;

@@ -26,8 +26,18 @@ use crate::rewrite::Mutations;
 use crate::rewrite::RequestInfo;
 use crate::vhost::{DomainIndex, VirtualHostInfo};
 
+/// One per-filter config override as the table holds it: what the filter made of its JSON
+/// when the table was compiled ([`RouteTable::compile_with`]), or the JSON itself (a
+/// `serde_json::Value`) when nothing parsed it.
+pub type FilterConfig = mesh_core::filter::RouteConfig;
+
 /// Per-filter config overrides, keyed by filter name (see [`Hit::typed_per_filter_config`]).
-pub type FilterConfigs = BTreeMap<String, serde_json::Value>;
+pub type FilterConfigs = BTreeMap<String, FilterConfig>;
+
+/// Parses one `typed_per_filter_config` entry, given the filter's name and its JSON, into what
+/// the filter reads per request; `Err` is a message naming what is wrong.
+pub type FilterConfigParser<'p> =
+    &'p dyn Fn(&str, &serde_json::Value) -> Result<FilterConfig, String>;
 
 /// Why a route configuration could not be compiled. Every variant names the field at fault,
 /// e.g. `virtual_hosts[0].routes[3].match.safe_regex`.
@@ -51,6 +61,16 @@ pub enum BuildError {
         field: String,
         /// The domain as configured.
         domain: String,
+    },
+    /// A `typed_per_filter_config` entry its filter rejected.
+    #[error("invalid config for filter {filter:?} in {field}: {message}")]
+    FilterConfig {
+        /// The `typed_per_filter_config` field.
+        field: String,
+        /// The filter's name (the entry's key).
+        filter: String,
+        /// The filter's message.
+        message: String,
     },
     /// A second `*` domain.
     #[error("second `*` domain in {field}: only a single wildcard domain is permitted")]
@@ -95,6 +115,7 @@ impl BuildError {
             | Self::MultipleWildcards { field }
             | Self::InvalidTotalWeight { field, .. }
             | Self::PathTemplate { field, .. }
+            | Self::FilterConfig { field, .. }
             | Self::Invalid { field, .. } => field,
         }
     }
@@ -142,13 +163,31 @@ pub struct RouteTable {
     mirror_policies: Vec<RequestMirrorPolicy>,
 }
 
-fn merge(base: Option<&Arc<FilterConfigs>>, over: &FilterConfigs) -> Option<Arc<FilterConfigs>> {
+/// `over` (parsed) merged over `base`; `field` is where `over` is configured.
+fn merge(
+    base: Option<&Arc<FilterConfigs>>,
+    over: &BTreeMap<String, serde_json::Value>,
+    field: &str,
+    parse: FilterConfigParser<'_>,
+) -> Result<Option<Arc<FilterConfigs>>, BuildError> {
     if over.is_empty() {
-        return base.cloned();
+        return Ok(base.cloned());
     }
     let mut merged = base.map(|b| (**b).clone()).unwrap_or_default();
-    merged.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
-    Some(Arc::new(merged))
+    for (name, cfg) in over {
+        let parsed = parse(name, cfg).map_err(|message| BuildError::FilterConfig {
+            field: format!("{field}.typed_per_filter_config"),
+            filter: name.clone(),
+            message,
+        })?;
+        merged.insert(name.clone(), parsed);
+    }
+    Ok(Some(Arc::new(merged)))
+}
+
+/// Keeps a per-filter config as its JSON.
+fn keep_json(_: &str, cfg: &serde_json::Value) -> Result<FilterConfig, String> {
+    Ok(Arc::new(cfg.clone()))
 }
 
 impl RouteTable {
@@ -159,11 +198,24 @@ impl RouteTable {
     /// compile, a duplicate domain or second `*`, weighted clusters with a zero total, an
     /// invalid header name or value in header mutations, a direct response out of range, ...
     pub fn compile(cfg: &RouteConfiguration) -> Result<Self, BuildError> {
+        Self::compile_with(cfg, &keep_json)
+    }
+
+    /// Compiles a route configuration, parsing every `typed_per_filter_config` entry once with
+    /// `parse` (so a filter reads its per-route config without parsing JSON per request).
+    ///
+    /// # Errors
+    /// As [`compile`](Self::compile), and [`BuildError::FilterConfig`] when `parse` rejects an
+    /// entry.
+    pub fn compile_with(
+        cfg: &RouteConfiguration,
+        parse: FilterConfigParser<'_>,
+    ) -> Result<Self, BuildError> {
         let domains = DomainIndex::build(&cfg.virtual_hosts)?;
         let mut vhosts = Vec::with_capacity(cfg.virtual_hosts.len());
         for (vi, vh) in cfg.virtual_hosts.iter().enumerate() {
             let vfield = format!("virtual_hosts[{vi}]");
-            let vh_filters = merge(None, &vh.typed_per_filter_config);
+            let vh_filters = merge(None, &vh.typed_per_filter_config, &vfield, parse)?;
             let mut routes = Vec::with_capacity(vh.routes.len());
             for (ri, r) in vh.routes.iter().enumerate() {
                 routes.push(compile_route(
@@ -171,6 +223,7 @@ impl RouteTable {
                     &format!("{vfield}.routes[{ri}]"),
                     vh_filters.as_ref(),
                     cfg.max_direct_response_body_size_bytes,
+                    parse,
                 )?);
             }
             let virtual_clusters = vh
@@ -323,16 +376,28 @@ fn compile_route(
     field: &str,
     vh_filters: Option<&Arc<FilterConfigs>>,
     max_body: u32,
+    parse: FilterConfigParser<'_>,
 ) -> Result<CompiledRoute, BuildError> {
     let matcher = RouteMatcher::compile(&r.route_match, &format!("{field}.match"))?;
     let mut action = CompiledAction::compile(r, &matcher.path, field, max_body)?;
-    let filter_configs = merge(vh_filters, &r.typed_per_filter_config);
+    let filter_configs = merge(vh_filters, &r.typed_per_filter_config, field, parse)?;
     if let (CompiledAction::Forward(f), Action::Route(cfg)) = (&mut action, &r.action)
         && let mesh_core::config::ClusterSpecifier::WeightedClusters(w) = &cfg.cluster
     {
-        for (e, c) in f.weighted_entries_mut().iter_mut().zip(&w.clusters) {
+        for (i, (e, c)) in f
+            .weighted_entries_mut()
+            .iter_mut()
+            .zip(&w.clusters)
+            .enumerate()
+        {
             if !c.typed_per_filter_config.is_empty() {
-                e.filter_configs = merge(filter_configs.as_ref(), &c.typed_per_filter_config);
+                let cfield = format!("{field}.route.weighted_clusters.clusters[{i}]");
+                e.filter_configs = merge(
+                    filter_configs.as_ref(),
+                    &c.typed_per_filter_config,
+                    &cfield,
+                    parse,
+                )?;
             }
         }
     }

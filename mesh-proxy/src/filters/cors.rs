@@ -8,11 +8,14 @@
 //! `-Expose-Headers`, `-Allow-Credentials`) on its response. Requests from other origins pass
 //! through untouched.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use http::{HeaderValue, Method, StatusCode, header};
 use mesh_core::BoxError;
 use mesh_core::filter::{
     FilterContext, FilterRegistry, Flow, HttpFilter, LocalReply, RequestHead, ResponseHead,
+    RouteConfig,
 };
 use mesh_route::HeaderMatch;
 use serde_json::{Value, json};
@@ -148,18 +151,21 @@ fn value(s: &Option<String>) -> Option<HeaderValue> {
 
 #[async_trait]
 impl HttpFilter for Cors {
+    fn parse_route_config(&self, config: &Value) -> Result<RouteConfig, BoxError> {
+        Ok(Arc::new(Policy::parse(config)?))
+    }
+
     async fn on_request(&self, req: &mut RequestHead, cx: &mut FilterContext) -> Flow {
         let Some(origin) = req.headers.get(header::ORIGIN).cloned() else {
             return Flow::Continue;
         };
-        let route_policy = match cx.route_config(NAME) {
-            Some(v) => match Policy::parse(v) {
-                Ok(p) => p,
-                Err(_) => return Flow::Continue,
-            },
-            None => None,
-        };
-        let Some(policy) = route_policy.as_ref().or(self.policy.as_ref()) else {
+        // The route's policy was parsed when the config was compiled (parse_route_config).
+        let route_policy = cx.route_config_arc::<Option<Policy>>(NAME);
+        let Some(policy) = route_policy
+            .as_deref()
+            .and_then(Option::as_ref)
+            .or(self.policy.as_ref())
+        else {
             return Flow::Continue;
         };
         if !policy.allows(req) {

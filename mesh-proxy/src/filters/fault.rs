@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use http::{HeaderName, HeaderValue, StatusCode};
 use mesh_core::BoxError;
 use mesh_core::config::{Denominator, FractionalPercent};
-use mesh_core::filter::{FilterContext, FilterRegistry, Flow, HttpFilter, LocalReply, RequestHead};
+use mesh_core::filter::{
+    FilterContext, FilterRegistry, Flow, HttpFilter, LocalReply, RequestHead, RouteConfig,
+};
 use mesh_core::flags::ResponseFlags;
 use mesh_core::stats::{Counter, Gauge, Registry, StatName};
 use mesh_route::HeaderMatch;
@@ -274,19 +276,14 @@ fn effective(p: FractionalPercent, req: &RequestHead, header: &HeaderName) -> Fr
 
 #[async_trait]
 impl HttpFilter for Fault {
+    fn parse_route_config(&self, config: &Value) -> Result<RouteConfig, BoxError> {
+        Ok(Arc::new(FaultConfig::parse(config)?))
+    }
+
     async fn on_request(&self, req: &mut RequestHead, cx: &mut FilterContext) -> Flow {
-        let route_cfg;
-        let cfg = match cx.route_config(NAME) {
-            Some(v) => match FaultConfig::parse(v) {
-                Ok(c) => {
-                    route_cfg = c;
-                    &route_cfg
-                }
-                // An invalid per-route config injects nothing rather than failing requests.
-                Err(_) => return Flow::Continue,
-            },
-            None => &self.config,
-        };
+        // The route's config was parsed when the config was compiled (parse_route_config).
+        let route_cfg = cx.route_config_arc::<FaultConfig>(NAME);
+        let cfg = route_cfg.as_deref().unwrap_or(&self.config);
         if cfg.delay.is_none() && cfg.abort.is_none() {
             return Flow::Continue;
         }

@@ -241,10 +241,14 @@ fn typed_per_filter_config_merging() {
     );
     let cfg_of = |host: &str, path: &str| {
         let p = get(host, path);
-        t.find(&p, 0)
-            .unwrap()
-            .typed_per_filter_config()
-            .map(|m| (**m).clone())
+        t.find(&p, 0).unwrap().typed_per_filter_config().map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let json = (**v).downcast_ref::<serde_json::Value>().unwrap();
+                    (k.clone(), json.clone())
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        })
     };
     assert_eq!(
         cfg_of("v.com", "/r"),
