@@ -133,6 +133,9 @@ pub enum DemoError {
 /// productpage, whose calls (and reviews' calls to ratings) go through the sidecar at
 /// [`Demo::sidecar_addr`]. Both proxies are translated from the same Istio config
 /// ([module docs](super)).
+///
+/// End it with [`Demo::shutdown`]: a dropped `Demo` stops the workloads, but its proxies keep
+/// serving until the runtime ends (a [`RunningProxy`] only stops when shut down).
 #[derive(Debug)]
 pub struct Demo {
     bookinfo: Bookinfo,
@@ -191,12 +194,22 @@ impl Demo {
             .map_err(err("sidecar"))?;
         let sidecar_addr = first_listener(&sidecar).expect("a sidecar has its outbound listener");
         bookinfo.set_outbound(sidecar_addr);
-        let gateway = proxy(t.gateway, opts.gateway_admin)
-            .map_err(err("gateway"))?
-            .start()
-            .await
-            .map_err(err("gateway"))?;
-        let gateway_addr = first_listener(&gateway).ok_or(DemoError::NoGateway)?;
+        let gateway = match proxy(t.gateway, opts.gateway_admin) {
+            Ok(p) => p.start().await,
+            Err(e) => Err(e),
+        };
+        let gateway = match gateway {
+            Ok(g) => g,
+            Err(e) => {
+                sidecar.shutdown().await;
+                return Err(err("gateway")(e));
+            }
+        };
+        let Some(gateway_addr) = first_listener(&gateway) else {
+            gateway.shutdown().await;
+            sidecar.shutdown().await;
+            return Err(DemoError::NoGateway);
+        };
         Ok(Demo {
             bookinfo,
             sidecar,
