@@ -70,7 +70,9 @@ mod services;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use http::HeaderMap;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -154,6 +156,7 @@ struct Running {
     workload: Workload,
     addr: SocketAddr,
     requests: watch::Sender<usize>,
+    last: Arc<Mutex<Option<HeaderMap>>>,
     gate: Gate,
     stop: watch::Sender<bool>,
 }
@@ -172,12 +175,14 @@ impl Bookinfo {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
             let requests = watch::channel(0).0;
+            let last = Arc::default();
             let gate = Gate::new();
             let stop = watch::channel(false).0;
             let ctx = services::Ctx::new(
                 workload,
                 outbound_rx.clone(),
                 requests.clone(),
+                Arc::clone(&last),
                 gate.clone(),
             );
             tokio::spawn(services::serve(listener, Arc::new(ctx), stop.subscribe()));
@@ -185,6 +190,7 @@ impl Bookinfo {
                 workload,
                 addr,
                 requests,
+                last,
                 gate,
                 stop,
             });
@@ -223,6 +229,16 @@ impl Bookinfo {
     pub async fn wait_requests(&self, w: Workload, n: usize) {
         let mut rx = self.get(w).requests.subscribe();
         let _ = rx.wait_for(|seen| *seen >= n).await;
+    }
+
+    /// The headers of the last request a workload received (health checks excluded), to see
+    /// what the proxies and the callers passed on.
+    pub fn last_request_headers(&self, w: Workload) -> Option<HeaderMap> {
+        self.get(w)
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The gate in front of a workload's handler (open unless a test closes it).

@@ -221,6 +221,49 @@ async fn reviews_test_v2_routes_jason_to_black_stars() {
     demo.shutdown().await;
 }
 
+/// productpage and reviews pass on the user and the trace: the request id the gateway made
+/// and the client's trace id reach ratings, two calls further.
+#[tokio::test]
+async fn the_user_and_the_trace_reach_ratings() {
+    let demo = start(DemoOptions::default().scenario(Scenario::JasonV2.yaml())).await;
+    let client = Client::http1();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let r = client
+        .get(
+            demo.gateway_addr(),
+            "/productpage",
+            &[("end-user", "jason"), ("traceparent", &traceparent)],
+        )
+        .await;
+    assert_eq!(r.header("x-reviews-version"), "v2");
+    let b = demo.bookinfo();
+    let seen = |w| b.last_request_headers(w).expect("the workload was called");
+    let id_at_productpage = seen(Workload::Productpage)["x-request-id"].clone();
+    for w in [Workload::Details, Workload::ReviewsV2, Workload::Ratings] {
+        let h = seen(w);
+        assert_eq!(h["x-request-id"], id_at_productpage, "{w:?}");
+        assert_eq!(h["end-user"], "jason", "{w:?}");
+        let tp = h["traceparent"].to_str().unwrap();
+        assert_eq!(tp.split('-').nth(1), Some(trace_id), "{w:?}: {tp}");
+    }
+    assert_eq!(seen(Workload::Details)["host"], "details:9080");
+    assert_eq!(seen(Workload::Ratings)["host"], "ratings:9080");
+    demo.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_config_without_the_bookinfo_gateway_is_refused() {
+    let err = Demo::start(DemoOptions::default().base(""))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, mesh_examples::bookinfo::DemoError::NoGateway),
+        "{}",
+        chain(&err)
+    );
+}
+
 // === fault injection ===
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]

@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -59,6 +59,8 @@ pub(super) struct Ctx {
     /// The outbound (sidecar) proxy, once known.
     pub(super) outbound: watch::Receiver<Option<SocketAddr>>,
     pub(super) requests: watch::Sender<usize>,
+    /// The headers of the last request counted.
+    pub(super) last: Arc<Mutex<Option<HeaderMap>>>,
     pub(super) gate: Gate,
     pub(super) client: Client<HttpConnector, Body>,
 }
@@ -68,12 +70,14 @@ impl Ctx {
         workload: Workload,
         outbound: watch::Receiver<Option<SocketAddr>>,
         requests: watch::Sender<usize>,
+        last: Arc<Mutex<Option<HeaderMap>>>,
         gate: Gate,
     ) -> Self {
         Self {
             workload,
             outbound,
             requests,
+            last,
             gate,
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
@@ -119,6 +123,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
             &json!({ "status": format!("{} is healthy", capitalized(name)) }),
         );
     }
+    *ctx.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(req.headers().clone());
     ctx.requests.send_modify(|n| *n += 1);
     ctx.gate.pass().await;
     if req.method() != Method::GET {
