@@ -13,7 +13,9 @@
 //!                                         | v3 ─▶ ratings
 //! ```
 //!
-//! - `productpage` answers `GET /productpage` (also `/` and `/health`). It calls `details`
+//! - `productpage` answers `GET /productpage` (also `/`, `/health`, and `POST /login` with a
+//!   form field `username`, which sets a `user=NAME` cookie, and `GET /logout`, which clears
+//!   it; both redirect to the page). It calls `details`
 //!   (`GET /details/0`, 3 s timeout) and `reviews` (`GET /reviews/0`, 3 s timeout per try, one
 //!   retry) through the **outbound proxy**, naming the destination in `Host` (`details:9080`,
 //!   `reviews:9080`) as a pod's request would. The signed-in user is the incoming `end-user`

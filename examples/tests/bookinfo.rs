@@ -221,6 +221,38 @@ async fn reviews_test_v2_routes_jason_to_black_stars() {
     demo.shutdown().await;
 }
 
+/// Signing in through the gateway, as a browser would: `POST /login` sets the `user` cookie,
+/// which productpage sends on as `end-user`; `/logout` clears it.
+#[tokio::test]
+async fn signing_in_as_jason_through_the_gateway_shows_v2() {
+    let demo = start(DemoOptions::default().scenario(Scenario::JasonV2.yaml())).await;
+    let client = Client::http1();
+    let addr = demo.gateway_addr();
+    let login = http::Request::post(format!("http://{addr}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(mesh_proxy::body::full("username=jason&passwd=secret"))
+        .unwrap();
+    let r = client.send(login).await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), "/productpage");
+    let cookie = r.header("set-cookie").split(';').next().unwrap().to_owned();
+    assert_eq!(cookie, "user=jason");
+
+    let p = client
+        .get(addr, "/productpage", &[("cookie", &cookie)])
+        .await;
+    assert_eq!(p.header("x-reviews-version"), "v2");
+    assert!(p.text().contains("signed in as jason"));
+
+    let r = client.get(addr, "/logout", &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, 302);
+    assert!(r.header("set-cookie").contains("Max-Age=0"));
+    let p = page(&client, addr, None).await;
+    assert_eq!(p.reviews(), "v1");
+    assert!(p.html().contains("action=\"/login\""));
+    demo.shutdown().await;
+}
+
 /// productpage and reviews pass on the user and the trace: the request id the gateway made
 /// and the client's trace id reach ratings, two calls further.
 #[tokio::test]

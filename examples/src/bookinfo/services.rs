@@ -126,6 +126,9 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     *ctx.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(req.headers().clone());
     ctx.requests.send_modify(|n| *n += 1);
     ctx.gate.pass().await;
+    if ctx.workload == Workload::Productpage && path == "/login" && req.method() == Method::POST {
+        return login(req).await;
+    }
     if req.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
@@ -133,6 +136,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Body> {
     match ctx.workload {
         Workload::Productpage if path == "/productpage" => productpage(ctx, headers).await,
         Workload::Productpage if path == "/" => index(),
+        Workload::Productpage if path == "/logout" => signed_in_as(None),
         Workload::Details => match id(&path, "/details/") {
             Some(id) => json_response(StatusCode::OK, &details(id)),
             None => not_found(),
@@ -320,10 +324,13 @@ fn page(user: Option<&str>, details: Option<Value>, reviews: Option<Value>) -> R
     );
     match user {
         Some(u) => html.push_str(&format!(
-            "<p class=\"user\">signed in as {}</p>\n",
+            "<p class=\"user\">signed in as {} (<a href=\"/logout\">sign out</a>)</p>\n",
             escape(u)
         )),
-        None => html.push_str("<p class=\"user\">not signed in</p>\n"),
+        None => html.push_str(
+            "<form class=\"user\" method=\"post\" action=\"/login\">not signed in: \
+             <input name=\"username\" placeholder=\"jason\"> <button>sign in</button></form>\n",
+        ),
     }
     html.push_str("<h2>Book Details</h2>\n");
     let details_state = match &details {
@@ -398,6 +405,49 @@ fn page(user: Option<&str>, details: Option<Value>, reviews: Option<Value>) -> R
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(name, v);
         }
+    }
+    resp
+}
+
+/// `POST /login` with the form field `username`: signs in by setting the `user` cookie and
+/// goes back to the page. (The real productpage keeps a session; it accepts any password
+/// too.)
+async fn login(req: Request<Incoming>) -> Response<Body> {
+    let Ok(body) = req.into_body().collect().await else {
+        return text(StatusCode::BAD_REQUEST, "unreadable form\n");
+    };
+    let form = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+    let name = form
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("username="))
+        .unwrap_or_default();
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !valid {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "username must be letters, digits, '-', '_' or '.'\n",
+        );
+    }
+    signed_in_as(Some(name))
+}
+
+/// A redirect to the page that sets (or, for `None`, clears) the `user` cookie.
+fn signed_in_as(user: Option<&str>) -> Response<Body> {
+    let cookie = match user {
+        Some(u) => format!("user={u}; Path=/"),
+        None => "user=; Path=/; Max-Age=0".to_owned(),
+    };
+    let mut resp = text(StatusCode::FOUND, "");
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::LOCATION,
+        HeaderValue::from_static("/productpage"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        h.insert(http::header::SET_COOKIE, v);
     }
     resp
 }
