@@ -15,9 +15,9 @@
 //!
 //! - `productpage` answers `GET /productpage` (also `/`, `/health`, and `POST /login` with a
 //!   form field `username`, which sets a `user=NAME` cookie, and `GET /logout`, which clears
-//!   it; both redirect to the page). It calls `details`
-//!   (`GET /details/0`, 3 s timeout) and `reviews` (`GET /reviews/0`, 3 s timeout per try, one
-//!   retry) through the **outbound proxy**, naming the destination in `Host` (`details:9080`,
+//!   it; both redirect to the page). It calls `details` (`GET /details/0`, 3 s timeout) and
+//!   `reviews` (`GET /reviews/0`, 3 s timeout per try, one retry) through the **outbound
+//!   proxy**, naming the destination in `Host` (`details:9080`,
 //!   `reviews:9080`) as a pod's request would. The signed-in user is the incoming `end-user`
 //!   header, or else a `user=NAME` cookie (the real productpage keeps a login session; a cookie
 //!   is the closest stateless form). It is sent on as `end-user`, together with the trace
@@ -82,6 +82,26 @@ use tokio::sync::watch;
 pub use self::demo::{BASE_YAML, Demo, DemoError, DemoOptions};
 pub use self::gate::Gate;
 pub use self::scenario::{Scenario, UnknownScenario};
+
+/// What to try against a demo whose gateway listens on `gateway` and sidecar on `sidecar`
+/// (for a command line to print).
+///
+/// ```
+/// let cmds = mesh_examples::bookinfo::curl_commands(
+///     "127.0.0.1:8080".parse().unwrap(),
+///     "127.0.0.1:15001".parse().unwrap(),
+/// );
+/// assert!(cmds[0].contains("http://127.0.0.1:8080/productpage"));
+/// ```
+pub fn curl_commands(gateway: SocketAddr, sidecar: SocketAddr) -> Vec<String> {
+    vec![
+        format!("curl -si http://{gateway}/productpage | grep -i '^x-\\|reviews-v'"),
+        format!("curl -s -H 'end-user: jason' -D - -o /dev/null http://{gateway}/productpage"),
+        format!("curl -s -b user=jason http://{gateway}/productpage"),
+        format!("curl -s -H 'Host: reviews:9080' http://{sidecar}/reviews/0"),
+        format!("curl -s -H 'Host: ratings:9080' http://{sidecar}/ratings/0"),
+    ]
+}
 
 /// The port every Bookinfo service listens on in the mesh (its ServiceEntry port).
 pub const SERVICE_PORT: u16 = 9080;
