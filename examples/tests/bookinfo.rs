@@ -110,13 +110,14 @@ const REVIEWS_UNAVAILABLE: &str = "Sorry, product reviews are currently unavaila
 const DETAILS_UNAVAILABLE: &str = "Sorry, product details are currently unavailable for this book.";
 const RATINGS_UNAVAILABLE: &str = "Ratings service is currently unavailable";
 
-/// Paused time with real sockets. Tokio auto-advances a paused clock to the next timer
-/// whenever the runtime has nothing to run, and waiting for a loopback socket to become
-/// readable counts as nothing to run, so a request in flight would see its 3 s timeout fire
-/// at once. A task that sleeps 1 ms in a loop keeps the next timer at most 1 ms away: each
-/// wait for I/O advances the clock by at most 1 ms, and when only timers are left the clock
-/// runs through them in 1 ms steps. Measured virtual times are therefore within a few
-/// milliseconds per hop of the configured ones.
+/// Paused time with real sockets. Tokio auto-advances a paused clock to the next timer when
+/// the runtime parks with nothing to do. Loopback I/O is normally ready by then (checked while
+/// writing this: 100 loopback round trips with a 10 s timer pending take no virtual time), but
+/// a socket that is not yet readable when the runtime parks would let the clock jump to the
+/// next timer, productpage's 3 s timeout say, and fail a request that was merely in flight. A
+/// task that sleeps 1 ms in a loop keeps the next timer at most 1 ms away, which bounds any
+/// such jump to 1 ms; when only the scenario's timers are left, the clock runs through them
+/// in 1 ms steps.
 struct Ticker(tokio::task::JoinHandle<()>);
 
 impl Ticker {
@@ -468,8 +469,11 @@ async fn a_reviews_timeout_shows_reviews_unavailable_after_two_half_seconds() {
 
 // === circuit breaking ===
 
-#[tokio::test]
+/// On the paused clock, so that however slow the machine, the held page load stays within
+/// productpage's 3 s timeout for details.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_details_circuit_breaker_sheds_concurrent_requests_then_recovers() {
+    let _ticker = Ticker::start();
     let demo = start(DemoOptions::default().scenario(Scenario::CircuitBreaker.yaml())).await;
     let client = Client::http1();
     let gate = demo.bookinfo().gate(Workload::Details).clone();
