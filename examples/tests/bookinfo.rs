@@ -136,6 +136,31 @@ impl Drop for Ticker {
     }
 }
 
+/// The demo's copies of Istio's samples (`examples/bookinfo/`) are the samples, unchanged
+/// but for a first line saying where they come from.
+#[test]
+fn the_demo_carries_istios_samples_unchanged() {
+    let Some(dir) = samples() else { return };
+    let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("bookinfo");
+    let mut copies = 0;
+    for entry in std::fs::read_dir(&ours).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let Some(rest) = text
+            .strip_prefix("# From Istio's samples/bookinfo/networking/")
+            .and_then(|r| r.split_once('\n'))
+            .map(|(_, body)| body)
+        else {
+            continue;
+        };
+        let name = path.file_name().unwrap();
+        let theirs = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert_eq!(rest, theirs, "{}", path.display());
+        copies += 1;
+    }
+    assert_eq!(copies, 7);
+}
+
 // === default and all-v1 ===
 
 #[tokio::test]
