@@ -75,7 +75,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
-
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

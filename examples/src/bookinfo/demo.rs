@@ -97,6 +97,10 @@ impl DemoOptions {
 }
 
 /// Why the demo could not start or take a config.
+///
+/// `Display` names only this level; the details (every Istio problem with its field path, the
+/// proxy's validation errors) are in the [`source`](std::error::Error::source) chain, which a
+/// command line should print.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DemoError {
