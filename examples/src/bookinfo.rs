@@ -16,8 +16,8 @@
 //! - `productpage` answers `GET /productpage` (also `/`, `/health`, and `POST /login` with a
 //!   form field `username`, which sets a `user=NAME` cookie, and `GET /logout`, which clears
 //!   it; both redirect to the page). It calls `details` (`GET /details/0`, 3 s timeout) and
-//!   `reviews` (`GET /reviews/0`, 3 s timeout per try, one retry) through the **outbound
-//!   proxy**, naming the destination in `Host` (`details:9080`,
+//!   `reviews` (`GET /reviews/0`, 3 s timeout per try, one retry), concurrently, through the
+//!   **outbound proxy**, naming the destination in `Host` (`details:9080`,
 //!   `reviews:9080`) as a pod's request would. The signed-in user is the incoming `end-user`
 //!   header, or else a `user=NAME` cookie (the real productpage keeps a login session; a cookie
 //!   is the closest stateless form). It is sent on as `end-user`, together with the trace
