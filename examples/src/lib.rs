@@ -1,6 +1,8 @@
 //! Runnable examples of the mesh toolkit, and the pieces the `mesh-proxy` binary's demo uses.
 //!
 //! - [`demo`]: small upstream services on loopback and the embedded demo config;
+//! - [`bookinfo`]: Istio's Bookinfo demo (six workloads, a sidecar and an ingress gateway
+//!   from Istio YAML) and its scenarios;
 //! - [`api_key`]: the filter of the `custom-filter` example (a user's own filter, registered by
 //!   name and configured from YAML);
 //! - [`route_check`]: the `mesh-route-check` tool, which runs Envoy `router_check_tool` test
@@ -14,5 +16,6 @@
 )]
 
 pub mod api_key;
+pub mod bookinfo;
 pub mod demo;
 pub mod route_check;
