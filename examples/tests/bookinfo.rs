@@ -147,7 +147,9 @@ fn the_demo_carries_istios_samples_unchanged() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         let Some(rest) = text
-            .strip_prefix("# From Istio's samples/bookinfo/networking/")
+            .strip_prefix(
+                "# From istio/istio@86c9f01fd735fb01d8192f5bcaf0d424afb7f14c samples/bookinfo/networking/",
+            )
             .and_then(|r| r.split_once('\n'))
             .map(|(_, body)| body)
         else {

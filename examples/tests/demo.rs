@@ -1,4 +1,5 @@
-//! `mesh-proxy --demo` starts, answers the curl commands it prints, and stops cleanly.
+//! `mesh-proxy --demo` (Bookinfo) and `--demo envoy` start, answer the curl commands they
+//! print, switch scenarios, and stop cleanly.
 
 mod support;
 
@@ -9,7 +10,7 @@ use support::ProxyProcess;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::disallowed_types)] // measures a subprocess's wall-clock shutdown time
 async fn demo_answers_its_printed_commands_and_stops_cleanly() {
-    let p = ProxyProcess::spawn(&["--demo", "--listen", "127.0.0.1:0"]);
+    let p = ProxyProcess::spawn(&["--demo", "envoy", "--listen", "127.0.0.1:0"]);
     let (addr, lines) = p.wait_ready("http");
     let commands: Vec<&String> = lines
         .iter()
@@ -82,6 +83,53 @@ async fn demo_answers_its_printed_commands_and_stops_cleanly() {
         started.elapsed() < std::time::Duration::from_secs(5),
         "idle connections drain at once, not at the 10 s drain limit"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bookinfo_demo_serves_the_page_and_switches_scenarios_from_stdin() {
+    let mut p = ProxyProcess::spawn_piped(&["--demo", "--listen", "127.0.0.1:0"]);
+    let (gateway, lines) = p.wait_ready("gateway");
+    for want in ["curl -si http://", "jason-delay ", "circuit-breaker "] {
+        assert!(
+            lines.iter().any(|l| l.contains(want)),
+            "{want:?} in {lines:#?}"
+        );
+    }
+    let c = Client::http1();
+    let page = |user: Option<&'static str>| {
+        let c = &c;
+        async move {
+            let h: Vec<(&str, &str)> = user.map(|u| vec![("end-user", u)]).unwrap_or_default();
+            let r = c.get(gateway, "/productpage", &h).await;
+            assert_eq!(r.status, StatusCode::OK);
+            (r.header("x-reviews-version").to_owned(), r.text())
+        }
+    };
+    let (version, text) = page(None).await;
+    assert!(["v1", "v2", "v3"].contains(&version.as_str()), "{version}");
+    assert!(text.contains(&format!("reviews-{version}")), "{text}");
+
+    // Typing a scenario's name switches to it.
+    p.send_line("jason-v2");
+    p.read_until(|l| l.starts_with("mesh-proxy: scenario jason-v2 applied"));
+    assert_eq!(page(Some("jason")).await.0, "v2");
+    assert_eq!(page(None).await.0, "v1");
+    p.send_line("no-such-scenario");
+    p.send_line("v1");
+    p.read_until(|l| l.starts_with("mesh-proxy: scenario v1 applied"));
+    assert_eq!(page(Some("jason")).await.0, "v1");
+    assert!(p.terminate().success());
+}
+
+#[test]
+fn an_unknown_scenario_is_refused_with_the_names() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
+        .args(["--demo", "--scenario", "nope", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope") && err.contains("jason-v2"), "{err}");
 }
 
 #[test]

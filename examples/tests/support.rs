@@ -16,8 +16,18 @@ pub(crate) struct ProxyProcess {
 
 impl ProxyProcess {
     pub(crate) fn spawn(args: &[&str]) -> Self {
+        Self::spawn_with(args, Stdio::null())
+    }
+
+    /// As [`ProxyProcess::spawn`], with stdin piped ([`ProxyProcess::send_line`]).
+    pub(crate) fn spawn_piped(args: &[&str]) -> Self {
+        Self::spawn_with(args, Stdio::piped())
+    }
+
+    fn spawn_with(args: &[&str], stdin: Stdio) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
             .args(args)
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -66,6 +76,14 @@ impl ProxyProcess {
             .parse()
             .expect("listener address");
         (addr, lines)
+    }
+
+    /// Writes a line to the process's stdin (spawned with [`ProxyProcess::spawn_piped`]).
+    pub(crate) fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin is piped");
+        writeln!(stdin, "{line}").expect("write to stdin");
+        stdin.flush().expect("flush stdin");
     }
 
     /// Sends SIGTERM and waits for the exit status.

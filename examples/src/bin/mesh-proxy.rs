@@ -6,7 +6,8 @@
 //!                                     run from Istio YAML as a sidecar's outbound proxy
 //! mesh-proxy --istio DIR --role gateway --labels istio=ingressgateway --port-map 80=18080
 //!                                     run from Istio YAML as an ingress gateway
-//! mesh-proxy --demo                   two demo upstreams on loopback + an embedded config
+//! mesh-proxy --demo                   Istio's Bookinfo: six services, a gateway and a sidecar
+//! mesh-proxy --demo envoy             two demo upstreams behind an embedded Envoy config
 //! mesh-proxy validate envoy.yaml      check a file, print every warning and error
 //! ```
 //!
@@ -62,10 +63,17 @@ struct Cli {
     /// Print the config the proxy would run as Envoy v3 JSON, and exit.
     #[arg(long)]
     print_config: bool,
-    /// Start two demo upstreams on loopback and proxy to them with an embedded config.
-    #[arg(long)]
-    demo: bool,
-    /// Listener address for --demo.
+    /// Run a demo: `bookinfo` (the default) starts Istio's Bookinfo services behind an
+    /// ingress gateway and a sidecar built from Istio YAML; `envoy` two upstreams behind an
+    /// embedded Envoy config.
+    #[arg(long, value_enum, value_name = "DEMO", num_args = 0..=1, default_missing_value = "bookinfo")]
+    demo: Option<Demo>,
+    /// The Bookinfo demo's scenario (default `default`); type another scenario's name and
+    /// Enter while it runs to switch. Names: default, v1, jason-v2, jason-delay,
+    /// jason-abort, v1-v3-50, v1-v3-80-20, timeout, circuit-breaker, mirror.
+    #[arg(long, value_name = "NAME", requires = "demo")]
+    scenario: Option<String>,
+    /// Listener address for --demo (the Bookinfo gateway's).
     #[arg(
         long,
         value_name = "ADDR",
@@ -88,6 +96,15 @@ struct Cli {
     /// Reload the config when its files change (SIGHUP reloads at any time).
     #[arg(long)]
     watch: bool,
+}
+
+/// Which demo `--demo` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Demo {
+    /// Istio's Bookinfo.
+    Bookinfo,
+    /// Two upstreams behind an embedded Envoy config.
+    Envoy,
 }
 
 /// The proxy built from Istio YAML.
@@ -327,8 +344,11 @@ fn report_warnings(warnings: &[&envoy::Warning], strict: bool) -> Result<(), ()>
 
 async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
     let drain = Duration::from_secs_f64(cli.drain_time.max(0.0));
+    if cli.demo == Some(Demo::Bookinfo) {
+        return run_bookinfo(&cli, drain).await;
+    }
     let source = Source::from_cli(&cli);
-    let (mut bootstrap, demo_addr) = if cli.demo {
+    let (mut bootstrap, demo_addr) = if cli.demo == Some(Demo::Envoy) {
         let (s1, s2) = match (
             mesh_examples::demo::start_service("service1").await,
             mesh_examples::demo::start_service("service2").await,
@@ -440,6 +460,107 @@ async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
     running.shutdown().await;
     println!("mesh-proxy: stopped");
     ExitCode::SUCCESS
+}
+
+/// Runs the Bookinfo demo until SIGINT/SIGTERM, switching scenarios named on stdin.
+async fn run_bookinfo(cli: &Cli, drain: Duration) -> ExitCode {
+    use mesh_examples::bookinfo::{self, DemoOptions, Scenario};
+    let scenario = match cli.scenario.as_deref().map(str::parse::<Scenario>) {
+        None => Scenario::Default,
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut opts = DemoOptions::default()
+        .gateway(cli.listen)
+        .scenario(scenario.yaml());
+    opts.drain_time = drain;
+    if let Some(a) = cli.admin {
+        // The gateway's admin API where asked; the sidecar's on a free port beside it.
+        opts = opts.admin(SocketAddr::new(a.ip(), 0), a);
+    }
+    let demo = match bookinfo::Demo::start(opts).await {
+        Ok(d) => d,
+        Err(e) => {
+            print_error(&e);
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in demo.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let (gateway, sidecar) = (demo.gateway_addr(), demo.sidecar_addr());
+    println!("mesh-proxy: listener gateway on {gateway}");
+    println!("mesh-proxy: listener sidecar on {sidecar}");
+    for (which, proxy) in [("gateway", demo.gateway()), ("sidecar", demo.sidecar())] {
+        if let Some(a) = proxy.admin_addr() {
+            println!("mesh-proxy: {which} admin on {a}");
+        }
+    }
+    println!(
+        "mesh-proxy: bookinfo scenario {scenario}: {}",
+        scenario.description()
+    );
+    println!("mesh-proxy: try");
+    for c in bookinfo::curl_commands(gateway, sidecar) {
+        println!("  {c}");
+    }
+    println!("mesh-proxy: scenarios (type a name and Enter to switch):");
+    for s in Scenario::ALL {
+        println!("  {:<16} {}", s.name(), s.description());
+    }
+    println!("mesh-proxy: ready");
+
+    // Lines from stdin on a thread of their own (the read blocks); none when it is closed.
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(4);
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        tokio::select! {
+            () = shutdown_signal() => break,
+            Some(line) = lines.recv() => {
+                let name = line.trim();
+                if name.is_empty() {
+                    continue;
+                }
+                match name.parse::<Scenario>() {
+                    Ok(s) => match demo.apply(&s.yaml()).await {
+                        Ok(warnings) => {
+                            for w in warnings {
+                                eprintln!("warning: {w}");
+                            }
+                            println!("mesh-proxy: scenario {s} applied: {}", s.description());
+                        }
+                        Err(e) => print_error(&e),
+                    },
+                    Err(e) => eprintln!("mesh-proxy: {e}"),
+                }
+            }
+        }
+    }
+    println!("mesh-proxy: draining (up to {}s)", drain.as_secs_f64());
+    demo.shutdown().await;
+    println!("mesh-proxy: stopped");
+    ExitCode::SUCCESS
+}
+
+/// Prints an error and its chain of sources (where the field paths are).
+fn print_error(e: &dyn std::error::Error) {
+    eprintln!("error: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        eprintln!("  {s}");
+        source = s.source();
+    }
 }
 
 fn strip_access_logs(b: &mut Bootstrap) {
