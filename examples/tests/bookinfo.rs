@@ -8,6 +8,8 @@
 //!
 //! Time: the delay and timeout scenarios run on a paused clock (see [`Ticker`]).
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,25 +19,8 @@ use mesh_examples::bookinfo::{Demo, DemoOptions, Scenario, Workload};
 use mesh_proxy::test_util::{Client, Collected};
 use tokio::time::Instant;
 
-/// The shared conformance data (see its README), next to the workspace.
-const CONFORMANCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance");
-
-/// Istio's Bookinfo samples; `None` (after a notice) when missing outside CI.
 fn samples() -> Option<PathBuf> {
-    let dir = Path::new(CONFORMANCE).join("istio-bookinfo");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "conformance data missing at {} (required in CI)",
-        dir.display()
-    );
-    eprintln!(
-        "notice: {} not found; skipping the Bookinfo tests on Istio's samples",
-        dir.display()
-    );
-    None
+    support::conformance_dir("istio-bookinfo")
 }
 
 /// Istio's sample files, joined into one YAML text, in order.

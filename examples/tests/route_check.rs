@@ -1,13 +1,12 @@
 //! `mesh-route-check` on Envoy's own `router_check_tool` suite (through the library and the
 //! binary), and on small hand-written cases: failures, bad input and coverage.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use mesh_examples::route_check;
-
-/// The shared conformance data (see its README), next to the workspace.
-const CONFORMANCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance");
 
 /// Conformance cases that fail because of mesh-route, not this tool: (pair, test name, cause).
 /// They must keep failing: when one passes, remove it from this list.
@@ -21,22 +20,8 @@ fn known_failures(pair: &str) -> Vec<&'static str> {
         .collect()
 }
 
-/// The `envoy-router-check` directory; `None` (after a notice) when it is missing outside CI.
 fn router_check_dir() -> Option<PathBuf> {
-    let dir = Path::new(CONFORMANCE).join("envoy-router-check");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "conformance data missing at {} (required in CI)",
-        dir.display()
-    );
-    eprintln!(
-        "notice: {} not found; skipping the router-check conformance cases",
-        dir.display()
-    );
-    None
+    support::conformance_dir("envoy-router-check")
 }
 
 /// Every `NAME.yaml` + `NAME.golden.proto.json` pair: (NAME, config, tests).

@@ -139,3 +139,27 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The shared conformance data's subdirectory `which` (see its README), next to the
+/// workspace. `None` (after a notice) when it is missing outside CI; on CI (`CI=true`) a
+/// missing directory fails the test.
+pub(crate) fn conformance_dir(which: &str) -> Option<std::path::PathBuf> {
+    let dir = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/conformance"
+    ))
+    .join(which);
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "conformance data missing at {} (required in CI)",
+        dir.display()
+    );
+    eprintln!(
+        "notice: {} not found; skipping the tests on it",
+        dir.display()
+    );
+    None
+}

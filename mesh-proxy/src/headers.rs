@@ -386,18 +386,14 @@ pub(crate) fn generated(bytes: &[u8]) -> Option<HeaderValue> {
 }
 
 /// A generated header value holding `v` in decimal.
-pub(crate) fn generated_u64(mut v: u64) -> HeaderValue {
+pub(crate) fn generated_u64(v: u64) -> HeaderValue {
+    use std::io::Write as _;
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    generated(&buf[i..]).unwrap_or_else(|| HeaderValue::from_static("0"))
+    let mut w = std::io::Cursor::new(&mut buf[..]);
+    // u64::MAX has 20 digits: the buffer always holds it.
+    let _ = write!(w, "{v}");
+    let n = usize::try_from(w.position()).unwrap_or(0);
+    generated(&buf[..n]).unwrap_or_else(|| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]

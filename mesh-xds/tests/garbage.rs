@@ -1,5 +1,8 @@
 //! Garbage in gives an error (or, for harmless input, a value), never a panic.
 
+#[path = "support/junk.rs"]
+mod junk;
+
 use mesh_xds::envoy::{parse_bootstrap, parse_route_configuration};
 use proptest::prelude::*;
 
@@ -10,18 +13,8 @@ fn both(text: &str) {
 
 #[test]
 fn random_bytes() {
-    // A fixed pseudo-random sequence (xorshift), lossily decoded.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for len in [0usize, 1, 7, 64, 512, 4096] {
-        let bytes: Vec<u8> = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        both(&String::from_utf8_lossy(&bytes));
+    for text in junk::pseudo_random_texts() {
+        both(&text);
     }
 }
 
@@ -173,28 +166,7 @@ const STRINGS: &[&str] = &[
 ];
 
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
-    use serde_json::Value;
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        proptest::sample::select(STRINGS).prop_map(Value::from),
-        ".{0,8}".prop_map(Value::from),
-    ];
-    leaf.prop_recursive(8, 256, 8, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
-            proptest::collection::btree_map(proptest::sample::select(KEYS), inner, 0..6).prop_map(
-                |m| {
-                    serde_json::Value::Object(
-                        m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-                    )
-                }
-            ),
-        ]
-    })
+    junk::json_value(KEYS, STRINGS, any::<u64>())
 }
 
 proptest! {

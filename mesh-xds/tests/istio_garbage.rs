@@ -1,6 +1,9 @@
 //! Garbage in gives an error (or, for harmless input, a value), never a panic: neither the Istio
 //! reader nor the translator, in either role.
 
+#[path = "support/junk.rs"]
+mod junk;
+
 use mesh_xds::istio::{self, Options};
 use proptest::prelude::*;
 
@@ -14,17 +17,8 @@ fn all(text: &str) {
 
 #[test]
 fn random_bytes() {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for len in [0usize, 1, 7, 64, 512, 4096] {
-        let bytes: Vec<u8> = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        all(&String::from_utf8_lossy(&bytes));
+    for text in junk::pseudo_random_texts() {
+        all(&text);
     }
 }
 
@@ -171,24 +165,7 @@ const STRINGS: &[&str] = &[
 ];
 
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
-    use serde_json::Value;
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        (0u64..70_000).prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        proptest::sample::select(STRINGS).prop_map(Value::from),
-        ".{0,8}".prop_map(Value::from),
-    ];
-    leaf.prop_recursive(8, 256, 8, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            proptest::collection::btree_map(proptest::sample::select(KEYS), inner, 0..6).prop_map(
-                |m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-            ),
-        ]
-    })
+    junk::json_value(KEYS, STRINGS, 0u64..70_000)
 }
 
 proptest! {
