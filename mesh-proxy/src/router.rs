@@ -113,13 +113,10 @@ pub(crate) async fn route(
     }
     // A trusted x-envoy-upstream-rq-timeout-ms replaces the route timeout (external requests
     // lost the header in sanitizing); 0 disables it. The alt-response header turns the 504
-    // into a 204. Most requests have no x-envoy-* header: one pass over the names says so.
+    // into a 204.
     let mut timeout = fwd.action().effective_timeout();
-    if parts
-        .headers
-        .keys()
-        .any(|k| k.as_str().starts_with("x-envoy-"))
-    {
+    let envoy_headers = retry::has_envoy_headers(&parts.headers);
+    if envoy_headers {
         if let Some(ms) = take_header(&mut parts.headers, &X_ENVOY_RQ_TIMEOUT)
             .and_then(|v| v.trim().parse::<u64>().ok())
         {
@@ -133,7 +130,13 @@ pub(crate) async fn route(
     let retry_rt = chain
         .route_rt(hit.virtual_host().index(), hit.route_index())
         .and_then(|r| r.retry.as_ref());
-    let mut retry = Retry::new(retry_rt, hit.hedge_policy(), &mut parts, timeout);
+    let mut retry = Retry::new(
+        retry_rt,
+        hit.hedge_policy(),
+        &mut parts,
+        timeout,
+        envoy_headers,
+    );
     if let Some(t) = timeout
         && !cx.chain.hcm.suppress_envoy_headers
     {

@@ -172,10 +172,9 @@ struct RetryHeaders {
 }
 
 impl RetryHeaders {
-    fn take(headers: &mut HeaderMap) -> Self {
-        // Most requests carry no x-envoy-* header at all (sanitizing removes them from
-        // external ones): one pass over the names saves seven lookups.
-        if !headers.keys().any(|k| k.as_str().starts_with("x-envoy-")) {
+    /// `any`: whether the request may have any (see [`has_envoy_headers`]).
+    fn take(headers: &mut HeaderMap, any: bool) -> Self {
+        if !any {
             return Self::default();
         }
         let mut take = |n: &HeaderName| {
@@ -197,17 +196,25 @@ impl RetryHeaders {
     }
 }
 
+/// Whether any header is an `x-envoy-*` one. Most requests carry none (sanitizing removes
+/// them from external ones): one pass over the names saves a lookup per control header.
+pub(crate) fn has_envoy_headers(headers: &HeaderMap) -> bool {
+    headers.keys().any(|k| k.as_str().starts_with("x-envoy-"))
+}
+
 impl<'a> Retry<'a> {
     /// The request's retry state: the route's (or vhost's) compiled policy, with the trusted
     /// `x-envoy-*` headers merged in (they only survive header sanitizing on internal
     /// requests). `None` when nothing may be retried. The headers are removed either way.
+    /// `envoy_headers` says whether the request may have any ([`has_envoy_headers`]).
     pub(crate) fn new(
         rt: Option<&'a RetryRt>,
         hedge: Option<&HedgePolicy>,
         parts: &mut http::request::Parts,
         global_timeout: Option<Duration>,
+        envoy_headers: bool,
     ) -> Option<Self> {
-        let h = RetryHeaders::take(&mut parts.headers);
+        let h = RetryHeaders::take(&mut parts.headers, envoy_headers);
         let mut on = rt.map(|r| r.on).unwrap_or_default();
         if let Some(v) = &h.retry_on {
             on.parse(v);
@@ -426,6 +433,7 @@ mod tests {
             None,
             &mut parts(HeaderMap::new()),
             None,
+            true,
         )
         .unwrap();
         assert!(r.retriable_response(StatusCode::BAD_GATEWAY, &h));
@@ -441,7 +449,8 @@ mod tests {
                 Some(rt(&policy(""))),
                 None,
                 &mut parts(HeaderMap::new()),
-                None
+                None,
+                true,
             )
             .is_none()
         );
@@ -458,7 +467,7 @@ mod tests {
             "x-envoy-retriable-header-names",
             http::HeaderValue::from_static("x-try-again"),
         );
-        let r = Retry::new(Some(rt(&p)), None, &mut parts(req), None).unwrap();
+        let r = Retry::new(Some(rt(&p)), None, &mut parts(req), None, true).unwrap();
         let mut resp = HeaderMap::new();
         assert!(!r.retriable_response(StatusCode::OK, &resp));
         resp.insert("x-upstream-retry", http::HeaderValue::from_static("yes"));
@@ -471,12 +480,12 @@ mod tests {
         p.retriable_request_headers
             .push(HeaderMatcher::exact(":method", "POST"));
         assert!(
-            Retry::new(Some(rt(&p)), None, &mut parts(HeaderMap::new()), None).is_none(),
+            Retry::new(Some(rt(&p)), None, &mut parts(HeaderMap::new()), None, true).is_none(),
             "a GET matches none of the retriable request headers"
         );
         p.retriable_request_headers
             .push(HeaderMatcher::exact(":method", "GET"));
-        assert!(Retry::new(Some(rt(&p)), None, &mut parts(HeaderMap::new()), None).is_some());
+        assert!(Retry::new(Some(rt(&p)), None, &mut parts(HeaderMap::new()), None, true).is_some());
     }
 
     #[test]
@@ -485,7 +494,7 @@ mod tests {
         h.insert("x-envoy-retry-on", http::HeaderValue::from_static("5xx"));
         h.insert("x-envoy-max-retries", http::HeaderValue::from_static("4"));
         let mut p = parts(h);
-        let r = Retry::new(None, None, &mut p, None).unwrap();
+        let r = Retry::new(None, None, &mut p, None, true).unwrap();
         assert_eq!(r.remaining, 4);
         assert!(r.retriable_response(StatusCode::SERVICE_UNAVAILABLE, &p.headers));
         assert!(p.headers.is_empty());
@@ -505,7 +514,7 @@ mod tests {
                 );
             }
             let mut p = parts(h);
-            let r = Retry::new(Some(rt(&self::policy("5xx"))), policy, &mut p, None).unwrap();
+            let r = Retry::new(Some(rt(&self::policy("5xx"))), policy, &mut p, None, true).unwrap();
             assert!(p.headers.is_empty());
             r.hedge
         };
@@ -523,6 +532,7 @@ mod tests {
             None,
             &mut parts(HeaderMap::new()),
             None,
+            true,
         )
         .unwrap();
         // With the largest random value, each wait is just under the current interval.
@@ -541,16 +551,28 @@ mod tests {
         let mut p = policy("5xx");
         p.per_try_timeout = Some(Duration::from_secs(20));
         assert_eq!(
-            Retry::new(Some(rt(&p)), None, &mut h, Some(Duration::from_secs(15)))
-                .unwrap()
-                .per_try,
+            Retry::new(
+                Some(rt(&p)),
+                None,
+                &mut h,
+                Some(Duration::from_secs(15)),
+                true
+            )
+            .unwrap()
+            .per_try,
             None
         );
         p.per_try_timeout = Some(Duration::from_secs(1));
         assert_eq!(
-            Retry::new(Some(rt(&p)), None, &mut h, Some(Duration::from_secs(15)))
-                .unwrap()
-                .per_try,
+            Retry::new(
+                Some(rt(&p)),
+                None,
+                &mut h,
+                Some(Duration::from_secs(15)),
+                true
+            )
+            .unwrap()
+            .per_try,
             Some(Duration::from_secs(1))
         );
     }
