@@ -489,17 +489,35 @@ async fn the_details_circuit_breaker_sheds_concurrent_requests_then_recovers() {
     let demo = start(DemoOptions::default().scenario(Scenario::CircuitBreaker.yaml())).await;
     let client = Client::http1();
     let gate = demo.bookinfo().gate(Workload::Details).clone();
-
-    // One page load holds details' only request slot open.
-    gate.close();
     let addr = demo.gateway_addr();
-    let held = tokio::spawn({
-        let client = client.clone();
-        async move { page(&client, addr, None).await }
-    });
-    gate.wait_held(1).await;
+    let stat =
+        |name: &str| StatName::cluster("outbound|9080|v1|details.default.svc.cluster.local", name);
+    let pending = demo
+        .sidecar()
+        .stats()
+        .gauge(stat("upstream_rq_pending_active"));
 
-    // Concurrent loads get 503 from the sidecar: their pages say details are unavailable.
+    // One page load holds details' only connection open (maxConnections: 1) ...
+    gate.close();
+    let load = || {
+        let client = client.clone();
+        tokio::spawn(async move { page(&client, addr, None).await })
+    };
+    let first = load();
+    gate.wait_held(1).await;
+    // ... and a second waits for it in the sidecar (http1MaxPendingRequests: 1).
+    let second = load();
+    // (The gauge is the readiness signal; on the paused clock each check is a 1 ms step, well
+    // within productpage's 3 s timeout.)
+    for _ in 0..500 {
+        if pending.get() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(pending.get(), 1, "the second load waits for the connection");
+
+    // Every further concurrent load overflows: 503 from the sidecar, details unavailable.
     for _ in 0..3 {
         let p = page(&client, addr, None).await;
         p.assert_ok();
@@ -511,17 +529,17 @@ async fn the_details_circuit_breaker_sheds_concurrent_requests_then_recovers() {
     let overflowed = demo
         .sidecar()
         .stats()
-        .counter(StatName::cluster(
-            "outbound|9080|v1|details.default.svc.cluster.local",
-            "upstream_rq_pending_overflow",
-        ))
+        .counter(stat("upstream_rq_pending_overflow"))
         .get();
     assert_eq!(overflowed, 3);
 
-    // Released, the held load completes, and new loads succeed.
+    // Released, the held and the waiting loads complete, and new loads succeed.
     gate.open();
-    let p = held.await.unwrap();
-    assert_eq!(p.details(), "available", "{}", p.html());
+    for held in [first, second] {
+        let p = held.await.unwrap();
+        assert_eq!(p.details(), "available", "{}", p.html());
+    }
+    assert_eq!(pending.get(), 0);
     for _ in 0..3 {
         let p = page(&client, addr, None).await;
         assert_eq!(p.details(), "available");

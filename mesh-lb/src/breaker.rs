@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mesh_core::config::{Cluster, RetryBudget, RoutingPriority, Thresholds};
-use mesh_core::stats::{Counter, Registry, StatName};
+use mesh_core::stats::{Counter, Gauge, Registry, StatName};
 
 /// Why an admission was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -60,6 +60,8 @@ struct Stats {
     cx_overflow: Arc<Counter>,
     rq_pending_overflow: Arc<Counter>,
     rq_retry_overflow: Arc<Counter>,
+    /// Requests waiting for a connection now (`upstream_rq_pending_active`).
+    rq_pending_active: Arc<Gauge>,
 }
 
 /// The breakers of one cluster: one [`Limits`] per routing priority.
@@ -93,6 +95,13 @@ impl CircuitBreakers {
             cx_overflow: counter("upstream_cx_overflow"),
             rq_pending_overflow: counter("upstream_rq_pending_overflow"),
             rq_retry_overflow: counter("upstream_rq_retry_overflow"),
+            rq_pending_active: match registry {
+                Some(r) => r.gauge(StatName::cluster(
+                    &cluster.name,
+                    "upstream_rq_pending_active",
+                )),
+                None => Arc::default(),
+            },
         });
         let limits = |p| {
             let t = cluster.thresholds(p);
@@ -203,6 +212,9 @@ impl Limits {
     /// The [`Overflow`] for `r` when its limit is reached; the matching counter is bumped.
     pub fn try_acquire(self: &Arc<Self>, r: Resource) -> Result<Permit, Overflow> {
         if self.slot(r).try_acquire(self.max(r)) {
+            if r == Resource::PendingRequest {
+                self.stats.rq_pending_active.inc();
+            }
             return Ok(Permit {
                 limits: Arc::clone(self),
                 resource: r,
@@ -282,6 +294,9 @@ impl Drop for Permit {
             .slot(self.resource)
             .current
             .fetch_sub(1, Ordering::AcqRel);
+        if self.resource == Resource::PendingRequest {
+            self.limits.stats.rq_pending_active.dec();
+        }
     }
 }
 
@@ -373,6 +388,29 @@ mod tests {
         assert_eq!(l.max(Resource::Retry), 5);
         let _r: Vec<_> = (0..5).map(|_| l.try_retry().unwrap()).collect();
         assert_eq!(l.try_retry().unwrap_err(), Overflow::Retries);
+    }
+
+    #[test]
+    fn pending_requests_are_a_gauge() {
+        let registry = Registry::new();
+        let l = limits(
+            Thresholds {
+                max_pending_requests: 2,
+                ..Default::default()
+            },
+            Some(&registry),
+        );
+        let gauge = registry.gauge(StatName::cluster("c", "upstream_rq_pending_active"));
+        let a = l.try_pending().unwrap();
+        let b = l.try_pending().unwrap();
+        assert!(l.try_pending().is_err());
+        assert_eq!(gauge.get(), 2, "an overflow is not pending");
+        drop(a);
+        assert_eq!(gauge.get(), 1);
+        drop(b);
+        assert_eq!(gauge.get(), 0);
+        let _r = l.try_request().unwrap();
+        assert_eq!(gauge.get(), 0, "only pending requests count");
     }
 
     #[test]
