@@ -344,3 +344,52 @@ fn print_config_shows_the_translation_and_bad_yaml_fails_with_its_path() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--outbound-port"));
 }
+
+#[test]
+fn what_cannot_be_honoured_is_a_warning_or_with_strict_an_error() {
+    let a: SocketAddr = "127.0.0.1:19081".parse().unwrap();
+    let tcp = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: reviews-tcp }
+spec:
+  hosts: [reviews]
+  tcp:
+  - route: [{ destination: { host: reviews, subset: v1 } }]
+"#;
+    let d = dir(
+        "strict",
+        &[("services.yaml", &services(a, a, a)), ("tcp.yaml", tcp)],
+    );
+    let run = |strict: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mesh-proxy"));
+        cmd.args([
+            "--istio",
+            path(&d),
+            "--role",
+            "sidecar",
+            "--outbound-port",
+            "15001",
+        ])
+        .arg("--print-config");
+        if strict {
+            cmd.arg("--strict");
+        }
+        cmd.output().unwrap()
+    };
+    let lenient = run(false);
+    assert!(lenient.status.success());
+    let err = String::from_utf8_lossy(&lenient.stderr);
+    assert!(
+        err.contains("warning: reviews-tcp.default VirtualService: spec.tcp"),
+        "{err}"
+    );
+    let strict = run(true);
+    assert_eq!(strict.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        err.contains("error: reviews-tcp.default VirtualService: spec.tcp")
+            && err.contains("--strict"),
+        "{err}"
+    );
+}
