@@ -209,7 +209,16 @@ pub(crate) async fn route(
         .as_ref()
         .and(replay.as_ref())
         .map(|_| HeadSnapshot::of(&parts));
+    // The per-try timeout, and the per-try idle timeout while no response has come.
+    let per_try = match (
+        retry.as_ref().and_then(|r| r.per_try),
+        retry.as_ref().and_then(Retry::per_try_idle),
+    ) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let mut attempt: u32 = 0;
+    // Hosts tried so far, for previous_hosts (only a retried request needs them).
     let mut tried: Vec<usize> = Vec::new();
     let mut retry_slots = Vec::new();
     let mut attempts: Vec<Attempt> = Vec::with_capacity(1);
@@ -241,7 +250,9 @@ pub(crate) async fn route(
                     ),
                 );
             };
-            tried.push(index);
+            if retry.is_some() {
+                tried.push(index);
+            }
             let host = Arc::clone(&cluster.lb.hosts()[index]);
             let pool = Arc::clone(&cluster.pools[index]);
             if let Some(log) = &mut cx.log {
@@ -277,14 +288,6 @@ pub(crate) async fn route(
             }
             cluster.stats.rq_total.inc();
             cluster.stats.rq_active.inc();
-            // The per-try timeout, and the per-try idle timeout while no response has come.
-            let per_try = match (
-                retry.as_ref().and_then(|r| r.per_try),
-                retry.as_ref().and_then(|r| r.per_try_idle),
-            ) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
             let send = send(cx, &pool, &limits, upstream_req, upgrade.is_some());
             attempts.push(Attempt {
                 index,
@@ -419,7 +422,7 @@ pub(crate) async fn route(
     drop(attempts);
     drop(parts);
     let host_attempts = attempt;
-    let per_try_idle = retry.as_ref().and_then(|r| r.per_try_idle);
+    let per_try_idle = retry.as_ref().and_then(Retry::per_try_idle);
 
     let hs = &pool.host_stats;
     hs.rq_total.fetch_add(1, Ordering::Relaxed);
@@ -705,8 +708,8 @@ fn pick_host(
         }
     };
     let mut index = once()?;
-    if let Some(r) = retry.filter(|r| r.previous_hosts) {
-        for _ in 0..r.host_attempts {
+    if let Some(r) = retry {
+        for _ in 0..r.host_reselects() {
             if !tried.contains(&index) {
                 break;
             }

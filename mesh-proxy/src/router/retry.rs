@@ -148,12 +148,6 @@ pub(crate) struct Retry<'a> {
     interval: Duration,
     /// Per-try timeout (none when unset or not below the global timeout).
     pub(crate) per_try: Option<Duration>,
-    /// Per-try idle timeout: an attempt with no response progress for this long is reset.
-    pub(crate) per_try_idle: Option<Duration>,
-    /// `envoy.retry_host_predicates.previous_hosts`.
-    pub(crate) previous_hosts: bool,
-    /// Extra picks when the predicate rejects a host.
-    pub(crate) host_attempts: u32,
     /// `hedge_on_per_try_timeout`: a per-try timeout starts another attempt and leaves the
     /// late one running; the first good response wins.
     pub(crate) hedge: bool,
@@ -263,9 +257,6 @@ impl<'a> Retry<'a> {
             max,
             interval: base,
             per_try,
-            per_try_idle: rt.and_then(|r| r.per_try_idle),
-            previous_hosts: rt.is_some_and(|r| r.previous_hosts),
-            host_attempts: rt.map_or(1, |r| r.host_attempts),
             // The trusted header wins over the route's policy, as in Envoy.
             hedge: match h.hedge.as_deref().map(str::trim) {
                 Some("true") => true,
@@ -273,6 +264,19 @@ impl<'a> Retry<'a> {
                 _ => hedge.is_some_and(|h| h.hedge_on_per_try_timeout),
             },
         })
+    }
+
+    /// Per-try idle timeout: an attempt with no response progress for this long is reset.
+    pub(crate) fn per_try_idle(&self) -> Option<Duration> {
+        self.rt.and_then(|r| r.per_try_idle)
+    }
+
+    /// Extra picks to avoid hosts already tried (`envoy.retry_host_predicates.previous_hosts`
+    /// with `host_selection_retry_max_attempts`); 0 without the predicate.
+    pub(crate) fn host_reselects(&self) -> u32 {
+        self.rt
+            .filter(|r| r.previous_hosts)
+            .map_or(0, |r| r.host_attempts)
     }
 
     /// Whether a response should be retried.
