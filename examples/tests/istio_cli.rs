@@ -128,6 +128,18 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Runs `mesh-proxy --istio DIR ARGS…` to completion (for --print-config and start-up errors).
+fn run_istio(d: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
+        .args(["--istio", path(d)])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The sidecar role on port 15001.
+const SIDECAR: [&str; 4] = ["--role", "sidecar", "--outbound-port", "15001"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_routes_by_host_per_the_mesh_virtual_services_and_reloads() {
     let v1 = Upstream::start("v1", Behavior::Identify).await;
@@ -255,18 +267,16 @@ async fn a_gateway_serves_the_gateways_that_select_it_on_mapped_ports() {
     assert!(p.terminate().success());
 
     // Labels that no Gateway selects: no listener, so nothing to run.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
-        .args([
-            "--istio",
-            path(&d),
+    let out = run_istio(
+        &d,
+        &[
             "--role",
             "gateway",
             "--labels",
             "istio=egressgateway",
-        ])
-        .args(["--print-config"])
-        .output()
-        .unwrap();
+            "--print-config",
+        ],
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     assert!(
         json["static_resources"]["listeners"]
@@ -286,18 +296,7 @@ fn print_config_shows_the_translation_and_bad_yaml_fails_with_its_path() {
             ("reviews.yaml", JASON_TO_V2),
         ],
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
-        .args([
-            "--istio",
-            path(&d),
-            "--role",
-            "sidecar",
-            "--outbound-port",
-            "15001",
-        ])
-        .arg("--print-config")
-        .output()
-        .unwrap();
+    let out = run_istio(&d, &[&SIDECAR[..], &["--print-config"]].concat());
     assert!(
         out.status.success(),
         "{}",
@@ -320,27 +319,14 @@ fn print_config_shows_the_translation_and_bad_yaml_fails_with_its_path() {
     );
 
     std::fs::write(d.join("reviews.yaml"), UNDEFINED_SUBSET).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
-        .args([
-            "--istio",
-            path(&d),
-            "--role",
-            "sidecar",
-            "--outbound-port",
-            "15001",
-        ])
-        .output()
-        .unwrap();
+    let out = run_istio(&d, &SIDECAR);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("reviews.default VirtualService"), "{err}");
     assert!(err.contains("v9"), "{err}");
 
     // The sidecar role needs its port.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
-        .args(["--istio", path(&d), "--role", "sidecar"])
-        .output()
-        .unwrap();
+    let out = run_istio(&d, &["--role", "sidecar"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--outbound-port"));
 }
@@ -362,20 +348,12 @@ spec:
         &[("services.yaml", &services(a, a, a)), ("tcp.yaml", tcp)],
     );
     let run = |strict: bool| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mesh-proxy"));
-        cmd.args([
-            "--istio",
-            path(&d),
-            "--role",
-            "sidecar",
-            "--outbound-port",
-            "15001",
-        ])
-        .arg("--print-config");
-        if strict {
-            cmd.arg("--strict");
-        }
-        cmd.output().unwrap()
+        let extra: &[&str] = if strict {
+            &["--print-config", "--strict"]
+        } else {
+            &["--print-config"]
+        };
+        run_istio(&d, &[&SIDECAR[..], extra].concat())
     };
     let lenient = run(false);
     assert!(lenient.status.success());

@@ -268,6 +268,17 @@ async fn a_response_with_a_retriable_header_is_retried() {
     p.shutdown().await;
 }
 
+/// Waits until one of two gated hosts has the first attempt and the other the second;
+/// returns them in that order.
+async fn first_then_second<'u>(a: &'u Upstream, b: &'u Upstream) -> (&'u Upstream, &'u Upstream) {
+    let (first, second) = tokio::select! {
+        () = a.wait_requests(1) => (a, b),
+        () = b.wait_requests(1) => (b, a),
+    };
+    second.wait_requests(1).await;
+    (first, second)
+}
+
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn hedging_keeps_the_late_attempt_and_takes_the_first_answer() {
     let a = Upstream::start("a", Behavior::Gated).await;
@@ -282,13 +293,9 @@ async fn hedging_keeps_the_late_attempt_and_takes_the_first_answer() {
     .await;
     let started = tokio::time::Instant::now();
     let call = tokio::spawn(async move { Client::http1().get(addr, "/", &[]).await });
-    // Which host took the first attempt? The other gets the hedged one after the per-try
-    // timeout; then only the first host's gate opens.
-    let (first, second) = tokio::select! {
-        () = a.wait_requests(1) => (&a, &b),
-        () = b.wait_requests(1) => (&b, &a),
-    };
-    second.wait_requests(1).await;
+    // The other host gets the hedged attempt after the per-try timeout; then only the first
+    // host's gate opens.
+    let (first, _second) = first_then_second(&a, &b).await;
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(first.requests(), 1, "the late attempt was not sent again");
     first.open_gate();
@@ -318,11 +325,7 @@ async fn without_hedging_the_timed_out_attempt_is_cancelled() {
     let (p, addr) = start(&[&a, &b], pol, |_| {}).await;
     let started = tokio::time::Instant::now();
     let call = tokio::spawn(async move { Client::http1().get(addr, "/", &[]).await });
-    let (first, second) = tokio::select! {
-        () = a.wait_requests(1) => (&a, &b),
-        () = b.wait_requests(1) => (&b, &a),
-    };
-    second.wait_requests(1).await;
+    let (first, _second) = first_then_second(&a, &b).await;
     // The first attempt was reset at its per-try timeout: opening its gate changes nothing,
     // and the retry (held by its gate) runs into its own per-try timeout: 504.
     first.open_gate();
