@@ -219,7 +219,7 @@ pub(crate) async fn route(
     };
     let mut attempt: u32 = 0;
     // Hosts tried so far, for previous_hosts (only a retried request needs them).
-    let mut tried: Vec<usize> = Vec::new();
+    let mut tried = Tried::default();
     let mut retry_slots = Vec::new();
     let mut attempts: Vec<Attempt> = Vec::with_capacity(1);
     let mut backoff: Option<Pin<Box<tokio::time::Sleep>>> = None;
@@ -690,6 +690,28 @@ async fn global_timer(
     tokio::time::sleep_until(at + t).await;
 }
 
+/// The hosts a request has tried. The first is kept inline: a request that is never retried
+/// allocates nothing for it.
+#[derive(Default)]
+struct Tried {
+    first: Option<usize>,
+    more: Vec<usize>,
+}
+
+impl Tried {
+    fn push(&mut self, index: usize) {
+        if self.first.is_none() {
+            self.first = Some(index);
+        } else {
+            self.more.push(index);
+        }
+    }
+
+    fn contains(&self, index: usize) -> bool {
+        self.first == Some(index) || self.more.contains(&index)
+    }
+}
+
 /// Picks a host; with `previous_hosts`, re-picks up to `host_selection_retry_max_attempts`
 /// times to avoid hosts this request already tried, then takes the last pick.
 /// A route's `metadata_match` selects a subset of a cluster with `lb_subset_config`.
@@ -697,7 +719,7 @@ fn pick_host(
     cluster: &ClusterRt,
     pick: &PickContext,
     metadata_match: &std::collections::BTreeMap<String, serde_json::Value>,
-    tried: &[usize],
+    tried: &Tried,
     retry: Option<&Retry<'_>>,
 ) -> Option<usize> {
     let once = || {
@@ -710,7 +732,7 @@ fn pick_host(
     let mut index = once()?;
     if let Some(r) = retry {
         for _ in 0..r.host_reselects() {
-            if !tried.contains(&index) {
+            if !tried.contains(index) {
                 break;
             }
             index = once()?;
