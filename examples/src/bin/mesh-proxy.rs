@@ -433,19 +433,30 @@ async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
             }
         }
     }
+    let (mut shutdown, hangup) = match install_signals() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     println!("mesh-proxy: ready");
     let running = Arc::new(running);
-    let reloader = source.map(|source| {
-        tokio::spawn(reload_loop(
-            Arc::clone(&running),
-            source,
-            cli.watch,
-            cli.strict,
-            cli.no_access_log,
-        ))
-    });
+    // Without a config source SIGHUP has nothing to reload: its handler stays installed, so
+    // the signal is ignored rather than fatal.
+    let (reloader, _hangup) = match source {
+        Some(source) => (
+            Some(tokio::spawn(reload_loop(
+                Arc::clone(&running),
+                source,
+                hangup,
+                cli.watch,
+                cli.strict,
+                cli.no_access_log,
+            ))),
+            None,
+        ),
+        None => (None, Some(hangup)),
+    };
     tokio::select! {
-        () = shutdown_signal() => {}
+        () = shutdown.recv() => {}
         () = running.quit_requested() => {}
     }
     if let Some(r) = reloader {
@@ -511,6 +522,10 @@ async fn run_bookinfo(cli: &Cli, drain: Duration) -> ExitCode {
     for s in Scenario::ALL {
         println!("  {:<16} {}", s.name(), s.description());
     }
+    let (mut shutdown, mut hangup) = match install_signals() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     println!("mesh-proxy: ready");
 
     // Lines from stdin on a thread of their own (the read blocks); none when it is closed.
@@ -526,7 +541,10 @@ async fn run_bookinfo(cli: &Cli, drain: Duration) -> ExitCode {
     });
     loop {
         tokio::select! {
-            () = shutdown_signal() => break,
+            () = shutdown.recv() => break,
+            () = hangup.recv() => {
+                println!("mesh-proxy: SIGHUP ignored: the demo reads no config file (type a scenario to switch)");
+            }
             Some(line) = lines.recv() => {
                 let name = line.trim();
                 if name.is_empty() {
@@ -582,29 +600,17 @@ fn file_stamp(file: &PathBuf) -> Option<(std::time::SystemTime, u64)> {
 async fn reload_loop(
     running: Arc<mesh_proxy::RunningProxy>,
     source: Source,
+    mut hangup: signals::Hangup,
     watch: bool,
     strict: bool,
     no_access_log: bool,
 ) {
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut stamp = source.stamp();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let what = source.describe();
     loop {
-        #[cfg(unix)]
-        let hup_fired = async {
-            match hup.as_mut() {
-                Some(h) => {
-                    h.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hup_fired = std::future::pending::<()>();
         tokio::select! {
-            () = hup_fired => {}
+            () = hangup.recv() => {}
             _ = tick.tick(), if watch => {
                 let now = source.stamp();
                 if now == stamp {
@@ -643,24 +649,85 @@ async fn reload_loop(
     }
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+/// The process's signal handlers. Each is installed when it is created, and the proxy creates
+/// them all before it announces readiness: a signal sent right after "ready" must find its
+/// handler, never the default action (which ends the process for SIGHUP and SIGTERM).
+#[cfg(unix)]
+mod signals {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+
+    /// SIGTERM and SIGINT: drain and stop.
+    pub(crate) struct Shutdown {
+        term: Signal,
+        int: Signal,
+    }
+
+    impl Shutdown {
+        pub(crate) fn install() -> std::io::Result<Self> {
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+
+        pub(crate) async fn recv(&mut self) {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
             }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// SIGHUP: reload.
+    pub(crate) struct Hangup(Signal);
+
+    impl Hangup {
+        pub(crate) fn install() -> std::io::Result<Self> {
+            signal(SignalKind::hangup()).map(Self)
+        }
+
+        pub(crate) async fn recv(&mut self) {
+            self.0.recv().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod signals {
+    /// Ctrl-C: drain and stop.
+    pub(crate) struct Shutdown;
+
+    impl Shutdown {
+        pub(crate) fn install() -> std::io::Result<Self> {
+            Ok(Self)
+        }
+
+        pub(crate) async fn recv(&mut self) {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+
+    /// No hangup signal here: never fires.
+    pub(crate) struct Hangup;
+
+    impl Hangup {
+        pub(crate) fn install() -> std::io::Result<Self> {
+            Ok(Self)
+        }
+
+        pub(crate) async fn recv(&mut self) {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Installs the shutdown and hangup handlers, or says why not.
+fn install_signals() -> Result<(signals::Shutdown, signals::Hangup), ExitCode> {
+    match signals::Shutdown::install().and_then(|s| Ok((s, signals::Hangup::install()?))) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            Err(ExitCode::FAILURE)
+        }
     }
 }
