@@ -24,9 +24,24 @@ impl ProxyProcess {
         Self::spawn_with(args, Stdio::piped())
     }
 
+    /// As [`ProxyProcess::spawn`], with at most `files` open file descriptors (`ulimit -n`).
+    pub(crate) fn spawn_with_fd_limit(files: u32, args: &[&str]) -> Self {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_mesh-proxy"))
+            .args(args);
+        Self::spawn_command(cmd, Stdio::null())
+    }
+
     fn spawn_with(args: &[&str], stdin: Stdio) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"));
+        cmd.args(args);
+        Self::spawn_command(cmd, stdin)
+    }
+
+    fn spawn_command(mut cmd: Command, stdin: Stdio) -> Self {
+        let mut child = cmd
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -94,6 +109,17 @@ impl ProxyProcess {
             .expect("run kill");
         assert!(status.success());
         self.child.wait().expect("wait for mesh-proxy")
+    }
+
+    /// The CPU time the process has used (user and system), in clock ticks.
+    pub(crate) fn cpu_ticks(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read /proc stat");
+        // Fields after the command name (which may hold spaces) start at its closing paren;
+        // utime and stime are fields 14 and 15 of the whole line.
+        let rest = &s[s.rfind(')').expect("comm in /proc stat") + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     }
 
     /// A field of /proc/PID/status in KiB (VmRSS, VmHWM).

@@ -78,10 +78,16 @@ const ENDPOINTS: &[(&str, &str, &str)] = &[
 
 /// Serves the admin API until the task is aborted.
 pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>) {
+    let errors = inner
+        .shared
+        .stats
+        .counter(mesh_core::stats::StatName::listener(
+            "admin",
+            "downstream_cx_accept_error",
+        ));
+    let mut listener = crate::listener::Acceptor::new(listener, "admin".into(), errors);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+        let (stream, _) = listener.accept().await;
         let inner = Arc::clone(&inner);
         tokio::spawn(async move {
             let svc = service_fn(move |req| {

@@ -18,6 +18,90 @@ use crate::conn_manager::{self, ConnInfo, ConnState, Shared};
 /// Far enough in the future to mean "never".
 const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// The first pause after an accept error that a retry cannot cure at once (out of file
+/// descriptors or memory); it doubles up to [`ACCEPT_BACKOFF_MAX`] while the errors go on.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// The longest pause between accepts while resources are exhausted.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Accept errors are logged at most once per this interval, with the count since the last line.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// An accept loop's error handling: a connection-level error (the peer reset before the
+/// accept) is skipped at once; a resource error (EMFILE, ENFILE, ENOBUFS, ENOMEM) pauses the
+/// loop with a growing backoff instead of spinning a core, as production servers do, and the
+/// loop recovers when descriptors free up. Every error is counted; a log line is written at
+/// most once per [`ACCEPT_LOG_INTERVAL`].
+#[derive(Debug)]
+pub(crate) struct Acceptor {
+    listener: TcpListener,
+    name: Arc<str>,
+    errors: Arc<mesh_core::stats::Counter>,
+    backoff: Duration,
+    unlogged: u64,
+    last_log: Option<Instant>,
+}
+
+impl Acceptor {
+    /// `name` labels the log lines; `errors` counts every failed accept.
+    pub(crate) fn new(
+        listener: TcpListener,
+        name: Arc<str>,
+        errors: Arc<mesh_core::stats::Counter>,
+    ) -> Self {
+        Self {
+            listener,
+            name,
+            errors,
+            backoff: ACCEPT_BACKOFF_MIN,
+            unlogged: 0,
+            last_log: None,
+        }
+    }
+
+    /// The next connection. Cancel-safe: dropping the future loses no connection.
+    pub(crate) async fn accept(&mut self) -> (TcpStream, std::net::SocketAddr) {
+        loop {
+            let e = match self.listener.accept().await {
+                Ok(conn) => {
+                    self.backoff = ACCEPT_BACKOFF_MIN;
+                    return conn;
+                }
+                Err(e) => e,
+            };
+            self.errors.inc();
+            self.unlogged += 1;
+            let now = Instant::now();
+            if self
+                .last_log
+                .is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_INTERVAL)
+            {
+                tracing::warn!(
+                    listener = %self.name,
+                    error = %e,
+                    errors = self.unlogged,
+                    "accept failed"
+                );
+                self.last_log = Some(now);
+                self.unlogged = 0;
+            }
+            if is_connection_error(&e) {
+                continue;
+            }
+            tokio::time::sleep(self.backoff).await;
+            self.backoff = (self.backoff * 2).min(ACCEPT_BACKOFF_MAX);
+        }
+    }
+}
+
+/// Errors about one connection that the next accept does not repeat.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
+    )
+}
+
 /// Accepts connections until `shutdown` flips to true, then drains them for up to
 /// `drain_time` and aborts what is left.
 pub(crate) async fn run(
@@ -29,10 +113,17 @@ pub(crate) async fn run(
 ) {
     let mut conns = JoinSet::new();
     let conn_shutdown = shutdown.clone();
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| name.to_string(), |a| a.to_string());
+    let errors = shared.stats.counter(mesh_core::stats::StatName::listener(
+        &address,
+        "downstream_cx_accept_error",
+    ));
+    let mut listener = Acceptor::new(listener, Arc::clone(&name), errors);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, remote)) = accepted else { continue };
+            (stream, remote) = listener.accept() => {
                 while conns.try_join_next().is_some() {}
                 let shared = Arc::clone(&shared);
                 let shutdown = conn_shutdown.clone();
