@@ -145,10 +145,14 @@ where
         _ => "HTTP/1.1",
     };
 
+    let refused = headers::check_request(&parts);
     // Host port stripping happens before anything reads the authority.
     if chain.hcm.strip_any_host_port || chain.hcm.strip_matching_host_port {
         strip_host_port(&mut parts, &chain, conn.local.port());
     }
+    // The client's hop-by-hop headers go before the proxy adds its own: a header the
+    // client names in `Connection` must not take the proxy's forwarding headers with it.
+    headers::strip_downstream_hop_by_hop(&mut parts.headers);
     let downstream = headers::sanitize_request(
         &mut parts.headers,
         &chain.hcm,
@@ -215,6 +219,16 @@ where
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c == "application/grpc" || c.starts_with("application/grpc+")),
     };
+
+    if let Some(why) = refused {
+        let r = reply(
+            StatusCode::BAD_REQUEST,
+            why,
+            ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+        );
+        let resp = local_reply(&mut cx, r);
+        return Ok(finish(cx, resp, 0, stream).await);
+    }
 
     // The route is chosen once, before the filters run (their per-route config depends on
     // it), and kept for the router unless a filter clears it (Envoy's route cache).

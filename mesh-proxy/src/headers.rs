@@ -171,6 +171,94 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Removes a downstream request's hop-by-hop headers as it arrives, before the connection
+/// manager adds its own (Envoy strips them in its codec). An upgrade request keeps
+/// `Upgrade` and `Connection: upgrade` for the router to forward. `Host` and
+/// `Content-Length` stay even when `Connection` names them: the request cannot be routed or
+/// framed without them.
+pub(crate) fn strip_downstream_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::CONNECTION)
+        && !headers.contains_key(header::TRANSFER_ENCODING)
+        && !headers.contains_key(header::TE)
+        && !headers.contains_key("keep-alive")
+        && !headers.contains_key("proxy-connection")
+        && !headers.contains_key(header::UPGRADE)
+    {
+        return;
+    }
+    let upgrade = requested_upgrade(headers).is_some();
+    let host = headers.get(header::HOST).cloned();
+    let length = headers.get(header::CONTENT_LENGTH).cloned();
+    strip_hop_by_hop(headers, upgrade);
+    for (name, value) in [(header::HOST, host), (header::CONTENT_LENGTH, length)] {
+        if let Some(v) = value
+            && !headers.contains_key(&name)
+        {
+            headers.insert(name, v);
+        }
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Why a downstream request head is refused before it is routed, as Envoy's codec and
+/// connection manager refuse it (a 400 with this text): `None` when it may go on.
+///
+/// - two `Host` headers (RFC 9112 §3.2: a server must answer 400);
+/// - no authority at all, neither a `Host` header nor an absolute-form target or
+///   `:authority` (an HTTP/1.1 request must carry Host);
+/// - an authority with userinfo (`user:pw@host`, which the proxy would otherwise forward as
+///   part of Host) or with a character no authority has (space, `/`, `\`, a control byte).
+pub(crate) fn check_request(parts: &http::request::Parts) -> Option<&'static str> {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Some("multiple host headers");
+    }
+    if let Some(a) = parts.uri.authority()
+        && !valid_authority(a.as_str().as_bytes())
+    {
+        return Some("invalid authority in the request target");
+    }
+    match host {
+        Some(h) if !valid_authority(h.as_bytes()) => Some("invalid host header"),
+        Some(_) => None,
+        None if parts.uri.authority().is_none() => Some("missing host header"),
+        None => None,
+    }
+}
+
+/// An RFC 3986 authority without userinfo: `host[:port]`, the host a reg-name (unreserved,
+/// percent-encoded and sub-delim characters), an IPv4 address or a bracketed IP literal.
+fn valid_authority(a: &[u8]) -> bool {
+    !a.is_empty()
+        && a.iter().all(|&b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'%'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b':'
+                        | b'['
+                        | b']'
+                )
+        })
+}
+
 /// The upgrade a request asks for (`Connection: upgrade` plus `Upgrade: X`), lower-cased.
 pub(crate) fn requested_upgrade(headers: &HeaderMap) -> Option<String> {
     let connection_upgrade = headers

@@ -203,6 +203,7 @@ async fn handle(
                 ("x-request-id", "x-seen-request-id"),
                 ("x-forwarded-for", "x-seen-forwarded-for"),
                 ("x-forwarded-proto", "x-seen-forwarded-proto"),
+                ("x-envoy-external-address", "x-seen-external-address"),
                 ("host", "x-seen-host"),
                 ("x-envoy-original-path", "x-seen-original-path"),
                 ("x-client-ip", "x-seen-client-ip"),

@@ -1,0 +1,115 @@
+//! What an attacker or a careless client can do to the proxy, and what it must not achieve
+//! (issue #11): each test is a finding that was reproduced, and fails without its fix.
+
+use std::net::SocketAddr;
+
+use http::{Request, StatusCode};
+use mesh_core::config::*;
+use mesh_proxy::body;
+use mesh_proxy::test_util::{Behavior, Client, Upstream};
+use mesh_proxy::{Proxy, RunningProxy};
+
+fn listener(hcm: HttpConnectionManager) -> Listener {
+    Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm)
+}
+
+fn to(cluster: &str) -> RouteConfiguration {
+    RouteConfiguration::new("r")
+        .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", cluster)))
+}
+
+async fn start(b: Bootstrap) -> (RunningProxy, SocketAddr) {
+    let running = Proxy::builder(b).build().unwrap().start().await.unwrap();
+    let addr = running.listener_addr("http").unwrap();
+    (running, addr)
+}
+
+/// A proxy with `hcm`'s settings in front of one `Identify` upstream.
+async fn identify(mut hcm: HttpConnectionManager) -> (Upstream, RunningProxy, SocketAddr) {
+    let up = Upstream::start("up", Behavior::Identify).await;
+    hcm.route = RouteSource::RouteConfig(to("up"));
+    let boot = Bootstrap::default()
+        .with_listener(listener(hcm))
+        .with_cluster(Cluster::new_static("up", [up.addr()]));
+    let (p, addr) = start(boot).await;
+    (up, p, addr)
+}
+
+/// Regression: naming the proxy's own headers in `Connection` removed them after the
+/// connection manager had added them (the router stripped hop-by-hop headers last).
+#[tokio::test]
+async fn connection_header_cannot_strip_the_proxys_own_headers() {
+    let hcm = HttpConnectionManager {
+        use_remote_address: true,
+        ..HttpConnectionManager::default()
+    };
+    let (_up, _proxy, addr) = identify(hcm).await;
+    let req = Request::get(format!("http://{addr}/"))
+        .header(
+            "connection",
+            "x-forwarded-for, x-request-id, x-envoy-external-address, x-forwarded-proto, host",
+        )
+        .header("x-forwarded-for", "203.0.113.9")
+        .body(body::empty())
+        .unwrap();
+    let r = Client::http1().send(req).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("x-seen-forwarded-for"), "127.0.0.1");
+    assert_eq!(r.header("x-seen-external-address"), "127.0.0.1");
+    assert_eq!(r.header("x-seen-forwarded-proto"), "http");
+    assert!(!r.header("x-seen-request-id").is_empty());
+    assert_eq!(r.header("x-seen-host"), addr.to_string());
+}
+
+/// Writes `request` on a fresh connection and reads until the proxy closes it (every
+/// request here says `Connection: close` or is refused) or 10 s pass.
+async fn raw(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out));
+    let _ = read.await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_of(response: &str) -> &str {
+    response.split(' ').nth(1).unwrap_or("")
+}
+
+/// Regression: userinfo in Host, spaces, a missing Host (forwarded as an empty `host:`), two
+/// Host headers and userinfo in an absolute-form target all reached the upstream.
+#[tokio::test]
+async fn invalid_host_is_refused_with_400() {
+    let (up, _proxy, addr) = identify(HttpConnectionManager::default()).await;
+    for (what, req) in [
+        (
+            "userinfo in Host",
+            "GET / HTTP/1.1\r\nHost: good.example@evil.example\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "a space in Host",
+            "GET / HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n",
+        ),
+        ("no Host", "GET / HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        (
+            "two Host headers",
+            "GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "userinfo in the target",
+            "GET http://user:pw@evil.example/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+        ),
+    ] {
+        let resp = raw(addr, req).await;
+        assert_eq!(status_of(&resp), "400", "{what}: {resp}");
+    }
+    assert_eq!(up.requests(), 0, "nothing reached the upstream");
+    // A valid request still goes through.
+    let ok = raw(
+        addr,
+        "GET / HTTP/1.1\r\nHost: good.example:80\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&ok), "200", "{ok}");
+}
