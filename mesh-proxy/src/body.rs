@@ -81,6 +81,71 @@ impl Body for UpstreamBody {
 #[error("{0}")]
 pub struct BodyTimeout(pub &'static str);
 
+/// How a downstream request body failed, when it did: the client's fault, never the
+/// upstream's. The router reads it to answer as Envoy does and to keep the failure away
+/// from outlier detection and retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DownstreamFault {
+    /// The client went away before the body was complete (Envoy's DC).
+    Closed,
+    /// The body's framing was invalid, e.g. a bad chunk size (400, DPE).
+    Malformed,
+    /// No body data arrived within the stream idle timeout (408, SI).
+    IdleTimeout,
+}
+
+/// Where a request body records its [`DownstreamFault`]; the first one wins.
+#[derive(Debug, Default)]
+pub(crate) struct FaultCell(std::sync::atomic::AtomicU8);
+
+impl FaultCell {
+    fn set(&self, f: DownstreamFault) {
+        let v = match f {
+            DownstreamFault::Closed => 1,
+            DownstreamFault::Malformed => 2,
+            DownstreamFault::IdleTimeout => 3,
+        };
+        let _ = self
+            .0
+            .compare_exchange(0, v, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The recorded fault, if any.
+    pub(crate) fn get(&self) -> Option<DownstreamFault> {
+        match self.0.load(Ordering::Acquire) {
+            1 => Some(DownstreamFault::Closed),
+            2 => Some(DownstreamFault::Malformed),
+            3 => Some(DownstreamFault::IdleTimeout),
+            _ => None,
+        }
+    }
+}
+
+/// Classifies a downstream body error: invalid framing (hyper reports a bad chunk as an
+/// `InvalidInput` or `InvalidData` I/O error, a bad head as a parse error) is malformed;
+/// anything else (an early EOF, a reset, a stream the client cancelled) is a close.
+fn classify(e: &BoxError) -> DownstreamFault {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
+            return DownstreamFault::Malformed;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            )
+        {
+            return DownstreamFault::Malformed;
+        }
+        source = err.source();
+    }
+    DownstreamFault::Closed
+}
+
 /// Wraps a body: counts data bytes into `counter`, calls `on_end` once when the stream ends
 /// (or the body is dropped before it ends), and fails the stream when `idle` passes without a
 /// frame or `deadline` passes.
@@ -90,6 +155,7 @@ pub(crate) struct Tracked<B> {
     on_end: Option<Box<dyn FnOnce(bool) + Send + Sync>>,
     idle: Option<(std::time::Duration, Pin<Box<Sleep>>)>,
     deadline: Option<Pin<Box<Sleep>>>,
+    fault: Option<Arc<FaultCell>>,
 }
 
 impl<B> Tracked<B> {
@@ -100,7 +166,14 @@ impl<B> Tracked<B> {
             on_end: None,
             idle: None,
             deadline: None,
+            fault: None,
         }
+    }
+
+    /// Records how the body failed in `cell` (a downstream request body).
+    pub(crate) fn fault_cell(mut self, cell: Arc<FaultCell>) -> Self {
+        self.fault = Some(cell);
+        self
     }
 
     /// Calls `f(complete)` once: `complete` is true when the stream reached its end.
@@ -164,7 +237,11 @@ where
             }
             Poll::Ready(Some(Err(e))) => {
                 this.finish(false);
-                Poll::Ready(Some(Err(e.into())))
+                let e = e.into();
+                if let Some(cell) = &this.fault {
+                    cell.set(classify(&e));
+                }
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
                 this.finish(true);
@@ -181,6 +258,9 @@ where
                     && sleep.as_mut().poll(cx).is_ready()
                 {
                     this.finish(false);
+                    if let Some(cell) = &this.fault {
+                        cell.set(DownstreamFault::IdleTimeout);
+                    }
                     return Poll::Ready(Some(Err(BodyTimeout("stream idle timeout").into())));
                 }
                 Poll::Pending

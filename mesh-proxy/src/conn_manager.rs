@@ -93,6 +93,8 @@ pub(crate) struct RequestCtx {
     pub(crate) start: Instant,
     pub(crate) bytes_received: Arc<AtomicU64>,
     pub(crate) request_done: tokio::sync::watch::Receiver<Option<Instant>>,
+    /// How the downstream request body failed, if it did (the client's fault).
+    pub(crate) downstream_fault: Arc<body::FaultCell>,
     pub(crate) random: u64,
     pub(crate) epoch: Instant,
     /// `x-envoy-upstream-rq-timeout-alt-response` was sent: a timeout answers 204.
@@ -169,7 +171,9 @@ where
     if body_end_stream {
         let _ = done_tx.send(Some(start));
     }
+    let downstream_fault = Arc::new(body::FaultCell::default());
     let req_body = Tracked::new(body, Arc::clone(&bytes_received))
+        .fault_cell(Arc::clone(&downstream_fault))
         .idle_timeout(chain.hcm.stream_idle_timeout)
         .on_end(move |_| {
             done_tx.send_if_modified(|v| {
@@ -209,6 +213,7 @@ where
         start,
         bytes_received,
         request_done: done_rx,
+        downstream_fault,
         random: shared.random.next_u64(),
         epoch: shared.epoch,
         timeout_alt_response: false,

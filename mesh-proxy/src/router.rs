@@ -187,6 +187,11 @@ pub(crate) async fn route(
             }
         }
     }
+    // A body that failed while it was read for replay is the client's fault: nothing is
+    // sent upstream (a truncated body must not pass as a whole one).
+    if let Some(fault) = cx.downstream_fault.get() {
+        return downstream_failure(cx, fault);
+    }
     if let Some(r) = &replay {
         for m in mirrors {
             shadow(cx, &hit, &fwd, &parts, r, m, timeout);
@@ -381,6 +386,16 @@ pub(crate) async fn route(
                 (a, r, false)
             }
         };
+        // An attempt that failed because the downstream body did is the client's fault: no
+        // outlier report, no retry, no error charged to the host.
+        if result.is_err()
+            && let Some(fault) = cx.downstream_fault.get()
+        {
+            for _ in attempts.drain(..) {
+                cluster.stats.rq_active.dec();
+            }
+            return downstream_failure(cx, fault);
+        }
         // A hedged attempt's host was charged its timeout already.
         if !(a.hedged && per_try_fired) {
             report_outlier(cx, &cluster, a.index, &result);
@@ -921,6 +936,34 @@ fn build_request(
         parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
     }
     Request::from_parts(parts, body)
+}
+
+/// The local reply for a request whose downstream body failed (Envoy: 400 for a malformed
+/// body, 408 "stream timeout" when the body stalls, DC when the client went away; in the
+/// last case nobody reads the reply, which only the stats and the access log see).
+fn downstream_failure(
+    cx: &mut RequestCtx,
+    fault: crate::body::DownstreamFault,
+) -> Response<ProxyBody> {
+    use crate::body::DownstreamFault;
+    let r = match fault {
+        DownstreamFault::Malformed => reply(
+            StatusCode::BAD_REQUEST,
+            "malformed request body",
+            ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+        ),
+        DownstreamFault::IdleTimeout => reply(
+            StatusCode::REQUEST_TIMEOUT,
+            "stream timeout",
+            ResponseFlags::STREAM_IDLE_TIMEOUT,
+        ),
+        DownstreamFault::Closed => reply(
+            StatusCode::BAD_REQUEST,
+            "",
+            ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION,
+        ),
+    };
+    local_reply(cx, r)
 }
 
 /// Maps an upstream failure to Envoy's local reply.

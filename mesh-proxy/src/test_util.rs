@@ -27,6 +27,9 @@ pub enum Behavior {
     Identify,
     /// 200 streaming the request body back.
     Echo,
+    /// Reads the whole request body first, then answers 200 with its length (as most
+    /// servers do for a form or an upload); 400 when the body fails.
+    Collect,
     /// Never answers (for timeout tests).
     Stall,
     /// Answers like `Identify` once the test opens the gate ([`Upstream::open_gate`]); until
@@ -227,6 +230,14 @@ async fn handle(
             Ok(resp)
         }
         Behavior::Echo => Ok(Response::new(body::boxed(req.into_body()))),
+        Behavior::Collect => {
+            let mut resp = Response::new(body::empty());
+            match req.into_body().collect().await {
+                Ok(b) => *resp.body_mut() = body::full(b.to_bytes().len().to_string()),
+                Err(_) => *resp.status_mut() = StatusCode::BAD_REQUEST,
+            }
+            Ok(resp)
+        }
         Behavior::Stall => {
             std::future::pending::<()>().await;
             unreachable!("pending never completes")

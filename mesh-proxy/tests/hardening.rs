@@ -113,3 +113,102 @@ async fn invalid_host_is_refused_with_400() {
     .await;
     assert_eq!(status_of(&ok), "200", "{ok}");
 }
+
+/// Polls `check` every 10 ms until it holds, failing after 10 s with `what`.
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Regression: a client that closed mid-body or sent an invalid chunk size was logged
+/// `503 UC` and fed to outlier detection as an upstream 5xx; a dozen such requests ejected
+/// both healthy hosts, and with `healthy_panic_threshold: 0` every request then got 503.
+#[tokio::test]
+async fn client_body_faults_never_eject_healthy_hosts() {
+    use mesh_core::stats::StatName;
+    use tokio::io::AsyncWriteExt;
+    let a = Upstream::start("a", Behavior::Collect).await;
+    let b = Upstream::start("b", Behavior::Collect).await;
+    let mut c = Cluster::new_static("up", [a.addr(), b.addr()]);
+    c.outlier_detection = Some(OutlierDetection {
+        consecutive_5xx: 2,
+        max_ejection_percent: 100,
+        ..OutlierDetection::default()
+    });
+    c.healthy_panic_threshold = 0.0;
+    let hcm = HttpConnectionManager::with_routes(to("up"));
+    let boot = Bootstrap::default()
+        .with_listener(listener(hcm))
+        .with_cluster(c);
+    let (proxy, addr) = start(boot).await;
+
+    let stat = |name: &str| {
+        proxy
+            .stats()
+            .counter(StatName::http("ingress_http", name))
+            .get()
+    };
+    for i in 0..12 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        if i % 2 == 0 {
+            // Closes after 10 of 100 promised bytes.
+            s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+                .await
+                .unwrap();
+        } else {
+            // A chunk, then a chunk size that is not hexadecimal.
+            s.write_all(
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+            )
+            .await
+            .unwrap();
+        }
+        // The upstream has the request head before the client gives up.
+        let seen = a.requests() + b.requests();
+        until("the upstream to see the request", || {
+            a.requests() + b.requests() > seen
+        })
+        .await;
+        drop(s);
+    }
+    until("all twelve requests to finish", || {
+        stat("downstream_rq_4xx") + stat("downstream_rq_5xx") == 12
+    })
+    .await;
+    assert_eq!(stat("downstream_rq_5xx"), 0, "no client fault is a 5xx");
+    assert_eq!(
+        proxy
+            .stats()
+            .gauge(StatName::cluster(
+                "up",
+                "outlier_detection.ejections_active"
+            ))
+            .get(),
+        0
+    );
+    for _ in 0..4 {
+        let r = Client::http1().get(addr, "/", &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+}
+
+/// Regression: an invalid chunked body was answered 503 after part of it reached the
+/// upstream; it is the client's error.
+#[tokio::test]
+async fn invalid_chunked_body_is_a_400() {
+    let up = Upstream::start("up", Behavior::Collect).await;
+    let hcm = HttpConnectionManager::with_routes(to("up"));
+    let boot = Bootstrap::default()
+        .with_listener(listener(hcm))
+        .with_cluster(Cluster::new_static("up", [up.addr()]));
+    let (_proxy, addr) = start(boot).await;
+    let resp = raw(
+        addr,
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&resp), "400", "{resp}");
+}
