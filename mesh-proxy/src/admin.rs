@@ -2,7 +2,8 @@
 //!
 //! Off unless the bootstrap has an `admin` block or the builder names an address. Read-only
 //! endpoints answer `GET`; mutating ones require `POST` (405 otherwise); unknown paths get 404
-//! with the list of endpoints.
+//! with the list of endpoints. A mutating request that a web page could have sent (a foreign
+//! `Origin`, or a `Host` that is neither an address nor `localhost`) is refused with 403.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -101,6 +102,42 @@ pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>) {
     }
 }
 
+/// Why a mutating admin request may come from a web page rather than an operator: a browser
+/// on the same host can send a cross-origin "simple" POST (no preflight), or reach the admin
+/// port under a name of its own through DNS rebinding. A state-changing request must name
+/// the admin server by address or `localhost`, and an `Origin`, when present, must be that
+/// same origin.
+fn foreign_request(req: &Request<Incoming>) -> Option<&'static str> {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(header::HOST)?.to_str().ok());
+    let Some(host) = host else {
+        return Some("an admin request without a host");
+    };
+    let name = crate::headers::strip_port(host).0;
+    let literal = name
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok();
+    if !literal && !name.eq_ignore_ascii_case("localhost") {
+        return Some("an admin request for a host that is not an address or localhost");
+    }
+    match req.headers().get(header::ORIGIN).map(|o| o.to_str()) {
+        None => None,
+        Some(Ok(origin))
+            if origin
+                .strip_prefix("http://")
+                .is_some_and(|o| o.eq_ignore_ascii_case(host)) =>
+        {
+            None
+        }
+        Some(_) => Some("a cross-origin admin request"),
+    }
+}
+
 fn text(status: StatusCode, body: impl Into<String>) -> Response<ProxyBody> {
     let mut r = Response::new(body::full(body.into()));
     *r.status_mut() = status;
@@ -174,6 +211,11 @@ fn handle(inner: &Arc<Inner>, req: &Request<Incoming>) -> Response<ProxyBody> {
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{path} changes the proxy's state: use POST\n"),
         );
+    }
+    if method == "POST"
+        && let Some(why) = foreign_request(req)
+    {
+        return text(StatusCode::FORBIDDEN, format!("{why}: refused\n"));
     }
     let q = query(req);
     match path {

@@ -212,3 +212,48 @@ async fn invalid_chunked_body_is_a_400() {
     .await;
     assert_eq!(status_of(&resp), "400", "{resp}");
 }
+
+/// Regression: the admin listener took cross-origin "simple" POSTs (`Origin:
+/// http://evil.example`, `text/plain`), so a web page could fail health checks, drain or
+/// quit the proxy; and a DNS-rebound name reached it too.
+#[tokio::test]
+async fn admin_refuses_mutations_a_web_page_could_send() {
+    let up = Upstream::start("up", Behavior::Identify).await;
+    let boot = Bootstrap::default()
+        .with_listener(listener(HttpConnectionManager::with_routes(to("up"))))
+        .with_cluster(Cluster::new_static("up", [up.addr()]));
+    let proxy = Proxy::builder(boot)
+        .admin("127.0.0.1:0".parse().unwrap())
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let admin = proxy.admin_addr().unwrap();
+    let post = |host: String, origin: Option<&str>| {
+        let mut req = format!(
+            "POST /healthcheck/fail HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n"
+        );
+        if let Some(o) = origin {
+            req.push_str(&format!("Origin: {o}\r\n"));
+        }
+        req.push_str("\r\n");
+        async move { raw(admin, &req).await }
+    };
+    let ready = || async { Client::http1().get(admin, "/ready", &[]).await.status };
+
+    let r = post(admin.to_string(), Some("http://evil.example")).await;
+    assert_eq!(status_of(&r), "403", "{r}");
+    let r = post(format!("evil.example:{}", admin.port()), None).await;
+    assert_eq!(status_of(&r), "403", "{r}");
+    let r = post(admin.to_string(), Some("null")).await;
+    assert_eq!(status_of(&r), "403", "{r}");
+    assert_eq!(ready().await, StatusCode::OK, "nothing was changed");
+
+    // An operator's curl (no Origin), and the admin page's own origin, still work.
+    let r = post(format!("localhost:{}", admin.port()), None).await;
+    assert_eq!(status_of(&r), "200", "{r}");
+    assert_eq!(ready().await, StatusCode::SERVICE_UNAVAILABLE);
+    let r = post(admin.to_string(), Some(&format!("http://{admin}"))).await;
+    assert_eq!(status_of(&r), "200", "{r}");
+}
