@@ -50,6 +50,18 @@ pub struct Bootstrap {
     pub route_configs: Vec<RouteConfiguration>,
     /// The admin server, off when `None`.
     pub admin: Option<Admin>,
+    /// Limits on the whole proxy's resources (Envoy's overload manager).
+    pub overload_manager: OverloadManager,
+}
+
+/// Envoy's overload manager, for the resource monitors the proxy implements.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OverloadManager {
+    /// The most downstream connections open at once across every listener (the
+    /// `envoy.resource_monitors.global_downstream_max_connections` monitor); a connection
+    /// over it is closed as soon as it is accepted. Default: no limit, as in Envoy.
+    pub max_active_downstream_connections: Option<u64>,
 }
 
 impl Bootstrap {

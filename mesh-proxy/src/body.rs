@@ -92,6 +92,9 @@ pub(crate) enum DownstreamFault {
     Malformed,
     /// No body data arrived within the stream idle timeout (408, SI).
     IdleTimeout,
+    /// The request was not complete within the connection manager's `request_timeout`
+    /// (408).
+    RequestTimeout,
 }
 
 /// Where a request body records its [`DownstreamFault`]; the first one wins.
@@ -104,6 +107,7 @@ impl FaultCell {
             DownstreamFault::Closed => 1,
             DownstreamFault::Malformed => 2,
             DownstreamFault::IdleTimeout => 3,
+            DownstreamFault::RequestTimeout => 4,
         };
         let _ = self
             .0
@@ -116,6 +120,7 @@ impl FaultCell {
             1 => Some(DownstreamFault::Closed),
             2 => Some(DownstreamFault::Malformed),
             3 => Some(DownstreamFault::IdleTimeout),
+            4 => Some(DownstreamFault::RequestTimeout),
             _ => None,
         }
     }
@@ -252,6 +257,11 @@ where
                     && dl.as_mut().poll(cx).is_ready()
                 {
                     this.finish(false);
+                    if let Some(cell) = &this.fault {
+                        // A request body's deadline is the request timeout.
+                        cell.set(DownstreamFault::RequestTimeout);
+                        return Poll::Ready(Some(Err(BodyTimeout("request timeout").into())));
+                    }
                     return Poll::Ready(Some(Err(BodyTimeout("upstream request timeout").into())));
                 }
                 if let Some((_, sleep)) = &mut this.idle

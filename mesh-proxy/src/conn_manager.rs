@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) random: random::Source,
     /// Answers upstream requests in process instead of the network.
     pub(crate) upstream: Option<Arc<dyn crate::UpstreamService>>,
+    /// Downstream connections open on every listener, for the overload manager's limit.
+    pub(crate) downstream_cx: AtomicU64,
 }
 
 impl std::fmt::Debug for dyn crate::UpstreamService {
@@ -174,6 +176,13 @@ where
     let downstream_fault = Arc::new(body::FaultCell::default());
     let req_body = Tracked::new(body, Arc::clone(&bytes_received))
         .fault_cell(Arc::clone(&downstream_fault))
+        .deadline(
+            chain
+                .hcm
+                .request_timeout
+                .filter(|_| !body_end_stream)
+                .map(|t| start + t),
+        )
         .idle_timeout(chain.hcm.stream_idle_timeout)
         .on_end(move |_| {
             done_tx.send_if_modified(|v| {

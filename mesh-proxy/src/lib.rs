@@ -50,7 +50,7 @@ pub mod test_util;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -175,6 +175,7 @@ impl ProxyBuilder {
             epoch: tokio::time::Instant::now(),
             random: random::Source::new(self.seed),
             upstream: self.upstream,
+            downstream_cx: AtomicU64::new(0),
         });
         Ok(Proxy {
             store,

@@ -93,6 +93,38 @@ impl Acceptor {
     }
 }
 
+/// One open downstream connection, counted against the overload manager's limit until it
+/// is dropped.
+#[derive(Debug)]
+struct ConnSlot(Arc<Shared>);
+
+impl ConnSlot {
+    /// Counts a new connection, or refuses it when the limit is reached.
+    fn take(shared: &Arc<Shared>) -> Option<Self> {
+        let limit = shared
+            .store
+            .load()
+            .value
+            .bootstrap
+            .overload_manager
+            .max_active_downstream_connections
+            .unwrap_or(u64::MAX);
+        shared
+            .downstream_cx
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(Arc::clone(shared)))
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.downstream_cx.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Errors about one connection that the next accept does not repeat.
 fn is_connection_error(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted};
@@ -120,15 +152,27 @@ pub(crate) async fn run(
         &address,
         "downstream_cx_accept_error",
     ));
+    let overflow = shared.stats.counter(mesh_core::stats::StatName::listener(
+        &address,
+        "downstream_global_cx_overflow",
+    ));
     let mut listener = Acceptor::new(listener, Arc::clone(&name), errors);
     loop {
         tokio::select! {
             (stream, remote) = listener.accept() => {
+                // The overload manager's global limit: a connection over it is closed at
+                // once (Envoy's global_downstream_max_connections).
+                let Some(slot) = ConnSlot::take(&shared) else {
+                    overflow.inc();
+                    drop(stream);
+                    continue;
+                };
                 while conns.try_join_next().is_some() {}
                 let shared = Arc::clone(&shared);
                 let shutdown = conn_shutdown.clone();
                 let name = Arc::clone(&name);
                 conns.spawn(async move {
+                    let _slot = slot;
                     let local = stream.local_addr().unwrap_or(remote);
                     serve_conn(stream, remote, local, name, shared, shutdown).await;
                 });
@@ -151,7 +195,10 @@ fn builder(hcm: &HttpConnectionManager) -> auto::Builder<TokioExecutor> {
     let header_bytes = (hcm.max_request_headers_kb as usize).saturating_mul(1024);
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(hcm.request_headers_timeout)
+        .header_read_timeout(match (hcm.request_headers_timeout, hcm.request_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
         .max_buf_size(header_bytes.max(8192))
         .keep_alive(true);
     b.http2()

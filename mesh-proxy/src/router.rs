@@ -939,7 +939,8 @@ fn build_request(
 }
 
 /// The local reply for a request whose downstream body failed (Envoy: 400 for a malformed
-/// body, 408 "stream timeout" when the body stalls, DC when the client went away; in the
+/// body, 408 "stream timeout" when the body stalls, 408 "request timeout" when the request
+/// takes longer than `request_timeout`, DC when the client went away; in the
 /// last case nobody reads the reply, which only the stats and the access log see).
 fn downstream_failure(
     cx: &mut RequestCtx,
@@ -957,6 +958,14 @@ fn downstream_failure(
             "stream timeout",
             ResponseFlags::STREAM_IDLE_TIMEOUT,
         ),
+        DownstreamFault::RequestTimeout => {
+            cx.chain.stats.rq_timeout.inc();
+            reply(
+                StatusCode::REQUEST_TIMEOUT,
+                "request timeout",
+                ResponseFlags::empty(),
+            )
+        }
         DownstreamFault::Closed => reply(
             StatusCode::BAD_REQUEST,
             "",

@@ -257,3 +257,125 @@ async fn admin_refuses_mutations_a_web_page_could_send() {
     let r = post(admin.to_string(), Some(&format!("http://{admin}"))).await;
     assert_eq!(status_of(&r), "200", "{r}");
 }
+
+/// Regression: with no default header-read timeout, a client sending one header byte every
+/// 5 s held its connection for as long as it liked. The default is now 10 s.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_slow_header_sender_is_cut_off_after_ten_seconds() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, _proxy, addr) = identify(HttpConnectionManager::default()).await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let began = tokio::time::Instant::now();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let closed_after = loop {
+        tokio::select! {
+            n = s.read(&mut buf) => {
+                // Closed (or a 408 and then closed): either way the connection is over.
+                if matches!(n, Ok(0) | Err(_)) {
+                    break began.elapsed();
+                }
+            }
+            () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
+                if s.write_all(b"a").await.is_err() {
+                    break began.elapsed();
+                }
+            }
+        }
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(65),
+            "still open"
+        );
+    };
+    assert!(
+        closed_after >= std::time::Duration::from_secs(10)
+            && closed_after < std::time::Duration::from_secs(11),
+        "closed after {closed_after:?}"
+    );
+    assert_eq!(up.requests(), 0);
+}
+
+/// `request_timeout`: a request whose body is not complete in time gets 408, and its host is
+/// not blamed.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn request_timeout_answers_408() {
+    let up = Upstream::start("up", Behavior::Collect).await;
+    let mut hcm = HttpConnectionManager::with_routes(to("up"));
+    hcm.request_timeout = Some(std::time::Duration::from_secs(2));
+    let boot = Bootstrap::default()
+        .with_listener(listener(hcm))
+        .with_cluster(Cluster::new_static("up", [up.addr()]));
+    let (_proxy, addr) = start(boot).await;
+    let began = tokio::time::Instant::now();
+    let resp = raw(
+        addr,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234",
+    )
+    .await;
+    assert_eq!(status_of(&resp), "408", "{resp}");
+    assert!(resp.ends_with("request timeout"), "{resp}");
+    let took = began.elapsed();
+    assert!(
+        took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+/// The overload manager's global connection limit: a connection over it is closed at once
+/// and counted; one slot freed lets the next in.
+#[tokio::test]
+async fn downstream_connection_limit_closes_the_excess() {
+    use mesh_core::stats::StatName;
+    use tokio::io::AsyncReadExt;
+    let up = Upstream::start("up", Behavior::Identify).await;
+    let mut boot = Bootstrap::default()
+        .with_listener(listener(HttpConnectionManager::with_routes(to("up"))))
+        .with_cluster(Cluster::new_static("up", [up.addr()]));
+    boot.overload_manager.max_active_downstream_connections = Some(3);
+    let (proxy, addr) = start(boot).await;
+
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let active = || {
+        proxy
+            .stats()
+            .gauge(StatName::http("ingress_http", "downstream_cx_active"))
+            .get()
+    };
+    until("three connections served", || active() == 3).await;
+    let mut fourth = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), fourth.read(&mut buf))
+        .await
+        .expect("the fourth connection is closed, not held");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    let overflow = proxy
+        .stats()
+        .counter(StatName::listener(
+            &addr.to_string(),
+            "downstream_global_cx_overflow",
+        ))
+        .get();
+    assert_eq!(overflow, 1);
+
+    drop(held.pop());
+    until("a slot to free", || active() == 2).await;
+    let mut served = false;
+    for _ in 0..100 {
+        let r = raw(
+            addr,
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if status_of(&r) == "200" {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(served, "a connection is served once a slot is free");
+}

@@ -45,7 +45,8 @@ static_resources:
           stat_prefix: edge
           codec_type: HTTP2
           max_request_headers_kb: {{ value: 96 }}
-          request_headers_timeout: 10s
+          request_headers_timeout: 4s
+          request_timeout: 30s
           stream_idle_timeout: 0s
           common_http_protocol_options:
             idle_timeout: 900s
@@ -137,7 +138,8 @@ static_resources:
             },
         ],
         max_request_headers_kb: 96,
-        request_headers_timeout: Some(secs(10.0)),
+        request_headers_timeout: Some(secs(4.0)),
+        request_timeout: Some(secs(30.0)),
         stream_idle_timeout: Duration::ZERO,
         idle_timeout: secs(900.0),
         max_requests_per_connection: Some(1000),
@@ -946,4 +948,92 @@ static_resources:
         (&plain.lb_subset_config, plain.locality_weighted_lb),
         (&None, false)
     );
+}
+
+/// Envoy's zero means "no timeout"; an absent request_headers_timeout keeps the safer 10 s
+/// default (issue #11).
+#[test]
+fn request_headers_timeout_defaults_to_ten_seconds_and_zero_disables_it() {
+    let hcm = |extra: &str| {
+        let b = bootstrap(&format!(
+            r#"
+static_resources:
+  listeners:
+  - name: l
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 80 }} }}
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": {HCM_TYPE}
+          stat_prefix: s
+          route_config: {{ name: r }}
+          {extra}
+"#
+        ));
+        b.listeners[0].filter_chains[0]
+            .http_connection_manager
+            .clone()
+    };
+    assert_eq!(hcm("").request_headers_timeout, Some(secs(10.0)));
+    assert_eq!(hcm("").request_timeout, None);
+    assert_eq!(
+        hcm("request_headers_timeout: 0s").request_headers_timeout,
+        None
+    );
+    assert_eq!(hcm("request_timeout: 0s").request_timeout, None);
+    // The dump says so explicitly, and reads back the same.
+    let mut b = Bootstrap::default();
+    let mut h = hcm("request_headers_timeout: 0s");
+    h.route = RouteSource::RouteConfig(RouteConfiguration::new("r"));
+    b.listeners
+        .push(Listener::http("l", "127.0.0.1:80".parse().unwrap(), h));
+    let json = mesh_xds::envoy::dump::bootstrap(&b);
+    let back = parse_bootstrap(&json.to_string()).unwrap();
+    assert_eq!(back.value, b);
+}
+
+/// The overload manager's global downstream connection limit is read; other monitors warn.
+#[test]
+fn overload_manager_connection_limit() {
+    let loaded = parse_bootstrap(
+        r#"
+overload_manager:
+  resource_monitors:
+  - name: envoy.resource_monitors.global_downstream_max_connections
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+      max_active_downstream_connections: 5000
+  - name: envoy.resource_monitors.fixed_heap
+    typed_config: { max_heap_size_bytes: 1000 }
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        loaded
+            .value
+            .overload_manager
+            .max_active_downstream_connections,
+        Some(5000)
+    );
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert!(
+        loaded.warnings[0]
+            .to_string()
+            .contains("overload_manager.resource_monitors[1]")
+    );
+    let json = mesh_xds::envoy::dump::bootstrap(&loaded.value);
+    let back = parse_bootstrap(&json.to_string()).unwrap();
+    assert_eq!(back.value, loaded.value);
+
+    let zero = parse_bootstrap(
+        r#"
+overload_manager:
+  resource_monitors:
+  - name: envoy.resource_monitors.global_downstream_max_connections
+    typed_config: { max_active_downstream_connections: 0 }
+"#,
+    );
+    let err = zero.unwrap_err().to_string();
+    assert!(err.contains("max_active_downstream_connections"), "{err}");
 }

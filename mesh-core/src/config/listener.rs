@@ -79,7 +79,12 @@ pub enum RouteSource {
     Rds(String),
 }
 
-/// Envoy's HTTP connection manager settings, with Envoy's names and defaults.
+/// The default [`HttpConnectionManager::request_headers_timeout`]: 10 s, where Envoy has none
+/// (a client sending one header byte at a time would otherwise hold its connection forever).
+pub const DEFAULT_REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Envoy's HTTP connection manager settings, with Envoy's names and defaults (except
+/// [`HttpConnectionManager::request_headers_timeout`], which is safer).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HttpConnectionManager {
@@ -93,9 +98,15 @@ pub struct HttpConnectionManager {
     pub http_filters: Vec<HttpFilterConfig>,
     /// Largest request header block in KiB (default 60).
     pub max_request_headers_kb: u32,
-    /// Time allowed to receive the request headers (default none).
+    /// Time allowed to receive the request headers, from the connection's first byte or the
+    /// previous response (default 10 s, safer than Envoy's none: the value of Envoy's edge
+    /// proxy guide; `None`, or zero in a file, disables it).
     #[serde(with = "super::duration::option")]
     pub request_headers_timeout: Option<Duration>,
+    /// Time allowed to receive the whole request, headers and body (default none). When it
+    /// passes before the request is complete the client gets 408.
+    #[serde(with = "super::duration::option")]
+    pub request_timeout: Option<Duration>,
     /// Per-stream idle timeout (default 5 min; zero disables).
     #[serde(with = "super::duration")]
     pub stream_idle_timeout: Duration,
@@ -139,7 +150,8 @@ impl Default for HttpConnectionManager {
             route: RouteSource::RouteConfig(RouteConfiguration::new("local_route")),
             http_filters: Vec::new(),
             max_request_headers_kb: 60,
-            request_headers_timeout: None,
+            request_headers_timeout: Some(DEFAULT_REQUEST_HEADERS_TIMEOUT),
+            request_timeout: None,
             stream_idle_timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(3600),
             max_requests_per_connection: None,

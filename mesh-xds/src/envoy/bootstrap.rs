@@ -44,6 +44,9 @@ pub(crate) fn bootstrap(cx: &mut Cx, v: &Value, remap: &mut Remap) -> Bootstrap 
         }
         admin.finish(cx);
     }
+    if let Some(om) = o.obj(cx, "overload_manager") {
+        overload_manager(cx, om, &mut b);
+    }
     o.unsupported(
         cx,
         "dynamic_resources",
@@ -51,4 +54,65 @@ pub(crate) fn bootstrap(cx: &mut Cx, v: &Value, remap: &mut Remap) -> Bootstrap 
     );
     o.finish(cx);
     b
+}
+
+const GLOBAL_DOWNSTREAM_MAX_CONNECTIONS: &str =
+    "envoy.resource_monitors.global_downstream_max_connections";
+const DOWNSTREAM_CONNECTIONS_CONFIG: &str =
+    "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig";
+
+/// `overload_manager`: the global downstream connection limit is honoured; other resource
+/// monitors and the overload actions are not implemented (a warning each).
+fn overload_manager(cx: &mut Cx, mut o: Obj<'_>, b: &mut Bootstrap) {
+    for (mv, mp) in o.list(cx, "resource_monitors") {
+        let Some(mut m) = Obj::new(cx, mv, mp) else {
+            continue;
+        };
+        let name = m.string(cx, "name").unwrap_or_default();
+        let typed = m.value(cx, "typed_config");
+        let is_connections = name == GLOBAL_DOWNSTREAM_MAX_CONNECTIONS
+            || typed
+                .as_ref()
+                .is_some_and(|(tv, _)| super::type_name(tv) == Some(DOWNSTREAM_CONNECTIONS_CONFIG));
+        if !is_connections {
+            cx.warn(
+                m.path(),
+                format!("resource monitor {name:?} is not supported, ignored"),
+            );
+            m.take_all();
+            m.finish(cx);
+            continue;
+        }
+        match typed.and_then(|(tv, tp)| Obj::new(cx, tv, tp)) {
+            Some(mut t) => {
+                t.ignore(cx, "@type");
+                match t.u64(cx, "max_active_downstream_connections") {
+                    Some(n) if n > 0 => {
+                        b.overload_manager.max_active_downstream_connections = Some(n);
+                    }
+                    _ => cx.error(
+                        t.child("max_active_downstream_connections"),
+                        "max_active_downstream_connections must be greater than 0",
+                    ),
+                }
+                t.finish(cx);
+            }
+            None => cx.error(
+                m.child("typed_config"),
+                "typed_config with max_active_downstream_connections is required",
+            ),
+        }
+        m.finish(cx);
+    }
+    o.unsupported(
+        cx,
+        "actions",
+        "overload actions are not supported yet, ignored",
+    );
+    o.unsupported(
+        cx,
+        "refresh_interval",
+        "overload actions are not supported yet, ignored",
+    );
+    o.finish(cx);
 }

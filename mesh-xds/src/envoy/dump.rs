@@ -58,15 +58,16 @@ use std::time::Duration;
 
 use mesh_core::config::{
     AccessLog, AccessLogSink, Action, Address, AppendAction, Bootstrap, ClusterLoadAssignment,
-    ClusterSpecifier, ClusterWeight, CodecType, Denominator, DirectResponseAction, DiscoveryType,
-    FilterChain, FilterChainMatch, FractionalPercent, HashOn, HashPolicy, HeaderMatchSpec,
-    HeaderMatcher, HeaderMutations, HeaderValueOption, HealthCheck, HealthChecker, HealthStatus,
-    HedgePolicy, HostRewrite, HttpConnectionManager, HttpFilterConfig, LbEndpoint, LbPolicy,
-    Listener, LocalityLbEndpoints, Metadata, OutlierDetection, PathMatch, PathRedirect,
-    QueryParameterMatcher, RedirectAction, RedirectCode, RegexRewrite, RequestMirrorPolicy,
-    RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, RouteSource, RoutingPriority,
-    RuntimeFraction, StringMatcher, StringPattern, Thresholds, TlsRequirement, UpgradeConfig,
-    UpstreamProtocol, VirtualCluster, VirtualHost, WeightedClusters, duration,
+    ClusterSpecifier, ClusterWeight, CodecType, DEFAULT_REQUEST_HEADERS_TIMEOUT, Denominator,
+    DirectResponseAction, DiscoveryType, FilterChain, FilterChainMatch, FractionalPercent, HashOn,
+    HashPolicy, HeaderMatchSpec, HeaderMatcher, HeaderMutations, HeaderValueOption, HealthCheck,
+    HealthChecker, HealthStatus, HedgePolicy, HostRewrite, HttpConnectionManager, HttpFilterConfig,
+    LbEndpoint, LbPolicy, Listener, LocalityLbEndpoints, Metadata, OutlierDetection, PathMatch,
+    PathRedirect, QueryParameterMatcher, RedirectAction, RedirectCode, RegexRewrite,
+    RequestMirrorPolicy, RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch,
+    RouteSource, RoutingPriority, RuntimeFraction, StringMatcher, StringPattern, Thresholds,
+    TlsRequirement, UpgradeConfig, UpstreamProtocol, VirtualCluster, VirtualHost, WeightedClusters,
+    duration,
 };
 use mesh_core::config::{
     Cluster, LbSubsetConfig, LbSubsetFallbackPolicy, LbSubsetSelectorFallbackPolicy, ROUTER_FILTER,
@@ -83,6 +84,10 @@ const STDOUT_LOG: &str = "envoy.extensions.access_loggers.stream.v3.StdoutAccess
 const STDERR_LOG: &str = "envoy.extensions.access_loggers.stream.v3.StderrAccessLog";
 const FILE_LOG: &str = "envoy.extensions.access_loggers.file.v3.FileAccessLog";
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+const GLOBAL_DOWNSTREAM_MAX_CONNECTIONS: &str =
+    "envoy.resource_monitors.global_downstream_max_connections";
+const DOWNSTREAM_CONNECTIONS_CONFIG: &str =
+    "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig";
 const URI_TEMPLATE_NAME: &str = "envoy.path.match.uri_template.uri_template_matcher";
 const URI_TEMPLATE: &str = "envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig";
 
@@ -141,6 +146,20 @@ pub fn bootstrap(b: &Bootstrap) -> Value {
         out.set(
             "admin",
             json_obj([("address", socket_address(admin.address))]),
+        );
+    }
+    if let Some(max) = b.overload_manager.max_active_downstream_connections {
+        let mut monitor = Obj::typed(DOWNSTREAM_CONNECTIONS_CONFIG);
+        monitor.set("max_active_downstream_connections", max);
+        out.set(
+            "overload_manager",
+            json_obj([(
+                "resource_monitors",
+                Value::Array(vec![json_obj([
+                    ("name", GLOBAL_DOWNSTREAM_MAX_CONNECTIONS.into()),
+                    ("typed_config", monitor.into()),
+                ])]),
+            )]),
         );
     }
     out.into()
@@ -242,7 +261,14 @@ fn http_connection_manager(h: &HttpConnectionManager) -> Value {
         h.max_request_headers_kb,
         DEFAULT_MAX_REQUEST_HEADERS_KB,
     );
-    out.opt_duration("request_headers_timeout", h.request_headers_timeout);
+    // Left out at mesh's default (10 s); "0s" is how Envoy's config says "none".
+    if h.request_headers_timeout != Some(DEFAULT_REQUEST_HEADERS_TIMEOUT) {
+        out.set(
+            "request_headers_timeout",
+            dur(h.request_headers_timeout.unwrap_or_default()),
+        );
+    }
+    out.opt_duration("request_timeout", h.request_timeout);
     out.unless_duration(
         "stream_idle_timeout",
         h.stream_idle_timeout,

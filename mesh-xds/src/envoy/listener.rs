@@ -214,7 +214,13 @@ fn http_connection_manager(cx: &mut Cx, v: &Value, path: String) -> Option<HttpC
     if let Some(n) = o.u32(cx, "max_request_headers_kb") {
         h.max_request_headers_kb = n;
     }
-    h.request_headers_timeout = o.duration(cx, "request_headers_timeout");
+    // Zero disables the timeout, as in Envoy; absent keeps the (safer) default.
+    if let Some(d) = o.duration(cx, "request_headers_timeout") {
+        h.request_headers_timeout = (!d.is_zero()).then_some(d);
+    }
+    if let Some(d) = o.duration(cx, "request_timeout") {
+        h.request_timeout = (!d.is_zero()).then_some(d);
+    }
     if let Some(d) = o.duration(cx, "stream_idle_timeout") {
         h.stream_idle_timeout = d;
     }
