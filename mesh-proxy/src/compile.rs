@@ -113,6 +113,8 @@ pub(crate) struct HcmStats {
     pub(crate) rq_class: StatusClasses,
     pub(crate) rq_time: Arc<Histogram>,
     pub(crate) rq_timeout: Arc<Counter>,
+    /// Connections closed because a request head did not arrive in time.
+    pub(crate) rq_header_timeout: Arc<Counter>,
 }
 
 /// `<prefix>_2xx` … `<prefix>_5xx` counters.
@@ -145,6 +147,7 @@ impl HcmStats {
             rq_class: StatusClasses::new(c, "downstream_rq"),
             rq_time: r.histogram(StatName::http(prefix, "downstream_rq_time")),
             rq_timeout: c("downstream_rq_timeout"),
+            rq_header_timeout: c("downstream_rq_header_timeout"),
         }
     }
 }

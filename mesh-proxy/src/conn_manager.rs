@@ -53,12 +53,16 @@ pub(crate) struct ConnState {
     pub(crate) active: AtomicUsize,
     pub(crate) requests: AtomicU64,
     pub(crate) close: AtomicBool,
+    /// HTTP/1: bytes of a request head have arrived and its headers are not complete yet
+    /// (the request header timeout runs).
+    pub(crate) head_pending: AtomicBool,
     pub(crate) changed: Notify,
 }
 
 impl ConnState {
     fn begin(self: &Arc<Self>) -> ActiveStream {
         self.active.fetch_add(1, Ordering::AcqRel);
+        self.head_pending.store(false, Ordering::Release);
         self.changed.notify_one();
         ActiveStream(Arc::clone(self))
     }

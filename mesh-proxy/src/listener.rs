@@ -190,15 +190,24 @@ pub(crate) async fn run(
     }
 }
 
+/// Time allowed for an HTTP/1 request head from its first byte: the request headers timeout,
+/// or the request timeout when that is shorter.
+fn header_timeout(hcm: &HttpConnectionManager) -> Option<Duration> {
+    match (hcm.request_headers_timeout, hcm.request_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn builder(hcm: &HttpConnectionManager) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     let header_bytes = (hcm.max_request_headers_kb as usize).saturating_mul(1024);
+    // hyper's header timeout would also run while a keep-alive connection waits for its next
+    // request, closing idle connections long before `idle_timeout`: the connection task runs
+    // Envoy's (from the first byte of a head) instead.
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(match (hcm.request_headers_timeout, hcm.request_timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        .header_read_timeout(None)
         .max_buf_size(header_bytes.max(8192))
         .keep_alive(true);
     b.http2()
@@ -246,8 +255,17 @@ async fn serve_conn(
     let service =
         service_fn(move |req| conn_manager::serve(req, Arc::clone(&info), Arc::clone(&svc_shared)));
     let b = builder(hcm);
-    let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let head_timeout = header_timeout(hcm);
+    let io = HeadWatch {
+        inner: stream,
+        state: head_timeout.map(|_| Arc::clone(&state)),
+        first: true,
+    };
+    let conn = b.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
+    let head_sleep = tokio::time::sleep(NEVER);
+    tokio::pin!(head_sleep);
+    let mut head_armed = false;
 
     let idle = (!hcm.idle_timeout.is_zero()).then_some(hcm.idle_timeout);
     let max_age = hcm
@@ -268,6 +286,13 @@ async fn serve_conn(
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
+                let pending = state.head_pending.load(Ordering::Acquire);
+                if let Some(t) = head_timeout && pending != head_armed {
+                    head_armed = pending;
+                    head_sleep
+                        .as_mut()
+                        .reset(Instant::now() + if pending { t } else { NEVER });
+                }
                 if let Some(idle) = idle {
                     let at = if state.active.load(Ordering::Acquire) == 0 {
                         Instant::now() + idle
@@ -285,6 +310,15 @@ async fn serve_conn(
                     idle_sleep.as_mut().reset(Instant::now() + NEVER);
                 }
             }
+            () = &mut head_sleep, if head_armed => {
+                // The head did not arrive in time: the connection is closed (Envoy's
+                // request_headers_timeout), whatever hyper has read of it.
+                if state.head_pending.load(Ordering::Acquire) {
+                    chain.stats.rq_header_timeout.inc();
+                    break;
+                }
+                head_armed = false;
+            }
             () = &mut age_sleep, if !closing => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
@@ -296,4 +330,76 @@ async fn serve_conn(
         }
     }
     chain.stats.cx_active.dec();
+}
+
+/// A downstream connection's I/O that notes when an HTTP/1 request head starts to arrive on
+/// an idle connection, for the request header timeout. An HTTP/2 connection (its preface
+/// starts `PRI `) is never watched: its streams are not heads on the connection.
+#[derive(Debug)]
+struct HeadWatch {
+    inner: TcpStream,
+    /// The connection's state, while the connection is watched.
+    state: Option<Arc<ConnState>>,
+    first: bool,
+}
+
+impl tokio::io::AsyncRead for HeadWatch {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        let read = &buf.filled()[before..];
+        if !read.is_empty() {
+            if std::mem::take(&mut this.first) && read.starts_with(b"PRI ") {
+                this.state = None;
+            }
+            if let Some(state) = &this.state
+                && state.active.load(Ordering::Acquire) == 0
+                && !state.head_pending.swap(true, Ordering::AcqRel)
+            {
+                state.changed.notify_one();
+            }
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for HeadWatch {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
