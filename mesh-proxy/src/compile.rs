@@ -250,6 +250,23 @@ pub(crate) fn compile(
                         filters.push(filter);
                         names.push(f.name.as_str());
                     }
+                    Err(mesh_core::filter::FilterError::Unknown { .. })
+                        if f.is_optional && !asks_for_authorization(f) =>
+                    {
+                        tracing::warn!(
+                            filter = %f.name,
+                            path = %format!("{p}.http_filters[{j}]"),
+                            "optional HTTP filter has no factory; skipped"
+                        );
+                    }
+                    Err(e @ mesh_core::filter::FilterError::Unknown { .. }) if f.is_optional => {
+                        err(
+                            format!("{p}.http_filters[{j}]"),
+                            format!(
+                                "{e}; it authorizes or authenticates requests, so it cannot be skipped even with is_optional"
+                            ),
+                        );
+                    }
                     Err(e) => err(format!("{p}.http_filters[{j}]"), e.to_string()),
                 }
             }
@@ -365,4 +382,32 @@ fn compile_cluster(
         stats: ClusterStats::new(stats, &c.name),
         last_sweep: std::sync::atomic::AtomicU64::new(previous_sweep),
     })
+}
+
+/// Envoy's HTTP filters that authorize or authenticate requests: one the proxy cannot run is
+/// an error even when marked `is_optional`, since skipping it would let through what the
+/// config refuses.
+const AUTHORIZATION_FILTERS: &[&str] = &[
+    "envoy.filters.http.rbac",
+    "envoy.filters.http.ext_authz",
+    "envoy.filters.http.jwt_authn",
+    "envoy.filters.http.oauth2",
+    "envoy.filters.http.basic_auth",
+    "envoy.filters.http.api_key_auth",
+    "envoy.extensions.filters.http.rbac.v3.RBAC",
+    "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+    "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+    "envoy.extensions.filters.http.oauth2.v3.OAuth2",
+    "envoy.extensions.filters.http.basic_auth.v3.BasicAuth",
+    "envoy.extensions.filters.http.api_key_auth.v3.ApiKeyAuth",
+];
+
+fn asks_for_authorization(f: &mesh_core::config::HttpFilterConfig) -> bool {
+    let type_name = f
+        .type_url
+        .as_deref()
+        .map(|t| t.rsplit('/').next().unwrap_or(t));
+    AUTHORIZATION_FILTERS
+        .iter()
+        .any(|n| *n == f.name || Some(*n) == type_name)
 }

@@ -159,6 +159,16 @@ impl ProxyBuilder {
         self
     }
 
+    /// Runs every check [`ProxyBuilder::build`] runs (validation, and compiling the route
+    /// tables, clusters, filters and access logs with the registered filters) without building
+    /// anything: what `mesh-proxy validate` reports.
+    ///
+    /// # Errors
+    /// Every problem, each with its path.
+    pub fn check(&self) -> Result<(), mesh_core::config::ValidationError> {
+        compile::compile(&self.bootstrap, &self.registry, &Registry::new(), None).map(drop)
+    }
+
     /// Validates and compiles the config.
     ///
     /// # Errors

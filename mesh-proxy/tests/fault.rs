@@ -32,6 +32,7 @@ async fn with_fault_seeded(
             "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault".into(),
         ),
         disabled: false,
+        is_optional: false,
     });
     let boot = Bootstrap::default()
         .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))

@@ -151,29 +151,81 @@ pub fn load_bootstrap(path: impl AsRef<Path>) -> Result<Loaded<Bootstrap>, LoadE
 /// every problem and its path when the document is not a valid bootstrap (including what
 /// [`Bootstrap::validate`] reports).
 pub fn parse_bootstrap(text: &str) -> Result<Loaded<Bootstrap>, LoadError> {
+    let d = diagnose_bootstrap(text)?;
+    if !d.errors.is_empty() {
+        return Err(LoadError::Invalid { errors: d.errors });
+    }
+    Ok(Loaded {
+        value: d.value,
+        warnings: d.warnings,
+    })
+}
+
+/// Everything [`parse_bootstrap`] finds in a bootstrap, in one pass: the model converted as
+/// far as it goes, with every conversion and validation error and every warning. What is
+/// wrong in one field does not hide what is wrong in another, so `mesh-proxy validate` can
+/// report every problem of a file in one run, and check the partial model further (compile
+/// it) with [`Diagnosis::file_path`] to name the file's fields.
+#[derive(Debug)]
+pub struct Diagnosis<T> {
+    /// The config as converted; where `errors` is not empty, a partial one.
+    pub value: T,
+    /// Every error, each with its path in the file: conversion first, then validation
+    /// (a validation error inside a field that failed conversion is left out).
+    pub errors: Vec<FieldError>,
+    /// Unknown or unsupported fields, in document order.
+    pub warnings: Vec<Warning>,
+    remap: Remap,
+}
+
+impl<T> Diagnosis<T> {
+    /// The path in the file of a path in [`Diagnosis::value`] (they differ where the
+    /// conversion skipped an element or a deprecated spelling was used).
+    pub fn file_path(&self, model_path: &str) -> String {
+        self.remap.apply(model_path)
+    }
+
+    /// Adds errors found by a later stage (paths in the model, as
+    /// [`Diagnosis::file_path`] maps them), leaving out what is already reported and what
+    /// lies inside a field that already has an error.
+    pub fn add_errors(&mut self, errors: impl IntoIterator<Item = FieldError>) {
+        for e in errors {
+            let e = FieldError {
+                path: self.file_path(&e.path),
+                message: e.message,
+            };
+            let covered = self.errors.iter().any(|known| {
+                *known == e
+                    || e.path
+                        .strip_prefix(known.path.as_str())
+                        .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+            });
+            if !covered {
+                self.errors.push(e);
+            }
+        }
+    }
+}
+
+/// Converts and validates a bootstrap, collecting every problem (see [`Diagnosis`]).
+///
+/// # Errors
+/// [`LoadError::Syntax`] when the text is neither YAML nor JSON: nothing can be checked then.
+pub fn diagnose_bootstrap(text: &str) -> Result<Diagnosis<Bootstrap>, LoadError> {
     let doc = parse_text(text)?;
     let mut cx = Cx::default();
     let mut remap = Remap::default();
     let value = bootstrap::bootstrap(&mut cx, &doc, &mut remap);
-    if !cx.errors.is_empty() {
-        return Err(LoadError::Invalid { errors: cx.errors });
-    }
-    if let Err(e) = value.validate() {
-        return Err(LoadError::Invalid {
-            errors: e
-                .errors
-                .into_iter()
-                .map(|fe| FieldError {
-                    path: remap.apply(&fe.path),
-                    message: fe.message,
-                })
-                .collect(),
-        });
-    }
-    Ok(Loaded {
+    let mut d = Diagnosis {
         value,
+        errors: cx.errors,
         warnings: cx.warnings,
-    })
+        remap,
+    };
+    if let Err(e) = d.value.validate() {
+        d.add_errors(e.errors);
+    }
+    Ok(d)
 }
 
 /// Reads and converts a bare Envoy v3 `RouteConfiguration` file (YAML or JSON).
@@ -341,7 +393,9 @@ fn too_deep(text: &str, limit: usize) -> Option<(usize, usize)> {
 pub(crate) const UNKNOWN: &str = "unknown or unsupported field, ignored";
 
 /// The message of a warning about a TLS transport socket.
-pub(crate) const TLS_UNSUPPORTED: &str = "TLS transport sockets are not supported yet, ignored";
+/// Serving or sending plaintext where the config asks for TLS would be less secure than asked:
+/// an error, never a warning.
+pub(crate) const TLS_UNSUPPORTED: &str = "TLS transport sockets are not supported yet; the config asks for TLS, which cannot be honoured";
 
 /// Collected warnings and errors.
 #[derive(Debug, Default)]

@@ -20,8 +20,7 @@ static_resources:
     - name: envoy.filters.listener.tls_inspector
     address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }
     filter_chains:
-    - transport_socket: { name: envoy.transport_sockets.tls }
-      filters:
+    - filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
@@ -54,7 +53,6 @@ static_resources:
     type: LOGICAL_DNS
     conect_timeout: 1s
     dns_lookup_family: V4_ONLY
-    transport_socket: { name: envoy.transport_sockets.tls }
     load_assignment:
       cluster_name: web
       endpoints:
@@ -84,7 +82,6 @@ fn every_unsupported_field_warns_once_with_its_path() {
         "static_resources.secrets",
         "listeners[0].per_connection_buffer_limit_bytes",
         "listeners[0].listener_filters",
-        "listeners[0].filter_chains[0].transport_socket",
         &format!("{HCM}.normalize_path"),
         &format!("{HCM}.tracing"),
         &format!("{HCM}.route_config.virtual_hosts[0].rate_limits"),
@@ -96,7 +93,6 @@ fn every_unsupported_field_warns_once_with_its_path() {
         "clusters[0].type",
         "clusters[0].conect_timeout",
         "clusters[0].dns_lookup_family",
-        "clusters[0].transport_socket",
         "clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.health_check_config",
         "clusters[0].load_assignment.endpoints[0].lb_endpoints[0].load_balancing_weight.extra",
         "clusters[1].type",
@@ -117,10 +113,6 @@ fn every_unsupported_field_warns_once_with_its_path() {
             .message
             .clone()
     };
-    assert!(
-        msg("listeners[0].filter_chains[0].transport_socket")
-            .contains("TLS transport sockets are not supported yet")
-    );
     assert!(msg("clusters[0].type").contains("treated as STRICT_DNS"));
     assert!(msg("clusters[1].type").contains("EDS"));
     assert!(msg("listeners[0].filter_chains[1].filters[0]").contains("filter chain skipped"));
@@ -504,5 +496,45 @@ static_resources:
             "clusters[0].lb_subset_config.panic_mode_any",
             "clusters[0].lb_subset_config.subset_selectors[0].single_host_per_subset",
         ]
+    );
+}
+
+/// A config that asks for TLS is never served without it (issue #11): a transport socket on a
+/// filter chain or a cluster is an error, not a warning.
+#[test]
+fn a_transport_socket_is_an_error() {
+    let yaml = r#"
+static_resources:
+  listeners:
+  - name: https
+    address: { socket_address: { address: 127.0.0.1, port_value: 10443 } }
+    filter_chains:
+    - transport_socket: { name: envoy.transport_sockets.tls }
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: s
+          route_config: { virtual_hosts: [{ name: a, domains: ["*"], routes: [{ match: { prefix: / }, route: { cluster: web } }] }] }
+  clusters:
+  - name: web
+    type: STATIC
+    transport_socket: { name: envoy.transport_sockets.tls }
+    load_assignment: { cluster_name: web, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 443 } } } }] }] }
+"#;
+    let Err(LoadError::Invalid { errors }) = parse_bootstrap(yaml) else {
+        panic!("a transport socket must be rejected");
+    };
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "listeners[0].filter_chains[0].transport_socket",
+            "clusters[0].transport_socket"
+        ]
+    );
+    assert!(
+        errors[0].message.contains("cannot be honoured"),
+        "{errors:?}"
     );
 }

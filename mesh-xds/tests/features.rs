@@ -121,12 +121,14 @@ static_resources:
                 config: json!({"header": "x-api-key", "keys": ["a", "b"]}),
                 type_url: Some("acme.ApiKey".into()),
                 disabled: false,
+                is_optional: false,
             },
             HttpFilterConfig {
                 name: "acme.legacy".into(),
                 config: json!({}),
                 type_url: Some("acme.Legacy".into()),
                 disabled: true,
+                is_optional: false,
             },
             HttpFilterConfig {
                 name: "envoy.filters.http.fault".into(),
@@ -135,6 +137,7 @@ static_resources:
                     "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault".into(),
                 ),
                 disabled: false,
+                is_optional: false,
             },
         ],
         max_request_headers_kb: 96,

@@ -321,10 +321,34 @@ fn init_logging() -> LogLevel {
 }
 
 /// Loads a file, printing warnings and errors; `Err` after printing.
+/// Reads, converts and checks a bootstrap file as start-up would (compiling route tables,
+/// clusters and filters too), printing every warning and every error of every stage in one
+/// run; `Err` after printing.
 fn load(file: &PathBuf, strict: bool) -> Result<Bootstrap, ()> {
-    let loaded = envoy::load_bootstrap(file).map_err(|e| eprintln!("error: {e}"))?;
-    report_warnings(&loaded.warnings.iter().collect::<Vec<_>>(), strict)?;
-    Ok(loaded.value)
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| eprintln!("error: cannot read {}: {e}", file.display()))?;
+    let mut d = envoy::diagnose_bootstrap(&text).map_err(|e| eprintln!("error: {e}"))?;
+    if let Err(e) = proxy_builder(d.value.clone()).check() {
+        d.add_errors(e.errors);
+    }
+    let warned = report_warnings(&d.warnings.iter().collect::<Vec<_>>(), strict);
+    if !d.errors.is_empty() {
+        eprintln!(
+            "error: {}",
+            mesh_xds::LoadError::Invalid { errors: d.errors }
+        );
+        return Err(());
+    }
+    warned?;
+    Ok(d.value)
+}
+
+/// The proxy with the filters this binary registers (the example API-key filter).
+fn proxy_builder(bootstrap: Bootstrap) -> mesh_proxy::ProxyBuilder {
+    mesh_proxy::Proxy::builder(bootstrap).filter(
+        mesh_examples::api_key::ApiKey::NAME,
+        mesh_examples::api_key::ApiKey::from_config,
+    )
 }
 
 /// Prints warnings (errors with `strict`); `Err` when `strict` and there are any.
@@ -386,11 +410,7 @@ async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
     if cli.no_access_log {
         strip_access_logs(&mut bootstrap);
     }
-    let mut builder = mesh_proxy::Proxy::builder(bootstrap)
-        .filter(
-            mesh_examples::api_key::ApiKey::NAME,
-            mesh_examples::api_key::ApiKey::from_config,
-        )
+    let mut builder = proxy_builder(bootstrap)
         .drain_time(drain)
         .log_level_control(move |l| log_level(l));
     if let Some(a) = cli.admin {

@@ -240,6 +240,11 @@ pub struct HttpFilterConfig {
     /// Present but not run unless enabled per route.
     #[serde(default)]
     pub disabled: bool,
+    /// Envoy's `is_optional`: a filter no factory is registered for is skipped instead of
+    /// rejecting the config. Never for a filter that authorizes or authenticates requests:
+    /// skipping one would serve what the config meant to refuse.
+    #[serde(default)]
+    pub is_optional: bool,
 }
 
 impl HttpFilterConfig {
@@ -250,6 +255,7 @@ impl HttpFilterConfig {
             config,
             type_url: None,
             disabled: false,
+            is_optional: false,
         }
     }
 }

@@ -16,6 +16,7 @@ pub(crate) fn bootstrap(cx: &mut Cx, v: &Value, remap: &mut Remap) -> Bootstrap 
         if let Some((lv, _)) = sr.value(cx, "listeners") {
             for (i, (v, _)) in as_list(cx, lv, "listeners").into_iter().enumerate() {
                 if let Some(l) = listener::listener(cx, v, at("listeners", i), remap) {
+                    remap.add(at("listeners", b.listeners.len()), at("listeners", i));
                     b.listeners.push(l);
                 }
             }
@@ -23,6 +24,7 @@ pub(crate) fn bootstrap(cx: &mut Cx, v: &Value, remap: &mut Remap) -> Bootstrap 
         if let Some((cv, _)) = sr.value(cx, "clusters") {
             for (i, (v, _)) in as_list(cx, cv, "clusters").into_iter().enumerate() {
                 if let Some(c) = cluster::cluster(cx, v, at("clusters", i), remap) {
+                    remap.add(at("clusters", b.clusters.len()), at("clusters", i));
                     b.clusters.push(c);
                 }
             }

@@ -197,8 +197,8 @@ pub(crate) fn cluster(cx: &mut Cx, v: &Value, path: String, remap: &mut Remap) -
         eds.ignore(cx, "eds_config");
         eds.finish(cx);
     }
-    o.unsupported(cx, "transport_socket", TLS_UNSUPPORTED);
-    o.unsupported(cx, "transport_socket_matches", TLS_UNSUPPORTED);
+    o.reject(cx, "transport_socket", TLS_UNSUPPORTED);
+    o.reject(cx, "transport_socket_matches", TLS_UNSUPPORTED);
     o.finish(cx);
     Some(c)
 }

@@ -344,6 +344,7 @@ fn http_filter(f: &HttpFilterConfig) -> Value {
         out.set("typed_config", t);
     }
     out.flag("disabled", f.disabled);
+    out.flag("is_optional", f.is_optional);
     out.into()
 }
 

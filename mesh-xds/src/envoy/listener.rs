@@ -134,7 +134,7 @@ fn filter_chain(cx: &mut Cx, v: &Value, path: String) -> Option<FilterChain> {
         Some(m) => chain_match(cx, m),
         None => FilterChainMatch::default(),
     };
-    o.unsupported(cx, "transport_socket", TLS_UNSUPPORTED);
+    o.reject(cx, "transport_socket", TLS_UNSUPPORTED);
     o.ignore(cx, "name");
     o.finish(cx);
 
@@ -310,7 +310,7 @@ fn http_filters(cx: &mut Cx, o: &mut Obj<'_>, h: &mut HttpConnectionManager) {
         };
         let name = f.string(cx, "name").unwrap_or_default();
         let disabled = f.bool(cx, "disabled").unwrap_or(false);
-        f.ignore(cx, "is_optional");
+        let is_optional = f.bool(cx, "is_optional").unwrap_or(false);
         f.unsupported(
             cx,
             "config_discovery",
@@ -346,6 +346,7 @@ fn http_filters(cx: &mut Cx, o: &mut Obj<'_>, h: &mut HttpConnectionManager) {
             config,
             type_url,
             disabled,
+            is_optional,
         });
     }
     if !saw_router && n > 0 {

@@ -260,10 +260,11 @@ fn policy(cx: &mut Cx, o: &mut Obj<'_>) -> Policy {
     }
     if let Some(mut t) = o.obj(cx, "tls") {
         let mode = t.string(cx, "mode").unwrap_or_else(|| "DISABLE".into());
+        // Sending plaintext where the rule asks for TLS would be less secure than asked.
         if mode != "DISABLE" {
-            cx.warn(
+            cx.error(
                 t.child("mode"),
-                format!("TLS origination (mode {mode}) is not supported: plaintext is used"),
+                format!("TLS origination (mode {mode}) is not supported yet, and the rule cannot be honoured without it"),
             );
         }
         for k in [
