@@ -115,6 +115,12 @@ pub(crate) struct HcmStats {
     pub(crate) rq_timeout: Arc<Counter>,
     /// Connections closed because a request head did not arrive in time.
     pub(crate) rq_header_timeout: Arc<Counter>,
+    pub(crate) rq_failed_path_normalization: Arc<Counter>,
+    /// Envoy's codec stats `http1.dropped_headers_with_underscores` and
+    /// `http1.requests_rejected_with_underscores_in_headers` (one pair for every protocol).
+    pub(crate) dropped_underscores: Arc<Counter>,
+    pub(crate) rq_rejected_underscores: Arc<Counter>,
+    pub(crate) rq_redirected_normalized_path: Arc<Counter>,
 }
 
 /// `<prefix>_2xx` … `<prefix>_5xx` counters.
@@ -148,6 +154,13 @@ impl HcmStats {
             rq_time: r.histogram(StatName::http(prefix, "downstream_rq_time")),
             rq_timeout: c("downstream_rq_timeout"),
             rq_header_timeout: c("downstream_rq_header_timeout"),
+            rq_failed_path_normalization: c("downstream_rq_failed_path_normalization"),
+            dropped_underscores: r
+                .counter(StatName::plain("http1.dropped_headers_with_underscores")),
+            rq_rejected_underscores: r.counter(StatName::plain(
+                "http1.requests_rejected_with_underscores_in_headers",
+            )),
+            rq_redirected_normalized_path: c("downstream_rq_redirected_with_normalized_path"),
         }
     }
 }

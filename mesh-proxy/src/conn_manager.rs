@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
+use mesh_core::config::UnderscoresAction;
 use mesh_core::filter::{FilterContext, Flow, LocalReply};
 use mesh_core::flags::ResponseFlags;
 use mesh_core::stats::Registry;
@@ -153,7 +154,7 @@ where
         _ => "HTTP/1.1",
     };
 
-    let refused = headers::check_request(&parts);
+    let refused = admit(&mut parts, &chain, &conn);
     // Host port stripping happens before anything reads the authority.
     if chain.hcm.strip_any_host_port || chain.hcm.strip_matching_host_port {
         strip_host_port(&mut parts, &chain, conn.local.port());
@@ -238,12 +239,7 @@ where
             .is_some_and(|c| c == "application/grpc" || c.starts_with("application/grpc+")),
     };
 
-    if let Some(why) = refused {
-        let r = reply(
-            StatusCode::BAD_REQUEST,
-            why,
-            ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
-        );
+    if let Some(r) = refused {
         let resp = local_reply(&mut cx, r);
         return Ok(finish(cx, resp, 0, stream).await);
     }
@@ -389,6 +385,144 @@ pub(crate) fn authority(parts: &http::request::Parts) -> Option<&str> {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
     })
+}
+
+/// The connection manager's checks of a request head before anything else reads it, in
+/// Envoy's order: the HTTP version, the header count and size, underscores in header names,
+/// the authority, then path normalisation (which may rewrite the path). The local reply when
+/// the request is refused (a refusal that leaves the connection in doubt also closes it).
+fn admit(parts: &mut http::request::Parts, chain: &ChainRt, conn: &ConnInfo) -> Option<LocalReply> {
+    let hcm = &chain.hcm;
+    let close = || {
+        conn.state.close.store(true, Ordering::Release);
+        conn.state.changed.notify_one();
+    };
+    if parts.version == http::Version::HTTP_10 || parts.version == http::Version::HTTP_09 {
+        if !hcm.accept_http_10 {
+            close();
+            return Some(reply(
+                StatusCode::UPGRADE_REQUIRED,
+                "Upgrade Required",
+                ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+            ));
+        }
+        if let Some(host) = &hcm.default_host_for_http_10
+            && parts.uri.authority().is_none()
+            && !parts.headers.contains_key(header::HOST)
+            && let Ok(v) = HeaderValue::from_str(host)
+        {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+    // Envoy's limits: header lines and name plus value bytes, with the URL for HTTP/1 and
+    // the pseudo-headers (name and value) for HTTP/2.
+    let path = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    let (pseudo_count, pseudo_bytes) = if parts.version == http::Version::HTTP_2 {
+        let authority = parts.uri.authority().map(|a| a.as_str().len());
+        let scheme = parts.uri.scheme_str().map_or(0, |s| s.len() + 7);
+        (
+            2 + usize::from(authority.is_some()) + usize::from(scheme > 0),
+            7 + parts.method.as_str().len() + scheme + authority.map_or(0, |a| a + 10) + 5 + path,
+        )
+    } else {
+        (0, path)
+    };
+    let too_large = parts.headers.len() + pseudo_count > hcm.max_headers_count as usize || {
+        let limit = (hcm.max_request_headers_kb as usize).saturating_mul(1024);
+        let bytes = parts
+            .headers
+            .iter()
+            .fold(pseudo_bytes, |n, (k, v)| n + k.as_str().len() + v.len());
+        bytes > limit
+    };
+    if too_large {
+        close();
+        return Some(reply(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request Header Fields Too Large",
+            ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+        ));
+    }
+    if hcm.headers_with_underscores_action != UnderscoresAction::Allow
+        && parts.headers.keys().any(|k| k.as_str().contains('_'))
+    {
+        if hcm.headers_with_underscores_action == UnderscoresAction::RejectRequest {
+            chain.stats.rq_rejected_underscores.inc();
+            close();
+            return Some(reply(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+            ));
+        }
+        let drop: Vec<header::HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|k| k.as_str().contains('_'))
+            .cloned()
+            .collect();
+        for k in drop {
+            chain.stats.dropped_underscores.inc();
+            parts.headers.remove(k);
+        }
+    }
+    if let Some(why) = headers::check_request(parts) {
+        return Some(reply(
+            StatusCode::BAD_REQUEST,
+            why,
+            ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+        ));
+    }
+    if crate::path::enabled(hcm) {
+        return normalize_path(parts, chain);
+    }
+    None
+}
+
+/// Normalises the request path as the connection manager is configured to (see
+/// [`crate::path`]); the local reply when the request is refused or redirected instead.
+fn normalize_path(parts: &mut http::request::Parts, chain: &ChainRt) -> Option<LocalReply> {
+    use crate::path::Normalized;
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    match crate::path::normalize(pq, &chain.hcm) {
+        Normalized::Unchanged => None,
+        Normalized::Changed(p) => {
+            let mut u = std::mem::take(&mut parts.uri).into_parts();
+            match p.parse() {
+                Ok(pq) => {
+                    u.path_and_query = Some(pq);
+                    parts.uri = http::Uri::from_parts(u).unwrap_or_default();
+                    None
+                }
+                Err(_) => Some(path_refused(chain)),
+            }
+        }
+        Normalized::Reject => Some(path_refused(chain)),
+        Normalized::Redirect(p) => {
+            let grpc = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            match HeaderValue::from_str(&p) {
+                Ok(location) if !grpc => {
+                    chain.stats.rq_redirected_normalized_path.inc();
+                    let mut r = LocalReply::new(StatusCode::TEMPORARY_REDIRECT);
+                    r.headers.insert(header::LOCATION, location);
+                    Some(r)
+                }
+                _ => Some(path_refused(chain)),
+            }
+        }
+    }
+}
+
+fn path_refused(chain: &ChainRt) -> LocalReply {
+    chain.stats.rq_failed_path_normalization.inc();
+    reply(
+        StatusCode::BAD_REQUEST,
+        "",
+        ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+    )
 }
 
 fn strip_host_port(parts: &mut http::request::Parts, chain: &ChainRt, local_port: u16) {

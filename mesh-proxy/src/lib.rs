@@ -40,6 +40,7 @@ mod headers;
 mod health_check;
 mod in_process;
 mod listener;
+mod path;
 mod random;
 mod router;
 mod trace;

@@ -205,14 +205,22 @@ fn builder(hcm: &HttpConnectionManager) -> auto::Builder<TokioExecutor> {
     // hyper's header timeout would also run while a keep-alive connection waits for its next
     // request, closing idle connections long before `idle_timeout`: the connection task runs
     // Envoy's (from the first byte of a head) instead.
+    // hyper's own limits sit above the connection manager's, which are exact (Envoy counts
+    // name and value bytes and the URL; hyper counts separators and CRLFs too, and HPACK adds
+    // 32 bytes an entry): the connection manager answers 431 past them.
+    let count = hcm.max_headers_count as usize;
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(None)
-        .max_buf_size(header_bytes.max(8192))
+        .max_headers(count.saturating_add(1))
+        .max_buf_size((header_bytes + 4 * count + 8192).max(8192))
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX));
+        .max_concurrent_streams(hcm.http2.max_concurrent_streams)
+        .initial_stream_window_size(hcm.http2.initial_stream_window_size)
+        .initial_connection_window_size(hcm.http2.initial_connection_window_size)
+        .max_header_list_size(u32::try_from(header_bytes + 32 * count + 8192).unwrap_or(u32::MAX));
     match hcm.codec_type {
         CodecType::Auto => b,
         CodecType::Http1 => b.http1_only(),

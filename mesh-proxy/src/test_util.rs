@@ -207,6 +207,7 @@ async fn handle(
                 ("x-forwarded-for", "x-seen-forwarded-for"),
                 ("x-forwarded-proto", "x-seen-forwarded-proto"),
                 ("x-envoy-external-address", "x-seen-external-address"),
+                ("x_underscore", "x-seen-underscore"),
                 ("host", "x-seen-host"),
                 ("x-envoy-original-path", "x-seen-original-path"),
                 ("x-client-ip", "x-seen-client-ip"),

@@ -379,3 +379,185 @@ async fn downstream_connection_limit_closes_the_excess() {
     }
     assert!(served, "a connection is served once a slot is free");
 }
+
+/// A proxy that refuses `/admin` (403) and sends everything else to an `Identify` upstream.
+async fn guarded(hcm: HttpConnectionManager) -> (Upstream, RunningProxy, SocketAddr) {
+    let up = Upstream::start("up", Behavior::Identify).await;
+    let routes = RouteConfiguration::new("r").with_virtual_host(
+        VirtualHost::new("all", ["*"])
+            .with_route(Route {
+                action: Action::DirectResponse(DirectResponseAction {
+                    status: 403,
+                    body: None,
+                }),
+                ..Route::prefix("/admin", "")
+            })
+            .with_route(Route::prefix("/", "up")),
+    );
+    let hcm = HttpConnectionManager {
+        route: RouteSource::RouteConfig(routes),
+        ..hcm
+    };
+    let boot = Bootstrap::default()
+        .with_listener(listener(hcm))
+        .with_cluster(Cluster::new_static("up", [up.addr()]));
+    let (p, addr) = start(boot).await;
+    (up, p, addr)
+}
+
+/// Regression: `normalize_path`, `merge_slashes` and `path_with_escaped_slashes_action` were
+/// accepted and ignored, so `/public/../admin`, `//admin` and `/%61dmin` reached the
+/// catch-all route while `prefix: /admin` answered 403.
+#[tokio::test]
+async fn normalized_paths_cannot_slip_past_a_route() {
+    let hcm = HttpConnectionManager {
+        normalize_path: true,
+        merge_slashes: true,
+        path_with_escaped_slashes_action: EscapedSlashesAction::RejectRequest,
+        ..HttpConnectionManager::default()
+    };
+    let (up, _proxy, addr) = guarded(hcm).await;
+    let get = |path: &'static str| async move {
+        raw(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await
+    };
+    for path in [
+        "/admin",
+        "/public/../admin",
+        "//admin",
+        "/%61dmin",
+        "/x/%2e%2e/admin/",
+    ] {
+        let r = get(path).await;
+        assert_eq!(status_of(&r), "403", "{path}: {r}");
+    }
+    // Escaped slashes are refused; `%00` too.
+    for path in ["/a%2Fadmin", "/a%00"] {
+        let r = get(path).await;
+        assert_eq!(status_of(&r), "400", "{path}: {r}");
+    }
+    assert_eq!(up.requests(), 0);
+    // The upstream gets the normalised path, query untouched.
+    let r = get("/a/./b//c/../d?x=/../y").await;
+    assert_eq!(status_of(&r), "200", "{r}");
+    assert!(r.ends_with("up GET /a/b/d?x=/../y"), "{r}");
+}
+
+/// Without normalisation (Envoy's default) the path is forwarded as it came, and a
+/// redirect action sends the client to the normalised path.
+#[tokio::test]
+async fn escaped_slashes_redirect() {
+    let hcm = HttpConnectionManager {
+        normalize_path: true,
+        path_with_escaped_slashes_action: EscapedSlashesAction::UnescapeAndRedirect,
+        ..HttpConnectionManager::default()
+    };
+    let (up, _proxy, addr) = guarded(hcm).await;
+    let r = raw(
+        addr,
+        "GET /a%2F..%2Fadmin?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&r), "307", "{r}");
+    assert!(
+        r.to_ascii_lowercase().contains("location: /admin?q=1\r\n"),
+        "{r}"
+    );
+    assert_eq!(up.requests(), 0);
+}
+
+/// `headers_with_underscores_action`: dropped, or refused.
+#[tokio::test]
+async fn headers_with_underscores() {
+    let drop = HttpConnectionManager {
+        headers_with_underscores_action: UnderscoresAction::DropHeader,
+        ..HttpConnectionManager::default()
+    };
+    let (_up, _proxy, addr) = identify(drop).await;
+    let with_underscore =
+        "GET / HTTP/1.1\r\nHost: x\r\nx_underscore: 1\r\nConnection: close\r\n\r\n";
+    let r = raw(addr, with_underscore).await;
+    assert_eq!(status_of(&r), "200", "{r}");
+    assert!(!r.to_ascii_lowercase().contains("x-seen-underscore"), "{r}");
+    let (_up, _proxy, allow) = identify(HttpConnectionManager::default()).await;
+    let r = raw(allow, with_underscore).await;
+    assert!(
+        r.to_ascii_lowercase().contains("x-seen-underscore: 1"),
+        "{r}"
+    );
+    let reject = HttpConnectionManager {
+        headers_with_underscores_action: UnderscoresAction::RejectRequest,
+        ..HttpConnectionManager::default()
+    };
+    let (up, _proxy, addr) = identify(reject).await;
+    let r = raw(addr, "GET / HTTP/1.1\r\nHost: x\r\nx_y: 1\r\n\r\n").await;
+    assert_eq!(status_of(&r), "400", "{r}");
+    assert_eq!(up.requests(), 0);
+}
+
+/// Regression: HTTP/1.0 was served; Envoy answers 426 unless `accept_http_10` is set, and
+/// then gives a Host-less request `default_host_for_http_10`.
+#[tokio::test]
+async fn http_10_needs_accept_http_10() {
+    let (up, _proxy, addr) = identify(HttpConnectionManager::default()).await;
+    let r = raw(addr, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status_of(&r), "426", "{r}");
+    assert_eq!(up.requests(), 0);
+
+    let accept = HttpConnectionManager {
+        accept_http_10: true,
+        default_host_for_http_10: Some("legacy.example".into()),
+        ..HttpConnectionManager::default()
+    };
+    let (_up, _proxy, addr) = identify(accept).await;
+    let r = raw(addr, "GET / HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status_of(&r), "200", "{r}");
+    assert!(
+        r.to_ascii_lowercase()
+            .contains("x-seen-host: legacy.example"),
+        "{r}"
+    );
+}
+
+/// Regression: `max_request_headers_kb: 60` admitted about 64 KiB, and HTTP/2 forwarded 500
+/// headers where HTTP/1 stopped at 100. Both limits are exact now, for both protocols.
+#[tokio::test]
+async fn header_limits_are_exact() {
+    let hcm = HttpConnectionManager {
+        max_request_headers_kb: 1,
+        max_headers_count: 10,
+        ..HttpConnectionManager::default()
+    };
+    let (up, _proxy, addr) = identify(hcm).await;
+    // Name plus value bytes, with the URL: "/" (1) + "host" "x" (5) + "x-pad" (5) + value.
+    let with_pad = |n: usize| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nx-pad: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(n)
+        )
+    };
+    // "connection" "close" is 15 more: 1 + 5 + 5 + 15 = 26 bytes besides the value.
+    let r = raw(addr, &with_pad(1024 - 26)).await;
+    assert_eq!(status_of(&r), "200", "{r}");
+    let r = raw(addr, &with_pad(1024 - 25)).await;
+    assert_eq!(status_of(&r), "431", "{r}");
+
+    // Over HTTP/2 the four pseudo-headers count, as in Envoy: 4 + 7 is one too many.
+    let mut req = Request::get(format!("http://{addr}/"));
+    for i in 0..7 {
+        req = req.header(format!("x-h{i}"), "1");
+    }
+    let r = Client::http2().send(req.body(body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let seen = up.requests();
+    let mut req = Request::get(format!("http://{addr}/"));
+    for i in 0..6 {
+        req = req.header(format!("x-h{i}"), "1");
+    }
+    let r = Client::http2().send(req.body(body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(up.requests(), seen + 1);
+}

@@ -52,6 +52,13 @@ static_resources:
             idle_timeout: 900s
             max_requests_per_connection: 1000
             max_connection_duration: 3600s
+            max_headers_count: 50
+            headers_with_underscores_action: REJECT_REQUEST
+          normalize_path: {{ value: true }}
+          merge_slashes: true
+          path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT
+          http_protocol_options: {{ accept_http_10: true, default_host_for_http_10: legacy.example }}
+          http2_protocol_options: {{ max_concurrent_streams: 100, initial_stream_window_size: 65535, initial_connection_window_size: 1048576 }}
           use_remote_address: {{ value: true }}
           xff_num_trusted_hops: 2
           internal_address_config:
@@ -147,6 +154,18 @@ static_resources:
         idle_timeout: secs(900.0),
         max_requests_per_connection: Some(1000),
         max_connection_duration: Some(secs(3600.0)),
+        max_headers_count: 50,
+        headers_with_underscores_action: UnderscoresAction::RejectRequest,
+        normalize_path: true,
+        merge_slashes: true,
+        path_with_escaped_slashes_action: EscapedSlashesAction::UnescapeAndRedirect,
+        accept_http_10: true,
+        default_host_for_http_10: Some("legacy.example".into()),
+        http2: Http2Options {
+            max_concurrent_streams: 100,
+            initial_stream_window_size: 65535,
+            initial_connection_window_size: 1048576,
+        },
         use_remote_address: true,
         xff_num_trusted_hops: 2,
         internal_address_config: InternalAddressConfig {
@@ -190,6 +209,12 @@ static_resources:
         server_name: "mesh".into(),
     };
     assert_eq!(*h, expected);
+    // Every setting survives the dump.
+    let back = parse_bootstrap(&mesh_xds::envoy::dump::bootstrap(&b).to_string()).unwrap();
+    assert_eq!(
+        back.value.listeners[0].filter_chains[0].http_connection_manager,
+        expected
+    );
 }
 
 #[test]

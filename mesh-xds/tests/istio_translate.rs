@@ -1237,3 +1237,34 @@ fn translated_config_round_trips_through_the_envoy_dump() {
     let back = mesh_xds::envoy::parse_bootstrap(&text).unwrap();
     assert_eq!(back.value, b);
 }
+
+/// Istio's `meshConfig.pathNormalization` defaults to BASE: pilot turns `normalize_path` on
+/// (and keeps escaped slashes) on every connection manager, sidecar and gateway alike.
+#[test]
+fn path_normalization_is_on_as_in_istio() {
+    let gateway = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: gw, namespace: default }
+spec:
+  selector: { istio: ingressgateway }
+  servers: [{ port: { number: 80, name: http, protocol: HTTP }, hosts: ["*"] }]
+"#;
+    let opts = [
+        Options::sidecar(15001),
+        Options::gateway([("istio", "ingressgateway")]),
+    ];
+    for o in &opts {
+        let b = translate_with(gateway, o).value;
+        assert!(!b.listeners.is_empty());
+        for l in &b.listeners {
+            let hcm = &l.filter_chains[0].http_connection_manager;
+            assert!(hcm.normalize_path, "{}", l.name);
+            assert!(!hcm.merge_slashes, "{}", l.name);
+            assert_eq!(
+                hcm.path_with_escaped_slashes_action,
+                mesh_core::config::EscapedSlashesAction::KeepUnchanged
+            );
+        }
+    }
+}

@@ -140,6 +140,75 @@ pub struct HttpConnectionManager {
     pub suppress_envoy_headers: bool,
     /// `server` response header value (default `envoy`).
     pub server_name: String,
+    /// RFC 3986 path normalisation before routing and for the forwarded path: dot segments
+    /// removed, `\` made `/`, escaped unreserved characters decoded, `%00` refused (default
+    /// false, as in Envoy; Istio turns it on).
+    pub normalize_path: bool,
+    /// Merge repeated slashes in the path (default false).
+    pub merge_slashes: bool,
+    /// What to do with `%2F` and `%5C` in a path (default keep them).
+    pub path_with_escaped_slashes_action: EscapedSlashesAction,
+    /// What to do with request header names that contain `_` (default allow).
+    pub headers_with_underscores_action: UnderscoresAction,
+    /// Most request headers (default 100); a request with more gets 431.
+    pub max_headers_count: u32,
+    /// Serve HTTP/1.0 requests (default false: they get 426, as in Envoy).
+    pub accept_http_10: bool,
+    /// The Host given to an HTTP/1.0 request that has none (only with `accept_http_10`).
+    pub default_host_for_http_10: Option<String>,
+    /// HTTP/2 limits.
+    pub http2: Http2Options,
+}
+
+/// `path_with_escaped_slashes_action`: what a path with `%2F`, `%2f`, `%5C` or `%5c` gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EscapedSlashesAction {
+    /// Forwarded as it is (Envoy's default).
+    #[default]
+    KeepUnchanged,
+    /// 400.
+    RejectRequest,
+    /// Unescaped, and the client redirected (307) to the normalised path.
+    UnescapeAndRedirect,
+    /// Unescaped and forwarded.
+    UnescapeAndForward,
+}
+
+/// `headers_with_underscores_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UnderscoresAction {
+    /// Allowed (Envoy's default).
+    #[default]
+    Allow,
+    /// The request is refused with 400.
+    RejectRequest,
+    /// The header is dropped.
+    DropHeader,
+}
+
+/// `http2_protocol_options`: the limits of a downstream HTTP/2 connection, with Envoy's
+/// defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Http2Options {
+    /// Concurrent streams per connection (default 1024).
+    pub max_concurrent_streams: u32,
+    /// Initial stream flow-control window in bytes (default 16 MiB).
+    pub initial_stream_window_size: u32,
+    /// Initial connection flow-control window in bytes (default 24 MiB).
+    pub initial_connection_window_size: u32,
+}
+
+impl Default for Http2Options {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 1024,
+            initial_stream_window_size: 16 * 1024 * 1024,
+            initial_connection_window_size: 24 * 1024 * 1024,
+        }
+    }
 }
 
 impl Default for HttpConnectionManager {
@@ -167,6 +236,14 @@ impl Default for HttpConnectionManager {
             access_log: Vec::new(),
             suppress_envoy_headers: false,
             server_name: "envoy".into(),
+            normalize_path: false,
+            merge_slashes: false,
+            path_with_escaped_slashes_action: EscapedSlashesAction::KeepUnchanged,
+            headers_with_underscores_action: UnderscoresAction::Allow,
+            max_headers_count: 100,
+            accept_http_10: false,
+            default_host_for_http_10: None,
+            http2: Http2Options::default(),
         }
     }
 }

@@ -70,7 +70,8 @@ use mesh_core::config::{
     duration,
 };
 use mesh_core::config::{
-    Cluster, LbSubsetConfig, LbSubsetFallbackPolicy, LbSubsetSelectorFallbackPolicy, ROUTER_FILTER,
+    Cluster, EscapedSlashesAction, Http2Options, LbSubsetConfig, LbSubsetFallbackPolicy,
+    LbSubsetSelectorFallbackPolicy, ROUTER_FILTER, UnderscoresAction,
 };
 use serde_json::{Map, Value};
 
@@ -278,6 +279,16 @@ fn http_connection_manager(h: &HttpConnectionManager) -> Value {
     common.unless_duration("idle_timeout", h.idle_timeout, DEFAULT_IDLE_TIMEOUT);
     common.opt("max_requests_per_connection", h.max_requests_per_connection);
     common.opt_duration("max_connection_duration", h.max_connection_duration);
+    common.unless("max_headers_count", h.max_headers_count, 100);
+    match h.headers_with_underscores_action {
+        UnderscoresAction::Allow => {}
+        UnderscoresAction::RejectRequest => {
+            common.set("headers_with_underscores_action", "REJECT_REQUEST");
+        }
+        UnderscoresAction::DropHeader => {
+            common.set("headers_with_underscores_action", "DROP_HEADER");
+        }
+    }
     out.message("common_http_protocol_options", common);
     out.flag("use_remote_address", h.use_remote_address);
     out.nonzero("xff_num_trusted_hops", h.xff_num_trusted_hops);
@@ -303,6 +314,41 @@ fn http_connection_manager(h: &HttpConnectionManager) -> Value {
         "upgrade_configs",
         h.upgrade_configs.iter().map(upgrade_config),
     );
+    out.flag("normalize_path", h.normalize_path);
+    out.flag("merge_slashes", h.merge_slashes);
+    let escaped = match h.path_with_escaped_slashes_action {
+        EscapedSlashesAction::KeepUnchanged => None,
+        EscapedSlashesAction::RejectRequest => Some("REJECT_REQUEST"),
+        EscapedSlashesAction::UnescapeAndRedirect => Some("UNESCAPE_AND_REDIRECT"),
+        EscapedSlashesAction::UnescapeAndForward => Some("UNESCAPE_AND_FORWARD"),
+    };
+    if let Some(a) = escaped {
+        out.set("path_with_escaped_slashes_action", a);
+    }
+    let mut h1 = Obj::new();
+    h1.flag("accept_http_10", h.accept_http_10);
+    if let Some(host) = &h.default_host_for_http_10 {
+        h1.set("default_host_for_http_10", host.as_str());
+    }
+    out.message("http_protocol_options", h1);
+    let mut h2 = Obj::new();
+    let d = Http2Options::default();
+    h2.unless(
+        "max_concurrent_streams",
+        h.http2.max_concurrent_streams,
+        d.max_concurrent_streams,
+    );
+    h2.unless(
+        "initial_stream_window_size",
+        h.http2.initial_stream_window_size,
+        d.initial_stream_window_size,
+    );
+    h2.unless(
+        "initial_connection_window_size",
+        h.http2.initial_connection_window_size,
+        d.initial_connection_window_size,
+    );
+    out.message("http2_protocol_options", h2);
     out.flag("strip_any_host_port", h.strip_any_host_port);
     out.flag("strip_matching_host_port", h.strip_matching_host_port);
     if h.server_name != DEFAULT_SERVER_NAME {

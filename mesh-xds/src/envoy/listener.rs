@@ -3,8 +3,9 @@
 use std::net::{IpAddr, SocketAddr};
 
 use mesh_core::config::{
-    AccessLog, AccessLogSink, CidrRange, CodecType, FilterChain, FilterChainMatch,
-    HttpConnectionManager, HttpFilterConfig, Listener, ROUTER_FILTER, RouteSource,
+    AccessLog, AccessLogSink, CidrRange, CodecType, EscapedSlashesAction, FilterChain,
+    FilterChainMatch, HttpConnectionManager, HttpFilterConfig, Listener, ROUTER_FILTER,
+    RouteSource, UnderscoresAction,
 };
 use serde_json::Value;
 
@@ -165,6 +166,30 @@ fn chain_match(cx: &mut Cx, mut o: Obj<'_>) -> FilterChainMatch {
     m
 }
 
+const UNDERSCORES: &[(&str, UnderscoresAction)] = &[
+    ("ALLOW", UnderscoresAction::Allow),
+    ("REJECT_REQUEST", UnderscoresAction::RejectRequest),
+    ("DROP_HEADER", UnderscoresAction::DropHeader),
+];
+
+/// `IMPLEMENTATION_SPECIFIC_DEFAULT` is Envoy's runtime default: keep them.
+const ESCAPED_SLASHES: &[(&str, EscapedSlashesAction)] = &[
+    (
+        "IMPLEMENTATION_SPECIFIC_DEFAULT",
+        EscapedSlashesAction::KeepUnchanged,
+    ),
+    ("KEEP_UNCHANGED", EscapedSlashesAction::KeepUnchanged),
+    ("REJECT_REQUEST", EscapedSlashesAction::RejectRequest),
+    (
+        "UNESCAPE_AND_REDIRECT",
+        EscapedSlashesAction::UnescapeAndRedirect,
+    ),
+    (
+        "UNESCAPE_AND_FORWARD",
+        EscapedSlashesAction::UnescapeAndForward,
+    ),
+];
+
 const CODECS: &[(&str, CodecType)] = &[
     ("AUTO", CodecType::Auto),
     ("HTTP1", CodecType::Http1),
@@ -230,7 +255,60 @@ fn http_connection_manager(cx: &mut Cx, v: &Value, path: String) -> Option<HttpC
         }
         h.max_requests_per_connection = c.u32(cx, "max_requests_per_connection");
         h.max_connection_duration = c.duration(cx, "max_connection_duration");
+        if let Some(n) = c.u32(cx, "max_headers_count") {
+            if n == 0 {
+                cx.error(c.child("max_headers_count"), "must be at least 1");
+            } else {
+                h.max_headers_count = n;
+            }
+        }
+        if let Some(a) = c.enumeration(cx, "headers_with_underscores_action", UNDERSCORES) {
+            h.headers_with_underscores_action = a;
+        }
         c.finish(cx);
+    }
+    h.normalize_path = o.bool(cx, "normalize_path").unwrap_or(false);
+    h.merge_slashes = o.bool(cx, "merge_slashes").unwrap_or(false);
+    if let Some(a) = o.enumeration(cx, "path_with_escaped_slashes_action", ESCAPED_SLASHES) {
+        h.path_with_escaped_slashes_action = a;
+    }
+    if let Some(mut p) = o.obj(cx, "http_protocol_options") {
+        h.accept_http_10 = p.bool(cx, "accept_http_10").unwrap_or(false);
+        h.default_host_for_http_10 = p
+            .string(cx, "default_host_for_http_10")
+            .filter(|s| !s.is_empty());
+        p.finish(cx);
+    }
+    if let Some(mut p) = o.obj(cx, "http2_protocol_options") {
+        if let Some(n) = p.u32(cx, "max_concurrent_streams") {
+            if n == 0 || n > i32::MAX as u32 {
+                cx.error(
+                    p.child("max_concurrent_streams"),
+                    "must be in 1..=2147483647",
+                );
+            } else {
+                h.http2.max_concurrent_streams = n;
+            }
+        }
+        for (key, slot) in [
+            (
+                "initial_stream_window_size",
+                &mut h.http2.initial_stream_window_size,
+            ),
+            (
+                "initial_connection_window_size",
+                &mut h.http2.initial_connection_window_size,
+            ),
+        ] {
+            if let Some(n) = p.u32(cx, key) {
+                if (65535..=i32::MAX as u32).contains(&n) {
+                    *slot = n;
+                } else {
+                    cx.error(p.child(key), "must be in 65535..=2147483647");
+                }
+            }
+        }
+        p.finish(cx);
     }
     h.use_remote_address = o.bool(cx, "use_remote_address").unwrap_or(false);
     h.xff_num_trusted_hops = o.u32(cx, "xff_num_trusted_hops").unwrap_or(0);

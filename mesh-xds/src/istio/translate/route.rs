@@ -161,6 +161,9 @@ pub(super) fn sidecar(
         stat_prefix: format!("outbound_{outbound_port}"),
         http_filters: filters_for(&rc),
         upgrade_configs: vec![UpgradeConfig::websocket()],
+        // meshConfig.pathNormalization's default (BASE): RFC 3986 normalisation, escaped
+        // slashes kept, as pilot sets it on every connection manager.
+        normalize_path: true,
         ..HttpConnectionManager::with_routes(rc)
     };
     Listener::http(
@@ -336,6 +339,7 @@ pub(super) fn gateways(
             use_remote_address: true,
             http_filters: filters_for(&rc),
             upgrade_configs: vec![UpgradeConfig::websocket()],
+            normalize_path: true,
             ..HttpConnectionManager::with_routes(rc)
         };
         out.push(Listener::http(
