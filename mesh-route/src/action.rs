@@ -46,7 +46,42 @@ pub(crate) enum ClusterRef<'a> {
     /// In the config.
     Static(&'a str),
     /// In this request header (present and non-empty when the hit was made).
-    Header(&'a HeaderName),
+    Header(&'a ClusterHeader),
+}
+
+/// The header a `cluster_header` names: a regular header, or a pseudo-header (Envoy's own
+/// router_check suite routes on `:authority`).
+#[derive(Debug, Clone)]
+pub(crate) enum ClusterHeader {
+    Authority,
+    Path,
+    Method,
+    Scheme,
+    Name(HeaderName),
+}
+
+impl ClusterHeader {
+    fn compile(name: &str, field: &str) -> Result<Self, BuildError> {
+        Ok(match name.to_ascii_lowercase().as_str() {
+            ":authority" => Self::Authority,
+            ":path" => Self::Path,
+            ":method" => Self::Method,
+            ":scheme" => Self::Scheme,
+            _ => Self::Name(header_name(name, field)?),
+        })
+    }
+
+    /// The header's first value, when present, non-empty and UTF-8.
+    fn value<'r>(&self, req: &'r Parts) -> Option<&'r str> {
+        let v = match self {
+            Self::Authority => std::str::from_utf8(crate::matcher::authority(req)?).ok(),
+            Self::Path => crate::matcher::request_path(req),
+            Self::Method => Some(req.method.as_str()),
+            Self::Scheme => crate::matcher::scheme(req),
+            Self::Name(n) => return first_value(req, n),
+        };
+        v.filter(|v| !v.is_empty())
+    }
 }
 
 /// A request forwarded upstream: the chosen cluster and the route's forwarding parameters.
@@ -67,7 +102,7 @@ impl<'a> Forward<'a> {
     pub fn cluster<'r>(&'r self, req: &'r Parts) -> &'r str {
         match self.cluster {
             ClusterRef::Static(c) => c,
-            ClusterRef::Header(h) => first_value(req, h).unwrap_or_default(),
+            ClusterRef::Header(h) => h.value(req).unwrap_or_default(),
         }
     }
 
@@ -171,7 +206,7 @@ pub(crate) struct CompiledForward {
 #[derive(Debug, Clone)]
 enum ClusterChoice {
     Static(String),
-    Header(HeaderName),
+    Header(ClusterHeader),
     Weighted(Weighted),
 }
 
@@ -197,7 +232,7 @@ pub(crate) struct WeightedEntry {
 #[derive(Debug, Clone)]
 enum EntryCluster {
     Static(String),
-    Header(HeaderName),
+    Header(ClusterHeader),
 }
 
 #[derive(Debug, Clone)]
@@ -321,9 +356,10 @@ fn compile_forward(
             }
             ClusterChoice::Static(name.clone())
         }
-        ClusterSpecifier::ClusterHeader(h) => {
-            ClusterChoice::Header(header_name(h, &format!("{field}.cluster_header"))?)
-        }
+        ClusterSpecifier::ClusterHeader(h) => ClusterChoice::Header(ClusterHeader::compile(
+            h,
+            &format!("{field}.cluster_header"),
+        )?),
         ClusterSpecifier::WeightedClusters(w) => {
             let wfield = format!("{field}.weighted_clusters");
             let mut entries = Vec::with_capacity(w.clusters.len());
@@ -331,9 +367,10 @@ fn compile_forward(
             for (i, c) in w.clusters.iter().enumerate() {
                 let efield = format!("{wfield}.clusters[{i}]");
                 let cluster = match (&c.cluster_header, c.name.is_empty()) {
-                    (Some(h), true) => {
-                        EntryCluster::Header(header_name(h, &format!("{efield}.cluster_header"))?)
-                    }
+                    (Some(h), true) => EntryCluster::Header(ClusterHeader::compile(
+                        h,
+                        &format!("{efield}.cluster_header"),
+                    )?),
                     (None, false) => EntryCluster::Static(c.name.clone()),
                     _ => {
                         return Err(BuildError::invalid(
@@ -487,7 +524,8 @@ impl CompiledAction {
                     unreachable!("compiled from a route action")
                 };
                 let req = view.parts;
-                let from_header = |h| first_value(req, h).map(|_| ClusterRef::Header(h));
+                let from_header =
+                    |h: &'a ClusterHeader| h.value(req).map(|_| ClusterRef::Header(h));
                 let (cluster, weighted) = match &f.cluster {
                     ClusterChoice::Static(c) => (Some(ClusterRef::Static(c.as_str())), None),
                     ClusterChoice::Header(h) => (from_header(h), None),

@@ -57,6 +57,30 @@ fn cluster_header() {
     }
 }
 
+/// Regression (issue #11): `cluster_header: ":authority"` was refused as "not a valid header
+/// name"; Envoy routes on pseudo-headers there (its router_check suite names `:authority`).
+#[test]
+fn cluster_header_may_name_a_pseudo_header() {
+    let t = table(&one_vhost(vec![
+        route_with(
+            prefix("/by-path"),
+            RouteAction::new(ClusterSpecifier::ClusterHeader(":path".into())),
+        ),
+        route_with(
+            prefix("/"),
+            RouteAction::new(ClusterSpecifier::ClusterHeader(":authority".into())),
+        ),
+    ]));
+    assert_eq!(
+        outcome(&t, &get_with("cluster.example", "/", &[]), 0),
+        cluster("cluster.example")
+    );
+    assert_eq!(
+        outcome(&t, &get_with("h", "/by-path", &[]), 0),
+        cluster("/by-path")
+    );
+}
+
 /// Weighted.yaml from the Envoy router-check conformance set.
 #[test]
 fn weighted_clusters_conformance() {
