@@ -170,7 +170,11 @@ where
         "http",
         random::uuid_v4,
     );
-    crate::trace::propagate(&mut parts.headers);
+    // Trace context only where the connection manager traces (Envoy's `tracing`).
+    if let Some(t) = &chain.hcm.tracing {
+        let sample = t.random_sampling * t.overall_sampling / 100.0;
+        crate::trace::propagate(&mut parts.headers, sample);
+    }
 
     let bytes_received = Arc::new(AtomicU64::new(0));
     let (done_tx, done_rx) = tokio::sync::watch::channel(None);

@@ -1,4 +1,6 @@
-//! Trace context: W3C `traceparent` / `tracestate` and B3 (`x-b3-*`) headers.
+//! Trace context: W3C `traceparent` / `tracestate` and B3 (`x-b3-*`) headers, handled only
+//! when the connection manager has a `tracing` config (as in Envoy: without one, trace
+//! headers pass through untouched and none are invented).
 //!
 //! A request that arrives with a trace keeps its trace id; the proxy becomes a child span (a
 //! new span id, the incoming one as parent) and writes both formats, so W3C and Zipkin
@@ -119,7 +121,7 @@ fn from_request_id(h: &HeaderMap) -> Option<[u8; 32]> {
 }
 
 /// Propagates or starts the trace on a request about to be routed.
-pub(crate) fn propagate(h: &mut HeaderMap) {
+pub(crate) fn propagate(h: &mut HeaderMap, sample_percent: f64) {
     let incoming = from_traceparent(h).or_else(|| from_b3(h));
     let (trace_id, parent, sampled) = match incoming {
         Some(i) => (i.trace_id, i.parent, i.sampled),
@@ -130,7 +132,9 @@ pub(crate) fn propagate(h: &mut HeaderMap) {
                 id[16..].copy_from_slice(&hex16(random::next_u64()));
                 id
             });
-            (id, None, true)
+            // A new trace is sampled with the configured probability.
+            let draw = (random::next_u64() % 10_000) as f64 / 100.0;
+            (id, None, draw < sample_percent)
         }
     };
     let span = hex16(random::next_u64() | 1);
@@ -178,7 +182,7 @@ mod tests {
             "x-request-id",
             HeaderValue::from_static("0af76519-16cd-43dd-8448-eb211c80319c"),
         );
-        propagate(&mut h);
+        propagate(&mut h, 100.0);
         let tp = get(&h, "traceparent");
         assert!(
             tp.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
@@ -198,7 +202,7 @@ mod tests {
             HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
         );
         h.insert("tracestate", HeaderValue::from_static("congo=t61rcWkgMzE"));
-        propagate(&mut h);
+        propagate(&mut h, 100.0);
         let tp = get(&h, "traceparent");
         assert!(
             tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
@@ -217,7 +221,7 @@ mod tests {
         h.insert("x-b3-traceid", HeaderValue::from_static("80f198ee56343ba8"));
         h.insert("x-b3-spanid", HeaderValue::from_static("e457b5a2e4d86bd1"));
         h.insert("x-b3-sampled", HeaderValue::from_static("1"));
-        propagate(&mut h);
+        propagate(&mut h, 100.0);
         assert_eq!(get(&h, "x-b3-traceid"), "000000000000000080f198ee56343ba8");
         assert_eq!(get(&h, "x-b3-parentspanid"), "e457b5a2e4d86bd1");
         assert_ne!(get(&h, "x-b3-spanid"), "e457b5a2e4d86bd1");
@@ -235,7 +239,7 @@ mod tests {
             "x-b3-traceid",
             HeaderValue::from_static("00000000000000000000000000000000"),
         );
-        propagate(&mut h);
+        propagate(&mut h, 100.0);
         let tp = get(&h, "traceparent");
         assert_eq!(tp.len(), 55, "{tp}");
         assert!(!tp.contains("zz"));

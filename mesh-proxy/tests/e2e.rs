@@ -49,6 +49,14 @@ async fn start(b: Bootstrap) -> (RunningProxy, SocketAddr) {
 async fn two_services(
     protocol: UpstreamProtocol,
 ) -> (Upstream, Upstream, RunningProxy, SocketAddr) {
+    two_services_with(protocol, |_| {}).await
+}
+
+/// [`two_services`] with connection manager settings of the test's own.
+async fn two_services_with(
+    protocol: UpstreamProtocol,
+    hcm: impl FnOnce(&mut HttpConnectionManager),
+) -> (Upstream, Upstream, RunningProxy, SocketAddr) {
     let a = Upstream::start("a", Behavior::Identify).await;
     let b = Upstream::start("b", Behavior::Identify).await;
     let routes = RouteConfiguration::new("r").with_virtual_host(
@@ -59,8 +67,10 @@ async fn two_services(
             .with_route(Route::prefix("/a", "a"))
             .with_route(Route::prefix("/b", "b")),
     );
+    let mut l = listener(routes);
+    hcm(&mut l.filter_chains[0].http_connection_manager);
     let boot = Bootstrap::default()
-        .with_listener(listener(routes))
+        .with_listener(l)
         .with_cluster(Cluster::new_static("a", [a.addr()]).with_protocol(protocol))
         .with_cluster(Cluster::new_static("b", [b.addr()]).with_protocol(protocol));
     let (p, addr) = start(boot).await;
@@ -713,7 +723,10 @@ async fn header_values_render_envoy_operators() {
 
 #[tokio::test]
 async fn trace_context_is_started_or_continued() {
-    let (_a, _b, proxy, addr) = two_services(UpstreamProtocol::Http1).await;
+    let (_a, _b, proxy, addr) = two_services_with(UpstreamProtocol::Http1, |h| {
+        h.tracing = Some(Tracing::default());
+    })
+    .await;
     let c = Client::http1();
     // No trace: one starts, its id is the request id.
     let r = c

@@ -561,3 +561,34 @@ async fn header_limits_are_exact() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(up.requests(), seen + 1);
 }
+
+/// Regression: trace headers were invented for every request; Envoy touches trace context
+/// only when the connection manager has a `tracing` config.
+#[tokio::test]
+async fn trace_headers_only_with_tracing() {
+    let (_up, _proxy, addr) = identify(HttpConnectionManager::default()).await;
+    let r = Client::http1().get(addr, "/", &[]).await;
+    assert_eq!(r.header("x-seen-traceparent"), "");
+    assert_eq!(r.header("x-seen-b3-traceid"), "");
+    // Incoming ones pass through untouched.
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let r = Client::http1().get(addr, "/", &[("traceparent", tp)]).await;
+    assert_eq!(r.header("x-seen-traceparent"), tp);
+
+    let traced = HttpConnectionManager {
+        tracing: Some(Tracing::default()),
+        ..HttpConnectionManager::default()
+    };
+    let (_up, _proxy, addr) = identify(traced).await;
+    let r = Client::http1().get(addr, "/", &[("traceparent", tp)]).await;
+    let seen = r.header("x-seen-traceparent");
+    assert!(
+        seen.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+        "{seen}"
+    );
+    assert_ne!(seen, tp, "the proxy is a child span");
+    assert_eq!(
+        r.header("x-seen-b3-traceid"),
+        "0af7651916cd43dd8448eb211c80319c"
+    );
+}

@@ -25,7 +25,6 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress_http
-          tracing: {}
           route_config:
             virtual_hosts:
             - name: all
@@ -81,7 +80,6 @@ fn every_unsupported_field_warns_once_with_its_path() {
         "static_resources.secrets",
         "listeners[0].per_connection_buffer_limit_bytes",
         "listeners[0].listener_filters",
-        &format!("{HCM}.tracing"),
         &format!("{HCM}.route_config.virtual_hosts[0].rate_limits"),
         &format!("{HCM}.route_config.virtual_hosts[0].routes[0].match.fooBar"),
         &format!("{HCM}.route_config.virtual_hosts[0].routes[0].decorator"),

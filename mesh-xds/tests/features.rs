@@ -55,6 +55,7 @@ static_resources:
             max_headers_count: 50
             headers_with_underscores_action: REJECT_REQUEST
           normalize_path: {{ value: true }}
+          tracing: {{ random_sampling: {{ value: 5 }} }}
           merge_slashes: true
           path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT
           http_protocol_options: {{ accept_http_10: true, default_host_for_http_10: legacy.example }}
@@ -161,6 +162,10 @@ static_resources:
         path_with_escaped_slashes_action: EscapedSlashesAction::UnescapeAndRedirect,
         accept_http_10: true,
         default_host_for_http_10: Some("legacy.example".into()),
+        tracing: Some(Tracing {
+            random_sampling: 5.0,
+            ..Tracing::default()
+        }),
         http2: Http2Options {
             max_concurrent_streams: 100,
             initial_stream_window_size: 65535,

@@ -158,6 +158,32 @@ pub struct HttpConnectionManager {
     pub default_host_for_http_10: Option<String>,
     /// HTTP/2 limits.
     pub http2: Http2Options,
+    /// Tracing. Trace context (`traceparent`, `x-b3-*`) is read, continued and written only
+    /// when this is set, as in Envoy (default none).
+    pub tracing: Option<Tracing>,
+}
+
+/// Envoy's connection manager `tracing`: the proxy continues an incoming trace (a child span
+/// in W3C and B3 headers) or starts one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Tracing {
+    /// Percent of requests that carry `x-client-trace-id` to trace (default 100).
+    pub client_sampling: f64,
+    /// Percent of new traces to sample (default 100).
+    pub random_sampling: f64,
+    /// Percent of all traced requests to sample, after the others (default 100).
+    pub overall_sampling: f64,
+}
+
+impl Default for Tracing {
+    fn default() -> Self {
+        Self {
+            client_sampling: 100.0,
+            random_sampling: 100.0,
+            overall_sampling: 100.0,
+        }
+    }
 }
 
 /// `path_with_escaped_slashes_action`: what a path with `%2F`, `%2f`, `%5C` or `%5c` gets.
@@ -244,6 +270,7 @@ impl Default for HttpConnectionManager {
             accept_http_10: false,
             default_host_for_http_10: None,
             http2: Http2Options::default(),
+            tracing: None,
         }
     }
 }

@@ -314,6 +314,19 @@ fn http_connection_manager(h: &HttpConnectionManager) -> Value {
         "upgrade_configs",
         h.upgrade_configs.iter().map(upgrade_config),
     );
+    if let Some(t) = &h.tracing {
+        let mut tr = Obj::new();
+        for (key, v) in [
+            ("client_sampling", t.client_sampling),
+            ("random_sampling", t.random_sampling),
+            ("overall_sampling", t.overall_sampling),
+        ] {
+            if v != 100.0 {
+                tr.set(key, percent(v));
+            }
+        }
+        out.set("tracing", tr);
+    }
     out.flag("normalize_path", h.normalize_path);
     out.flag("merge_slashes", h.merge_slashes);
     let escaped = match h.path_with_escaped_slashes_action {

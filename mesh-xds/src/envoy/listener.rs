@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use mesh_core::config::{
     AccessLog, AccessLogSink, CidrRange, CodecType, EscapedSlashesAction, FilterChain,
     FilterChainMatch, HttpConnectionManager, HttpFilterConfig, Listener, ROUTER_FILTER,
-    RouteSource, UnderscoresAction,
+    RouteSource, Tracing, UnderscoresAction,
 };
 use serde_json::Value;
 
@@ -338,7 +338,37 @@ fn http_connection_manager(cx: &mut Cx, v: &Value, path: String) -> Option<HttpC
             h.access_log.push(l);
         }
     }
-    o.unsupported(cx, "tracing", "tracing is not supported yet, ignored");
+    if let Some(mut t) = o.obj(cx, "tracing") {
+        let mut tracing = Tracing::default();
+        for (key, slot) in [
+            ("client_sampling", &mut tracing.client_sampling),
+            ("random_sampling", &mut tracing.random_sampling),
+            ("overall_sampling", &mut tracing.overall_sampling),
+        ] {
+            if let Some(v) = t.f64(cx, key) {
+                if (0.0..=100.0).contains(&v) {
+                    *slot = v;
+                } else {
+                    cx.error(t.child(key), "must be a percentage in [0, 100]");
+                }
+            }
+        }
+        t.unsupported(
+            cx,
+            "provider",
+            "trace spans are not reported to a tracer yet; trace context is propagated",
+        );
+        for key in [
+            "custom_tags",
+            "max_path_tag_length",
+            "verbose",
+            "spawn_upstream_span",
+        ] {
+            t.unsupported(cx, key, "ignored: no spans are reported");
+        }
+        t.finish(cx);
+        h.tracing = Some(tracing);
+    }
     o.finish(cx);
     Some(h)
 }

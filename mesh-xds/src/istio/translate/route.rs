@@ -164,6 +164,7 @@ pub(super) fn sidecar(
         // meshConfig.pathNormalization's default (BASE): RFC 3986 normalisation, escaped
         // slashes kept, as pilot sets it on every connection manager.
         normalize_path: true,
+        tracing: Some(istio_tracing()),
         ..HttpConnectionManager::with_routes(rc)
     };
     Listener::http(
@@ -340,6 +341,7 @@ pub(super) fn gateways(
             http_filters: filters_for(&rc),
             upgrade_configs: vec![UpgradeConfig::websocket()],
             normalize_path: true,
+            tracing: Some(istio_tracing()),
             ..HttpConnectionManager::with_routes(rc)
         };
         out.push(Listener::http(
@@ -899,5 +901,14 @@ mod tests {
             alt_names("www.google.com", "default", "cluster.local").len(),
             1
         );
+    }
+}
+
+/// The tracing pilot configures on every connection manager when no Telemetry resource says
+/// otherwise: meshConfig `enableTracing` (default true) with `PILOT_TRACE_SAMPLING`'s 1%.
+fn istio_tracing() -> mesh_core::config::Tracing {
+    mesh_core::config::Tracing {
+        random_sampling: 1.0,
+        ..mesh_core::config::Tracing::default()
     }
 }
