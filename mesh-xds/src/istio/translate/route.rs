@@ -857,6 +857,15 @@ fn rule_route(
     r
 }
 
+/// The tracing pilot configures on every connection manager when no Telemetry resource says
+/// otherwise: meshConfig `enableTracing` (default true) with `PILOT_TRACE_SAMPLING`'s 1%.
+fn istio_tracing() -> mesh_core::config::Tracing {
+    mesh_core::config::Tracing {
+        random_sampling: 1.0,
+        ..mesh_core::config::Tracing::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -901,14 +910,5 @@ mod tests {
             alt_names("www.google.com", "default", "cluster.local").len(),
             1
         );
-    }
-}
-
-/// The tracing pilot configures on every connection manager when no Telemetry resource says
-/// otherwise: meshConfig `enableTracing` (default true) with `PILOT_TRACE_SAMPLING`'s 1%.
-fn istio_tracing() -> mesh_core::config::Tracing {
-    mesh_core::config::Tracing {
-        random_sampling: 1.0,
-        ..mesh_core::config::Tracing::default()
     }
 }
