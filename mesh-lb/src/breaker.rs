@@ -62,6 +62,55 @@ struct Stats {
     rq_retry_overflow: Arc<Counter>,
     /// Requests waiting for a connection now (`upstream_rq_pending_active`).
     rq_pending_active: Arc<Gauge>,
+    /// Requests that ever waited for a connection (`upstream_rq_pending_total`).
+    rq_pending_total: Arc<Counter>,
+}
+
+/// Envoy's per-priority breaker gauges, `circuit_breakers.<priority>.*`: whether each
+/// resource is at its limit (`cx_open`, `rq_pending_open`, `rq_open`, `rq_retry_open`) and
+/// how many slots are left (`remaining_cx`, `remaining_pending`, `remaining_rq`,
+/// `remaining_retries`).
+#[derive(Debug, Default)]
+struct Gauges {
+    open: [Arc<Gauge>; 4],
+    remaining: [Arc<Gauge>; 4],
+}
+
+impl Gauges {
+    fn new(registry: Option<&Registry>, cluster: &str, priority: RoutingPriority) -> Self {
+        let Some(r) = registry else {
+            return Self::default();
+        };
+        let p = match priority {
+            RoutingPriority::Default => "default",
+            RoutingPriority::High => "high",
+        };
+        let g = |s: &str| {
+            r.gauge(StatName::cluster(
+                cluster,
+                &format!("circuit_breakers.{p}.{s}"),
+            ))
+        };
+        Self {
+            open: ["cx_open", "rq_pending_open", "rq_open", "rq_retry_open"].map(g),
+            remaining: [
+                "remaining_cx",
+                "remaining_pending",
+                "remaining_rq",
+                "remaining_retries",
+            ]
+            .map(g),
+        }
+    }
+}
+
+fn index(r: Resource) -> usize {
+    match r {
+        Resource::Connection => 0,
+        Resource::PendingRequest => 1,
+        Resource::Request => 2,
+        Resource::Retry => 3,
+    }
 }
 
 /// The breakers of one cluster: one [`Limits`] per routing priority.
@@ -102,12 +151,25 @@ impl CircuitBreakers {
                 )),
                 None => Arc::default(),
             },
+            rq_pending_total: counter("upstream_rq_pending_total"),
         });
         let limits = |p| {
             let t = cluster.thresholds(p);
             match previous.map(|b| b.for_priority(p)) {
                 Some(old) if old.thresholds == t => Arc::clone(old),
-                _ => Arc::new(Limits::new(&t, Arc::clone(&stats))),
+                _ => {
+                    let gauges = Gauges::new(registry, &cluster.name, p);
+                    let l = Arc::new(Limits::new(&t, Arc::clone(&stats), gauges));
+                    for r in [
+                        Resource::Connection,
+                        Resource::PendingRequest,
+                        Resource::Request,
+                        Resource::Retry,
+                    ] {
+                        l.update_gauges(r);
+                    }
+                    l
+                }
             }
         };
         Self {
@@ -157,11 +219,12 @@ pub struct Limits {
     retries: Slot,
     retry_budget: Option<RetryBudget>,
     stats: Arc<Stats>,
+    gauges: Gauges,
     thresholds: Thresholds,
 }
 
 impl Limits {
-    fn new(t: &Thresholds, stats: Arc<Stats>) -> Self {
+    fn new(t: &Thresholds, stats: Arc<Stats>, gauges: Gauges) -> Self {
         Self {
             thresholds: t.clone(),
             connections: Slot::new(t.max_connections),
@@ -170,7 +233,17 @@ impl Limits {
             retries: Slot::new(t.max_retries),
             retry_budget: t.retry_budget,
             stats,
+            gauges,
         }
+    }
+
+    /// Sets the open and remaining gauges of `r` from its live count.
+    fn update_gauges(&self, r: Resource) {
+        let (max, current) = (self.max(r), self.current(r));
+        let i = index(r);
+        self.gauges.open[i].set(i64::from(current >= max));
+        self.gauges.remaining[i]
+            .set(i64::try_from(max.saturating_sub(current)).unwrap_or(i64::MAX));
     }
 
     fn slot(&self, r: Resource) -> &Slot {
@@ -214,7 +287,9 @@ impl Limits {
         if self.slot(r).try_acquire(self.max(r)) {
             if r == Resource::PendingRequest {
                 self.stats.rq_pending_active.inc();
+                self.stats.rq_pending_total.inc();
             }
+            self.update_gauges(r);
             return Ok(Permit {
                 limits: Arc::clone(self),
                 resource: r,
@@ -297,6 +372,7 @@ impl Drop for Permit {
         if self.resource == Resource::PendingRequest {
             self.limits.stats.rq_pending_active.dec();
         }
+        self.limits.update_gauges(self.resource);
     }
 }
 
@@ -308,6 +384,56 @@ mod tests {
         let mut c = Cluster::new_static("c", []);
         c.circuit_breakers.thresholds.push(t);
         Arc::clone(CircuitBreakers::new(&c, registry).for_priority(RoutingPriority::Default))
+    }
+
+    /// Regression (issue #11): the gauges and counter Istio's circuit-breaking task reads.
+    #[test]
+    fn open_and_remaining_gauges_and_pending_total() {
+        let registry = Registry::new();
+        let l = limits(
+            Thresholds {
+                max_pending_requests: 1,
+                max_connections: 2,
+                ..Default::default()
+            },
+            Some(&registry),
+        );
+        let gauge = |s: &str| {
+            registry
+                .gauge(StatName::cluster(
+                    "c",
+                    &format!("circuit_breakers.default.{s}"),
+                ))
+                .get()
+        };
+        assert_eq!(
+            (gauge("rq_pending_open"), gauge("remaining_pending")),
+            (0, 1)
+        );
+        assert_eq!((gauge("cx_open"), gauge("remaining_cx")), (0, 2));
+        assert_eq!(gauge("remaining_rq"), 1024);
+        assert_eq!(gauge("remaining_retries"), 3);
+        let p = l.try_pending().unwrap();
+        assert_eq!(
+            (gauge("rq_pending_open"), gauge("remaining_pending")),
+            (1, 0)
+        );
+        let c1 = l.try_connection().unwrap();
+        let c2 = l.try_connection().unwrap();
+        assert_eq!((gauge("cx_open"), gauge("remaining_cx")), (1, 0));
+        drop((p, c1, c2));
+        assert_eq!(
+            (gauge("rq_pending_open"), gauge("remaining_pending")),
+            (0, 1)
+        );
+        assert_eq!((gauge("cx_open"), gauge("remaining_cx")), (0, 2));
+        let _p = l.try_pending().unwrap();
+        assert_eq!(
+            registry
+                .counter(StatName::cluster("c", "upstream_rq_pending_total"))
+                .get(),
+            2
+        );
     }
 
     #[test]

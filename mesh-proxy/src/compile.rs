@@ -367,6 +367,7 @@ fn compile_cluster(
         cx_connect_fail: stats.counter(StatName::cluster(&c.name, "upstream_cx_connect_fail")),
         cx_connect_timeout: stats
             .counter(StatName::cluster(&c.name, "upstream_cx_connect_timeout")),
+        cx_protocol_error: stats.counter(StatName::cluster(&c.name, "upstream_cx_protocol_error")),
     });
     let pools = lb
         .hosts()
@@ -375,14 +376,15 @@ fn compile_cluster(
             previous
                 .iter()
                 .find(|p| {
-                    p.address() == h.address() && p.reusable_for(c.protocol, c.connect_timeout)
+                    p.address() == h.address()
+                        && p.reusable_for(c.protocol, crate::upstream::ConnLimits::of(c))
                 })
                 .cloned()
                 .unwrap_or_else(|| {
                     Arc::new(HostPool::new(
                         h.address().clone(),
                         c.protocol,
-                        c.connect_timeout,
+                        crate::upstream::ConnLimits::of(c),
                         Arc::clone(&pool_stats),
                     ))
                 })

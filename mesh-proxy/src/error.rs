@@ -29,6 +29,9 @@ pub(crate) enum Kind {
     UpstreamConnectTimeout,
     /// An upstream connection or stream failed after connecting.
     Upstream,
+    /// The upstream broke HTTP's framing rules (a response with both Content-Length and
+    /// Transfer-Encoding).
+    UpstreamProtocol,
     /// A timeout fired.
     Timeout,
     /// The request was canceled (for example the downstream went away).
@@ -74,7 +77,10 @@ impl Error {
     pub fn is_upstream(&self) -> bool {
         matches!(
             self.inner.kind,
-            Kind::UpstreamConnect | Kind::UpstreamConnectTimeout | Kind::Upstream
+            Kind::UpstreamConnect
+                | Kind::UpstreamConnectTimeout
+                | Kind::Upstream
+                | Kind::UpstreamProtocol
         )
     }
 
@@ -113,6 +119,7 @@ impl fmt::Display for Error {
             Kind::UpstreamConnect => "upstream connect error",
             Kind::UpstreamConnectTimeout => "upstream connect timeout",
             Kind::Upstream => "upstream connection failed",
+            Kind::UpstreamProtocol => "upstream protocol error",
             Kind::Timeout => "timeout",
             Kind::Canceled => "request canceled",
             Kind::Overflow => "circuit breaker overflow",

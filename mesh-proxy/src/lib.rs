@@ -467,9 +467,9 @@ async fn bind(l: &Listener) -> Result<tokio::net::TcpListener, Error> {
     })
 }
 
-/// Runs outlier detection's periodic sweep: every cluster with outlier detection is swept
-/// once per its `interval` (checked every second of the proxy's clock), on the current
-/// snapshot, so reloads are followed.
+/// Runs the clusters' periodic work every second of the proxy's clock, on the current
+/// snapshot (so reloads are followed): idle upstream connections past their idle timeout or
+/// lifetime are closed, and outlier detection is swept once per its `interval`.
 async fn sweep_outliers(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -477,7 +477,11 @@ async fn sweep_outliers(shared: Arc<Shared>) {
         tick.tick().await;
         let now = shared.epoch.elapsed();
         let snap = shared.store.load_full();
+        let at = tokio::time::Instant::now();
         for c in snap.value.clusters.values() {
+            for p in &c.pools {
+                p.expire(at);
+            }
             let Some(od) = c.lb.outlier() else { continue };
             let last = Duration::from_millis(c.last_sweep.load(Ordering::Relaxed));
             if now.saturating_sub(last) >= od.config().interval {

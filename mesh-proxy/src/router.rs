@@ -458,6 +458,9 @@ pub(crate) async fn route(
     }
     let upstream_ms = sent_at.elapsed().as_millis();
     let (mut head, resp_body) = resp.into_parts();
+    // The downstream hears its own protocol version, whatever the upstream spoke (an
+    // HTTP/1.0 answer would otherwise cost an HTTP/1.1 client its keep-alive).
+    head.version = version;
     cluster.stats.rq_class.record(head.status.as_u16());
     cluster.stats.rq_time.record(upstream_ms as u64);
 
@@ -644,7 +647,9 @@ struct Attempt {
     hedged: bool,
 }
 
-/// What the attempt loop woke up for.
+/// What the attempt loop woke up for. A short-lived value on the loop's stack: boxing the
+/// large `Done` would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Event {
     Done(usize, SendResult),
     PerTry(usize),
@@ -1008,6 +1013,11 @@ fn failure(cx: &mut RequestCtx, cluster: &ClusterRt, e: crate::Error) -> Respons
             }
             r
         }
+        Kind::UpstreamProtocol => reply(
+            StatusCode::BAD_GATEWAY,
+            &format!("{CONNECT_ERROR}reset reason: protocol error"),
+            ResponseFlags::UPSTREAM_PROTOCOL_ERROR,
+        ),
         Kind::UpstreamConnectTimeout => reply(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("{CONNECT_ERROR}reset reason: connection timeout"),

@@ -4,10 +4,17 @@
 //! is still open, or connects. A connection goes back to the stack when its response body has
 //! been read to the end (a body dropped early leaves the connection to close).
 //! HTTP/2: one shared connection per host, multiplexed; re-established when it closes.
+//!
+//! A connection serves at most the cluster's `max_requests_per_connection` requests and lives
+//! at most its `max_connection_duration`: past either it takes no new request and closes once
+//! its last one is done. One idle longer than the cluster's `idle_timeout` (1 h by default) is
+//! closed by [`HostPool::expire`], which the proxy runs every second.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
@@ -28,6 +35,7 @@ pub(crate) struct PoolStats {
     pub(crate) cx_active: Arc<Gauge>,
     pub(crate) cx_connect_fail: Arc<Counter>,
     pub(crate) cx_connect_timeout: Arc<Counter>,
+    pub(crate) cx_protocol_error: Arc<Counter>,
 }
 
 /// Per-host counters, shown by the admin `/clusters` endpoint.
@@ -42,15 +50,63 @@ pub(crate) struct HostStats {
     pub(crate) rq_timeout: AtomicU64,
 }
 
+/// The lifetime limits of a pool's connections (the cluster's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnLimits {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_requests: Option<u32>,
+    pub(crate) max_age: Option<Duration>,
+}
+
+impl ConnLimits {
+    pub(crate) fn of(c: &mesh_core::config::Cluster) -> Self {
+        Self {
+            connect_timeout: c.connect_timeout,
+            idle_timeout: c.idle_timeout,
+            max_requests: c.max_requests_per_connection.filter(|n| *n > 0),
+            max_age: c.max_connection_duration,
+        }
+    }
+}
+
+/// An HTTP/1.1 connection's sender with what its limits need.
+#[derive(Debug)]
+struct H1Conn {
+    sender: http1::SendRequest<ProxyBody>,
+    /// Requests sent on it so far.
+    requests: u32,
+    born: Instant,
+    /// When it last went idle.
+    idle_since: Instant,
+}
+
+/// The shared HTTP/2 connection.
+#[derive(Debug)]
+struct H2Conn {
+    sender: http2::SendRequest<ProxyBody>,
+    streams: u32,
+    born: Instant,
+    last_used: Instant,
+}
+
+impl ConnLimits {
+    /// Whether a connection born at `born` that carried `requests` may take another.
+    fn reusable(&self, requests: u32, born: Instant, now: Instant) -> bool {
+        self.max_requests.is_none_or(|m| requests < m)
+            && self.max_age.is_none_or(|a| now.duration_since(born) < a)
+    }
+}
+
 /// The connection pool of one upstream host.
 #[derive(Debug)]
 pub(crate) struct HostPool {
     pub(crate) host_stats: HostStats,
     address: Address,
     protocol: UpstreamProtocol,
-    connect_timeout: Duration,
-    idle: Mutex<Vec<http1::SendRequest<ProxyBody>>>,
-    h2: tokio::sync::Mutex<Option<http2::SendRequest<ProxyBody>>>,
+    limits: ConnLimits,
+    idle: Mutex<Vec<H1Conn>>,
+    h2: tokio::sync::Mutex<Option<H2Conn>>,
     stats: Arc<PoolStats>,
     /// Woken when a connection goes back to the pool or closes (a request waiting at
     /// `max_connections` may proceed).
@@ -61,17 +117,21 @@ pub(crate) struct HostPool {
 #[derive(Debug)]
 pub(crate) struct Lease {
     pool: Arc<HostPool>,
-    sender: Option<http1::SendRequest<ProxyBody>>,
+    conn: Option<H1Conn>,
 }
 
 impl Lease {
-    /// Returns the connection to the pool (call when the response body ended cleanly).
+    /// Returns the connection to the pool (call when the response body ended cleanly), unless
+    /// it has served its requests or its time: then it is dropped, which closes it.
     pub(crate) fn release(mut self) {
-        if let Some(s) = self.sender.take()
-            && !s.is_closed()
+        let now = Instant::now();
+        if let Some(mut c) = self.conn.take()
+            && !c.sender.is_closed()
+            && self.pool.limits.reusable(c.requests, c.born, now)
         {
+            c.idle_since = now;
             let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-            idle.push(s);
+            idle.push(c);
             drop(idle);
             self.pool.released.notify_one();
         }
@@ -82,14 +142,14 @@ impl HostPool {
     pub(crate) fn new(
         address: Address,
         protocol: UpstreamProtocol,
-        connect_timeout: Duration,
+        limits: ConnLimits,
         stats: Arc<PoolStats>,
     ) -> Self {
         Self {
             host_stats: HostStats::default(),
             address,
             protocol,
-            connect_timeout,
+            limits,
             idle: Mutex::new(Vec::new()),
             h2: tokio::sync::Mutex::new(None),
             stats,
@@ -102,17 +162,35 @@ impl HostPool {
     }
 
     /// Whether this pool can serve a cluster with these settings after a reload.
-    pub(crate) fn reusable_for(
-        &self,
-        protocol: UpstreamProtocol,
-        connect_timeout: Duration,
-    ) -> bool {
-        self.protocol == protocol && self.connect_timeout == connect_timeout
+    pub(crate) fn reusable_for(&self, protocol: UpstreamProtocol, limits: ConnLimits) -> bool {
+        self.protocol == protocol && self.limits == limits
+    }
+
+    /// Closes the idle connections that have been idle for `idle_timeout` or outlived
+    /// `max_connection_duration` (an HTTP/2 connection: its pool handle, so the connection
+    /// closes when its last stream ends).
+    pub(crate) fn expire(&self, now: Instant) {
+        let limits = self.limits;
+        let fresh = |born: Instant, since: Instant| {
+            now.duration_since(since) < limits.idle_timeout
+                && limits.max_age.is_none_or(|a| now.duration_since(born) < a)
+        };
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            idle.retain(|c| !c.sender.is_closed() && fresh(c.born, c.idle_since));
+        }
+        if let Ok(mut h2) = self.h2.try_lock()
+            && h2
+                .as_ref()
+                .is_some_and(|c| c.sender.is_closed() || !fresh(c.born, c.last_used))
+        {
+            *h2 = None;
+        }
     }
 
     async fn connect(&self) -> Result<TokioIo<TcpStream>, Error> {
         let connect = TcpStream::connect((self.address.host.as_str(), self.address.port));
-        let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
+        let stream = match tokio::time::timeout(self.limits.connect_timeout, connect).await {
             Err(_) => {
                 self.stats.cx_connect_timeout.inc();
                 self.stats.cx_connect_fail.inc();
@@ -153,29 +231,35 @@ impl HostPool {
         });
     }
 
-    async fn pooled_h1(&self) -> Option<http1::SendRequest<ProxyBody>> {
+    async fn pooled_h1(&self) -> Option<H1Conn> {
         loop {
-            let mut s = {
+            let mut c = {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
                 idle.pop()?
             };
-            if !s.is_closed() && s.ready().await.is_ok() {
-                return Some(s);
+            let now = Instant::now();
+            let expired = now.duration_since(c.idle_since) >= self.limits.idle_timeout
+                || !self.limits.reusable(c.requests, c.born, now);
+            if !expired && !c.sender.is_closed() && c.sender.ready().await.is_ok() {
+                return Some(c);
             }
         }
     }
 
-    async fn new_h1(
-        self: &Arc<Self>,
-        slot: Permit,
-    ) -> Result<http1::SendRequest<ProxyBody>, Error> {
+    async fn new_h1(self: &Arc<Self>, slot: Permit) -> Result<H1Conn, Error> {
         let io = self.connect().await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
             .await
             .map_err(|e| Error::new(Kind::Upstream, Some(e.into())))?;
         self.spawn_conn(conn.with_upgrades(), slot);
-        Ok(sender)
+        let now = Instant::now();
+        Ok(H1Conn {
+            sender,
+            requests: 0,
+            born: now,
+            idle_since: now,
+        })
     }
 
     async fn h2_sender(
@@ -183,10 +267,14 @@ impl HostPool {
         limits: &Arc<Limits>,
     ) -> Result<http2::SendRequest<ProxyBody>, Error> {
         let mut h2 = self.h2.lock().await;
-        if let Some(s) = h2.as_ref()
-            && !s.is_closed()
+        let now = Instant::now();
+        if let Some(c) = h2.as_mut()
+            && !c.sender.is_closed()
+            && self.limits.reusable(c.streams, c.born, now)
         {
-            return Ok(s.clone());
+            c.streams += 1;
+            c.last_used = now;
+            return Ok(c.sender.clone());
         }
         let _pending = limits.try_pending().map_err(overflow)?;
         let slot = limits.try_connection().map_err(overflow)?;
@@ -197,7 +285,12 @@ impl HostPool {
             .await
             .map_err(|e| Error::new(Kind::Upstream, Some(e.into())))?;
         self.spawn_conn(conn, slot);
-        *h2 = Some(sender.clone());
+        *h2 = Some(H2Conn {
+            sender: sender.clone(),
+            streams: 1,
+            born: now,
+            last_used: now,
+        });
         Ok(sender)
     }
 
@@ -237,12 +330,16 @@ impl HostPool {
             released.as_mut().enable();
             // A pooled connection may have been closed by the upstream while idle; when the
             // request was not sent on it, try the next one or a new connection.
-            while let Some(mut sender) = self.pooled_h1().await {
-                match sender.try_send_request(req).await {
+            while let Some(mut c) = self.pooled_h1().await {
+                // The request has a connection: it is no longer pending.
+                drop(pending.take());
+                c.requests += 1;
+                match c.sender.try_send_request(req).await {
                     Ok(resp) => {
+                        let resp = self.framed(resp)?;
                         let lease = Lease {
                             pool: Arc::clone(self),
-                            sender: Some(sender),
+                            conn: Some(c),
                         };
                         return Ok((resp, Some(lease)));
                     }
@@ -257,18 +354,39 @@ impl HostPool {
             }
             match limits.try_connection() {
                 Ok(slot) => {
-                    let mut sender = self.new_h1(slot).await?;
+                    let mut c = self.new_h1(slot).await?;
                     drop(pending);
-                    let resp = sender.send_request(req).await.map_err(upstream_err)?;
+                    c.requests += 1;
+                    let resp = c.sender.send_request(req).await.map_err(upstream_err)?;
+                    let resp = self.framed(resp)?;
                     let lease = Lease {
                         pool: Arc::clone(self),
-                        sender: Some(sender),
+                        conn: Some(c),
                     };
                     return Ok((resp, Some(lease)));
                 }
                 Err(_) => released.await,
             }
         }
+    }
+}
+
+impl HostPool {
+    /// An HTTP/1 response whose framing is ambiguous (both Content-Length and
+    /// Transfer-Encoding: RFC 9112 §6.1 calls it a smuggling vector) is a protocol error, as in
+    /// Envoy: a 502 for the client, and the connection is dropped with the response.
+    fn framed<B>(&self, resp: Response<B>) -> Result<Response<B>, Error> {
+        let h = resp.headers();
+        if h.contains_key(http::header::CONTENT_LENGTH)
+            && h.contains_key(http::header::TRANSFER_ENCODING)
+        {
+            self.stats.cx_protocol_error.inc();
+            return Err(Error::new(
+                Kind::UpstreamProtocol,
+                Some("both content-length and transfer-encoding".into()),
+            ));
+        }
+        Ok(resp)
     }
 }
 

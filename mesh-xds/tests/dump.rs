@@ -1839,6 +1839,7 @@ mod generated {
                     healthy_panic_threshold: f64::from(panic) / 10.0,
                     idle_timeout: idle,
                     max_requests_per_connection: max_rq,
+                    max_connection_duration: None,
                     dns_refresh_rate: refresh,
                     eds_service_name: None,
                     least_request: LeastRequestConfig {

@@ -39,6 +39,10 @@ pub struct Cluster {
     pub idle_timeout: Duration,
     /// Requests per upstream connection (default unlimited).
     pub max_requests_per_connection: Option<u32>,
+    /// Age after which an upstream connection takes no new request and closes once idle
+    /// (default unlimited).
+    #[serde(with = "super::duration::option")]
+    pub max_connection_duration: Option<Duration>,
     /// DNS refresh interval for DNS clusters (default 5 s).
     #[serde(with = "super::duration")]
     pub dns_refresh_rate: Duration,
@@ -73,6 +77,7 @@ impl Default for Cluster {
             healthy_panic_threshold: 50.0,
             idle_timeout: Duration::from_secs(3600),
             max_requests_per_connection: None,
+            max_connection_duration: None,
             dns_refresh_rate: Duration::from_secs(5),
             eds_service_name: None,
             least_request: LeastRequestConfig::default(),

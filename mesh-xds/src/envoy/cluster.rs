@@ -292,6 +292,9 @@ fn common_http_options(cx: &mut Cx, o: &mut Obj<'_>, c: &mut Cluster) {
     if let Some(n) = o.u32(cx, "max_requests_per_connection") {
         c.max_requests_per_connection = Some(n);
     }
+    if let Some(d) = o.duration(cx, "max_connection_duration") {
+        c.max_connection_duration = (!d.is_zero()).then_some(d);
+    }
 }
 
 /// `envoy.extensions.upstreams.http.v3.HttpProtocolOptions`.

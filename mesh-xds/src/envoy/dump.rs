@@ -1134,6 +1134,7 @@ fn http_protocol_options(c: &Cluster) -> Option<Value> {
     let mut common = Obj::new();
     common.unless_duration("idle_timeout", c.idle_timeout, DEFAULT_IDLE_TIMEOUT);
     common.opt("max_requests_per_connection", c.max_requests_per_connection);
+    common.opt_duration("max_connection_duration", c.max_connection_duration);
     if c.protocol == UpstreamProtocol::Http1 && common.is_empty() {
         return None;
     }
