@@ -284,3 +284,47 @@ async fn out_of_file_descriptors_backs_off_and_recovers() {
     assert!(errors > 0, "accept errors counted: {stats}");
     assert!(p.terminate().success());
 }
+
+/// Regression (issue #11): a YAML alias bomb (padded past libyaml's repetition limit) written
+/// over a watched config crashed the serving proxy in about 9 s. It is rejected like any
+/// invalid file, within a bounded amount of memory, and the running config keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_bomb_reload_is_rejected_and_the_proxy_keeps_serving() {
+    let a = Upstream::start("a", Behavior::Identify).await;
+    let file = support::temp_file("bomb.yaml", &config(0, a.addr()));
+    let p = ProxyProcess::spawn(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--watch",
+        "--no-access-log",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let (addr, lines) = p.wait_ready("http");
+    let admin = admin_addr(&lines);
+    assert_eq!(upstream_of(addr).await, "a");
+
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for (prev, next) in ('a'..='h').zip('b'..='i') {
+        let refs = vec![format!("*{prev}"); 10].join(", ");
+        bomb.push_str(&format!("{next}: &{next} [{refs}]\n"));
+    }
+    bomb.push_str(&format!("pad: [{}]\n", vec!["p"; 130_000].join(", ")));
+    std::fs::write(&file, bomb).unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the rejection to be counted",
+        || async {
+            Client::http1()
+                .get(admin, "/stats?filter=config_reload_rejected", &[])
+                .await
+                .text()
+                == "server.config_reload_rejected: 1\n"
+        },
+    )
+    .await;
+    assert_eq!(upstream_of(addr).await, "a", "the last good config serves");
+    let peak_mib = p.proc_kib("VmHWM") / 1024;
+    assert!(peak_mib < 512, "peak RSS {peak_mib} MiB");
+    assert!(p.terminate().success());
+}

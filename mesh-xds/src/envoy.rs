@@ -284,10 +284,37 @@ fn strip_root(path: &str, root: &str) -> String {
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+    read_config(path)
+}
+
+/// The largest config file read: a file larger than this is refused before it is read (a
+/// config is kilobytes; this bounds what a reload can make the proxy hold).
+pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
+
+/// Reads a config file as text, refusing one larger than [`MAX_CONFIG_BYTES`].
+///
+/// # Errors
+/// [`LoadError::Io`] when the file cannot be read or is too large.
+pub fn read_config(path: impl AsRef<Path>) -> Result<String, LoadError> {
+    let path = path.as_ref();
+    let io = |source| LoadError::Io {
         path: path.to_owned(),
         source,
-    })
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(&mut file, MAX_CONFIG_BYTES + 1),
+        &mut text,
+    )
+    .map_err(io)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("larger than {} MiB", MAX_CONFIG_BYTES >> 20),
+        )));
+    }
+    Ok(text)
 }
 
 /// Parses YAML or JSON into a JSON value. Text that looks like JSON is read as JSON first (the
@@ -298,12 +325,10 @@ fn parse_text(text: &str) -> Result<Value, LoadError> {
     if text.trim_start().starts_with('{') {
         return match serde_json::from_str::<Value>(text) {
             Ok(v) => Ok(v),
-            Err(json) => {
-                serde_yaml_ng::from_str::<Value>(text).map_err(|_| LoadError::from_json(&json))
-            }
+            Err(json) => crate::yaml::document(text).map_err(|_| LoadError::from_json(&json)),
         };
     }
-    serde_yaml_ng::from_str::<Value>(text).map_err(|e| LoadError::from_yaml(&e))
+    crate::yaml::document(text).map_err(|e| LoadError::from_yaml(&e))
 }
 
 /// The text without a byte-order mark, or a syntax error when its `[`/`{` nesting is deeper

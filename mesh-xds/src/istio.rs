@@ -103,7 +103,6 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::Value;
 
 pub use self::destination_rule::*;
@@ -416,10 +415,7 @@ pub fn load_paths(
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    crate::envoy::read_config(path)
 }
 
 /// Every YAML document of the text (JSON is read as one document).
@@ -430,11 +426,7 @@ fn documents(text: &str) -> Result<Vec<Value>, LoadError> {
     {
         return Ok(vec![v]);
     }
-    let mut out = Vec::new();
-    for de in serde_yaml_ng::Deserializer::from_str(text) {
-        out.push(Value::deserialize(de).map_err(|e| LoadError::from_yaml(&e))?);
-    }
-    Ok(out)
+    crate::yaml::documents(text).map_err(|e| LoadError::from_yaml(&e))
 }
 
 fn document(cx: &mut Cx, doc: &Value, source: &str, default_ns: &str, out: &mut Resources) {

@@ -36,5 +36,6 @@
 pub mod envoy;
 pub mod error;
 pub mod istio;
+mod yaml;
 
 pub use error::LoadError;

@@ -325,8 +325,7 @@ fn init_logging() -> LogLevel {
 /// clusters and filters too), printing every warning and every error of every stage in one
 /// run; `Err` after printing.
 fn load(file: &PathBuf, strict: bool) -> Result<Bootstrap, ()> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| eprintln!("error: cannot read {}: {e}", file.display()))?;
+    let text = envoy::read_config(file).map_err(|e| print_error(&e))?;
     let mut d = envoy::diagnose_bootstrap(&text).map_err(|e| eprintln!("error: {e}"))?;
     if let Err(e) = proxy_builder(d.value.clone()).check() {
         d.add_errors(e.errors);
