@@ -139,6 +139,50 @@ impl Resources {
         self.workload_entries.extend(other.workload_entries);
     }
 
+    /// Adds the resources of `other` as successive `kubectl apply`s would: one with the kind,
+    /// namespace and name of a resource already here replaces it (keeping its place, as an
+    /// update keeps an object's creation time, which orders VirtualServices for one host);
+    /// the others are appended. Returns a warning for each replacement, naming both sources.
+    pub fn apply(&mut self, other: Resources) -> Vec<Warning> {
+        let mut warnings = Vec::new();
+        apply_list(
+            &mut self.virtual_services,
+            other.virtual_services,
+            |r| &r.meta,
+            "VirtualService",
+            &mut warnings,
+        );
+        apply_list(
+            &mut self.destination_rules,
+            other.destination_rules,
+            |r| &r.meta,
+            "DestinationRule",
+            &mut warnings,
+        );
+        apply_list(
+            &mut self.gateways,
+            other.gateways,
+            |r| &r.meta,
+            "Gateway",
+            &mut warnings,
+        );
+        apply_list(
+            &mut self.service_entries,
+            other.service_entries,
+            |r| &r.meta,
+            "ServiceEntry",
+            &mut warnings,
+        );
+        apply_list(
+            &mut self.workload_entries,
+            other.workload_entries,
+            |r| &r.meta,
+            "WorkloadEntry",
+            &mut warnings,
+        );
+        warnings
+    }
+
     /// Whether no resource was read.
     pub fn is_empty(&self) -> bool {
         self.virtual_services.is_empty()
@@ -146,6 +190,36 @@ impl Resources {
             && self.gateways.is_empty()
             && self.service_entries.is_empty()
             && self.workload_entries.is_empty()
+    }
+}
+
+/// [`Resources::apply`] for one kind.
+fn apply_list<T>(
+    list: &mut Vec<T>,
+    items: Vec<T>,
+    meta: fn(&T) -> &Meta,
+    kind: &str,
+    warnings: &mut Vec<Warning>,
+) {
+    for item in items {
+        let m = meta(&item);
+        match list
+            .iter_mut()
+            .find(|r| meta(r).name == m.name && meta(r).namespace == m.namespace)
+        {
+            Some(old) => {
+                warnings.push(Warning {
+                    path: m.path(kind, "metadata.name"),
+                    message: format!(
+                        "{} replaces the definition from {}, as a later kubectl apply would",
+                        m.source,
+                        meta(old).source
+                    ),
+                });
+                *old = item;
+            }
+            None => list.push(item),
+        }
     }
 }
 
@@ -340,14 +414,15 @@ pub fn parse_str(
     if !cx.errors.is_empty() {
         return Err(LoadError::Invalid { errors: cx.errors });
     }
-    Ok(Loaded {
-        value: out,
-        warnings: cx.warnings,
-    })
+    let mut value = Resources::default();
+    let mut warnings = cx.warnings;
+    warnings.extend(value.apply(out));
+    Ok(Loaded { value, warnings })
 }
 
 /// Reads files, or directories (their `*.yaml`, `*.yml` and `*.json` files sorted by name), and
-/// merges their resources in order.
+/// merges their resources in order as successive `kubectl apply`s would ([`Resources::apply`]:
+/// a later definition of the same resource replaces the earlier one, with a warning).
 ///
 /// # Errors
 /// [`LoadError::Io`] when a file cannot be read; a syntax error names its file; otherwise
@@ -389,8 +464,9 @@ pub fn load_paths(
         let name = f.display().to_string();
         match parse_str(&text, &name, default_namespace) {
             Ok(l) => {
-                out.value.extend(l.value);
                 out.warnings.extend(l.warnings);
+                let replaced = out.value.apply(l.value);
+                out.warnings.extend(replaced);
             }
             Err(LoadError::Invalid { errors: e }) => errors.extend(e),
             Err(LoadError::Syntax {

@@ -339,3 +339,55 @@ fn print_warnings() {
         }
     }
 }
+
+/// Regression (issue #11): layering `virtual-service-reviews-test-v2.yaml` over
+/// `virtual-service-all-v1.yaml` (Istio's request-routing task) kept the first `reviews`
+/// VirtualService and warned that the host was already routed. Like successive `kubectl
+/// apply`s, the later definition replaces the earlier one, and a warning says so.
+#[test]
+fn a_later_file_replaces_the_same_resource() {
+    let Some(d) = dir("istio-bookinfo") else {
+        return;
+    };
+    let paths = [
+        PathBuf::from(SERVICES),
+        d.join("destination-rule-all.yaml"),
+        d.join("virtual-service-all-v1.yaml"),
+        d.join("virtual-service-reviews-test-v2.yaml"),
+    ];
+    let loaded = load(&paths).unwrap();
+    let replaced: Vec<&istio::Warning> = loaded
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("replaces the definition"))
+        .collect();
+    assert_eq!(replaced.len(), 1, "{:#?}", loaded.warnings);
+    assert!(
+        replaced[0]
+            .path
+            .starts_with("reviews.default VirtualService")
+    );
+    assert!(
+        replaced[0]
+            .message
+            .contains("virtual-service-reviews-test-v2.yaml")
+    );
+    assert!(replaced[0].message.contains("virtual-service-all-v1.yaml"));
+    let reviews: Vec<_> = loaded
+        .value
+        .virtual_services
+        .iter()
+        .filter(|v| v.meta.name == "reviews")
+        .collect();
+    assert_eq!(reviews.len(), 1);
+    assert_eq!(reviews[0].http.len(), 2, "jason's route, then everyone's");
+
+    let b = istio::translate(&loaded.value, &sidecar()).unwrap();
+    assert!(
+        !b.warnings
+            .iter()
+            .any(|w| w.message.contains("already routed")),
+        "{:#?}",
+        b.warnings
+    );
+}

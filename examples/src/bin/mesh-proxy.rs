@@ -153,6 +153,9 @@ fn parse_port_map(s: &str) -> Result<PortMap, String> {
         .map(PortMap)
 }
 
+/// Each file of a config source with its modification time and length.
+type Stamp = Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)>;
+
 /// Where the config comes from, to load it again on reload.
 #[derive(Debug, Clone)]
 enum Source {
@@ -224,7 +227,7 @@ impl Source {
     }
 
     /// What identifies this version of its files on disk (a directory's files included).
-    fn stamp(&self) -> Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)> {
+    fn stamp(&self) -> Stamp {
         let roots = match self {
             Self::Envoy(f) => vec![f.clone()],
             Self::Istio { paths, .. } => paths.clone(),
@@ -371,6 +374,9 @@ async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
         return run_bookinfo(&cli, drain).await;
     }
     let source = Source::from_cli(&cli);
+    // What the files looked like before they were read: a change made after this point, even
+    // while the proxy is still starting, is picked up by the watcher.
+    let stamp = source.as_ref().map(Source::stamp).unwrap_or_default();
     let (mut bootstrap, demo_addr) = if cli.demo == Some(Demo::Envoy) {
         let (s1, s2) = match (
             mesh_examples::demo::start_service("service1").await,
@@ -465,6 +471,7 @@ async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
             Some(tokio::spawn(reload_loop(
                 Arc::clone(&running),
                 source,
+                stamp,
                 hangup,
                 cli.watch,
                 cli.strict,
@@ -619,12 +626,12 @@ fn file_stamp(file: &PathBuf) -> Option<(std::time::SystemTime, u64)> {
 async fn reload_loop(
     running: Arc<mesh_proxy::RunningProxy>,
     source: Source,
+    mut stamp: Stamp,
     mut hangup: signals::Hangup,
     watch: bool,
     strict: bool,
     no_access_log: bool,
 ) {
-    let mut stamp = source.stamp();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let what = source.describe();
     loop {

@@ -192,12 +192,20 @@ mod tests {
         assert_eq!(names.len(), Scenario::ALL.len());
     }
 
+    /// Every scenario parses; the only warnings say that a later file replaced a resource of
+    /// an earlier one, as the layered `kubectl apply`s of Istio's tasks do.
     #[test]
     fn every_scenario_parses_as_istio_yaml() {
         for s in Scenario::ALL {
             let r = mesh_xds::istio::parse_str(&s.yaml(), s.name(), "default")
                 .unwrap_or_else(|e| panic!("{s}: {e}"));
-            assert!(r.warnings.is_empty(), "{s}: {:?}", r.warnings);
+            assert!(
+                r.warnings
+                    .iter()
+                    .all(|w| w.message.contains("as a later kubectl apply would")),
+                "{s}: {:?}",
+                r.warnings
+            );
         }
     }
 }
