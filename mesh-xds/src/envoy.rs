@@ -568,6 +568,14 @@ impl<'a> Obj<'a> {
         join(&self.path, key)
     }
 
+    /// A field's value, without marking it used (null reads as absent).
+    pub(crate) fn value_of(&self, key: &str) -> Option<&'a Value> {
+        let map = self.map?;
+        map.get(key)
+            .or_else(|| camel(key).and_then(|c| map.get(c.as_str())))
+            .filter(|v| !v.is_null())
+    }
+
     /// Whether a field is present and not null (does not mark it used).
     pub(crate) fn has(&self, key: &str) -> bool {
         let Some(map) = self.map else { return false };

@@ -95,6 +95,7 @@
 
 mod destination_rule;
 mod gateway;
+mod rules;
 mod service_entry;
 mod translate;
 mod virtual_service;

@@ -8,7 +8,7 @@ fn versions_kinds_and_namespaces() {
 apiVersion: networking.istio.io/v1alpha3
 kind: Gateway
 metadata: { name: a, namespace: edge, labels: { team: x } }
-spec: { selector: { istio: ingressgateway }, servers: [] }
+spec: { selector: { istio: ingressgateway }, servers: [{ port: { number: 80, name: http, protocol: HTTP }, hosts: ["*"] }] }
 ---
 apiVersion: networking.istio.io/v1beta1
 kind: ServiceEntry
@@ -74,6 +74,7 @@ spec: { hosts: [], ports: [{ number: 0 }], resolution: SOMETIMES }
             "dr.default DestinationRule: spec.subsets[1].name",
             "se.default ServiceEntry: spec.hosts",
             "se.default ServiceEntry: spec.ports[0].number",
+            "se.default ServiceEntry: spec.ports[0].name",
             "se.default ServiceEntry: spec.resolution",
         ]
     );

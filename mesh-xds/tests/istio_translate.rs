@@ -1211,7 +1211,7 @@ fn load_paths_reads_directories_in_name_order() {
     std::fs::write(dir.join("b.yaml"), REVIEWS).unwrap();
     std::fs::write(
         dir.join("a.json"),
-        r#"{"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway", "metadata": {"name": "g", "namespace": "gw"}, "spec": {"servers": []}}"#,
+        r#"{"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway", "metadata": {"name": "g", "namespace": "gw"}, "spec": {"servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}}"#,
     )
     .unwrap();
     std::fs::write(dir.join("ignored.txt"), "not yaml: [").unwrap();

@@ -221,6 +221,11 @@ impl Source {
                     .chain(&translated.warnings)
                     .collect();
                 report_warnings(&warnings, strict)?;
+                // Every check start-up runs, as for a bootstrap file.
+                if let Err(e) = proxy_builder(translated.value.clone()).check() {
+                    eprintln!("error: the translated config: {e}");
+                    return Err(());
+                }
                 Ok(translated.value)
             }
         }
@@ -264,10 +269,18 @@ fn parse_admin_addr(s: &str) -> Result<SocketAddr, String> {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check a bootstrap file and print every warning and error.
+    /// Check a bootstrap file, or Istio YAML, and print every warning and error: Istio's
+    /// validation rules, what the proxy cannot honour, and every check start-up runs.
     Validate {
-        /// The file.
-        file: PathBuf,
+        /// The Envoy bootstrap file.
+        #[arg(required_unless_present = "istio", conflicts_with = "istio")]
+        file: Option<PathBuf>,
+        /// Istio YAML files or directories (repeatable), checked as a sidecar's config.
+        #[arg(long, value_name = "PATH")]
+        istio: Vec<PathBuf>,
+        /// The namespace of Istio resources without one.
+        #[arg(long, value_name = "NS", default_value = "default")]
+        namespace: String,
         /// Treat unsupported fields as errors.
         #[arg(long)]
         strict: bool,
@@ -277,10 +290,23 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_level = init_logging();
-    if let Some(Command::Validate { file, strict }) = &cli.command {
-        return match load(file, *strict) {
+    if let Some(Command::Validate {
+        file,
+        istio,
+        namespace,
+        strict,
+    }) = &cli.command
+    {
+        let source = match file {
+            Some(f) => Source::Envoy(f.clone()),
+            None => Source::Istio {
+                paths: istio.clone(),
+                options: mesh_xds::istio::Options::sidecar(15001).namespace(namespace.clone()),
+            },
+        };
+        return match source.load(*strict) {
             Ok(_) => {
-                println!("{}: ok", file.display());
+                println!("{}: ok", source.describe());
                 ExitCode::SUCCESS
             }
             Err(()) => ExitCode::FAILURE,

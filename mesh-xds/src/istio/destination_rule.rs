@@ -168,7 +168,12 @@ pub struct Subset {
 pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> DestinationRule {
     let mut dr = DestinationRule::default();
     match s.string(cx, "host") {
-        Some(h) if !h.is_empty() => dr.host = h,
+        Some(h) if !h.is_empty() => {
+            if let Err(e) = super::rules::wildcard_domain(&h) {
+                cx.error(s.child("host"), e);
+            }
+            dr.host = h;
+        }
         _ => cx.error(s.child("host"), "host is required"),
     }
     if let Some((v, p)) = s.value(cx, "trafficPolicy") {
@@ -180,14 +185,20 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> DestinationRule
             continue;
         };
         let name = o.string(cx, "name").unwrap_or_default();
-        if name.is_empty() {
-            cx.error(o.child("name"), "subset name is required");
+        if let Err(e) = super::rules::subset_name(&name) {
+            cx.error(o.child("name"), e);
         } else if seen.contains(&name) {
-            cx.error(o.child("name"), format!("duplicate subset {name:?}"));
+            cx.error(o.child("name"), format!("duplicate subset names: {name}"));
         }
         seen.push(name.clone());
         let labels = match o.value(cx, "labels") {
-            Some((v, p)) => string_map(cx, v, &p),
+            Some((v, p)) => {
+                let labels = string_map(cx, v, &p);
+                for e in super::rules::labels(&labels) {
+                    cx.error(p.clone(), e);
+                }
+                labels
+            }
             None => BTreeMap::new(),
         };
         let traffic_policy = match o.value(cx, "trafficPolicy") {
@@ -206,16 +217,40 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> DestinationRule
         "exportTo",
         "exportTo is not enforced: every resource is visible to every proxy",
     );
-    s.unsupported(
-        cx,
-        "workloadSelector",
-        "workloadSelector is not supported: the rule applies to every proxy",
-    );
+    if let Some(mut ws) = s.obj(cx, "workloadSelector") {
+        if let Some((v, p)) = ws.value(cx, "matchLabels") {
+            let labels = string_map(cx, v, &p);
+            for e in super::rules::selector(&labels) {
+                cx.error(p.clone(), e);
+            }
+        }
+        cx.warn(
+            ws.path(),
+            "workloadSelector is not supported: the rule applies to every proxy",
+        );
+        ws.finish(cx);
+    }
     dr.meta = meta;
     dr
 }
 
 fn traffic_policy(cx: &mut Cx, v: &Value, path: String, top: bool) -> Option<TrafficPolicy> {
+    const FIELDS: [&str; 8] = [
+        "outlierDetection",
+        "connectionPool",
+        "loadBalancer",
+        "tls",
+        "portLevelSettings",
+        "tunnel",
+        "proxyProtocol",
+        "retryBudget",
+    ];
+    if !FIELDS
+        .iter()
+        .any(|f| v.get(f).is_some_and(|x| !x.is_null()))
+    {
+        cx.error(path.clone(), "traffic policy must have at least one field");
+    }
     let mut o = Obj::new(cx, v, path)?;
     let mut tp = TrafficPolicy {
         policy: policy(cx, &mut o),
@@ -267,22 +302,57 @@ fn policy(cx: &mut Cx, o: &mut Obj<'_>) -> Policy {
                 format!("TLS origination (mode {mode}) is not supported yet, and the rule cannot be honoured without it"),
             );
         }
-        for k in [
-            "clientCertificate",
-            "privateKey",
-            "caCertificates",
-            "credentialName",
-            "subjectAltNames",
-            "sni",
-            "insecureSkipVerify",
-            "caCrl",
-        ] {
-            t.ignore(cx, k);
-        }
+        tls_rules(cx, &mut t, &mode);
         t.finish(cx);
         p.tls_mode = Some(mode);
     }
     p
+}
+
+/// Istio's client TLS settings rules (`ValidateTLS`).
+fn tls_rules(cx: &mut Cx, t: &mut Obj<'_>, mode: &str) {
+    let mut set = |cx: &mut Cx, k: &str| t.string(cx, k).is_some_and(|v| !v.is_empty());
+    let client_cert = set(cx, "clientCertificate");
+    let key = set(cx, "privateKey");
+    let ca = set(cx, "caCertificates");
+    let credential = set(cx, "credentialName");
+    let crl = set(cx, "caCrl");
+    t.ignore(cx, "sni");
+    let sans = t.has("subjectAltNames");
+    t.ignore(cx, "subjectAltNames");
+    let insecure = t.bool(cx, "insecureSkipVerify").unwrap_or(false);
+    let path = t.path().to_owned();
+    if insecure {
+        if mode == "SIMPLE" && (ca || credential || sans) {
+            cx.error(path.clone(), "cannot specify CaCertificates or CredentialName or SubjectAltNames when InsecureSkipVerify is set true");
+        }
+        if mode == "MUTUAL" && (ca || sans) {
+            cx.error(
+                path.clone(),
+                "cannot specify CaCertificates or SubjectAltNames when InsecureSkipVerify is set true",
+            );
+        }
+    }
+    if matches!(mode, "SIMPLE" | "MUTUAL") && credential {
+        if client_cert || ca || key || crl {
+            cx.error(path, "cannot specify client certificates or CA certificate or CA CRL If credentialName is set");
+        }
+        return;
+    }
+    if mode == "MUTUAL" {
+        if !client_cert {
+            cx.error(
+                format!("{path}.clientCertificate"),
+                "client certificate required for mutual tls",
+            );
+        }
+        if !key {
+            cx.error(
+                format!("{path}.privateKey"),
+                "private key required for mutual tls",
+            );
+        }
+    }
 }
 
 fn load_balancer(cx: &mut Cx, o: &mut Obj<'_>) -> Option<LoadBalancer> {
@@ -311,8 +381,12 @@ fn load_balancer(cx: &mut Cx, o: &mut Obj<'_>) -> Option<LoadBalancer> {
             key = HashKey::Header(h.to_ascii_lowercase());
         }
         if let Some(mut c) = ch.obj(cx, "httpCookie") {
+            let name = c.string(cx, "name").unwrap_or_default();
+            if name.is_empty() {
+                cx.error(c.child("name"), "name required for HttpCookie");
+            }
             key = HashKey::Cookie {
-                name: c.string(cx, "name").unwrap_or_default(),
+                name,
                 path: c.string(cx, "path").unwrap_or_default(),
                 ttl: c.duration(cx, "ttl"),
             };
@@ -330,6 +404,19 @@ fn load_balancer(cx: &mut Cx, o: &mut Obj<'_>) -> Option<LoadBalancer> {
             key = HashKey::QueryParameter(q);
         }
         let mut min = ch.u64(cx, "minimumRingSize");
+        let deprecated_min = min.is_some_and(|m| m > 0);
+        if deprecated_min {
+            cx.warn(
+                ch.child("minimumRingSize"),
+                "consistent hash MinimumRingSize is deprecated, use ConsistentHashLB's RingHash configuration instead",
+            );
+            if ch.has("ringHash") || ch.has("maglev") {
+                cx.error(
+                    ch.child("minimumRingSize"),
+                    "only one of MinimumRingSize or Maglev/Ringhash can be specified",
+                );
+            }
+        }
         if let Some(mut r) = ch.obj(cx, "ringHash") {
             if let Some(m) = r.u64(cx, "minimumRingSize") {
                 min = Some(m);
@@ -338,7 +425,11 @@ fn load_balancer(cx: &mut Cx, o: &mut Obj<'_>) -> Option<LoadBalancer> {
         }
         let mut maglev = None;
         if let Some(mut m) = ch.obj(cx, "maglev") {
-            maglev = Some(m.u64(cx, "tableSize").unwrap_or(0));
+            let size = m.u64(cx, "tableSize").unwrap_or(0);
+            if let Err(e) = super::rules::maglev_table_size(size) {
+                cx.error(m.child("tableSize"), e);
+            }
+            maglev = Some(size);
             m.finish(cx);
         }
         ch.finish(cx);
@@ -353,11 +444,31 @@ fn load_balancer(cx: &mut Cx, o: &mut Obj<'_>) -> Option<LoadBalancer> {
         "localityLbSetting",
         "locality load balancing settings are not supported, ignored",
     );
-    o.unsupported(
-        cx,
-        "warmup",
-        "slow start (warmup) is not supported, ignored",
-    );
+    if let Some(mut w) = o.obj(cx, "warmup") {
+        match w.duration(cx, "duration") {
+            None => cx.error(w.child("duration"), "duration is required"),
+            Some(d) => {
+                if let Err(e) = super::rules::duration(d) {
+                    cx.error(w.child("duration"), e);
+                }
+            }
+        }
+        if let Some(p) = w.f64(cx, "minimumPercent")
+            && p > 100.0
+        {
+            cx.error(
+                w.child("minimumPercent"),
+                "minimumPercent value should be less than or equal to 100",
+            );
+        }
+        if let Some(a) = w.f64(cx, "aggression")
+            && a <= 0.0
+        {
+            cx.error(w.child("aggression"), "aggression should be greater than 0");
+        }
+        cx.warn(w.path(), "slow start (warmup) is not supported, ignored");
+        w.finish(cx);
+    }
     o.unsupported(
         cx,
         "warmupDurationSecs",
@@ -382,8 +493,20 @@ fn connection_pool(cx: &mut Cx, o: &mut Obj<'_>) -> ConnectionPool {
     let mut cp = ConnectionPool::default();
     if let Some(mut t) = o.obj(cx, "tcp") {
         cp.max_connections = nonzero(t.u32(cx, "maxConnections"));
-        cp.connect_timeout = t.duration(cx, "connectTimeout").filter(|d| !d.is_zero());
+        cp.connect_timeout = t.duration(cx, "connectTimeout");
+        if let Some(Err(e)) = cp.connect_timeout.map(super::rules::duration) {
+            cx.error(t.child("connectTimeout"), e);
+        }
+        cp.connect_timeout = cp.connect_timeout.filter(|d| !d.is_zero());
         cp.tcp_idle_timeout = t.duration(cx, "idleTimeout");
+        // 0s means "disabled" here, as in Istio.
+        if let Some(Err(e)) = cp
+            .tcp_idle_timeout
+            .filter(|d| d.as_millis() > 0)
+            .map(super::rules::duration)
+        {
+            cx.error(t.child("idleTimeout"), e);
+        }
         t.unsupported(
             cx,
             "tcpKeepalive",
@@ -402,6 +525,9 @@ fn connection_pool(cx: &mut Cx, o: &mut Obj<'_>) -> ConnectionPool {
         cp.max_requests_per_connection = nonzero(h.u32(cx, "maxRequestsPerConnection"));
         cp.max_retries = nonzero(h.u32(cx, "maxRetries"));
         cp.idle_timeout = h.duration(cx, "idleTimeout");
+        if let Some(Err(e)) = cp.idle_timeout.map(super::rules::duration) {
+            cx.error(h.child("idleTimeout"), e);
+        }
         if let Some(u) = h.enumeration(
             cx,
             "h2UpgradePolicy",
@@ -454,8 +580,21 @@ fn outlier(cx: &mut Cx, o: &mut Obj<'_>) -> OutlierDetection {
             cx.error(o.child(k), "must be at most 100");
         }
     }
-    if od.interval.is_some_and(|d| d.is_zero()) {
-        cx.error(o.child("interval"), "must be greater than 0");
+    for (k, d) in [
+        ("interval", od.interval),
+        ("baseEjectionTime", od.base_ejection_time),
+    ] {
+        if let Some(Err(e)) = d.map(super::rules::duration) {
+            cx.error(o.child(k), e);
+        }
+    }
+    if od.consecutive_local_origin_failures.is_some_and(|n| n > 0)
+        && !od.split_external_local_origin_errors
+    {
+        cx.error(
+            o.child("consecutiveLocalOriginFailures"),
+            "outlier detection consecutive local origin failures is specified, but split external local origin errors is set to false",
+        );
     }
     o.unsupported(
         cx,

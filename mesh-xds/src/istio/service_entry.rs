@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{Meta, string_map};
+use super::{Meta, rules, string_map};
 use crate::envoy::{Cx, Obj};
 
 /// A ServiceEntry.
@@ -122,7 +122,20 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> ServiceEntry {
         ..ServiceEntry::default()
     };
     if se.hosts.is_empty() {
-        cx.error(s.child("hosts"), "at least one host is required");
+        cx.error(
+            s.child("hosts"),
+            "service entry must have at least one host",
+        );
+    }
+    for (i, h) in se.hosts.iter().enumerate() {
+        let p = format!("{}[{i}]", s.child("hosts"));
+        if h == "*" {
+            cx.error(p, "invalid host *");
+        } else if let Err(e) = rules::wildcard_domain(h) {
+            cx.error(p, e);
+        } else if h.contains('*') && !h.starts_with("*.") {
+            cx.warn(p, format!("partial wildcard {h:?} not allowed"));
+        }
     }
     se.addresses = s.strings(cx, "addresses");
     if !se.addresses.is_empty() {
@@ -131,21 +144,51 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> ServiceEntry {
             "addresses (virtual IPs) are not supported: services are matched by Host only",
         );
     }
+    let mut port_names = std::collections::BTreeSet::new();
+    let mut port_numbers = std::collections::BTreeSet::new();
     for (v, p) in s.list(cx, "ports") {
+        if v.is_null() {
+            cx.error(p, "service entry port may not be null");
+            continue;
+        }
         let Some(mut o) = Obj::new(cx, v, p) else {
             continue;
         };
         let mut port = ServicePort::default();
-        match o.u16(cx, "number") {
-            Some(n) if n > 0 => port.number = n,
-            _ => cx.error(o.child("number"), "a port number is required"),
+        match o.u64(cx, "number") {
+            Some(n) => match rules::port(n) {
+                Ok(()) => port.number = n as u16,
+                Err(e) => cx.error(o.child("number"), e),
+            },
+            None => cx.error(o.child("number"), "a port number is required"),
         }
-        port.name = o.string(cx, "name").unwrap_or_default();
-        port.protocol = o
-            .string(cx, "protocol")
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        port.target_port = o.u16(cx, "targetPort").filter(|p| *p > 0);
+        let name = o.string(cx, "name").unwrap_or_default();
+        if let Err(e) = rules::port_name(&name) {
+            cx.error(o.child("name"), e);
+        } else if !port_names.insert(name.clone()) {
+            cx.error(
+                o.child("name"),
+                format!("service entry port name {name:?} already defined"),
+            );
+        }
+        if port.number > 0 && !port_numbers.insert(port.number) {
+            cx.error(
+                o.child("number"),
+                format!("service entry port {} already defined", port.number),
+            );
+        }
+        port.name = name;
+        let protocol = o.string(cx, "protocol").unwrap_or_default();
+        if let Err(e) = rules::protocol(&protocol) {
+            cx.error(o.child("protocol"), e);
+        }
+        port.protocol = protocol.to_ascii_uppercase();
+        if let Some(t) = o.u64(cx, "targetPort").filter(|t| *t > 0) {
+            match rules::port(t) {
+                Ok(()) => port.target_port = Some(t as u16),
+                Err(e) => cx.error(o.child("targetPort"), e),
+            }
+        }
         o.finish(cx);
         if port.name.is_empty() {
             port.name = format!("port-{}", port.number);
@@ -174,19 +217,112 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> ServiceEntry {
     ) {
         se.resolution = r;
     }
-    for (v, p) in s.list(cx, "endpoints") {
-        if let Some(w) = workload(cx, v, p) {
+    for (i, a) in se.addresses.iter().enumerate() {
+        let p = format!("{}[{i}]", s.child("addresses"));
+        if let Err(e) = rules::ip_or_cidr(a) {
+            cx.error(p, e);
+        } else if a.contains('/') && !matches!(se.resolution, Resolution::None | Resolution::Static)
+        {
+            cx.error(
+                p,
+                "CIDR addresses are allowed only for NONE/STATIC resolution types",
+            );
+        }
+    }
+    let endpoints = s.list(cx, "endpoints");
+    for (i, (v, p)) in endpoints.iter().enumerate() {
+        if v.is_null() {
+            cx.error(p.clone(), "endpoint cannot be nil");
+            continue;
+        }
+        let address = v.get("address").and_then(Value::as_str).unwrap_or("");
+        match se.resolution {
+            Resolution::None => {
+                if i == 0 {
+                    cx.error(
+                        s.child("endpoints"),
+                        "no endpoints should be provided for resolution type none",
+                    );
+                }
+            }
+            Resolution::Static => {
+                if !address.is_empty()
+                    && !address.starts_with("unix://")
+                    && rules::ip(address).is_err()
+                {
+                    cx.error(
+                        format!("{p}.address"),
+                        format!("endpoint address {address:?} is not a valid IP address"),
+                    );
+                }
+            }
+            Resolution::Dns | Resolution::DnsRoundRobin => {
+                if rules::ip(address).is_err() && rules::fqdn(address).is_err() {
+                    cx.error(
+                        format!("{p}.address"),
+                        format!(
+                            "endpoint address {address:?} is not a valid FQDN or an IP address"
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(ports) = v.get("ports").and_then(Value::as_object) {
+            for (name, n) in ports {
+                if !port_names.contains(name) {
+                    cx.error(
+                        format!("{p}.ports.{name}"),
+                        format!("endpoint port {n} is not defined by the service entry"),
+                    );
+                }
+            }
+        }
+        if let Some(w) = workload(cx, v, p.clone()) {
             se.endpoints.push(w);
         }
     }
+    match se.resolution {
+        Resolution::Dns | Resolution::DnsRoundRobin if endpoints.is_empty() => {
+            if let Some(e) = se.hosts.iter().find_map(|h| rules::fqdn(h).err()) {
+                cx.error(
+                    s.child("hosts"),
+                    format!("hosts must be FQDN or contain only prefix wildcards if no endpoints are provided for resolution mode {}, {e}", if se.resolution == Resolution::Dns { "DNS" } else { "DNS_ROUND_ROBIN" }),
+                );
+            }
+        }
+        Resolution::DnsRoundRobin if endpoints.len() > 1 => cx.error(
+            s.child("endpoints"),
+            "there must only be 0 or 1 endpoint for resolution mode DNS_ROUND_ROBIN",
+        ),
+        _ => {}
+    }
+    if se.resolution != Resolution::None
+        && se.hosts.len() > 1
+        && se
+            .ports
+            .iter()
+            .any(|p| !p.is_http() && !matches!(p.protocol.as_str(), "HTTPS" | "TLS"))
+    {
+        cx.error(
+            s.child("ports"),
+            "multiple hosts provided with non-HTTP, non-TLS ports",
+        );
+    }
     if let Some(mut ws) = s.obj(cx, "workloadSelector") {
         if let Some((v, p)) = ws.value(cx, "labels") {
-            se.workload_selector = Some(string_map(cx, v, &p));
+            let labels = string_map(cx, v, &p);
+            for e in rules::selector(&labels) {
+                cx.error(p.clone(), e);
+            }
+            if labels.is_empty() {
+                cx.warn(p, "service entry: workload selector specified without labels, will be applied to all services in namespace");
+            }
+            se.workload_selector = Some(labels);
         }
-        if !se.endpoints.is_empty() {
+        if !endpoints.is_empty() {
             cx.error(
                 ws.path(),
-                "only one of endpoints and workloadSelector may be set",
+                "only one of WorkloadSelector or Endpoints is allowed in Service Entry",
             );
         }
         ws.finish(cx);
@@ -221,21 +357,55 @@ fn workload(cx: &mut Cx, v: &Value, path: String) -> Option<WorkloadSpec> {
         address: o.string(cx, "address").unwrap_or_default(),
         ..WorkloadSpec::default()
     };
+    let network = o.has("network");
+    let address_path = o.child("address");
+    if w.address.is_empty() {
+        if network {
+            cx.warn(address_path, "address is unset with network");
+        } else {
+            cx.error(address_path, "address is required");
+        }
+    } else if let Some(path) = w.address.strip_prefix("unix://") {
+        if let Err(e) = rules::unix_address(path) {
+            cx.error(address_path, e);
+        }
+        if o.has("ports") {
+            cx.error(
+                o.child("ports"),
+                format!("unix endpoint {} must not include ports", w.address),
+            );
+        }
+    } else if rules::ip(&w.address).is_err() && rules::fqdn(&w.address).is_err() {
+        cx.error(
+            address_path,
+            format!(
+                "endpoint address {:?} is not a valid FQDN or an IP address",
+                w.address
+            ),
+        );
+    }
     if let Some(mut ports) = o.obj(cx, "ports") {
         let base = ports.path().to_owned();
         for (k, v) in ports.take_all() {
             let p = crate::envoy::join(&base, &k);
-            if let Some(n) = crate::envoy::as_u64(cx, &v, &p, u64::from(u16::MAX)) {
-                if n == 0 {
-                    cx.error(p, "port must not be 0");
-                } else {
-                    w.ports.insert(k, n as u16);
+            if let Err(e) = rules::port_name(&k) {
+                cx.error(p.clone(), e);
+            }
+            if let Some(n) = crate::envoy::as_u64(cx, &v, &p, u64::MAX) {
+                match rules::port(n) {
+                    Ok(()) => {
+                        w.ports.insert(k, n as u16);
+                    }
+                    Err(e) => cx.error(p, e),
                 }
             }
         }
     }
     if let Some((v, p)) = o.value(cx, "labels") {
         w.labels = string_map(cx, v, &p);
+        for e in rules::labels(&w.labels) {
+            cx.error(p.clone(), e);
+        }
     }
     w.locality = o.string(cx, "locality").unwrap_or_default();
     w.weight = o.u32(cx, "weight").unwrap_or(0);

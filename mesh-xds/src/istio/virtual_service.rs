@@ -256,11 +256,20 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> VirtualService 
     if vs.hosts.is_empty() {
         cx.error(s.child("hosts"), "at least one host is required");
     }
+    // Bound to the mesh unless its gateways leave `mesh` out.
+    let mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
     for (i, h) in vs.hosts.iter().enumerate() {
+        let p = format!("{}[{i}]", s.child("hosts"));
         if h.contains('/') || h.is_empty() {
+            cx.error(p, format!("invalid host {h:?}"));
+        } else if let Err(e) = super::rules::wildcard_domain(h)
+            && super::rules::ip(h).is_err()
+        {
+            cx.error(p, e);
+        } else if h == "*" && mesh {
             cx.error(
-                format!("{}[{i}]", s.child("hosts")),
-                format!("invalid host {h:?}"),
+                p,
+                "wildcard host * is not allowed for virtual services bound to the mesh gateway",
             );
         }
     }
@@ -310,7 +319,14 @@ fn http_route(cx: &mut Cx, v: &Value, path: String) -> Option<HttpRoute> {
             Some((v, p)) => destination(cx, v, p).unwrap_or_default(),
             None => Destination::default(),
         };
-        let weight = d.u32(cx, "weight").unwrap_or(0);
+        let weight = match d.i64(cx, "weight") {
+            Some(w) if w < 0 => {
+                cx.error(d.child("weight"), format!("weight {w} < 0"));
+                0
+            }
+            Some(w) => u32::try_from(w).unwrap_or(u32::MAX),
+            None => 0,
+        };
         let headers = match d.value(cx, "headers") {
             Some((v, p)) => headers(cx, v, p),
             None => Headers::default(),
@@ -321,6 +337,15 @@ fn http_route(cx: &mut Cx, v: &Value, path: String) -> Option<HttpRoute> {
             weight,
             headers,
         });
+    }
+    if r.route.len() > 1 && r.route.iter().all(|d| d.weight == 0) && o.has("route") {
+        let all_given = v
+            .get("route")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().all(|d| d.get("weight").is_some()));
+        if all_given {
+            cx.error(o.child("route"), "total destination weight = 0");
+        }
     }
     if let Some(mut rd) = o.obj(cx, "redirect") {
         r.redirect = Some(redirect(cx, &mut rd));
@@ -364,15 +389,39 @@ fn http_route(cx: &mut Cx, v: &Value, path: String) -> Option<HttpRoute> {
         rw.finish(cx);
     }
     r.timeout = o.duration(cx, "timeout");
+    if let Some(Err(e)) = r.timeout.map(super::rules::duration) {
+        cx.error(o.child("timeout"), e);
+    }
     if let Some(mut rt) = o.obj(cx, "retries") {
-        r.retries = Some(Retries {
+        let retries = Retries {
             attempts: rt.i64(cx, "attempts").unwrap_or(0),
             per_try_timeout: rt.duration(cx, "perTryTimeout"),
             retry_on: retry_on(cx, &mut rt),
             retry_remote_localities: rt.bool(cx, "retryRemoteLocalities").unwrap_or(false),
             retry_ignore_previous_hosts: rt.bool(cx, "retryIgnorePreviousHosts"),
             backoff: rt.duration(cx, "backoff"),
-        });
+        };
+        if retries.attempts < 0 {
+            cx.error(rt.child("attempts"), "attempts cannot be negative");
+        } else if retries.attempts == 0
+            && (retries.per_try_timeout.is_some()
+                || retries.retry_on.as_deref().is_some_and(|s| !s.is_empty())
+                || retries.retry_remote_localities)
+        {
+            cx.error(
+                rt.child("attempts"),
+                "http retry policy configured when attempts are set to 0 (disabled)",
+            );
+        }
+        for (k, d) in [
+            ("perTryTimeout", retries.per_try_timeout),
+            ("backoff", retries.backoff),
+        ] {
+            if let Some(Err(e)) = d.map(super::rules::duration) {
+                cx.error(rt.child(k), e);
+            }
+        }
+        r.retries = Some(retries);
         rt.finish(cx);
     }
     if let Some(mut f) = o.obj(cx, "fault") {
@@ -554,7 +603,17 @@ pub(crate) fn destination(cx: &mut Cx, v: &Value, path: String) -> Option<Destin
         Some((v, p)) => as_string(cx, v, &p).unwrap_or_default(),
         None => String::new(),
     };
+    if host == "*" {
+        cx.error(o.child("host"), "invalid destination host *");
+    } else if !host.is_empty()
+        && let Err(e) = super::rules::wildcard_domain(&host)
+    {
+        cx.error(o.child("host"), e);
+    }
     let subset = o.string(cx, "subset").filter(|s| !s.is_empty());
+    if let Some(Err(e)) = subset.as_deref().map(super::rules::subset_name) {
+        cx.error(o.child("subset"), e);
+    }
     let port = match o.value(cx, "port") {
         Some((v, p)) => port_selector(cx, v, &p),
         None => None,
@@ -598,6 +657,20 @@ fn redirect(cx: &mut Cx, o: &mut Obj<'_>) -> Redirect {
         code: 301,
         ..Redirect::default()
     };
+    if let Some(s) = r.scheme.as_deref()
+        && !matches!(s, "" | "http" | "https")
+    {
+        cx.error(
+            o.child("scheme"),
+            "invalid redirect scheme, must be \"http\" or \"https\"",
+        );
+    }
+    if r.uri.is_some() && r.prefix_rewrite.is_some() {
+        cx.error(
+            o.path(),
+            "redirect may only specify one of uri or prefix_rewrite",
+        );
+    }
     if let Some(d) = o.enumeration(
         cx,
         "derivePort",
