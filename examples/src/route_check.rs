@@ -184,7 +184,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 // === the test file ===
 
 /// A parsed router-check test file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TestFile {
     /// The test cases, in file order.
     pub tests: Vec<TestCase>,
@@ -730,7 +730,7 @@ pub struct Report {
     pub results: Vec<TestResult>,
     /// Route coverage.
     pub coverage: Coverage,
-    /// Inputs that were accepted but not modelled (`runtime`), with their field path.
+    /// Inputs that were accepted but not modelled, with their field path.
     pub warnings: Vec<String>,
 }
 
@@ -835,7 +835,69 @@ fn describe(route: &mesh_core::config::Route) -> String {
     s
 }
 
-/// Runs every test of `tests` against `table`.
+/// Runs every test of `tests` against `routes` with the router check tool's runtime: a route
+/// whose match has a `runtime_fraction` matches only in the test cases whose `input.runtime`
+/// names its key (Envoy's tool answers every other runtime question "no").
+pub fn check_routes(routes: &LoadedRoutes, tests: &TestFile) -> Report {
+    let uses_runtime = routes
+        .config
+        .virtual_hosts
+        .iter()
+        .flat_map(|vh| &vh.routes)
+        .any(|r| r.route_match.runtime_fraction.is_some());
+    if !uses_runtime {
+        return check(&routes.table, tests);
+    }
+    // One table per runtime key the tests name (and one for none), each with that key's
+    // fractions always on and every other fraction off.
+    let mut tables: std::collections::BTreeMap<Option<String>, RouteTable> = Default::default();
+    let mut by_key: std::collections::BTreeMap<Option<String>, TestFile> = Default::default();
+    let mut order = Vec::new();
+    for case in &tests.tests {
+        let key = case.input.runtime.clone();
+        let slot = by_key.entry(key.clone()).or_default();
+        order.push((key.clone(), slot.tests.len()));
+        slot.tests.push(case.clone());
+        if let std::collections::btree_map::Entry::Vacant(slot) = tables.entry(key.clone()) {
+            let mut rc = routes.config.clone();
+            for r in rc.virtual_hosts.iter_mut().flat_map(|vh| &mut vh.routes) {
+                if let Some(f) = &mut r.route_match.runtime_fraction {
+                    let on = key.as_deref() == Some(f.runtime_key.as_str());
+                    f.default_value =
+                        mesh_core::config::FractionalPercent::percent(if on { 100 } else { 0 });
+                }
+            }
+            match RouteTable::compile(&rc) {
+                Ok(t) => {
+                    slot.insert(t);
+                }
+                Err(_) => return check(&routes.table, tests),
+            }
+        }
+    }
+    let reports: std::collections::BTreeMap<Option<String>, Report> = by_key
+        .iter()
+        .map(|(k, t)| (k.clone(), check(&tables[k], t)))
+        .collect();
+    let mut report = check(&routes.table, &TestFile::default());
+    report.coverage = reports
+        .values()
+        .map(|r| r.coverage.clone())
+        .reduce(|mut a, b| {
+            for (x, y) in a.routes.iter_mut().zip(b.routes) {
+                x.tested |= y.tested;
+            }
+            a
+        })
+        .unwrap_or(report.coverage);
+    for (key, i) in order {
+        report.results.push(reports[&key].results[i].clone());
+    }
+    report
+}
+
+/// Runs every test of `tests` against `table` (a runtime key a test names is not applied;
+/// [`check_routes`] applies them).
 pub fn check(table: &RouteTable, tests: &TestFile) -> Report {
     let mut coverage = Coverage::default();
     for vh in table.virtual_hosts() {
@@ -850,13 +912,8 @@ pub fn check(table: &RouteTable, tests: &TestFile) -> Report {
         }
     }
     let mut results = Vec::with_capacity(tests.tests.len());
-    let mut warnings = Vec::new();
-    for (i, case) in tests.tests.iter().enumerate() {
-        if let Some(key) = &case.input.runtime {
-            warnings.push(format!(
-                "tests[{i}].input.runtime: runtime overrides are not modelled, {key:?} ignored"
-            ));
-        }
+    let warnings = Vec::new();
+    for case in &tests.tests {
         let (result, hit_route) = check_case(table, case);
         if let Some((vi, ri)) = hit_route
             && let Some(r) = coverage
@@ -1134,6 +1191,8 @@ fn request_header(req: &Parts, name: &str) -> String {
 pub struct LoadedRoutes {
     /// The compiled table.
     pub table: RouteTable,
+    /// The route configuration it was compiled from.
+    pub config: mesh_core::config::RouteConfiguration,
     /// Fields of the file that were ignored (unknown or unsupported), with their paths.
     pub warnings: Vec<mesh_xds::envoy::Warning>,
 }
@@ -1157,6 +1216,7 @@ pub fn load_routes(path: impl AsRef<Path>) -> Result<LoadedRoutes, CheckError> {
     })?;
     Ok(LoadedRoutes {
         table,
+        config: loaded.value,
         warnings: loaded.warnings,
     })
 }
@@ -1368,17 +1428,48 @@ tests:
         );
     }
 
+    /// Regression (issue #11): router_check tests that set a runtime value could not pass.
+    /// As in Envoy's tool, a route with a `runtime_fraction` matches only in the tests whose
+    /// `input.runtime` names its key.
     #[test]
-    fn runtime_is_reported_as_not_modelled() {
-        let report = run(r#"
+    fn input_runtime_turns_on_the_fraction_it_names() {
+        let yaml = r#"
+virtual_hosts:
+- name: web
+  domains: ["*"]
+  routes:
+  - match: { prefix: /, runtime_fraction: { default_value: { numerator: 0 }, runtime_key: routing.canary } }
+    route: { cluster: canary }
+  - match: { prefix: / }
+    route: { cluster: stable }
+"#;
+        let loaded = mesh_xds::envoy::parse_route_configuration(yaml).unwrap();
+        let routes = LoadedRoutes {
+            table: RouteTable::compile(&loaded.value).unwrap(),
+            config: loaded.value,
+            warnings: Vec::new(),
+        };
+        let tests = parse_tests(
+            r#"
 tests:
-- test_name: t
-  input: { authority: h, path: /api, method: GET, ssl: true, runtime: some.key }
-  validate: { cluster_name: api }
-"#);
-        assert!(report.passed());
-        assert_eq!(report.warnings.len(), 1);
-        assert!(report.warnings[0].starts_with("tests[0].input.runtime"));
+- test_name: named
+  input: { authority: h, path: /, method: GET, runtime: routing.canary }
+  validate: { cluster_name: canary }
+- test_name: unnamed
+  input: { authority: h, path: /, method: GET }
+  validate: { cluster_name: stable }
+- test_name: other key
+  input: { authority: h, path: /, method: GET, runtime: something.else }
+  validate: { cluster_name: stable }
+"#,
+        )
+        .unwrap();
+        let report = check_routes(&routes, &tests);
+        assert!(report.passed(), "{report:?}");
+        assert_eq!(report.results.len(), 3);
+        assert_eq!(report.results[0].name, "named");
+        assert!(report.warnings.is_empty());
+        assert!(report.coverage.routes.iter().all(|r| r.tested));
     }
 
     #[test]

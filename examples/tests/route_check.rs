@@ -65,7 +65,7 @@ fn conformance_through_the_library() {
             .unwrap_or_else(|e| panic!("{}", route_check::error_chain(&e)));
         let file = route_check::load_tests(&tests)
             .unwrap_or_else(|e| panic!("{}", route_check::error_chain(&e)));
-        let report = route_check::check(&routes.table, &file);
+        let report = route_check::check_routes(&routes, &file);
         let known = known_failures(&name);
         for r in &report.results {
             total += 1;

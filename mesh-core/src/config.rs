@@ -52,6 +52,54 @@ pub struct Bootstrap {
     pub admin: Option<Admin>,
     /// Limits on the whole proxy's resources (Envoy's overload manager).
     pub overload_manager: OverloadManager,
+    /// Envoy's runtime layers (see [`crate::runtime`]).
+    pub layered_runtime: LayeredRuntime,
+}
+
+/// Envoy's `layered_runtime`: layers read in order, later ones winning. Empty means Envoy's
+/// default runtime, which has one admin layer.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LayeredRuntime {
+    /// The layers.
+    pub layers: Vec<RuntimeLayer>,
+}
+
+/// One runtime layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeLayer {
+    /// Its name, shown by `GET /runtime`.
+    pub name: String,
+    /// What it holds.
+    pub kind: RuntimeLayerKind,
+}
+
+impl RuntimeLayer {
+    /// A static layer.
+    pub fn static_layer(name: impl Into<String>, values: serde_json::Value) -> Self {
+        Self {
+            name: name.into(),
+            kind: RuntimeLayerKind::Static(values),
+        }
+    }
+
+    /// The admin layer (`POST /runtime_modify`).
+    pub fn admin(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            kind: RuntimeLayerKind::Admin,
+        }
+    }
+}
+
+/// What a runtime layer holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeLayerKind {
+    /// Fixed values from the bootstrap (`static_layer`).
+    Static(serde_json::Value),
+    /// Values set through the admin API (`admin_layer`).
+    Admin,
 }
 
 /// Envoy's overload manager, for the resource monitors the proxy implements.

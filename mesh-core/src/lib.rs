@@ -24,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod filter;
 pub mod flags;
+pub mod runtime;
 pub mod stats;
 pub mod store;
 

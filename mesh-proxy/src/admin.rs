@@ -60,6 +60,16 @@ const ENDPOINTS: &[(&str, &str, &str)] = &[
     ),
     ("/quitquitquit", "POST", "drain and exit"),
     (
+        "/runtime",
+        "GET",
+        "the runtime's layers and every key's value (JSON)",
+    ),
+    (
+        "/runtime_modify",
+        "POST",
+        "set admin-layer runtime keys (?key=value; an empty value removes the key)",
+    ),
+    (
         "/ready",
         "GET",
         "200 LIVE when config is loaded and listeners are up",
@@ -91,9 +101,17 @@ pub(crate) async fn serve(listener: TcpListener, inner: Arc<Inner>) {
         let (stream, _) = listener.accept().await;
         let inner = Arc::clone(&inner);
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |req: Request<Incoming>| {
                 let inner = Arc::clone(&inner);
-                async move { Ok::<_, Infallible>(handle(&inner, &req)) }
+                async move {
+                    let resp =
+                        if req.uri().path() == "/runtime_modify" && req.method() == Method::POST {
+                            runtime_modify(&inner, &req).await
+                        } else {
+                            handle(&inner, &req)
+                        };
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
@@ -135,6 +153,89 @@ fn foreign_request(req: &Request<Incoming>) -> Option<&'static str> {
             None
         }
         Some(_) => Some("a cross-origin admin request"),
+    }
+}
+
+/// `GET /runtime`: Envoy's shape, `{"layers": [names], "entries": {key: {"final_value",
+/// "layer_values": [per layer]}}}`.
+fn runtime(inner: &Arc<Inner>) -> Response<ProxyBody> {
+    let snap = inner.shared.store.load();
+    let admin = inner
+        .shared
+        .admin_runtime
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let rt = mesh_core::runtime::Runtime::new(&snap.value.bootstrap.layered_runtime, &admin);
+    let entries: serde_json::Map<String, Value> = rt
+        .entries()
+        .map(|(k, last, per_layer)| {
+            let layers: Vec<Value> = per_layer
+                .iter()
+                .map(|v| Value::String(v.clone().unwrap_or_default()))
+                .collect();
+            (
+                k.to_owned(),
+                json!({"final_value": last.unwrap_or_default(), "layer_values": layers}),
+            )
+        })
+        .collect();
+    json_response(&json!({"layers": rt.layer_names(), "entries": entries}))
+}
+
+/// `POST /runtime_modify?key=value…`: sets (an empty value removes) admin-layer keys and
+/// recompiles the running config with them, as a reload does: an invalid result is refused
+/// and the keys are put back.
+async fn runtime_modify(inner: &Arc<Inner>, req: &Request<Incoming>) -> Response<ProxyBody> {
+    if let Some(why) = foreign_request(req) {
+        return text(StatusCode::FORBIDDEN, format!("{why}: refused\n"));
+    }
+    let q = query(req);
+    if q.is_empty() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "usage: /runtime_modify?key1=value1&key2=value2\n",
+        );
+    }
+    let bootstrap = (*inner.shared.store.load().value.bootstrap).clone();
+    if !mesh_core::runtime::Runtime::has_admin_layer(&bootstrap.layered_runtime) {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "No admin layer specified\n",
+        );
+    }
+    let before = {
+        let mut admin = inner
+            .shared
+            .admin_runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let before = admin.clone();
+        for (k, v) in q {
+            if v.is_empty() {
+                admin.remove(&k);
+            } else {
+                admin.insert(k, v);
+            }
+        }
+        before
+    };
+    match inner.reload(bootstrap).await {
+        Ok(_) => {
+            tracing::info!("runtime modified");
+            text(StatusCode::OK, "OK\n")
+        }
+        Err(e) => {
+            *inner
+                .shared
+                .admin_runtime
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = before;
+            let cause = std::error::Error::source(&e)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            text(StatusCode::BAD_REQUEST, format!("{e}: {cause}\n"))
+        }
     }
 }
 
@@ -226,6 +327,7 @@ fn handle(inner: &Arc<Inner>, req: &Request<Incoming>) -> Response<ProxyBody> {
                 text(StatusCode::SERVICE_UNAVAILABLE, "DRAINING\n")
             }
         }
+        "/runtime" => runtime(inner),
         "/healthcheck/fail" => {
             inner.set_healthcheck_failed(true);
             text(StatusCode::OK, "OK\n")

@@ -212,12 +212,26 @@ impl ClusterStats {
 ///
 /// With `previous`, hosts that stay in a cluster keep their connection pool (and its idle
 /// connections) across the swap.
+///
+/// The runtime (the bootstrap's layers, with `admin_runtime` as the admin layer) is written
+/// into the config first; [`Compiled::bootstrap`] keeps the config as given.
 pub(crate) fn compile(
-    bootstrap: &Bootstrap,
+    given: &Bootstrap,
     registry: &FilterRegistry,
     stats: &Registry,
     previous: Option<&Compiled>,
+    admin_runtime: &std::collections::BTreeMap<String, String>,
 ) -> Result<Compiled, ValidationError> {
+    let runtime = mesh_core::runtime::Runtime::new(&given.layered_runtime, admin_runtime);
+    let with_runtime;
+    let bootstrap = if runtime.entries().next().is_some() {
+        let mut b = given.clone();
+        runtime.apply(&mut b);
+        with_runtime = b;
+        &with_runtime
+    } else {
+        given
+    };
     let mut errors = match bootstrap.validate() {
         Ok(()) => Vec::new(),
         Err(e) => e.errors,
@@ -338,7 +352,7 @@ pub(crate) fn compile(
         Ok(Compiled {
             listeners,
             clusters,
-            bootstrap: Arc::new(bootstrap.clone()),
+            bootstrap: Arc::new(given.clone()),
         })
     } else {
         Err(ValidationError { errors })

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) upstream: Option<Arc<dyn crate::UpstreamService>>,
     /// Downstream connections open on every listener, for the overload manager's limit.
     pub(crate) downstream_cx: AtomicU64,
+    /// The runtime's admin layer (`POST /runtime_modify`).
+    pub(crate) admin_runtime: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for dyn crate::UpstreamService {

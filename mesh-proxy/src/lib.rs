@@ -167,7 +167,14 @@ impl ProxyBuilder {
     /// # Errors
     /// Every problem, each with its path.
     pub fn check(&self) -> Result<(), mesh_core::config::ValidationError> {
-        compile::compile(&self.bootstrap, &self.registry, &Registry::new(), None).map(drop)
+        compile::compile(
+            &self.bootstrap,
+            &self.registry,
+            &Registry::new(),
+            None,
+            &Default::default(),
+        )
+        .map(drop)
     }
 
     /// Validates and compiles the config.
@@ -176,8 +183,14 @@ impl ProxyBuilder {
     /// An [`Error`] with [`Error::is_config`] whose source is a
     /// [`mesh_core::config::ValidationError`] listing every problem with its path.
     pub fn build(self) -> Result<Proxy, Error> {
-        let compiled = compile::compile(&self.bootstrap, &self.registry, &self.stats, None)
-            .map_err(|e| Error::new(Kind::Config, Some(e.into())))?;
+        let compiled = compile::compile(
+            &self.bootstrap,
+            &self.registry,
+            &self.stats,
+            None,
+            &Default::default(),
+        )
+        .map_err(|e| Error::new(Kind::Config, Some(e.into())))?;
         let admin = self.admin.or(self.bootstrap.admin.map(|a| a.address));
         let store = Arc::new(ConfigStore::new(compiled));
         let shared = Arc::new(Shared {
@@ -187,6 +200,7 @@ impl ProxyBuilder {
             random: random::Source::new(self.seed),
             upstream: self.upstream,
             downstream_cx: AtomicU64::new(0),
+            admin_runtime: std::sync::Mutex::default(),
         });
         Ok(Proxy {
             store,
@@ -260,6 +274,82 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// [`RunningProxy::reload`]; also what a runtime change through the admin API runs.
+    pub(crate) async fn reload(&self, bootstrap: Bootstrap) -> Result<u64, Error> {
+        let inner = self;
+        let _serial = inner.reload.lock().await;
+        let rejected = |e: Error| {
+            inner.server.config_reload_rejected.inc();
+            e
+        };
+        let previous = inner.shared.store.load_full();
+        let admin_runtime = inner
+            .shared
+            .admin_runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let compiled = compile::compile(
+            &bootstrap,
+            &inner.registry,
+            &inner.shared.stats,
+            Some(&previous.value),
+            &admin_runtime,
+        )
+        .map_err(|e| rejected(Error::new(Kind::Config, Some(e.into()))))?;
+
+        // Bind what is new before publishing, so a bind failure rejects the whole reload.
+        let (keep, mut fresh) = {
+            let current = inner.lock_listeners();
+            let mut keep = Vec::new();
+            let mut fresh = Vec::new();
+            for l in &bootstrap.listeners {
+                match current.iter().find(|h| h.config.name == l.name) {
+                    Some(h) if h.config.address == l.address || h.addr == l.address => {
+                        keep.push(l.name.clone());
+                    }
+                    _ => fresh.push(l.clone()),
+                }
+            }
+            (keep, fresh)
+        };
+        let mut bound = Vec::new();
+        for l in fresh.drain(..) {
+            // A listener that moves to a new address releases the old one first only after
+            // the swap; binding the same address twice would fail, so rebinds are rejected.
+            bound.push((bind(&l).await.map_err(rejected)?, l));
+        }
+
+        let version = inner.shared.store.publish(compiled);
+        inner.server.config_reload.inc();
+        inner
+            .server
+            .version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        *inner.last_updated.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
+
+        let mut current = inner.lock_listeners();
+        let mut draining = inner.draining.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = Vec::new();
+        for h in current.drain(..) {
+            match bootstrap.listeners.iter().find(|l| l.name == h.config.name) {
+                Some(l) if keep.contains(&h.config.name) => next.push(ListenerHandle {
+                    config: l.clone(),
+                    ..h
+                }),
+                _ => {
+                    let _ = h.stop.send(true);
+                    draining.push(h.task);
+                }
+            }
+        }
+        for (l, c) in bound {
+            next.push(inner.spawn_listener(l, c));
+        }
+        *current = next;
+        Ok(version)
+    }
+
     fn lock_listeners(&self) -> std::sync::MutexGuard<'_, Vec<ListenerHandle>> {
         self.listeners.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -542,71 +632,7 @@ impl RunningProxy {
     /// [`Error::is_config`] (with every problem listed) or [`Error::is_bind`]; the running
     /// config keeps serving in both cases, and `server.config_reload_rejected` counts it.
     pub async fn reload(&self, bootstrap: Bootstrap) -> Result<u64, Error> {
-        let inner = &self.inner;
-        let _serial = inner.reload.lock().await;
-        let rejected = |e: Error| {
-            inner.server.config_reload_rejected.inc();
-            e
-        };
-        let previous = inner.shared.store.load_full();
-        let compiled = compile::compile(
-            &bootstrap,
-            &inner.registry,
-            &inner.shared.stats,
-            Some(&previous.value),
-        )
-        .map_err(|e| rejected(Error::new(Kind::Config, Some(e.into()))))?;
-
-        // Bind what is new before publishing, so a bind failure rejects the whole reload.
-        let (keep, mut fresh) = {
-            let current = inner.lock_listeners();
-            let mut keep = Vec::new();
-            let mut fresh = Vec::new();
-            for l in &bootstrap.listeners {
-                match current.iter().find(|h| h.config.name == l.name) {
-                    Some(h) if h.config.address == l.address || h.addr == l.address => {
-                        keep.push(l.name.clone());
-                    }
-                    _ => fresh.push(l.clone()),
-                }
-            }
-            (keep, fresh)
-        };
-        let mut bound = Vec::new();
-        for l in fresh.drain(..) {
-            // A listener that moves to a new address releases the old one first only after
-            // the swap; binding the same address twice would fail, so rebinds are rejected.
-            bound.push((bind(&l).await.map_err(rejected)?, l));
-        }
-
-        let version = inner.shared.store.publish(compiled);
-        inner.server.config_reload.inc();
-        inner
-            .server
-            .version
-            .set(i64::try_from(version).unwrap_or(i64::MAX));
-        *inner.last_updated.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
-
-        let mut current = inner.lock_listeners();
-        let mut draining = inner.draining.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = Vec::new();
-        for h in current.drain(..) {
-            match bootstrap.listeners.iter().find(|l| l.name == h.config.name) {
-                Some(l) if keep.contains(&h.config.name) => next.push(ListenerHandle {
-                    config: l.clone(),
-                    ..h
-                }),
-                _ => {
-                    let _ = h.stop.send(true);
-                    draining.push(h.task);
-                }
-            }
-        }
-        for (l, c) in bound {
-            next.push(inner.spawn_listener(l, c));
-        }
-        *current = next;
-        Ok(version)
+        self.inner.reload(bootstrap).await
     }
 
     /// Completes when the admin API's `/quitquitquit` asks the proxy to stop.

@@ -8,7 +8,7 @@ const HCM: &str = "listeners[0].filter_chains[0].filters[0].typed_config";
 /// A valid bootstrap sprinkled with fields this reader does not support.
 const WITH_UNSUPPORTED: &str = r#"
 node: { id: front, cluster: edge }
-layered_runtime: { layers: [] }
+layered_runtime: { layers: [{ name: disk, disk_layer: { symlink_root: /srv } }] }
 stats_flush_interval: 5s
 dynamic_resources: { ads_config: { api_type: GRPC } }
 static_resources:
@@ -74,7 +74,7 @@ fn every_unsupported_field_warns_once_with_its_path() {
     paths.sort();
     let mut expected: Vec<String> = [
         "node",
-        "layered_runtime",
+        "layered_runtime.layers[0].disk_layer",
         "stats_flush_interval",
         "dynamic_resources",
         "static_resources.secrets",

@@ -1070,3 +1070,36 @@ overload_manager:
     let err = zero.unwrap_err().to_string();
     assert!(err.contains("max_active_downstream_connections"), "{err}");
 }
+
+/// `layered_runtime`: static and admin layers are read and dumped; other layer kinds warn.
+#[test]
+fn layered_runtime_layers() {
+    let loaded = parse_bootstrap(
+        r#"
+layered_runtime:
+  layers:
+  - name: base
+    static_layer: { fault: { http: { abort: { abort_percent: 5 } } }, routing.canary: 10 }
+  - name: admin
+    admin_layer: {}
+  - name: disk
+    disk_layer: { symlink_root: /srv/runtime }
+"#,
+    )
+    .unwrap();
+    let layers = &loaded.value.layered_runtime.layers;
+    assert_eq!(layers.len(), 2);
+    assert_eq!(layers[0].name, "base");
+    assert!(matches!(layers[1].kind, RuntimeLayerKind::Admin));
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.warnings[0].path,
+        "layered_runtime.layers[2].disk_layer"
+    );
+    let rt = mesh_core::runtime::Runtime::new(&loaded.value.layered_runtime, &Default::default());
+    assert_eq!(rt.u64("fault.http.abort.abort_percent"), Some(5));
+    assert_eq!(rt.u64("routing.canary"), Some(10));
+    let back =
+        parse_bootstrap(&mesh_xds::envoy::dump::bootstrap(&loaded.value).to_string()).unwrap();
+    assert_eq!(back.value, loaded.value);
+}

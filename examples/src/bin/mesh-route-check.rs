@@ -58,7 +58,7 @@ fn main() -> ExitCode {
             return ExitCode::from(BAD_INPUT);
         }
     };
-    let report = route_check::check(&routes.table, &tests);
+    let report = route_check::check_routes(&routes, &tests);
     for w in &report.warnings {
         eprintln!("warning: {}: {w}", cli.tests.display());
     }

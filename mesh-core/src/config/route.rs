@@ -329,7 +329,7 @@ pub enum PathMatch {
 pub struct RuntimeFraction {
     /// The fraction used when the runtime has no value under the key.
     pub default_value: FractionalPercent,
-    /// Runtime key (kept for dumps; there is no runtime layer yet).
+    /// Runtime key: a value under it in the runtime replaces `default_value`.
     #[serde(default)]
     pub runtime_key: String,
 }

@@ -1,6 +1,6 @@
 //! Envoy's `Bootstrap`: static resources and the admin server.
 
-use mesh_core::config::{Admin, Bootstrap};
+use mesh_core::config::{Admin, Bootstrap, RuntimeLayer, RuntimeLayerKind};
 use serde_json::Value;
 
 use super::{Cx, Obj, Remap, as_list, at, cluster, listener};
@@ -48,6 +48,39 @@ pub(crate) fn bootstrap(cx: &mut Cx, v: &Value, remap: &mut Remap) -> Bootstrap 
     }
     if let Some(om) = o.obj(cx, "overload_manager") {
         overload_manager(cx, om, &mut b);
+    }
+    if let Some(mut lr) = o.obj(cx, "layered_runtime") {
+        for (lv, lp) in lr.list(cx, "layers") {
+            let Some(mut l) = Obj::new(cx, lv, lp) else {
+                continue;
+            };
+            let name = l.string(cx, "name").unwrap_or_default();
+            let kind = if let Some((v, p)) = l.value(cx, "static_layer") {
+                if v.is_object() {
+                    Some(RuntimeLayerKind::Static(v.clone()))
+                } else {
+                    cx.error(p, "a static layer is a map of keys to values");
+                    None
+                }
+            } else if let Some(a) = l.obj(cx, "admin_layer") {
+                a.finish(cx);
+                Some(RuntimeLayerKind::Admin)
+            } else {
+                for key in ["disk_layer", "rtds_layer"] {
+                    l.unsupported(
+                        cx,
+                        key,
+                        "only static and admin runtime layers are supported; layer ignored",
+                    );
+                }
+                None
+            };
+            l.finish(cx);
+            if let Some(kind) = kind {
+                b.layered_runtime.layers.push(RuntimeLayer { name, kind });
+            }
+        }
+        lr.finish(cx);
     }
     o.unsupported(
         cx,

@@ -149,6 +149,21 @@ pub fn bootstrap(b: &Bootstrap) -> Value {
             json_obj([("address", socket_address(admin.address))]),
         );
     }
+    if !b.layered_runtime.layers.is_empty() {
+        let layers = b.layered_runtime.layers.iter().map(|l| {
+            let (key, value) = match &l.kind {
+                mesh_core::config::RuntimeLayerKind::Static(v) => ("static_layer", v.clone()),
+                mesh_core::config::RuntimeLayerKind::Admin => {
+                    ("admin_layer", Value::Object(Map::new()))
+                }
+            };
+            json_obj([("name", l.name.as_str().into()), (key, value)])
+        });
+        out.set(
+            "layered_runtime",
+            json_obj([("layers", Value::Array(layers.collect()))]),
+        );
+    }
     if let Some(max) = b.overload_manager.max_active_downstream_connections {
         let mut monitor = Obj::typed(DOWNSTREAM_CONNECTIONS_CONFIG);
         monitor.set("max_active_downstream_connections", max);
