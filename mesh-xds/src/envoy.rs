@@ -77,6 +77,7 @@ pub mod dump;
 mod endpoint;
 mod listener;
 mod route;
+mod schema;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -216,6 +217,7 @@ pub fn diagnose_bootstrap(text: &str) -> Result<Diagnosis<Bootstrap>, LoadError>
     let mut cx = Cx::default();
     let mut remap = Remap::default();
     let value = bootstrap::bootstrap(&mut cx, &doc, &mut remap);
+    strict_names(&mut cx, &doc, schema::BOOTSTRAP);
     let mut d = Diagnosis {
         value,
         errors: cx.errors,
@@ -249,6 +251,7 @@ pub fn parse_route_configuration(text: &str) -> Result<Loaded<RouteConfiguration
     let doc = parse_text(text)?;
     let mut cx = Cx::default();
     let value = route::route_configuration(&mut cx, &doc, "");
+    strict_names(&mut cx, &doc, schema::ROUTE_CONFIGURATION);
     if !cx.errors.is_empty() {
         return Err(LoadError::Invalid { errors: cx.errors });
     }
@@ -273,6 +276,24 @@ pub fn parse_route_configuration(text: &str) -> Result<Loaded<RouteConfiguration
         value,
         warnings: cx.warnings,
     })
+}
+
+/// Envoy refuses a field its schema does not have: each becomes an error (in place of the
+/// "ignored" warning the reader gave it), and what is left among the warnings are fields Envoy
+/// has that this proxy does not implement.
+fn strict_names(cx: &mut Cx, doc: &Value, root: &str) {
+    let unknown = schema::unknown_fields(doc, root);
+    if unknown.is_empty() {
+        return;
+    }
+    cx.warnings
+        .retain(|w| !unknown.iter().any(|(p, _)| *p == w.path));
+    let errors = unknown
+        .into_iter()
+        .map(|(path, message)| FieldError { path, message });
+    // Ahead of the others: a misspelled field often explains the errors that follow.
+    let rest = std::mem::take(&mut cx.errors);
+    cx.errors = errors.chain(rest).collect();
 }
 
 fn strip_root(path: &str, root: &str) -> String {
@@ -414,7 +435,9 @@ fn too_deep(text: &str, limit: usize) -> Option<(usize, usize)> {
 // The walker: reads fields from JSON values, tracking the path and which fields were used.
 // ---------------------------------------------------------------------------------------------
 
-/// The message of a warning about an unknown field.
+/// The message of a warning about a field the reader did not read. In a bootstrap or a route
+/// configuration it is one Envoy has and this proxy does not implement: a field Envoy's schema
+/// does not have is an error there.
 pub(crate) const UNKNOWN: &str = "unknown or unsupported field, ignored";
 
 /// The message of a warning about a TLS transport socket.

@@ -31,7 +31,7 @@ static_resources:
               domains: ["*"]
               rate_limits: []
               routes:
-              - match: { prefix: /, fooBar: 1 }
+              - match: { prefix: / }
                 decorator: { operation: x }
                 route: { cluster: web, cors: {} }
           http_filters:
@@ -45,11 +45,9 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
           stat_prefix: tcp
           cluster: web
-          not_even_looked_at: true
   clusters:
   - name: web
     type: LOGICAL_DNS
-    conect_timeout: 1s
     dns_lookup_family: V4_ONLY
     load_assignment:
       cluster_name: web
@@ -58,7 +56,7 @@ static_resources:
         - endpoint:
             address: { socket_address: { address: web.internal, port_value: 80 } }
             health_check_config: { port_value: 81 }
-          load_balancing_weight: { value: 2, extra: 1 }
+          load_balancing_weight: { value: 2 }
   - name: eds
     type: EDS
     eds_cluster_config: { service_name: eds-svc, eds_config: { ads: {} } }
@@ -81,16 +79,13 @@ fn every_unsupported_field_warns_once_with_its_path() {
         "listeners[0].per_connection_buffer_limit_bytes",
         "listeners[0].listener_filters",
         &format!("{HCM}.route_config.virtual_hosts[0].rate_limits"),
-        &format!("{HCM}.route_config.virtual_hosts[0].routes[0].match.fooBar"),
         &format!("{HCM}.route_config.virtual_hosts[0].routes[0].decorator"),
         &format!("{HCM}.route_config.virtual_hosts[0].routes[0].route.cors"),
         &format!("{HCM}.http_filters[0].typed_config.start_child_span"),
         "listeners[0].filter_chains[1].filters[0]",
         "clusters[0].type",
-        "clusters[0].conect_timeout",
         "clusters[0].dns_lookup_family",
         "clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.health_check_config",
-        "clusters[0].load_assignment.endpoints[0].lb_endpoints[0].load_balancing_weight.extra",
         "clusters[1].type",
         "admin.access_log_path",
     ]
@@ -531,6 +526,60 @@ static_resources:
     );
     assert!(
         errors[0].message.contains("cannot be honoured"),
+        "{errors:?}"
+    );
+}
+
+/// Regression (issue #11): a misspelled field (`static_resources.clusterz`) was a warning and
+/// `validate` said "ok". Envoy refuses a field its schema does not have; so does the reader,
+/// with the field's path, the message it is not in, and the nearest name.
+#[test]
+fn a_field_envoy_does_not_have_is_an_error() {
+    let yaml = r#"
+static_resources:
+  clusterz: []
+  clusters:
+  - name: web
+    type: STATIC
+    conect_timeout: 1s
+    load_assignment:
+      cluster_name: web
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 80 } } }
+          load_balancing_weight: { value: 2, extra: 1 }
+  listeners:
+  - name: l
+    address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: s
+          route_config: { virtual_hosts: [{ name: a, domains: ["*"], routes: [{ match: { prefix: /, fooBar: 1 }, route: { cluster: web } }] }] }
+"#;
+    let Err(LoadError::Invalid { errors }) = parse_bootstrap(yaml) else {
+        panic!("typos must be refused");
+    };
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "clusters[0].conect_timeout",
+            "clusters[0].load_assignment.endpoints[0].lb_endpoints[0].load_balancing_weight.extra",
+            "static_resources.clusterz",
+            &format!("{HCM}.route_config.virtual_hosts[0].routes[0].match.fooBar"),
+        ]
+    );
+    assert!(
+        errors[2].message.contains("did you mean \"clusters\""),
+        "{errors:?}"
+    );
+    assert!(
+        errors[0]
+            .message
+            .contains("did you mean \"connect_timeout\""),
         "{errors:?}"
     );
 }
