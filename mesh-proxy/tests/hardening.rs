@@ -211,6 +211,14 @@ async fn invalid_chunked_body_is_a_400() {
     )
     .await;
     assert_eq!(status_of(&resp), "400", "{resp}");
+    // The upstream connection that carried part of the broken body is not reused.
+    let ok = raw(
+        addr,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    )
+    .await;
+    assert_eq!(status_of(&ok), "200", "{ok}");
+    assert_eq!(up.accepted(), 2, "a fresh upstream connection for the next request");
 }
 
 /// Regression: the admin listener took cross-origin "simple" POSTs (`Origin:
