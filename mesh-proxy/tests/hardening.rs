@@ -218,7 +218,11 @@ async fn invalid_chunked_body_is_a_400() {
     )
     .await;
     assert_eq!(status_of(&ok), "200", "{ok}");
-    assert_eq!(up.accepted(), 2, "a fresh upstream connection for the next request");
+    assert_eq!(
+        up.accepted(),
+        2,
+        "a fresh upstream connection for the next request"
+    );
 }
 
 /// Regression: the admin listener took cross-origin "simple" POSTs (`Origin:
