@@ -645,9 +645,8 @@ fn no_fault_filter_without_faults() {
 #[test]
 fn mirrors() {
     let b = sidecar(&vs(r#"
-  - mirror: { host: reviews, subset: v2 }
-    mirrorPercentage: { value: 25.0 }
-    mirrors:
+  - mirrors:
+    - { destination: { host: reviews, subset: v2 }, percentage: { value: 25.0 } }
     - { destination: { host: ratings } }
     - { destination: { host: ratings }, percentage: { value: 0 } }
     route: [{ destination: { host: reviews, subset: v1 } }]
@@ -1131,7 +1130,8 @@ fn mesh_wildcard_hosts_and_mirror_paths_are_checked() {
     );
     let e = errors(&vs(r#"
   - mirror: { host: reviews, subset: nope }
-    mirrors: [{ destination: { host: reviews, subset: v1 } }, { destination: { host: reviews, subset: gone } }]
+    route: [{ destination: { host: reviews } }]
+  - mirrors: [{ destination: { host: reviews, subset: v1 } }, { destination: { host: reviews, subset: gone } }]
     route: [{ destination: { host: reviews } }]
 "#));
     let paths: Vec<&str> = e.iter().map(|e| e.split(": ").nth(1).unwrap()).collect();
@@ -1139,7 +1139,7 @@ fn mesh_wildcard_hosts_and_mirror_paths_are_checked() {
         paths,
         [
             "spec.http[0].mirror.subset",
-            "spec.http[0].mirrors[1].destination.subset"
+            "spec.http[1].mirrors[1].destination.subset"
         ]
     );
 }

@@ -331,3 +331,85 @@ fn valid_documents_load() {
         }
     }
 }
+
+/// The rest of the rules: route conflicts, rewrites, matches, exportTo, locality settings,
+/// connection-pool consistency, gateway binds.
+#[test]
+fn more_invalid_documents() {
+    for case in [
+        Invalid {
+            kind: "VirtualService",
+            spec: "{ hosts: [a.example.com, '*.example.com'], http: [{ route: [{ destination: { host: a } }] }] }",
+            path: "spec.hosts",
+            message: "duplicate hosts in virtual service: a.example.com & *.example.com",
+        },
+        Invalid {
+            kind: "VirtualService",
+            spec: "{ hosts: [a] }",
+            path: "spec",
+            message: "http, tcp or tls must be provided in virtual service",
+        },
+        Invalid {
+            kind: "VirtualService",
+            spec: "{ hosts: [a], http: [{ redirect: { uri: /b }, fault: { abort: { httpStatus: 500, percentage: { value: 1 } } } }] }",
+            path: "spec.http[0]",
+            message: "HTTP route cannot contain both fault and redirect",
+        },
+        Invalid {
+            kind: "VirtualService",
+            spec: "{ hosts: [a], http: [{ route: [{ destination: { host: a } }], rewrite: {} }] }",
+            path: "spec.http[0].rewrite",
+            message: "rewrite must specify at least one of URI, UriRegexRewrite, or authority",
+        },
+        Invalid {
+            kind: "VirtualService",
+            spec: "{ hosts: [a], http: [{ match: [{ port: 70000 }], route: [{ destination: { host: a } }] }] }",
+            path: "spec.http[0].match[0].port",
+            message: "port number 70000 must be in the range 1..65535",
+        },
+        Invalid {
+            kind: "VirtualService",
+            spec: "{ hosts: [a], exportTo: ['*', '.'], http: [{ route: [{ destination: { host: a } }] }] }",
+            path: "spec.exportTo",
+            message: "cannot have both public (*) and non-public exportTo values for a resource",
+        },
+        Invalid {
+            kind: "VirtualService",
+            spec: "{ hosts: [a], exportTo: ['~'], http: [{ route: [{ destination: { host: a } }] }] }",
+            path: "spec.exportTo[0]",
+            message: "exportTo ~ (none) is not allowed for Istio configuration objects",
+        },
+        Invalid {
+            kind: "DestinationRule",
+            spec: "{ host: a, trafficPolicy: { loadBalancer: { simple: ROUND_ROBIN, localityLbSetting: { distribute: [{ from: us/*, to: { 'us/a/*': 60, 'us/b/*': 30 } }] } } } }",
+            path: "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to",
+            message: "total locality weight 90 != 100",
+        },
+        Invalid {
+            kind: "DestinationRule",
+            spec: "{ host: a, trafficPolicy: { loadBalancer: { simple: ROUND_ROBIN, localityLbSetting: { failover: [{ from: us, to: us }] } } } }",
+            path: "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]",
+            message: "locality lb failover settings must specify different regions",
+        },
+        Invalid {
+            kind: "DestinationRule",
+            spec: "{ host: a, trafficPolicy: { connectionPool: { http: { h2UpgradePolicy: UPGRADE, useClientProtocol: true } } } }",
+            path: "spec.trafficPolicy.connectionPool.http.useClientProtocol",
+            message: "use client protocol must not be true when H2UpgradePolicy is UPGRADE",
+        },
+        Invalid {
+            kind: "DestinationRule",
+            spec: "{ host: a, trafficPolicy: { portLevelSettings: [{ port: { number: 80 } }] } }",
+            path: "spec.trafficPolicy.portLevelSettings[0]",
+            message: "port traffic policy must have at least one field",
+        },
+        Invalid {
+            kind: "Gateway",
+            spec: "{ servers: [{ port: { number: 80, name: http, protocol: HTTP }, hosts: ['*'], bind: 'not-an-ip' }] }",
+            path: "spec.servers[0].bind",
+            message: "not-an-ip is not a valid IP",
+        },
+    ] {
+        case.run();
+    }
+}

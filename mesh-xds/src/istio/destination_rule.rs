@@ -212,11 +212,7 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> DestinationRule
             traffic_policy,
         });
     }
-    s.unsupported(
-        cx,
-        "exportTo",
-        "exportTo is not enforced: every resource is visible to every proxy",
-    );
+    super::rules::export_to(cx, s, false);
     if let Some(mut ws) = s.obj(cx, "workloadSelector") {
         if let Some((v, p)) = ws.value(cx, "matchLabels") {
             let labels = string_map(cx, v, &p);
@@ -251,6 +247,12 @@ fn traffic_policy(cx: &mut Cx, v: &Value, path: String, top: bool) -> Option<Tra
     {
         cx.error(path.clone(), "traffic policy must have at least one field");
     }
+    if v.get("tunnel").is_some() && v.get("proxyProtocol").is_some() {
+        cx.error(
+            path.clone(),
+            "tunnel and proxyProtocol must not be set together",
+        );
+    }
     let mut o = Obj::new(cx, v, path)?;
     let mut tp = TrafficPolicy {
         policy: policy(cx, &mut o),
@@ -258,6 +260,19 @@ fn traffic_policy(cx: &mut Cx, v: &Value, path: String, top: bool) -> Option<Tra
     };
     if top {
         for (v, p) in o.list(cx, "portLevelSettings") {
+            if v.is_null() {
+                cx.error(p, "traffic policy may not be null");
+                continue;
+            }
+            if !["outlierDetection", "connectionPool", "loadBalancer", "tls"]
+                .iter()
+                .any(|f| v.get(f).is_some_and(|x| !x.is_null()))
+            {
+                cx.error(
+                    p.clone(),
+                    "port traffic policy must have at least one field",
+                );
+            }
             let Some(mut po) = Obj::new(cx, v, p) else {
                 continue;
             };
@@ -307,6 +322,59 @@ fn policy(cx: &mut Cx, o: &mut Obj<'_>) -> Policy {
         p.tls_mode = Some(mode);
     }
     p
+}
+
+/// Istio's `localityLbSetting` rules (`ValidateLocalityLbSetting`), the first failing one.
+fn locality_rules(cx: &mut Cx, l: &Obj<'_>) {
+    let path = l.path().to_owned();
+    let list = |k: &str| {
+        l.value_of(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (distribute, failover) = (list("distribute"), list("failover"));
+    if !distribute.is_empty() && !failover.is_empty() {
+        cx.error(
+            path,
+            "can not simultaneously specify 'distribute' and 'failover'",
+        );
+        return;
+    }
+    for (i, d) in distribute.iter().enumerate() {
+        let to = d.get("to").and_then(Value::as_object);
+        let weights: Vec<u64> = to
+            .map(|m| m.values().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        let p = format!("{path}.distribute[{i}].to");
+        if weights.iter().any(|w| !(1..=100).contains(w)) {
+            cx.error(p, "locality weight must be in range [1, 100]");
+            return;
+        }
+        let total: u64 = weights.iter().sum();
+        if total != 100 {
+            cx.error(p, format!("total locality weight {total} != 100"));
+            return;
+        }
+    }
+    for (i, f) in failover.iter().enumerate() {
+        let p = format!("{path}.failover[{i}]");
+        let from = f.get("from").and_then(Value::as_str).unwrap_or("");
+        let to = f.get("to").and_then(Value::as_str).unwrap_or("");
+        if from == to {
+            cx.error(
+                p,
+                "locality lb failover settings must specify different regions",
+            );
+        } else if from.contains('/') || to.contains('/') {
+            cx.error(p, "locality lb failover only specify region");
+        } else if from.contains('*') || to.contains('*') {
+            cx.error(
+                p,
+                "locality lb failover region should not contain '*' wildcard",
+            );
+        }
+    }
 }
 
 /// Istio's client TLS settings rules (`ValidateTLS`).
@@ -439,11 +507,14 @@ fn load_balancer(cx: &mut Cx, o: &mut Obj<'_>) -> Option<LoadBalancer> {
             minimum_ring_size: min.filter(|m| *m > 0),
         });
     }
-    o.unsupported(
-        cx,
-        "localityLbSetting",
-        "locality load balancing settings are not supported, ignored",
-    );
+    if let Some(mut l) = o.obj(cx, "localityLbSetting") {
+        locality_rules(cx, &l);
+        cx.warn(
+            l.path(),
+            "locality load balancing settings are not supported, ignored",
+        );
+        l.take_all();
+    }
     if let Some(mut w) = o.obj(cx, "warmup") {
         match w.duration(cx, "duration") {
             None => cx.error(w.child("duration"), "duration is required"),
@@ -539,21 +610,37 @@ fn connection_pool(cx: &mut Cx, o: &mut Obj<'_>) -> ConnectionPool {
         ) {
             cp.h2_upgrade = u;
         }
+        if cp.h2_upgrade && h.value_of("useClientProtocol").and_then(Value::as_bool) == Some(true) {
+            cx.error(
+                h.child("useClientProtocol"),
+                "use client protocol must not be true when H2UpgradePolicy is UPGRADE",
+            );
+        }
         h.unsupported(
             cx,
             "useClientProtocol",
             "useClientProtocol is not supported: the port protocol decides",
         );
+        if let Some(mut k) = h.obj(cx, "http2KeepAlive") {
+            for key in ["interval", "timeout"] {
+                match k.duration(cx, key) {
+                    None => cx.error(k.child(key), format!("http2 keepalive {key} is required")),
+                    Some(d) => {
+                        if let Err(e) = super::rules::duration(d) {
+                            cx.error(k.child(key), e);
+                        }
+                    }
+                }
+            }
+            cx.warn(k.path(), "HTTP/2 keepalive is not supported, ignored");
+            k.take_all();
+        }
         h.unsupported(
             cx,
             "maxConcurrentStreams",
             "maxConcurrentStreams is not supported, ignored",
         );
-        h.unsupported(
-            cx,
-            "http2KeepAlive",
-            "HTTP/2 keepalive is not supported, ignored",
-        );
+
         h.finish(cx);
     }
     cp

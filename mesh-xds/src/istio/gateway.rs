@@ -176,6 +176,17 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> Gateway {
             );
         }
         srv.name = o.string(cx, "name").unwrap_or_default();
+        if let Some(bind) = o.value_of("bind").and_then(Value::as_str)
+            && !bind.is_empty()
+        {
+            let e = match bind.strip_prefix("unix://") {
+                Some(path) => rules::unix_address(path).err(),
+                None => rules::ip(bind).err(),
+            };
+            if let Some(e) = e {
+                cx.error(o.child("bind"), e);
+            }
+        }
         o.unsupported(
             cx,
             "bind",

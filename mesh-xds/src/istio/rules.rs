@@ -240,6 +240,60 @@ pub(crate) fn selector(map: &BTreeMap<String, String>) -> Vec<String> {
         .collect()
 }
 
+/// `exportTo` (`validateExportTo`): `.`, `*` or namespaces, no duplicates, `*` alone; `~`
+/// (exported to nobody) only for a ServiceEntry and alone. The proxy does not enforce
+/// visibility (every resource is visible to it), which a warning says.
+pub(crate) fn export_to(
+    cx: &mut crate::envoy::Cx,
+    s: &mut crate::envoy::Obj<'_>,
+    service_entry: bool,
+) {
+    let Some((v, p)) = s.value(cx, "exportTo") else {
+        return;
+    };
+    let list: Vec<&str> = v
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, e) in list.iter().enumerate() {
+        let ep = format!("{p}[{i}]");
+        if !seen.insert(*e) {
+            cx.error(ep, format!("duplicate entries in exportTo for entry {e}"));
+            continue;
+        }
+        match *e {
+            "." | "*" => {}
+            "~" if service_entry => {}
+            "~" => cx.error(
+                ep,
+                "exportTo ~ (none) is not allowed for Istio configuration objects",
+            ),
+            ns if !is_dns1123_label(ns) => cx.error(
+                ep,
+                "only .,*, or a valid DNS 1123 label is allowed as exportTo entry",
+            ),
+            _ => {}
+        }
+    }
+    if list.len() > 1 && seen.contains("*") {
+        cx.error(
+            p.clone(),
+            "cannot have both public (*) and non-public exportTo values for a resource",
+        );
+    }
+    if list.len() > 1 && seen.contains("~") {
+        cx.error(
+            p.clone(),
+            "cannot export service entry to no one (~) and someone",
+        );
+    }
+    cx.warn(
+        p,
+        "exportTo is not enforced: every resource is visible to every proxy",
+    );
+}
+
 /// `validateSubsetName`.
 pub(crate) fn subset_name(name: &str) -> Result<(), String> {
     if name.is_empty() {

@@ -327,11 +327,7 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> ServiceEntry {
         }
         ws.finish(cx);
     }
-    s.unsupported(
-        cx,
-        "exportTo",
-        "exportTo is not enforced: every resource is visible to every proxy",
-    );
+    rules::export_to(cx, s, true);
     s.unsupported(cx, "subjectAltNames", "TLS is not supported, ignored");
     se.meta = meta;
     se

@@ -273,7 +273,30 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> VirtualService 
             );
         }
     }
+    // Two hosts of which one covers the other (equal, or a wildcard suffix of the other).
+    'pairs: for (i, a) in vs.hosts.iter().enumerate() {
+        for b in &vs.hosts[i + 1..] {
+            if hosts_overlap(a, b) {
+                cx.error(
+                    s.child("hosts"),
+                    format!("duplicate hosts in virtual service: {a} & {b}"),
+                );
+                break 'pairs;
+            }
+        }
+    }
+    if !(s.has("http") || s.has("tcp") || s.has("tls")) {
+        cx.error(
+            s.path(),
+            "http, tcp or tls must be provided in virtual service",
+        );
+    }
+    super::rules::export_to(cx, s, false);
     for (v, p) in s.list(cx, "http") {
+        if v.is_null() {
+            cx.error(p, "http route may not be null");
+            continue;
+        }
         if let Some(r) = http_route(cx, v, p) {
             vs.http.push(r);
         }
@@ -287,11 +310,6 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> VirtualService 
         cx,
         "tls",
         "TLS routes are not supported (the proxy serves HTTP only), ignored",
-    );
-    s.unsupported(
-        cx,
-        "exportTo",
-        "exportTo is not enforced: every resource is visible to every proxy",
     );
     if let Some((_, p)) = s.value(cx, "delegate") {
         cx.warn(p, "delegate VirtualServices are not supported, ignored");
@@ -360,6 +378,37 @@ fn http_route(cx: &mut Cx, v: &Value, path: String) -> Option<HttpRoute> {
         "delegate",
         "delegate VirtualServices are not supported, rule ignored",
     );
+    for (a, b, message) in [
+        (
+            "redirect",
+            "fault",
+            "HTTP route cannot contain both fault and redirect",
+        ),
+        (
+            "redirect",
+            "rewrite",
+            "HTTP route rule cannot contain both rewrite and redirect",
+        ),
+        (
+            "directResponse",
+            "fault",
+            "HTTP route cannot contain both fault and direct_response",
+        ),
+        (
+            "directResponse",
+            "rewrite",
+            "HTTP route rule cannot contain both rewrite and direct_response",
+        ),
+        (
+            "mirror",
+            "mirrors",
+            "HTTP route cannot contain both mirror and mirrors",
+        ),
+    ] {
+        if o.has(a) && o.has(b) {
+            cx.error(o.path(), message);
+        }
+    }
     let actions = usize::from(!r.route.is_empty())
         + usize::from(r.redirect.is_some())
         + usize::from(r.direct_response.is_some());
@@ -385,6 +434,21 @@ fn http_route(cx: &mut Cx, v: &Value, path: String) -> Option<HttpRoute> {
         }
         if r.rewrite.uri.is_some() && r.rewrite.uri_regex.is_some() {
             cx.error(rw.path(), "only one of uri and uriRegexRewrite may be set");
+        }
+        if r.rewrite.uri.is_none() && r.rewrite.uri_regex.is_none() && r.rewrite.authority.is_none()
+        {
+            cx.error(
+                rw.path(),
+                "rewrite must specify at least one of URI, UriRegexRewrite, or authority. Only one of URI or UriRegexRewrite may be specified",
+            );
+        }
+        if let Some((m, s)) = &r.rewrite.uri_regex
+            && (m.is_empty() || s.is_empty())
+        {
+            cx.error(
+                format!("{}.uriRegexRewrite", rw.path()),
+                "UriRegexRewrite requires both Rewrite and Match fields to be specified",
+            );
         }
         rw.finish(cx);
     }
@@ -581,12 +645,29 @@ fn http_match(cx: &mut Cx, v: &Value, path: String) -> Option<HttpMatch> {
             }
         }
     }
-    m.port = o.u16(cx, "port");
+    if let Some(n) = o.u64(cx, "port").filter(|n| *n != 0) {
+        match super::rules::port(n) {
+            Ok(()) => m.port = Some(n as u16),
+            Err(e) => cx.error(o.child("port"), e),
+        }
+    }
     m.ignore_uri_case = o.bool(cx, "ignoreUriCase").unwrap_or(false);
     if let Some((v, p)) = o.value(cx, "sourceLabels") {
         m.source_labels = string_map(cx, v, &p);
+        for e in super::rules::labels(&m.source_labels) {
+            cx.error(p.clone(), e);
+        }
     }
     m.source_namespace = o.string(cx, "sourceNamespace");
+    if let Some(ns) = m.source_namespace.as_deref()
+        && !ns.is_empty()
+        && !super::rules::is_dns1123_label(ns)
+    {
+        cx.error(
+            o.child("sourceNamespace"),
+            format!("sourceNamespace match {ns} is invalid"),
+        );
+    }
     m.gateways = o.strings(cx, "gateways");
     o.unsupported(
         cx,
@@ -722,6 +803,17 @@ fn direct_response(cx: &mut Cx, o: &mut Obj<'_>) -> Option<DirectResponse> {
         }
         b.finish(cx);
     }
+    if body.as_ref().is_some_and(|b| b.len() > 1 << 20) {
+        cx.error(
+            o.child("body"),
+            "large direct_responses may impact control plane performance, must be less than 1MB",
+        );
+    } else if body.as_ref().is_some_and(|b| b.len() > 100 << 10) {
+        cx.warn(
+            o.child("body"),
+            "large direct_responses may impact control plane performance",
+        );
+    }
     Some(DirectResponse { status, body })
 }
 
@@ -845,4 +937,15 @@ fn cors(cx: &mut Cx, o: &mut Obj<'_>) -> CorsPolicy {
         );
     }
     c
+}
+
+/// Whether two VirtualService hosts cover each other (Istio's duplicate-host rule): equal, or
+/// a wildcard whose suffix the other ends with.
+fn hosts_overlap(a: &str, b: &str) -> bool {
+    match (a.strip_prefix('*'), b.strip_prefix('*')) {
+        (None, None) => a == b,
+        (Some(sa), None) => b.ends_with(sa),
+        (None, Some(sb)) => a.ends_with(sb),
+        (Some(sa), Some(sb)) => sa.ends_with(sb) || sb.ends_with(sa),
+    }
 }
