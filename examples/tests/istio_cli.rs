@@ -73,14 +73,16 @@ spec:
   - route: [{ destination: { host: reviews, subset: v2 } }]
 "#;
 
-const UNDEFINED_SUBSET: &str = r#"
+/// Invalid to istiod: a 0 s timeout (durations must be at least 1 ms).
+const INVALID_TIMEOUT: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: { name: reviews }
 spec:
   hosts: [reviews]
   http:
-  - route: [{ destination: { host: reviews, subset: v9 } }]
+  - route: [{ destination: { host: reviews, subset: v1 } }]
+    timeout: 0s
 "#;
 
 const GATEWAY: &str = r#"
@@ -215,7 +217,7 @@ async fn a_sidecar_routes_by_host_per_the_mesh_virtual_services_and_reloads() {
         upstream_for(addr, "reviews:9080", None).await.1 == "v2"
     })
     .await;
-    std::fs::write(d.join("reviews.yaml"), UNDEFINED_SUBSET).unwrap();
+    std::fs::write(d.join("reviews.yaml"), INVALID_TIMEOUT).unwrap();
     eventually(Duration::from_secs(20), "the rejection", || async {
         Client::http1()
             .get(admin, "/stats?filter=config_reload_rejected", &[])
@@ -318,12 +320,14 @@ fn print_config_shows_the_translation_and_bad_yaml_fails_with_its_path() {
         "127.0.0.1_15001"
     );
 
-    std::fs::write(d.join("reviews.yaml"), UNDEFINED_SUBSET).unwrap();
+    std::fs::write(d.join("reviews.yaml"), INVALID_TIMEOUT).unwrap();
     let out = run_istio(&d, &SIDECAR);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("reviews.default VirtualService"), "{err}");
-    assert!(err.contains("v9"), "{err}");
+    assert!(
+        err.contains("reviews.default VirtualService: spec.http[0].timeout"),
+        "{err}"
+    );
 
     // The sidecar role needs its port.
     let out = run_istio(&d, &["--role", "sidecar"]);

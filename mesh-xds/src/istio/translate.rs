@@ -344,16 +344,18 @@ impl<'a> Registry<'a> {
                             .or_else(|| self.dr_for(&host));
                         let defined =
                             dr.is_some_and(|dr| dr.subsets.iter().any(|s| &s.name == subset));
+                        // Valid to istiod (a DestinationRule may come later): the route
+                        // names a cluster that does not exist, and Envoy answers 503 (NC).
                         if !defined {
-                            cx.error(
+                            cx.warn(
                                 vs.meta.path(kind, &format!("{p}.subset")),
                                 match dr {
                                     Some(dr) => format!(
-                                        "subset {subset:?} is not defined by DestinationRule {}.{} for host {host}",
+                                        "subset {subset:?} is not defined by DestinationRule {}.{} for host {host}: requests routed there get 503",
                                         dr.meta.name, dr.meta.namespace
                                     ),
                                     None => format!(
-                                        "subset {subset:?} is not defined: no DestinationRule for host {host}"
+                                        "subset {subset:?} is not defined: no DestinationRule for host {host}: requests routed there get 503"
                                     ),
                                 },
                             );
