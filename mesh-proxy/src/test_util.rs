@@ -327,3 +327,34 @@ impl Client {
             .await
     }
 }
+
+/// Starts a proxy whose one listener (`http`, on 127.0.0.1:0) routes every request to
+/// `cluster`, and returns it with the listener's address.
+///
+/// # Panics
+/// If the config does not build or the listener cannot bind.
+pub async fn start_for_cluster(
+    cluster: mesh_core::config::Cluster,
+) -> (crate::RunningProxy, SocketAddr) {
+    use mesh_core::config::{
+        Bootstrap, HttpConnectionManager, Listener, Route, RouteConfiguration, VirtualHost,
+    };
+    let routes = RouteConfiguration::new("r").with_virtual_host(
+        VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", cluster.name.clone())),
+    );
+    let boot = Bootstrap::default()
+        .with_listener(Listener::http(
+            "http",
+            "127.0.0.1:0".parse().expect("a valid address"),
+            HttpConnectionManager::with_routes(routes),
+        ))
+        .with_cluster(cluster);
+    let p = crate::Proxy::builder(boot)
+        .build()
+        .expect("the test config builds")
+        .start()
+        .await
+        .expect("the test listener binds");
+    let addr = p.listener_addr("http").expect("the listener is named http");
+    (p, addr)
+}

@@ -10,19 +10,7 @@ use mesh_proxy::test_util::{Behavior, Client, Upstream};
 use mesh_proxy::{Proxy, RunningProxy};
 
 async fn start(cluster: Cluster) -> (RunningProxy, SocketAddr) {
-    let routes = RouteConfiguration::new("r").with_virtual_host(
-        VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", cluster.name.clone())),
-    );
-    let boot = Bootstrap::default()
-        .with_listener(Listener::http(
-            "http",
-            "127.0.0.1:0".parse().unwrap(),
-            HttpConnectionManager::with_routes(routes),
-        ))
-        .with_cluster(cluster);
-    let p = Proxy::builder(boot).build().unwrap().start().await.unwrap();
-    let addr = p.listener_addr("http").unwrap();
-    (p, addr)
+    mesh_proxy::test_util::start_for_cluster(cluster).await
 }
 
 #[tokio::test]
