@@ -190,6 +190,9 @@ pub(crate) async fn run(
     }
 }
 
+/// hyper's HTTP/1 header limit when none is set.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
 /// Time allowed for an HTTP/1 request head from its first byte: the request headers timeout,
 /// or the request timeout when that is shorter.
 fn header_timeout(hcm: &HttpConnectionManager) -> Option<Duration> {
@@ -209,12 +212,16 @@ fn builder(hcm: &HttpConnectionManager) -> auto::Builder<TokioExecutor> {
     // name and value bytes and the URL; hyper counts separators and CRLFs too, and HPACK adds
     // 32 bytes an entry): the connection manager answers 431 past them.
     let count = hcm.max_headers_count as usize;
-    b.http1()
-        .timer(TokioTimer::new())
+    let mut h1 = b.http1();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(None)
-        .max_headers(count.saturating_add(1))
         .max_buf_size((header_bytes + 4 * count + 8192).max(8192))
         .keep_alive(true);
+    // hyper's own limit is 100 headers, kept on the stack; a larger limit costs every
+    // connection a heap array (6.8 KiB measured), so it is raised only when needed.
+    if count > HYPER_DEFAULT_MAX_HEADERS {
+        h1.max_headers(count.saturating_add(1));
+    }
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(hcm.http2.max_concurrent_streams)
