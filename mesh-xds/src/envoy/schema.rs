@@ -11,24 +11,48 @@
 //! A name Envoy reserved (a v2 field removed in v3) is not reported here: the readers decide
 //! about those.
 
-use std::sync::OnceLock;
-
-use prost_reflect::{DescriptorPool, Kind, MessageDescriptor};
 use serde_json::Value;
 
 use super::{at, join};
 
-static DESCRIPTOR: &[u8] = include_bytes!("../../schema/envoy-v3.descriptor.bin");
-
-fn pool() -> Option<&'static DescriptorPool> {
-    static POOL: OnceLock<Option<DescriptorPool>> = OnceLock::new();
-    POOL.get_or_init(|| DescriptorPool::decode(DESCRIPTOR).ok())
-        .as_ref()
+mod tables {
+    include!(concat!(env!("OUT_DIR"), "/envoy_schema.rs"));
 }
 
-/// The message `full_name` (e.g. `envoy.config.bootstrap.v3.Bootstrap`) of the schema.
-fn message(full_name: &str) -> Option<MessageDescriptor> {
-    pool()?.get_message_by_name(full_name)
+const LIST: u8 = 1;
+const MAP: u8 = 2;
+const NAME: u8 = 4;
+
+/// One message of the schema: its fields (by proto and JSON name, sorted) and the names it
+/// reserved.
+struct Message {
+    name: &'static str,
+    fields: &'static [(&'static str, &'static str, u8)],
+    reserved: &'static [&'static str],
+}
+
+fn message(name: &str) -> Option<Message> {
+    let i = tables::MESSAGES
+        .binary_search_by(|(n, _, _)| (*n).cmp(name))
+        .ok()?;
+    let (name, fields, reserved) = tables::MESSAGES[i];
+    Some(Message {
+        name,
+        fields,
+        reserved,
+    })
+}
+
+impl Message {
+    /// The field named `key` (proto or JSON name): its message type (`""` for scalars and
+    /// enums) and flags.
+    fn field(&self, key: &str) -> Option<(&'static str, u8)> {
+        let i = self
+            .fields
+            .binary_search_by(|(n, _, _)| (*n).cmp(key))
+            .ok()?;
+        Some((self.fields[i].1, self.fields[i].2))
+    }
 }
 
 /// Envoy's bootstrap.
@@ -41,9 +65,7 @@ pub(crate) const ROUTE_CONFIGURATION: &str = "envoy.config.route.v3.RouteConfigu
 /// `static_resources.`, as the validator's paths do).
 pub(crate) fn unknown_fields(doc: &Value, root: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    if let Some(md) = message(root) {
-        walk(&md, doc, "", &mut out);
-    }
+    walk(root, doc, "", &mut out);
     out
 }
 
@@ -56,9 +78,9 @@ fn child(path: &str, key: &str) -> String {
     }
 }
 
-fn walk(md: &MessageDescriptor, v: &Value, path: &str, out: &mut Vec<(String, String)>) {
+fn walk(name: &str, v: &Value, path: &str, out: &mut Vec<(String, String)>) {
     let Value::Object(map) = v else { return };
-    match md.full_name() {
+    match name {
         "google.protobuf.Struct" | "google.protobuf.Value" | "google.protobuf.ListValue" => {
             return;
         }
@@ -66,66 +88,56 @@ fn walk(md: &MessageDescriptor, v: &Value, path: &str, out: &mut Vec<(String, St
             let Some(url) = map.get("@type").and_then(Value::as_str) else {
                 return;
             };
-            let name = url.rsplit('/').next().unwrap_or(url);
-            let Some(inner) = message(name) else { return };
-            if inner.full_name().starts_with("google.protobuf.") {
+            let inner = url.rsplit('/').next().unwrap_or(url);
+            if message(inner).is_none() {
+                return;
+            }
+            if inner.starts_with("google.protobuf.") {
                 if let Some(x) = map.get("value") {
-                    walk(&inner, x, &join(path, "value"), out);
+                    walk(inner, x, &join(path, "value"), out);
                 }
             } else {
                 let mut rest = map.clone();
                 rest.remove("@type");
-                walk(&inner, &Value::Object(rest), path, out);
+                walk(inner, &Value::Object(rest), path, out);
             }
             return;
         }
         _ => {}
     }
+    let Some(md) = message(name) else { return };
     for (k, val) in map {
         let here = child(path, k);
-        let Some(f) = md
-            .get_field_by_name(k)
-            .or_else(|| md.get_field_by_json_name(k))
-        else {
-            if is_reserved(md, k) {
+        let Some((sub, flags)) = md.field(k) else {
+            let snake = snake(k);
+            if md.reserved.iter().any(|r| *r == k.as_str() || *r == snake) {
                 continue;
             }
-            let mut msg = format!("unknown field: {} has no field {k:?}", md.full_name());
-            if let Some(s) = suggestion(md, k) {
+            let mut msg = format!("unknown field: {} has no field {k:?}", md.name);
+            if let Some(s) = suggestion(&md, &snake) {
                 msg.push_str(&format!(" (did you mean {s:?}?)"));
             }
             out.push((here, msg));
             continue;
         };
-        let Kind::Message(sub) = f.kind() else {
+        if sub.is_empty() {
             continue;
-        };
-        if f.is_map() {
-            let vf = sub.map_entry_value_field();
-            if let (Kind::Message(vm), Value::Object(entries)) = (vf.kind(), val) {
+        }
+        match val {
+            Value::Object(entries) if flags & MAP != 0 => {
                 for (mk, mv) in entries {
-                    walk(&vm, mv, &join(&here, mk), out);
+                    walk(sub, mv, &join(&here, mk), out);
                 }
             }
-        } else if f.is_list() {
-            if let Value::Array(items) = val {
+            Value::Array(items) if flags & LIST != 0 => {
                 for (i, x) in items.iter().enumerate() {
-                    walk(&sub, x, &at(&here, i), out);
+                    walk(sub, x, &at(&here, i), out);
                 }
             }
-        } else {
-            walk(&sub, val, &here, out);
+            _ if flags & MAP == 0 => walk(sub, val, &here, out),
+            _ => {}
         }
     }
-}
-
-/// Whether `name` is a name the message reserved (a field removed from the API).
-fn is_reserved(md: &MessageDescriptor, name: &str) -> bool {
-    let snake = snake(name);
-    md.descriptor_proto()
-        .reserved_name
-        .iter()
-        .any(|r| *r == name || *r == snake)
 }
 
 fn snake(name: &str) -> String {
@@ -142,13 +154,14 @@ fn snake(name: &str) -> String {
 }
 
 /// The message's field closest to `name` (at most two edits away).
-fn suggestion(md: &MessageDescriptor, name: &str) -> Option<String> {
-    let name = snake(name);
-    md.fields()
-        .map(|f| (distance(&name, f.name()), f.name().to_owned()))
+fn suggestion(md: &Message, name: &str) -> Option<String> {
+    md.fields
+        .iter()
+        .filter(|(_, _, flags)| flags & NAME != 0)
+        .map(|(f, _, _)| (distance(name, f), f))
         .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
+        .map(|(_, n)| (*n).to_owned())
 }
 
 /// Levenshtein distance.
