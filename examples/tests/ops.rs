@@ -328,3 +328,48 @@ async fn an_alias_bomb_reload_is_rejected_and_the_proxy_keeps_serving() {
     assert!(peak_mib < 512, "peak RSS {peak_mib} MiB");
     assert!(p.terminate().success());
 }
+
+/// A watched file rewritten with content of the same length and the same modification time
+/// (two writes within one tick of the file system's clock) is still reloaded: the watcher
+/// compares content, not only time and length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_same_length_rewrite_in_the_same_tick_is_reloaded() {
+    let a = Upstream::start("a", Behavior::Identify).await;
+    let b = Upstream::start("b", Behavior::Identify).await;
+    // Same length either way: both upstream ports have five digits.
+    assert_eq!(
+        a.addr().port().to_string().len(),
+        b.addr().port().to_string().len()
+    );
+    let file = support::temp_file("tick.yaml", &config(0, a.addr()));
+    let p = ProxyProcess::spawn(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--watch",
+        "--no-access-log",
+    ]);
+    let (addr, _) = p.wait_ready("http");
+    assert_eq!(upstream_of(addr).await, "a");
+    // Pin the listener port so only the upstream port changes.
+    std::fs::write(&file, config(addr.port(), a.addr())).unwrap();
+    eventually(Duration::from_secs(20), "the pinned port", || async {
+        upstream_of(addr).await == "a"
+    })
+    .await;
+    p.read_until(|l| l.starts_with("mesh-proxy: reloaded"));
+    let before = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let next = config(addr.port(), b.addr());
+    assert_eq!(next.len(), std::fs::metadata(&file).unwrap().len() as usize);
+    std::fs::write(&file, next).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    eventually(Duration::from_secs(20), "the new upstream", || async {
+        upstream_of(addr).await == "b"
+    })
+    .await;
+    assert!(p.terminate().success());
+}

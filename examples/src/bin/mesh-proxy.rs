@@ -153,7 +153,7 @@ fn parse_port_map(s: &str) -> Result<PortMap, String> {
         .map(PortMap)
 }
 
-/// Each file of a config source with its modification time and length.
+/// Each file of a config source with its modification time and content hash.
 type Stamp = Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)>;
 
 /// Where the config comes from, to load it again on reload.
@@ -641,10 +641,15 @@ fn strip_access_logs(b: &mut Bootstrap) {
     }
 }
 
-/// What identifies a version of a file on disk.
+/// What identifies a version of a file on disk: its modification time, and a hash of its
+/// content (a rewrite of the same length within one tick of the file system's clock keeps the
+/// time; config files are small, so reading them every pass costs little).
 fn file_stamp(file: &PathBuf) -> Option<(std::time::SystemTime, u64)> {
-    let m = std::fs::metadata(file).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    use std::hash::{Hash, Hasher};
+    let modified = std::fs::metadata(file).ok()?.modified().ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::fs::read(file).ok()?.hash(&mut h);
+    Some((modified, h.finish()))
 }
 
 /// Reloads the config on SIGHUP and, with `watch`, when its files change on disk (checked
