@@ -10,9 +10,8 @@
 //!   percent);
 //! - a mirror policy's `runtime_fraction.runtime_key`;
 //! - weighted clusters' `runtime_key_prefix` (`<prefix>.<cluster>` holds a weight);
-//! - the fault filter's `fault.http.abort.abort_percent`, `fault.http.abort.http_status`,
-//!   `fault.http.delay.fixed_delay_percent` and `fault.http.delay.fixed_duration_ms` (or the
-//!   keys its config names instead).
+//! - HTTP filters, each for its own keys: [`Runtime::apply`] hands every filter config to a
+//!   callback (mesh-proxy's fault filter reads Envoy's `fault.http.*` keys there).
 //!
 //! [`Runtime::apply`] writes the values into a config before it is compiled, so the request
 //! path reads nothing at run time: a runtime change recompiles the config, as a reload does.
@@ -43,6 +42,17 @@ use crate::config::{
     Action, Bootstrap, Denominator, FractionalPercent, LayeredRuntime, RouteConfiguration,
     RouteSource, RuntimeFraction, RuntimeLayerKind,
 };
+
+/// One HTTP filter's config, handed to [`Runtime::apply`]'s callback.
+#[derive(Debug)]
+pub struct FilterConfig<'a> {
+    /// The filter's name (a per-route config's key).
+    pub name: &'a str,
+    /// Its type URL, when given.
+    pub type_url: Option<&'a str>,
+    /// Its config, to apply runtime values to.
+    pub config: &'a mut Value,
+}
 
 /// One runtime value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,8 +170,10 @@ impl Runtime {
     }
 
     /// Writes the runtime's values into `b` where Envoy would read them (see the module
-    /// docs). Keys without a value leave the config as it is.
-    pub fn apply(&self, b: &mut Bootstrap) {
+    /// docs). Keys without a value leave the config as it is. Each HTTP filter config (the
+    /// connection managers' and the per-route ones) is handed to `filter`, with the filter's
+    /// name and type URL, for the filter to apply its own runtime keys.
+    pub fn apply(&self, b: &mut Bootstrap, mut filter: impl FnMut(&Self, FilterConfig<'_>)) {
         if self.values.is_empty() {
             return;
         }
@@ -169,17 +181,22 @@ impl Runtime {
             for fc in &mut l.filter_chains {
                 let hcm = &mut fc.http_connection_manager;
                 for f in &mut hcm.http_filters {
-                    if is_fault(&f.name, f.type_url.as_deref()) {
-                        self.apply_fault(&mut f.config);
-                    }
+                    filter(
+                        self,
+                        FilterConfig {
+                            name: &f.name,
+                            type_url: f.type_url.as_deref(),
+                            config: &mut f.config,
+                        },
+                    );
                 }
                 if let RouteSource::RouteConfig(rc) = &mut hcm.route {
-                    self.apply_routes(rc);
+                    self.apply_routes(rc, &mut filter);
                 }
             }
         }
         for rc in &mut b.route_configs {
-            self.apply_routes(rc);
+            self.apply_routes(rc, &mut filter);
         }
     }
 
@@ -191,7 +208,11 @@ impl Runtime {
         }
     }
 
-    fn apply_routes(&self, rc: &mut RouteConfiguration) {
+    fn apply_routes(
+        &self,
+        rc: &mut RouteConfiguration,
+        filter: &mut impl FnMut(&Self, FilterConfig<'_>),
+    ) {
         for m in &mut rc.request_mirror_policies {
             self.apply_fraction(&mut m.runtime_fraction);
         }
@@ -199,10 +220,10 @@ impl Runtime {
             for m in &mut vh.request_mirror_policies {
                 self.apply_fraction(&mut m.runtime_fraction);
             }
-            self.apply_fault_configs(&mut vh.typed_per_filter_config);
+            self.per_route(&mut vh.typed_per_filter_config, filter);
             for r in &mut vh.routes {
                 self.apply_fraction(&mut r.route_match.runtime_fraction);
-                self.apply_fault_configs(&mut r.typed_per_filter_config);
+                self.per_route(&mut r.typed_per_filter_config, filter);
                 if let Action::Route(a) = &mut r.action {
                     for m in &mut a.request_mirror_policies {
                         self.apply_fraction(&mut m.runtime_fraction);
@@ -222,105 +243,23 @@ impl Runtime {
         }
     }
 
-    fn apply_fault_configs(&self, configs: &mut BTreeMap<String, Value>) {
+    fn per_route(
+        &self,
+        configs: &mut BTreeMap<String, Value>,
+        filter: &mut impl FnMut(&Self, FilterConfig<'_>),
+    ) {
         for (name, v) in configs.iter_mut() {
             let type_url = v.get("@type").and_then(Value::as_str).map(str::to_owned);
-            if is_fault(name, type_url.as_deref()) {
-                self.apply_fault(v);
-            }
+            filter(
+                self,
+                FilterConfig {
+                    name,
+                    type_url: type_url.as_deref(),
+                    config: v,
+                },
+            );
         }
     }
-
-    /// The fault filter's runtime keys: integer percents replace the numerators (the
-    /// denominators stay), a status replaces the abort's HTTP status, milliseconds the fixed
-    /// delay.
-    fn apply_fault(&self, cfg: &mut Value) {
-        let key = |cfg: &Value, field: &str, default: &str| {
-            cfg.get(field)
-                .or_else(|| cfg.get(camel(field).as_str()))
-                .and_then(Value::as_str)
-                .unwrap_or(default)
-                .to_owned()
-        };
-        let abort_percent = key(
-            cfg,
-            "abort_percent_runtime",
-            "fault.http.abort.abort_percent",
-        );
-        let abort_status = key(
-            cfg,
-            "abort_http_status_runtime",
-            "fault.http.abort.http_status",
-        );
-        let delay_percent = key(
-            cfg,
-            "delay_percent_runtime",
-            "fault.http.delay.fixed_delay_percent",
-        );
-        let delay_ms = key(
-            cfg,
-            "delay_duration_runtime",
-            "fault.http.delay.fixed_duration_ms",
-        );
-        if let Some(abort) = cfg.get_mut("abort").filter(|a| a.is_object()) {
-            if let Some(n) = self.u64(&abort_percent) {
-                set_numerator(abort, n);
-            }
-            if let Some(s) = self.u64(&abort_status)
-                && (abort.get("http_status").is_some() || abort.get("httpStatus").is_some())
-            {
-                abort["http_status"] = s.into();
-                if let Some(m) = abort.as_object_mut() {
-                    m.remove("httpStatus");
-                }
-            }
-        }
-        if let Some(delay) = cfg.get_mut("delay").filter(|d| d.is_object()) {
-            if let Some(n) = self.u64(&delay_percent) {
-                set_numerator(delay, n);
-            }
-            if let Some(ms) = self.u64(&delay_ms)
-                && (delay.get("fixed_delay").is_some() || delay.get("fixedDelay").is_some())
-            {
-                delay["fixed_delay"] = format!("{}s", ms as f64 / 1000.0).into();
-                if let Some(m) = delay.as_object_mut() {
-                    m.remove("fixedDelay");
-                }
-            }
-        }
-    }
-}
-
-fn set_numerator(section: &mut Value, n: u64) {
-    let p = match section.get_mut("percentage") {
-        Some(p) if p.is_object() => p,
-        _ => {
-            section["percentage"] = serde_json::json!({});
-            &mut section["percentage"]
-        }
-    };
-    p["numerator"] = n.into();
-}
-
-fn is_fault(name: &str, type_url: Option<&str>) -> bool {
-    name == "envoy.filters.http.fault"
-        || type_url.is_some_and(|t| t.ends_with("envoy.extensions.filters.http.fault.v3.HTTPFault"))
-}
-
-fn camel(snake: &str) -> String {
-    let mut out = String::with_capacity(snake.len());
-    let mut upper = false;
-    for c in snake.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Flattens a static layer into dotted keys; a map with `numerator` is a fraction.

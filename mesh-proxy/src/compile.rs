@@ -226,7 +226,7 @@ pub(crate) fn compile(
     let with_runtime;
     let bootstrap = if runtime.entries().next().is_some() {
         let mut b = given.clone();
-        runtime.apply(&mut b);
+        runtime.apply(&mut b, crate::filters::fault::apply_runtime);
         with_runtime = b;
         &with_runtime
     } else {

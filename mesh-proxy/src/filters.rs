@@ -18,21 +18,24 @@ pub(crate) fn register(registry: &mut FilterRegistry, stats: &Arc<Registry>) {
 /// Reads `key` or its lowerCamelCase spelling from a JSON object (Envoy's JSON mapping accepts
 /// both).
 pub(crate) fn field<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
-    v.get(key).or_else(|| {
-        let mut camel = String::with_capacity(key.len());
-        let mut up = false;
-        for c in key.chars() {
-            if c == '_' {
-                up = true;
-            } else if up {
-                camel.extend(c.to_uppercase());
-                up = false;
-            } else {
-                camel.push(c);
-            }
+    v.get(key).or_else(|| v.get(camel(key).as_str()))
+}
+
+/// A snake_case key's lowerCamelCase spelling.
+pub(crate) fn camel(key: &str) -> String {
+    let mut camel = String::with_capacity(key.len());
+    let mut up = false;
+    for c in key.chars() {
+        if c == '_' {
+            up = true;
+        } else if up {
+            camel.extend(c.to_uppercase());
+            up = false;
+        } else {
+            camel.push(c);
         }
-        v.get(camel.as_str())
-    })
+    }
+    camel
 }
 
 /// A protobuf wrapper or a plain number: `3` or `{value: 3}`.

@@ -42,6 +42,85 @@ pub(crate) fn register(registry: &mut FilterRegistry, stats: &Arc<Registry>) {
     }
 }
 
+/// Applies Envoy's fault runtime keys to a fault filter config (the listener's or a
+/// route's): `fault.http.abort.abort_percent` and `fault.http.delay.fixed_delay_percent`
+/// replace the numerators (denominators stay), `fault.http.abort.http_status` the abort's
+/// HTTP status, `fault.http.delay.fixed_duration_ms` the fixed delay; a config may name other
+/// keys (`abort_percent_runtime`, …). Other filters' configs are left alone.
+pub(crate) fn apply_runtime(
+    rt: &mesh_core::runtime::Runtime,
+    f: mesh_core::runtime::FilterConfig<'_>,
+) {
+    let is_fault = f.name == NAME
+        || f.type_url
+            .is_some_and(|t| t.rsplit('/').next() == Some(TYPE_URL));
+    if !is_fault {
+        return;
+    }
+    let cfg = f.config;
+    let key = |field_name: &str, default: &str| {
+        field(cfg, field_name)
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+            .to_owned()
+    };
+    let abort_percent = key("abort_percent_runtime", "fault.http.abort.abort_percent");
+    let abort_status = key("abort_http_status_runtime", "fault.http.abort.http_status");
+    let delay_percent = key(
+        "delay_percent_runtime",
+        "fault.http.delay.fixed_delay_percent",
+    );
+    let delay_ms = key(
+        "delay_duration_runtime",
+        "fault.http.delay.fixed_duration_ms",
+    );
+    if let Some(abort) = cfg.get_mut("abort").filter(|a| a.is_object()) {
+        if let Some(n) = rt.u64(&abort_percent) {
+            set_numerator(abort, n);
+        }
+        if let Some(s) = rt.u64(&abort_status)
+            && field(abort, "http_status").is_some()
+        {
+            replace(abort, "http_status", s.into());
+        }
+    }
+    if let Some(delay) = cfg.get_mut("delay").filter(|d| d.is_object()) {
+        if let Some(n) = rt.u64(&delay_percent) {
+            set_numerator(delay, n);
+        }
+        if let Some(ms) = rt.u64(&delay_ms)
+            && field(delay, "fixed_delay").is_some()
+        {
+            replace(
+                delay,
+                "fixed_delay",
+                format!("{}s", ms as f64 / 1000.0).into(),
+            );
+        }
+    }
+}
+
+/// Sets `key` in its snake_case spelling, removing a lowerCamelCase one.
+fn replace(section: &mut Value, key: &str, value: Value) {
+    if let Some(m) = section.as_object_mut() {
+        m.remove(&super::camel(key));
+        m.insert(key.to_owned(), value);
+    }
+}
+
+fn set_numerator(section: &mut Value, n: u64) {
+    let Some(m) = section.as_object_mut() else {
+        return;
+    };
+    let p = m
+        .entry("percentage")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if !p.is_object() {
+        *p = Value::Object(serde_json::Map::new());
+    }
+    p["numerator"] = n.into();
+}
+
 #[derive(Debug, Clone)]
 enum DelaySource {
     Fixed(Duration),
@@ -377,6 +456,51 @@ impl HttpFilter for Fault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_keys_replace_percent_status_and_delay_in_either_spelling() {
+        use mesh_core::config::LayeredRuntime;
+        use mesh_core::runtime::{FilterConfig, Runtime};
+        let admin = [
+            ("fault.http.abort.abort_percent", "100"),
+            ("fault.http.abort.http_status", "418"),
+            ("fault.http.delay.fixed_duration_ms", "1500"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let rt = Runtime::new(&LayeredRuntime::default(), &admin);
+        let mut cfg = serde_json::json!({
+            "abort": {"httpStatus": 503, "percentage": {"numerator": 0, "denominator": "MILLION"}},
+            "delay": {"fixedDelay": "7s", "percentage": {"numerator": 10}},
+        });
+        apply_runtime(
+            &rt,
+            FilterConfig {
+                name: NAME,
+                type_url: None,
+                config: &mut cfg,
+            },
+        );
+        assert_eq!(
+            cfg,
+            serde_json::json!({
+                "abort": {"http_status": 418, "percentage": {"numerator": 100, "denominator": "MILLION"}},
+                "delay": {"fixed_delay": "1.5s", "percentage": {"numerator": 10}},
+            })
+        );
+        let mut other = serde_json::json!({"abort": {"http_status": 503}});
+        let before = other.clone();
+        apply_runtime(
+            &rt,
+            FilterConfig {
+                name: "acme.other",
+                type_url: None,
+                config: &mut other,
+            },
+        );
+        assert_eq!(other, before, "other filters are left alone");
+    }
 
     #[test]
     fn parses_envoy_and_istio_shapes() {
