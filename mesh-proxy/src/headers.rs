@@ -141,6 +141,9 @@ pub(crate) fn sanitize_request(
 /// `keep-alive`, `proxy-connection`, `transfer-encoding`, `te` (except `trailers`) and, unless
 /// an upgrade is being forwarded, `upgrade`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if !has_hop_by_hop(headers) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -171,19 +174,24 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Whether `headers` hold any hop-by-hop header (the common case on the request path, once
+/// the connection manager has stripped them, is none: a few lookups and nothing else).
+fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::CONNECTION)
+        || headers.contains_key(header::TRANSFER_ENCODING)
+        || headers.contains_key(header::TE)
+        || headers.contains_key(header::UPGRADE)
+        || headers.contains_key("keep-alive")
+        || headers.contains_key("proxy-connection")
+}
+
 /// Removes a downstream request's hop-by-hop headers as it arrives, before the connection
 /// manager adds its own (Envoy strips them in its codec). An upgrade request keeps
 /// `Upgrade` and `Connection: upgrade` for the router to forward. `Host` and
 /// `Content-Length` stay even when `Connection` names them: the request cannot be routed or
 /// framed without them.
 pub(crate) fn strip_downstream_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.contains_key(header::CONNECTION)
-        && !headers.contains_key(header::TRANSFER_ENCODING)
-        && !headers.contains_key(header::TE)
-        && !headers.contains_key("keep-alive")
-        && !headers.contains_key("proxy-connection")
-        && !headers.contains_key(header::UPGRADE)
-    {
+    if !has_hop_by_hop(headers) {
         return;
     }
     let upgrade = requested_upgrade(headers).is_some();
