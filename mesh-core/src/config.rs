@@ -54,7 +54,67 @@ pub struct Bootstrap {
     pub overload_manager: OverloadManager,
     /// Envoy's runtime layers (see [`crate::runtime`]).
     pub layered_runtime: LayeredRuntime,
+    /// Who this proxy is, as it tells a control plane.
+    pub node: Node,
+    /// Where listeners, clusters and their routes and endpoints come from when a control plane
+    /// serves them (xDS); `None` for a static config.
+    pub dynamic_resources: Option<DynamicResources>,
 }
+
+/// Envoy's `config.core.v3.Node`: the identity a proxy gives its control plane in every
+/// discovery request, from which the control plane chooses what to serve it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Node {
+    /// The node id (Istio: `sidecar~10.0.0.1~reviews-v1-abc.default~default.svc.cluster.local`).
+    pub id: String,
+    /// The service cluster the node belongs to.
+    pub cluster: String,
+    /// Free-form metadata (Istio reads `NAMESPACE`, `LABELS`, …), a protobuf `Struct`.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Where the node runs.
+    pub locality: Locality,
+}
+
+/// Envoy's `dynamic_resources`: listeners and clusters over an aggregated discovery service
+/// (ADS) stream to a control plane reached through a static cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DynamicResources {
+    /// The ADS stream.
+    pub ads: AdsConfig,
+    /// Listeners come over ADS (`lds_config: {ads: {}}`).
+    pub lds: bool,
+    /// Clusters come over ADS (`cds_config: {ads: {}}`).
+    pub cds: bool,
+    /// How long a resource waits for its first update before it is used without one
+    /// (`initial_fetch_timeout` of the config sources; Envoy's default 15 s; zero waits forever).
+    pub initial_fetch_timeout: std::time::Duration,
+}
+
+/// The ADS stream of [`DynamicResources`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdsConfig {
+    /// State of the world or incremental.
+    pub api_type: AdsApiType,
+    /// The static cluster that reaches the control plane (`envoy_grpc.cluster_name`).
+    pub cluster_name: String,
+    /// Send the node only on a stream's first request (`set_node_on_first_message_only`).
+    pub set_node_on_first_message_only: bool,
+}
+
+/// The xDS protocol variant of an [`AdsConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AdsApiType {
+    /// State of the world: every response carries every resource of its type (`GRPC`).
+    #[default]
+    Grpc,
+    /// Incremental: responses carry what changed and what was removed (`DELTA_GRPC`).
+    DeltaGrpc,
+}
+
+/// Envoy's default `initial_fetch_timeout`.
+pub const DEFAULT_INITIAL_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Envoy's `layered_runtime`: layers read in order, later ones winning. Empty means Envoy's
 /// default runtime, which has one admin layer.

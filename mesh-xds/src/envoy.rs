@@ -61,22 +61,24 @@
 //!       - lb_endpoints:
 //!         - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 8081 } } }
 //! node: { id: front }
+//! stats_flush_interval: 5s
 //! "#;
 //! let loaded = mesh_xds::envoy::parse_bootstrap(yaml)?;
 //! assert_eq!(loaded.value.clusters[0].name, "web");
-//! // `node` has no meaning here yet: a warning, with its path.
-//! assert_eq!(loaded.warnings[0].path, "node");
+//! assert_eq!(loaded.value.node.id, "front");
+//! // Stats are not flushed to sinks here: a warning, with its path.
+//! assert_eq!(loaded.warnings[0].path, "stats_flush_interval");
 //! // With `--strict`, warnings are errors.
 //! assert!(loaded.strict().is_err());
 //! # Ok::<(), mesh_xds::LoadError>(())
 //! ```
 
-mod bootstrap;
-mod cluster;
+pub(crate) mod bootstrap;
+pub(crate) mod cluster;
 pub mod dump;
-mod endpoint;
-mod listener;
-mod route;
+pub(crate) mod endpoint;
+pub(crate) mod listener;
+pub(crate) mod route;
 mod schema;
 
 use std::collections::BTreeSet;
@@ -480,7 +482,7 @@ impl Remap {
         }
     }
 
-    fn apply(&self, path: &str) -> String {
+    pub(crate) fn apply(&self, path: &str) -> String {
         for (model, file) in &self.0 {
             if let Some(rest) = path.strip_prefix(model.as_str())
                 && (rest.is_empty() || rest.starts_with('.'))

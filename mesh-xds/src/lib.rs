@@ -36,6 +36,7 @@
 pub mod envoy;
 pub mod error;
 pub mod istio;
+pub mod xds;
 mod yaml;
 
 pub use error::LoadError;

@@ -10,7 +10,6 @@ const WITH_UNSUPPORTED: &str = r#"
 node: { id: front, cluster: edge }
 layered_runtime: { layers: [{ name: disk, disk_layer: { symlink_root: /srv } }] }
 stats_flush_interval: 5s
-dynamic_resources: { ads_config: { api_type: GRPC } }
 static_resources:
   secrets: []
   listeners:
@@ -71,10 +70,8 @@ fn every_unsupported_field_warns_once_with_its_path() {
     let mut paths: Vec<String> = loaded.warnings.iter().map(|w| w.path.clone()).collect();
     paths.sort();
     let mut expected: Vec<String> = [
-        "node",
         "layered_runtime.layers[0].disk_layer",
         "stats_flush_interval",
-        "dynamic_resources",
         "static_resources.secrets",
         "listeners[0].per_connection_buffer_limit_bytes",
         "listeners[0].listener_filters",
@@ -107,9 +104,16 @@ fn every_unsupported_field_warns_once_with_its_path() {
     assert!(msg("clusters[0].type").contains("treated as STRICT_DNS"));
     assert!(msg("clusters[1].type").contains("EDS"));
     assert!(msg("listeners[0].filter_chains[1].filters[0]").contains("filter chain skipped"));
-    assert_eq!(msg("node"), "unknown or unsupported field, ignored");
-    let w = loaded.warnings.iter().find(|w| w.path == "node").unwrap();
-    assert_eq!(w.to_string(), "node: unknown or unsupported field, ignored");
+    let w = loaded
+        .warnings
+        .iter()
+        .find(|w| w.path == "stats_flush_interval")
+        .unwrap();
+    assert_eq!(
+        w.to_string(),
+        "stats_flush_interval: unknown or unsupported field, ignored"
+    );
+    assert_eq!(loaded.value.node.id, "front");
 
     // The model is still built: the TCP chain is gone, LOGICAL_DNS is STRICT_DNS, EDS kept.
     let b = &loaded.value;

@@ -134,6 +134,30 @@ pub(super) fn bootstrap(b: &Bootstrap) -> Result<(), ValidationError> {
         cluster(c, &p, &mut errs);
     }
 
+    if let Some(d) = &b.dynamic_resources {
+        let p = "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name";
+        match b.cluster(&d.ads.cluster_name) {
+            None if d.ads.cluster_name.is_empty() => {
+                errs.push(p, "the cluster that reaches the control plane is required")
+            }
+            None => errs.push(
+                p,
+                format!(
+                    "unknown cluster {:?}: the control plane is reached through a static cluster",
+                    d.ads.cluster_name
+                ),
+            ),
+            Some(c) if c.discovery_type == DiscoveryType::Eds => errs.push(
+                p,
+                format!(
+                    "cluster {:?} is an EDS cluster: the control plane is reached through a static cluster",
+                    d.ads.cluster_name
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+
     if errs.0.is_empty() {
         Ok(())
     } else {

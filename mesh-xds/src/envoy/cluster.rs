@@ -31,13 +31,7 @@ pub(crate) fn cluster(cx: &mut Cx, v: &Value, path: String, remap: &mut Remap) -
                 c.discovery_type = DiscoveryType::StrictDns;
                 cx.warn(tp, "LOGICAL_DNS is treated as STRICT_DNS");
             }
-            Some("EDS") => {
-                c.discovery_type = DiscoveryType::Eds;
-                cx.warn(
-                    tp,
-                    "EDS needs an xDS source, which is not supported yet: the cluster has no endpoints",
-                );
-            }
+            Some("EDS") => c.discovery_type = DiscoveryType::Eds,
             Some("ORIGINAL_DST") => cx.error(tp, "ORIGINAL_DST clusters are not supported"),
             _ => cx.error(
                 tp,
@@ -157,9 +151,8 @@ pub(crate) fn cluster(cx: &mut Cx, v: &Value, path: String, remap: &mut Remap) -
             c.least_request.choice_count = n;
         }
         if let Some(mut bias) = lr.obj(cx, "active_request_bias") {
-            if let Some(b) = bias.f64(cx, "default_value") {
-                c.least_request.active_request_bias = b;
-            }
+            // A plain double: absent is zero, as protobuf reads it.
+            c.least_request.active_request_bias = bias.f64(cx, "default_value").unwrap_or(0.0);
             bias.ignore(cx, "runtime_key");
             bias.finish(cx);
         }
@@ -193,8 +186,9 @@ pub(crate) fn cluster(cx: &mut Cx, v: &Value, path: String, remap: &mut Remap) -
     }
     if let Some(mut eds) = o.obj(cx, "eds_cluster_config") {
         c.eds_service_name = eds.string(cx, "service_name");
-        // The warning on `type: EDS` already says that there is no xDS source.
-        eds.ignore(cx, "eds_config");
+        if let Some(cs) = eds.obj(cx, "eds_config") {
+            super::bootstrap::config_source(cx, cs);
+        }
         eds.finish(cx);
     }
     o.reject(cx, "transport_socket", TLS_UNSUPPORTED);

@@ -164,6 +164,62 @@ pub fn bootstrap(b: &Bootstrap) -> Value {
             json_obj([("layers", Value::Array(layers.collect()))]),
         );
     }
+    let n = &b.node;
+    if *n != mesh_core::config::Node::default() {
+        let mut node = Obj::new();
+        node.str("id", &n.id);
+        node.str("cluster", &n.cluster);
+        if !n.metadata.is_empty() {
+            node.set("metadata", Value::Object(n.metadata.clone()));
+        }
+        let mut locality = Obj::new();
+        locality.str("region", &n.locality.region);
+        locality.str("zone", &n.locality.zone);
+        locality.str("sub_zone", &n.locality.sub_zone);
+        if !locality.is_empty() {
+            node.set("locality", locality);
+        }
+        out.set("node", node);
+    }
+    if let Some(d) = &b.dynamic_resources {
+        let mut dr = Obj::new();
+        let mut ads = Obj::new();
+        ads.str(
+            "api_type",
+            match d.ads.api_type {
+                mesh_core::config::AdsApiType::Grpc => "GRPC",
+                mesh_core::config::AdsApiType::DeltaGrpc => "DELTA_GRPC",
+            },
+        );
+        ads.str("transport_api_version", "V3");
+        ads.set(
+            "grpc_services",
+            Value::Array(vec![json_obj([(
+                "envoy_grpc",
+                json_obj([("cluster_name", d.ads.cluster_name.as_str().into())]),
+            )])]),
+        );
+        if d.ads.set_node_on_first_message_only {
+            ads.set("set_node_on_first_message_only", true);
+        }
+        dr.set("ads_config", ads);
+        let source = || {
+            let mut s = ads_config_source();
+            if d.initial_fetch_timeout != mesh_core::config::DEFAULT_INITIAL_FETCH_TIMEOUT
+                && let Value::Object(m) = &mut s
+            {
+                m.insert("initial_fetch_timeout".into(), dur(d.initial_fetch_timeout));
+            }
+            s
+        };
+        if d.lds {
+            dr.set("lds_config", source());
+        }
+        if d.cds {
+            dr.set("cds_config", source());
+        }
+        out.set("dynamic_resources", dr);
+    }
     if let Some(max) = b.overload_manager.max_active_downstream_connections {
         let mut monitor = Obj::typed(DOWNSTREAM_CONNECTIONS_CONFIG);
         monitor.set("max_active_downstream_connections", max);
@@ -809,8 +865,11 @@ fn weighted_clusters(w: &WeightedClusters) -> Value {
     let mut out = Obj::new();
     out.list("clusters", w.clusters.iter().map(cluster_weight));
     out.str("runtime_key_prefix", &w.runtime_key_prefix);
-    out.opt_str("header_name", w.header_name.as_deref());
-    out.flag("use_hash_policy", w.use_hash_policy);
+    // A oneof in Envoy's schema: the header wins.
+    match &w.header_name {
+        Some(h) => out.opt_str("header_name", Some(h)),
+        None => out.flag("use_hash_policy", w.use_hash_policy),
+    }
     out.into()
 }
 
@@ -1061,8 +1120,9 @@ pub fn cluster(c: &Cluster) -> Value {
     if let Some(sc) = &c.lb_subset_config {
         out.set("lb_subset_config", lb_subset_config(sc));
     }
-    // Envoy's lb_config is a oneof; the model keeps the three apart, and only non-default ones
-    // are printed, so a config read from Envoy has at most one.
+    // Envoy's lb_config is a oneof; the model keeps the three apart. The one the policy uses is
+    // printed when it is not at its defaults, else the first of the others that is not (so a
+    // config read from Envoy, which has at most one, prints as it was read).
     let lr = &c.least_request;
     let mut least = Obj::new();
     least.unless("choice_count", lr.choice_count, 2);
@@ -1078,7 +1138,6 @@ pub fn cluster(c: &Cluster) -> Value {
             ]),
         );
     }
-    out.message("least_request_lb_config", least);
     let mut ring = Obj::new();
     if c.ring_hash.minimum_ring_size != 1024 {
         ring.int64("minimum_ring_size", c.ring_hash.minimum_ring_size);
@@ -1086,11 +1145,18 @@ pub fn cluster(c: &Cluster) -> Value {
     if c.ring_hash.maximum_ring_size != 8 * 1024 * 1024 {
         ring.int64("maximum_ring_size", c.ring_hash.maximum_ring_size);
     }
-    out.message("ring_hash_lb_config", ring);
+    let mut maglev = Obj::new();
     if c.maglev_table_size != 65537 {
-        let mut maglev = Obj::new();
         maglev.int64("table_size", c.maglev_table_size);
-        out.set("maglev_lb_config", maglev);
+    }
+    let mut configs = [
+        (LbPolicy::LeastRequest, "least_request_lb_config", least),
+        (LbPolicy::RingHash, "ring_hash_lb_config", ring),
+        (LbPolicy::Maglev, "maglev_lb_config", maglev),
+    ];
+    configs.sort_by_key(|(policy, _, _)| *policy != c.lb_policy);
+    if let Some((_, key, config)) = configs.into_iter().find(|(_, _, o)| !o.is_empty()) {
+        out.set(key, config);
     }
     out.unless_duration(
         "dns_refresh_rate",

@@ -220,11 +220,9 @@ fn http_connection_manager(cx: &mut Cx, v: &Value, path: String) -> Option<HttpC
         }
         (None, Some(mut rds)) => {
             let name = rds.string(cx, "route_config_name").unwrap_or_default();
-            rds.ignore(cx, "config_source");
-            cx.warn(
-                rds.path(),
-                "RDS is not supported yet: the route configuration must be given inline",
-            );
+            if let Some(cs) = rds.obj(cx, "config_source") {
+                super::bootstrap::config_source(cx, cs);
+            }
             rds.finish(cx);
             h.route = RouteSource::Rds(name);
         }
