@@ -22,7 +22,8 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     /// Balancing policy (default round robin).
     pub lb_policy: LbPolicy,
-    /// Endpoints (static and DNS clusters).
+    /// Endpoints: of static and DNS clusters, from the config; of EDS clusters, what EDS
+    /// delivered (`None` until it did).
     pub load_assignment: Option<ClusterLoadAssignment>,
     /// Upstream HTTP version.
     pub protocol: UpstreamProtocol,

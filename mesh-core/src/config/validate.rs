@@ -405,13 +405,8 @@ fn cluster(c: &Cluster, p: &str, errs: &mut Errors) {
     if c.connect_timeout.is_zero() {
         errs.push(format!("{p}.connect_timeout"), "must be greater than 0");
     }
-    if c.discovery_type == DiscoveryType::Eds {
-        if c.load_assignment.is_some() {
-            errs.push(
-                format!("{p}.load_assignment"),
-                "EDS clusters take their endpoints from EDS, not load_assignment",
-            );
-        }
+    // An EDS cluster holds the endpoints EDS delivered, once they arrived.
+    if c.discovery_type == DiscoveryType::Eds && c.load_assignment.is_none() {
         return;
     }
     let Some(la) = &c.load_assignment else {

@@ -82,6 +82,12 @@ pub(crate) fn cluster(cx: &mut Cx, v: &Value, path: String, remap: &mut Remap) -
         (Some(_), Some((_, hp))) => cx.error(hp, "hosts and load_assignment are both set"),
         (None, None) => {}
     }
+    if c.discovery_type == DiscoveryType::Eds && c.load_assignment.is_some() {
+        cx.error(
+            o.child("load_assignment"),
+            "EDS clusters take their endpoints from EDS, not load_assignment",
+        );
+    }
 
     // Upstream protocol and connection settings.
     if let Some(mut h2) = o.obj(cx, "http2_protocol_options") {

@@ -1,0 +1,791 @@
+//! A management server: ADS (state of the world and incremental) over tonic, backed by a
+//! snapshot cache keyed by node, the way go-control-plane serves Go control planes.
+//!
+//! A control plane computes a [`Snapshot`] (every listener, route configuration, cluster and
+//! cluster load assignment one proxy should have) and hands it to the [`SnapshotCache`] under a
+//! key; every stream whose node maps to that key is sent what changed for it. Nodes that share
+//! a view share one key and one snapshot, so a view is encoded once however many proxies use it.
+//!
+//! - Versions are content hashes: per resource for incremental streams, per requested set for
+//!   state-of-the-world ones. Setting a snapshot in which only endpoints changed sends EDS
+//!   responses and nothing else; setting an equal snapshot sends nothing.
+//! - Responses go out in the order that avoids traffic loss: clusters, endpoints, listeners,
+//!   routes.
+//! - ACKs and NACKs are tracked per node and type ([`SnapshotCache::status`]); a NACKed version
+//!   is logged and kept in the status, not sent again.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use mesh_core::config::Cluster;
+//! use mesh_xds::xds::resource::Resource;
+//! use mesh_xds::xds::server::{Snapshot, SnapshotCache, XdsServer};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let cache = Arc::new(SnapshotCache::new());
+//! let web = Cluster::new_static("web", ["127.0.0.1:8081".parse().unwrap()]);
+//! cache.set_snapshot("front", Snapshot::new([Resource::Cluster(web)]));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:18000").await?;
+//! XdsServer::new(cache).serve(listener, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hasher as _;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use envoy_types::pb::envoy::service::discovery::v3 as ds;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::google::protobuf::Any;
+use futures_util::Stream;
+use mesh_core::config::Node;
+use tokio::sync::{mpsc, watch};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::node;
+use super::resource::{self, Resource, ResourceType};
+
+/// One encoded resource and its version (a hash of its bytes).
+#[derive(Debug, Clone)]
+struct Entry {
+    any: Any,
+    version: String,
+}
+
+/// Everything one view of the mesh holds, encoded once.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    types: [BTreeMap<String, Entry>; 4],
+}
+
+fn index(t: ResourceType) -> usize {
+    match t {
+        ResourceType::Cluster => 0,
+        ResourceType::Endpoints => 1,
+        ResourceType::Listener => 2,
+        ResourceType::Route => 3,
+    }
+}
+
+fn hash_hex(parts: impl IntoIterator<Item = impl AsRef<[u8]>>) -> String {
+    let mut h = twox_hash::XxHash64::with_seed(0);
+    for p in parts {
+        let p = p.as_ref();
+        h.write_u64(p.len() as u64);
+        h.write(p);
+    }
+    format!("{:016x}", h.finish())
+}
+
+impl Snapshot {
+    /// Encodes `resources` (a later resource of the same type and name replaces an earlier).
+    pub fn new(resources: impl IntoIterator<Item = Resource>) -> Self {
+        let mut s = Snapshot::default();
+        for r in resources {
+            s.insert_any(r.resource_type(), r.name().to_owned(), resource::encode(&r));
+        }
+        s
+    }
+
+    /// Adds an already encoded resource (its type from the `Any`'s type URL).
+    ///
+    /// # Errors
+    /// A [`resource::ResourceError`] when the type URL is not one of the four ADS types.
+    pub fn insert_encoded(
+        &mut self,
+        name: impl Into<String>,
+        any: Any,
+    ) -> Result<(), resource::ResourceError> {
+        let t =
+            ResourceType::from_type_url(&any.type_url).ok_or_else(|| resource::ResourceError {
+                resource_type: None,
+                name: None,
+                errors: vec![mesh_core::config::FieldError {
+                    path: String::new(),
+                    message: format!("unknown resource type {:?}", any.type_url),
+                }],
+            })?;
+        self.insert_any(t, name.into(), any);
+        Ok(())
+    }
+
+    fn insert_any(&mut self, t: ResourceType, name: String, any: Any) {
+        let version = hash_hex([&any.value]);
+        self.types[index(t)].insert(name, Entry { any, version });
+    }
+
+    /// The names of the resources of a type.
+    pub fn names(&self, t: ResourceType) -> impl Iterator<Item = &str> {
+        self.types[index(t)].keys().map(String::as_str)
+    }
+
+    /// How many resources of a type it holds.
+    pub fn len(&self, t: ResourceType) -> usize {
+        self.types[index(t)].len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.types.iter().all(BTreeMap::is_empty)
+    }
+
+    /// The version of a type's resources (all of them), a hash of their contents.
+    pub fn version(&self, t: ResourceType) -> String {
+        self.version_of(t, None)
+    }
+
+    fn version_of(&self, t: ResourceType, names: Option<&BTreeSet<String>>) -> String {
+        let entries = self.types[index(t)]
+            .iter()
+            .filter(|(n, _)| names.is_none_or(|s| s.contains(n.as_str())));
+        hash_hex(entries.flat_map(|(n, e)| [n.as_bytes(), e.version.as_bytes()]))
+    }
+
+    fn get(&self, t: ResourceType, name: &str) -> Option<&Entry> {
+        self.types[index(t)].get(name)
+    }
+}
+
+/// What one node did with what it was sent, per type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TypeStatus {
+    /// The version last sent.
+    pub sent_version: Option<String>,
+    /// The version last acknowledged.
+    pub acked_version: Option<String>,
+    /// The last rejection: the version and the client's error detail.
+    pub nack: Option<(String, String)>,
+    /// Responses sent on every stream of the node.
+    pub responses: u64,
+}
+
+/// What the cache knows about one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Streams open now.
+    pub streams: usize,
+    /// Per resource type.
+    pub types: BTreeMap<ResourceType, TypeStatus>,
+}
+
+type KeyFn = dyn Fn(&Node) -> String + Send + Sync;
+type MissFn = dyn Fn(&str, &Node) + Send + Sync;
+
+/// Snapshots keyed by view, and the status of every node that connected.
+pub struct SnapshotCache {
+    views: Mutex<HashMap<String, watch::Sender<Option<Arc<Snapshot>>>>>,
+    status: Mutex<BTreeMap<String, NodeStatus>>,
+    changed: watch::Sender<u64>,
+    key: Box<KeyFn>,
+    on_miss: Option<Box<MissFn>>,
+}
+
+impl std::fmt::Debug for SnapshotCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotCache")
+            .field("views", &lock(&self.views).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SnapshotCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SnapshotCache {
+    /// A cache keyed by node id.
+    pub fn new() -> Self {
+        Self::with_key(|n| n.id.clone())
+    }
+
+    /// A cache keyed by what `key` makes of a node: nodes with the same key share a snapshot.
+    pub fn with_key(key: impl Fn(&Node) -> String + Send + Sync + 'static) -> Self {
+        Self {
+            views: Mutex::new(HashMap::new()),
+            status: Mutex::new(BTreeMap::new()),
+            changed: watch::channel(0).0,
+            key: Box::new(key),
+            on_miss: None,
+        }
+    }
+
+    /// Calls `f(key, node)` when a stream opens for a key that has no snapshot yet, so a
+    /// control plane can compute views on demand (and call [`SnapshotCache::set_snapshot`]).
+    pub fn on_miss(mut self, f: impl Fn(&str, &Node) + Send + Sync + 'static) -> Self {
+        self.on_miss = Some(Box::new(f));
+        self
+    }
+
+    /// The key a node's view is stored under.
+    pub fn key_of(&self, node: &Node) -> String {
+        (self.key)(node)
+    }
+
+    fn view(&self, key: &str) -> watch::Receiver<Option<Arc<Snapshot>>> {
+        lock(&self.views)
+            .entry(key.to_owned())
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe()
+    }
+
+    /// Sets the snapshot of a view and sends what changed to every stream that watches it.
+    pub fn set_snapshot(&self, key: &str, snapshot: Snapshot) {
+        let snapshot = Arc::new(snapshot);
+        let mut views = lock(&self.views);
+        match views.get(key) {
+            Some(tx) => {
+                tx.send_replace(Some(snapshot));
+            }
+            None => {
+                views.insert(key.to_owned(), watch::channel(Some(snapshot)).0);
+            }
+        }
+    }
+
+    /// The snapshot of a view.
+    pub fn snapshot(&self, key: &str) -> Option<Arc<Snapshot>> {
+        lock(&self.views)
+            .get(key)
+            .and_then(|tx| tx.borrow().clone())
+    }
+
+    /// The keys that have a snapshot or a watcher.
+    pub fn keys(&self) -> Vec<String> {
+        lock(&self.views).keys().cloned().collect()
+    }
+
+    /// What a node (by id) was sent and what it acknowledged.
+    pub fn status(&self, node_id: &str) -> Option<NodeStatus> {
+        lock(&self.status).get(node_id).cloned()
+    }
+
+    /// Every node's status, by node id.
+    pub fn statuses(&self) -> BTreeMap<String, NodeStatus> {
+        lock(&self.status).clone()
+    }
+
+    /// A receiver that changes whenever a node acknowledges or rejects a response, or a stream
+    /// opens or closes (to wait for a push to be taken up).
+    pub fn status_changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn update_status(&self, node_id: &str, f: impl FnOnce(&mut NodeStatus)) {
+        f(lock(&self.status).entry(node_id.to_owned()).or_default());
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+/// The gRPC services over a [`SnapshotCache`].
+#[derive(Debug, Clone)]
+pub struct XdsServer {
+    cache: Arc<SnapshotCache>,
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl XdsServer {
+    /// A server over `cache`.
+    pub fn new(cache: Arc<SnapshotCache>) -> Self {
+        Self { cache }
+    }
+
+    /// The ADS service, to add to a tonic router beside services of one's own.
+    pub fn ads_service(&self) -> AggregatedDiscoveryServiceServer<Self> {
+        AggregatedDiscoveryServiceServer::new(self.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// Serves ADS (HTTP/2 without TLS) on `listener` until `shutdown` completes, then closes
+    /// every stream.
+    ///
+    /// # Errors
+    /// Never, today: accept errors are logged and retried after a pause. (The `Result` leaves
+    /// room for setup errors.)
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use hyper_util::service::TowerToHyperService;
+        let service = self.ads_service();
+        let mut conns = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "xds server accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            };
+            let _ = stream.set_nodelay(true);
+            let svc = TowerToHyperService::new(service.clone());
+            conns.spawn(async move {
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc);
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "xds connection ended");
+                }
+            });
+        }
+    }
+}
+
+/// The largest discovery request accepted (a request lists names, not resources).
+const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for XdsServer {
+    type StreamAggregatedResourcesStream = ResponseStream<ds::DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<ds::DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<ds::DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        let cache = self.cache.clone();
+        tokio::spawn(async move {
+            let mut s = SotwStream::new(cache, tx);
+            let result = s.run(request.into_inner()).await;
+            s.close(result).await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<ds::DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        let cache = self.cache.clone();
+        tokio::spawn(async move {
+            let mut s = DeltaStream::new(cache, tx);
+            let result = s.run(request.into_inner()).await;
+            s.close(result).await;
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// The node of a stream, once its first request named it.
+struct Peer {
+    id: String,
+    view: watch::Receiver<Option<Arc<Snapshot>>>,
+}
+
+fn open_peer(
+    cache: &SnapshotCache,
+    n: Option<&envoy_types::pb::envoy::config::core::v3::Node>,
+) -> Result<Peer, Status> {
+    let n =
+        n.ok_or_else(|| Status::invalid_argument("the first request of a stream names its node"))?;
+    let node = node::from_proto(n);
+    let key = cache.key_of(&node);
+    let view = cache.view(&key);
+    if view.borrow().is_none()
+        && let Some(f) = &cache.on_miss
+    {
+        f(&key, &node);
+    }
+    tracing::info!(node = %node.id, view = %key, "xds stream opened");
+    cache.update_status(&node.id, |s| s.streams += 1);
+    Ok(Peer { id: node.id, view })
+}
+
+fn close_peer(cache: &SnapshotCache, peer: Option<&Peer>, result: &Result<(), Status>) {
+    if let Some(p) = peer {
+        match result {
+            Ok(()) => tracing::info!(node = %p.id, "xds stream closed"),
+            Err(e) => tracing::info!(node = %p.id, error = %e.message(), "xds stream closed"),
+        }
+        cache.update_status(&p.id, |s| s.streams = s.streams.saturating_sub(1));
+    }
+}
+
+/// The state-of-the-world subscription to one type.
+#[derive(Default)]
+struct SotwSub {
+    wildcard: bool,
+    names: BTreeSet<String>,
+    sent_version: Option<String>,
+    nonce: String,
+}
+
+struct SotwStream {
+    cache: Arc<SnapshotCache>,
+    tx: mpsc::Sender<Result<ds::DiscoveryResponse, Status>>,
+    peer: Option<Peer>,
+    subs: BTreeMap<ResourceType, SotwSub>,
+    nonce: u64,
+}
+
+impl SotwStream {
+    fn new(
+        cache: Arc<SnapshotCache>,
+        tx: mpsc::Sender<Result<ds::DiscoveryResponse, Status>>,
+    ) -> Self {
+        Self {
+            cache,
+            tx,
+            peer: None,
+            subs: BTreeMap::new(),
+            nonce: 0,
+        }
+    }
+
+    async fn run(&mut self, mut requests: Streaming<ds::DiscoveryRequest>) -> Result<(), Status> {
+        loop {
+            let changed = async {
+                match &mut self.peer {
+                    Some(p) => p.view.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                req = requests.message() => match req? {
+                    Some(req) => self.on_request(req).await?,
+                    None => return Ok(()),
+                },
+                alive = changed => {
+                    if !alive {
+                        return Ok(());
+                    }
+                    self.push_all().await?;
+                }
+            }
+        }
+    }
+
+    async fn close(self, result: Result<(), Status>) {
+        close_peer(&self.cache, self.peer.as_ref(), &result);
+        if let Err(e) = result {
+            let _ = self.tx.send(Err(e)).await;
+        }
+    }
+
+    async fn on_request(&mut self, req: ds::DiscoveryRequest) -> Result<(), Status> {
+        if self.peer.is_none() {
+            self.peer = Some(open_peer(&self.cache, req.node.as_ref())?);
+        }
+        let Some(t) = ResourceType::from_type_url(&req.type_url) else {
+            tracing::warn!(type_url = %req.type_url, "xds request for an unknown type ignored");
+            return Ok(());
+        };
+        let id = self.peer.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        let first = !self.subs.contains_key(&t);
+        let sub = self.subs.entry(t).or_default();
+        if !first && req.response_nonce != sub.nonce {
+            // A request that answers an earlier response: superseded, nothing to do.
+            return Ok(());
+        }
+        if let Some(err) = &req.error_detail {
+            let version = sub.sent_version.clone().unwrap_or_default();
+            tracing::warn!(node = %id, r#type = %t, version = %version, error = %err.message, "xds update rejected (NACK)");
+            let message = err.message.clone();
+            self.cache.update_status(&id, |s| {
+                s.types.entry(t).or_default().nack = Some((version, message));
+            });
+        } else if !req.response_nonce.is_empty() {
+            let version = sub.sent_version.clone();
+            self.cache.update_status(&id, |s| {
+                s.types.entry(t).or_default().acked_version = version;
+            });
+        }
+        let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
+        let wildcard = t.is_wildcard() && (names.is_empty() || names.contains("*"));
+        let changed = first || wildcard != sub.wildcard || names != sub.names;
+        sub.wildcard = wildcard;
+        sub.names = names;
+        if changed {
+            sub.sent_version = None;
+            self.push(t, false).await?;
+        }
+        Ok(())
+    }
+
+    async fn push_all(&mut self) -> Result<(), Status> {
+        let types: Vec<ResourceType> = self.subs.keys().copied().collect();
+        for t in types {
+            self.push(t, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the type's resources when what the subscription covers changed.
+    async fn push(&mut self, t: ResourceType, all: bool) -> Result<(), Status> {
+        let Some(snapshot) = self
+            .peer
+            .as_mut()
+            // Only a push of every type marks a change seen: one type's push (after a
+            // request) must leave the change for the others.
+            .and_then(|p| {
+                if all {
+                    p.view.borrow_and_update().clone()
+                } else {
+                    p.view.borrow().clone()
+                }
+            })
+        else {
+            return Ok(());
+        };
+        let Some(sub) = self.subs.get_mut(&t) else {
+            return Ok(());
+        };
+        let names = (!sub.wildcard).then_some(&sub.names);
+        let version = snapshot.version_of(t, names);
+        if sub.sent_version.as_deref() == Some(version.as_str()) {
+            return Ok(());
+        }
+        let resources: Vec<Any> = match names {
+            None => snapshot.types[index(t)]
+                .values()
+                .map(|e| e.any.clone())
+                .collect(),
+            Some(names) => names
+                .iter()
+                .filter_map(|n| snapshot.get(t, n))
+                .map(|e| e.any.clone())
+                .collect(),
+        };
+        if names.is_some() && resources.is_empty() && sub.sent_version.is_none() {
+            // Nothing asked for exists yet: the client waits (and warms) until it does.
+            return Ok(());
+        }
+        self.nonce += 1;
+        sub.nonce = self.nonce.to_string();
+        sub.sent_version = Some(version.clone());
+        let response = ds::DiscoveryResponse {
+            version_info: version.clone(),
+            resources,
+            type_url: t.type_url().to_owned(),
+            nonce: sub.nonce.clone(),
+            ..ds::DiscoveryResponse::default()
+        };
+        let id = self.peer.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        tracing::debug!(node = %id, r#type = %t, version = %version, "xds response sent");
+        self.cache.update_status(&id, |s| {
+            let ts = s.types.entry(t).or_default();
+            ts.sent_version = Some(version);
+            ts.responses += 1;
+        });
+        self.tx
+            .send(Ok(response))
+            .await
+            .map_err(|_| Status::cancelled("the client went away"))
+    }
+}
+
+/// The incremental subscription to one type.
+#[derive(Default)]
+struct DeltaSub {
+    wildcard: bool,
+    names: BTreeSet<String>,
+    /// What the client has, by name: the version it was sent (or told us it has).
+    known: HashMap<String, String>,
+    nonce: String,
+    /// The nonce of the last response and the versions it carried, for the status.
+    sent: Option<String>,
+}
+
+struct DeltaStream {
+    cache: Arc<SnapshotCache>,
+    tx: mpsc::Sender<Result<ds::DeltaDiscoveryResponse, Status>>,
+    peer: Option<Peer>,
+    subs: BTreeMap<ResourceType, DeltaSub>,
+    nonce: u64,
+}
+
+impl DeltaStream {
+    fn new(
+        cache: Arc<SnapshotCache>,
+        tx: mpsc::Sender<Result<ds::DeltaDiscoveryResponse, Status>>,
+    ) -> Self {
+        Self {
+            cache,
+            tx,
+            peer: None,
+            subs: BTreeMap::new(),
+            nonce: 0,
+        }
+    }
+
+    async fn run(
+        &mut self,
+        mut requests: Streaming<ds::DeltaDiscoveryRequest>,
+    ) -> Result<(), Status> {
+        loop {
+            let changed = async {
+                match &mut self.peer {
+                    Some(p) => p.view.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                req = requests.message() => match req? {
+                    Some(req) => self.on_request(req).await?,
+                    None => return Ok(()),
+                },
+                alive = changed => {
+                    if !alive {
+                        return Ok(());
+                    }
+                    let types: Vec<ResourceType> = self.subs.keys().copied().collect();
+                    for t in types {
+                        self.push(t, true).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn close(self, result: Result<(), Status>) {
+        close_peer(&self.cache, self.peer.as_ref(), &result);
+        if let Err(e) = result {
+            let _ = self.tx.send(Err(e)).await;
+        }
+    }
+
+    async fn on_request(&mut self, req: ds::DeltaDiscoveryRequest) -> Result<(), Status> {
+        if self.peer.is_none() {
+            self.peer = Some(open_peer(&self.cache, req.node.as_ref())?);
+        }
+        let Some(t) = ResourceType::from_type_url(&req.type_url) else {
+            tracing::warn!(type_url = %req.type_url, "xds request for an unknown type ignored");
+            return Ok(());
+        };
+        let id = self.peer.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        let first = !self.subs.contains_key(&t);
+        let sub = self.subs.entry(t).or_default();
+        if first {
+            sub.known = req.initial_resource_versions.clone().into_iter().collect();
+            sub.wildcard = t.is_wildcard() && req.resource_names_subscribe.is_empty();
+        }
+        if !req.response_nonce.is_empty() {
+            if req.response_nonce != sub.nonce {
+                // Answers a superseded response; its subscription changes still count.
+            } else if let Some(err) = &req.error_detail {
+                let version = sub.sent.clone().unwrap_or_default();
+                tracing::warn!(node = %id, r#type = %t, nonce = %req.response_nonce, error = %err.message, "xds update rejected (NACK)");
+                let message = err.message.clone();
+                self.cache.update_status(&id, |s| {
+                    s.types.entry(t).or_default().nack = Some((version, message));
+                });
+            } else {
+                let version = sub.sent.clone();
+                self.cache.update_status(&id, |s| {
+                    s.types.entry(t).or_default().acked_version = version;
+                });
+            }
+        }
+        for n in &req.resource_names_subscribe {
+            if n == "*" {
+                sub.wildcard = true;
+            } else {
+                sub.names.insert(n.clone());
+            }
+        }
+        for n in &req.resource_names_unsubscribe {
+            if n == "*" {
+                sub.wildcard = false;
+            } else {
+                sub.names.remove(n);
+            }
+            sub.known.remove(n);
+        }
+        self.push(t, false).await
+    }
+
+    /// Sends what the client lacks and what was removed, when there is any.
+    async fn push(&mut self, t: ResourceType, all: bool) -> Result<(), Status> {
+        let Some(snapshot) = self
+            .peer
+            .as_mut()
+            // Only a push of every type marks a change seen: one type's push (after a
+            // request) must leave the change for the others.
+            .and_then(|p| {
+                if all {
+                    p.view.borrow_and_update().clone()
+                } else {
+                    p.view.borrow().clone()
+                }
+            })
+        else {
+            return Ok(());
+        };
+        let Some(sub) = self.subs.get_mut(&t) else {
+            return Ok(());
+        };
+        let mut resources = Vec::new();
+        let wanted = |n: &str| sub.wildcard || sub.names.contains(n);
+        for (name, e) in &snapshot.types[index(t)] {
+            if wanted(name) && sub.known.get(name) != Some(&e.version) {
+                resources.push(ds::Resource {
+                    name: name.clone(),
+                    version: e.version.clone(),
+                    resource: Some(e.any.clone()),
+                    ..ds::Resource::default()
+                });
+            }
+        }
+        let removed: Vec<String> = sub
+            .known
+            .keys()
+            .filter(|n| snapshot.get(t, n).is_none() && (sub.wildcard || sub.names.contains(*n)))
+            .cloned()
+            .collect();
+        if resources.is_empty() && removed.is_empty() {
+            return Ok(());
+        }
+        for r in &resources {
+            sub.known.insert(r.name.clone(), r.version.clone());
+        }
+        for n in &removed {
+            sub.known.remove(n);
+        }
+        self.nonce += 1;
+        sub.nonce = self.nonce.to_string();
+        let version = snapshot.version(t);
+        sub.sent = Some(version.clone());
+        let id = self.peer.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        tracing::debug!(node = %id, r#type = %t, changed = resources.len(), removed = removed.len(), "xds delta response sent");
+        self.cache.update_status(&id, |s| {
+            let ts = s.types.entry(t).or_default();
+            ts.sent_version = Some(version.clone());
+            ts.responses += 1;
+        });
+        let response = ds::DeltaDiscoveryResponse {
+            system_version_info: version,
+            resources,
+            type_url: t.type_url().to_owned(),
+            removed_resources: removed,
+            nonce: sub.nonce.clone(),
+            ..ds::DeltaDiscoveryResponse::default()
+        };
+        self.tx
+            .send(Ok(response))
+            .await
+            .map_err(|_| Status::cancelled("the client went away"))
+    }
+}
