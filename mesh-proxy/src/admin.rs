@@ -18,6 +18,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_core::config::{Cluster, RouteSource};
 use mesh_lb::health::HealthFlag;
 use mesh_xds::envoy::dump;
+use mesh_xds::xds::client::DynamicResource;
+use mesh_xds::xds::resource::ResourceType;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -547,7 +549,7 @@ fn clusters(inner: &Inner, json: bool) -> Response<ProxyBody> {
             let _ = writeln!(out, "{name}::{label}::max_requests::{}", t.max_requests);
             let _ = writeln!(out, "{name}::{label}::max_retries::{}", t.max_retries);
         }
-        let _ = writeln!(out, "{name}::added_via_api::false");
+        let _ = writeln!(out, "{name}::added_via_api::{}", added_via_api(inner, name));
         for (h, p) in c.lb.hosts().iter().zip(&c.pools) {
             let a = h.address();
             for (stat, v, _) in host_stats(p, h.active_requests()) {
@@ -566,6 +568,21 @@ fn clusters(inner: &Inner, json: bool) -> Response<ProxyBody> {
     text(StatusCode::OK, out)
 }
 
+/// Whether a cluster came from a control plane.
+fn added_via_api(inner: &Inner, cluster: &str) -> bool {
+    inner
+        .dynamic
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .is_some_and(|rx| {
+            rx.borrow()
+                .resources
+                .get(&ResourceType::Cluster)
+                .is_some_and(|m| m.contains_key(cluster))
+        })
+}
+
 /// Envoy's `ConfigDump`: one entry per resource kind, each with its `@type`. The resources
 /// inside are Envoy v3 messages as Envoy's JSON mapping prints them (written by
 /// [`mesh_xds::envoy::dump`]: snake_case fields, durations as `"1.5s"`, enums by name, defaults
@@ -576,7 +593,37 @@ fn config_dump(inner: &Inner, q: &HashMap<String, String>) -> Response<ProxyBody
     let b = &snap.value.bootstrap;
     let version = snap.version.to_string();
     let updated = iso8601(*inner.last_updated.lock().unwrap_or_else(|p| p.into_inner()));
-    let cluster_entry = |c: &Cluster| json!({"cluster": with_type("envoy.config.cluster.v3.Cluster", dump::cluster(c)), "last_updated": updated});
+    let cluster_entry = |c: &Cluster| {
+        // An EDS cluster's endpoints are listed with the endpoint configs, as Envoy's are.
+        let json = if c.discovery_type == mesh_core::config::DiscoveryType::Eds {
+            dump::cluster(&Cluster {
+                load_assignment: None,
+                ..c.clone()
+            })
+        } else {
+            dump::cluster(c)
+        };
+        json!({"cluster": with_type("envoy.config.cluster.v3.Cluster", json), "last_updated": updated})
+    };
+    // Resources from a control plane (xDS), listed apart from the static ones as Envoy does.
+    let dynamic = inner
+        .dynamic
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|rx| rx.borrow().clone())
+        .unwrap_or_default();
+    let empty = std::collections::BTreeMap::new();
+    let of = |t: ResourceType| dynamic.resources.get(&t).unwrap_or(&empty);
+    let is_dynamic = |t: ResourceType, name: &str| of(t).contains_key(name);
+    let dyn_version = |t: ResourceType| dynamic.versions.get(&t).cloned().unwrap_or_default();
+    let dyn_entry = |key: &str, type_name: &str, r: &DynamicResource| {
+        json!({
+            "version_info": r.version_info,
+            key: with_type(type_name, r.resource.to_json()),
+            "last_updated": iso8601(r.last_updated),
+        })
+    };
     let mut route_configs = Vec::new();
     for l in &b.listeners {
         for fc in &l.filter_chains {
@@ -589,6 +636,9 @@ fn config_dump(inner: &Inner, q: &HashMap<String, String>) -> Response<ProxyBody
         }
     }
     for rc in &b.route_configs {
+        if is_dynamic(ResourceType::Route, &rc.name) {
+            continue;
+        }
         route_configs.push(json!({
             "route_config": with_type("envoy.config.route.v3.RouteConfiguration", dump::route_configuration(rc)),
             "last_updated": updated,
@@ -597,12 +647,37 @@ fn config_dump(inner: &Inner, q: &HashMap<String, String>) -> Response<ProxyBody
     let endpoint_configs: Vec<Value> = b
         .clusters
         .iter()
+        .filter(|c| c.discovery_type != mesh_core::config::DiscoveryType::Eds)
         .filter_map(|c| c.load_assignment.as_ref())
         .map(|la| {
             json!({
                 "endpoint_config": with_type("envoy.config.endpoint.v3.ClusterLoadAssignment", dump::cluster_load_assignment(la)),
                 "last_updated": updated,
             })
+        })
+        .collect();
+    const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
+    const LISTENER: &str = "envoy.config.listener.v3.Listener";
+    let clusters = of(ResourceType::Cluster);
+    let listeners = of(ResourceType::Listener);
+    let dynamic_listeners: Vec<Value> = listeners
+        .iter()
+        .map(|(name, r)| {
+            let mut entry = serde_json::Map::new();
+            entry.insert("name".into(), json!(name));
+            if r.warming {
+                entry.insert("warming_state".into(), dyn_entry("listener", LISTENER, r));
+                // The version in service keeps serving while the new one warms.
+                if let Some(active) = b.listeners.iter().find(|l| &l.name == name) {
+                    entry.insert(
+                        "active_state".into(),
+                        json!({"listener": with_type(LISTENER, dump::listener(active)), "last_updated": updated}),
+                    );
+                }
+            } else {
+                entry.insert("active_state".into(), dyn_entry("listener", LISTENER, r));
+            }
+            Value::Object(entry)
         })
         .collect();
     let configs = vec![
@@ -613,24 +688,29 @@ fn config_dump(inner: &Inner, q: &HashMap<String, String>) -> Response<ProxyBody
         }),
         json!({
             "@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
-            "version_info": version,
-            "static_clusters": b.clusters.iter().map(cluster_entry).collect::<Vec<_>>(),
+            "version_info": if dynamic.resources.is_empty() { version.clone() } else { dyn_version(ResourceType::Cluster) },
+            "static_clusters": b.clusters.iter().filter(|c| !is_dynamic(ResourceType::Cluster, &c.name)).map(cluster_entry).collect::<Vec<_>>(),
+            "dynamic_active_clusters": clusters.values().filter(|r| !r.warming).map(|r| dyn_entry("cluster", CLUSTER, r)).collect::<Vec<_>>(),
+            "dynamic_warming_clusters": clusters.values().filter(|r| r.warming).map(|r| dyn_entry("cluster", CLUSTER, r)).collect::<Vec<_>>(),
         }),
         json!({
             "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
-            "version_info": version,
-            "static_listeners": b.listeners.iter().map(|l| json!({
-                "listener": with_type("envoy.config.listener.v3.Listener", dump::listener(l)),
+            "version_info": if dynamic.resources.is_empty() { version } else { dyn_version(ResourceType::Listener) },
+            "static_listeners": b.listeners.iter().filter(|l| !is_dynamic(ResourceType::Listener, &l.name)).map(|l| json!({
+                "listener": with_type(LISTENER, dump::listener(l)),
                 "last_updated": updated,
             })).collect::<Vec<_>>(),
+            "dynamic_listeners": dynamic_listeners,
         }),
         json!({
             "@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
             "static_route_configs": route_configs,
+            "dynamic_route_configs": of(ResourceType::Route).values().map(|r| dyn_entry("route_config", "envoy.config.route.v3.RouteConfiguration", r)).collect::<Vec<_>>(),
         }),
         json!({
             "@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
             "static_endpoint_configs": endpoint_configs,
+            "dynamic_endpoint_configs": of(ResourceType::Endpoints).values().map(|r| dyn_entry("endpoint_config", "envoy.config.endpoint.v3.ClusterLoadAssignment", r)).collect::<Vec<_>>(),
         }),
     ];
     let mask: Option<Vec<&str>> = q.get("mask").map(|m| {

@@ -36,7 +36,7 @@ impl Compiled {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ListenerRt {
     pub(crate) name: String,
     pub(crate) chains: Vec<Arc<ChainRt>>,
@@ -357,6 +357,65 @@ pub(crate) fn compile(
     } else {
         Err(ValidationError { errors })
     }
+}
+
+/// Compiles a bootstrap that differs from `previous` only in clusters' endpoints (an EDS
+/// update): listeners, route tables and filters are kept as they are, clusters whose config did
+/// not change are kept whole, and the others are rebuilt keeping their hosts' pools and state.
+/// Returns `None` when more than endpoints changed (the caller compiles it all).
+pub(crate) fn compile_endpoints(
+    given: &Bootstrap,
+    stats: &Registry,
+    previous: &Compiled,
+) -> Option<Result<Compiled, ValidationError>> {
+    let before = &previous.bootstrap;
+    let same_shape = given.listeners == before.listeners
+        && given.route_configs == before.route_configs
+        && given.layered_runtime == before.layered_runtime
+        && given.clusters.len() == before.clusters.len()
+        && given.clusters.iter().zip(&before.clusters).all(|(a, b)| {
+            a.name == b.name
+                && Cluster {
+                    load_assignment: None,
+                    ..a.clone()
+                } == Cluster {
+                    load_assignment: None,
+                    ..b.clone()
+                }
+        });
+    if !same_shape {
+        return None;
+    }
+    if let Err(e) = given.validate() {
+        return Some(Err(e));
+    }
+    let mut errors = Vec::new();
+    let mut clusters = HashMap::new();
+    for ((i, c), old) in given.clusters.iter().enumerate().zip(&before.clusters) {
+        let prev = previous.clusters.get(&c.name);
+        let rt = match prev {
+            Some(rt) if c == old => Ok(rt.clone()),
+            _ => compile_cluster(c, stats, prev.map(|rt| &**rt)).map(Arc::new),
+        };
+        match rt {
+            Ok(rt) => {
+                clusters.insert(c.name.clone(), rt);
+            }
+            Err(e) => errors.push(FieldError {
+                path: format!("clusters[{i}]"),
+                message: e.to_string(),
+            }),
+        }
+    }
+    Some(if errors.is_empty() {
+        Ok(Compiled {
+            listeners: previous.listeners.clone(),
+            clusters,
+            bootstrap: Arc::new(given.clone()),
+        })
+    } else {
+        Err(ValidationError { errors })
+    })
 }
 
 fn compile_cluster(

@@ -43,6 +43,7 @@ mod listener;
 mod path;
 mod random;
 mod router;
+pub mod source;
 mod trace;
 mod upstream;
 
@@ -271,11 +272,24 @@ pub(crate) struct Inner {
     started: SystemTime,
     last_updated: Mutex<SystemTime>,
     log_level: LogLevelControl,
+    /// The dynamic resources of the source being followed (xDS), for config dumps.
+    pub(crate) dynamic: Mutex<Option<watch::Receiver<mesh_xds::xds::client::XdsState>>>,
 }
 
 impl Inner {
     /// [`RunningProxy::reload`]; also what a runtime change through the admin API runs.
     pub(crate) async fn reload(&self, bootstrap: Bootstrap) -> Result<u64, Error> {
+        self.reload_with(bootstrap, false).await
+    }
+
+    /// A reload; with `endpoints_only` (an EDS update, where nothing but clusters' endpoints
+    /// changed), listeners, route tables and filters are kept and only the clusters whose
+    /// endpoints changed are rebuilt, keeping their pooled connections.
+    pub(crate) async fn reload_with(
+        &self,
+        bootstrap: Bootstrap,
+        endpoints_only: bool,
+    ) -> Result<u64, Error> {
         let inner = self;
         let _serial = inner.reload.lock().await;
         let rejected = |e: Error| {
@@ -289,13 +303,21 @@ impl Inner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let compiled = compile::compile(
-            &bootstrap,
-            &inner.registry,
-            &inner.shared.stats,
-            Some(&previous.value),
-            &admin_runtime,
-        )
+        let fast = (endpoints_only
+            && admin_runtime.is_empty()
+            && bootstrap.layered_runtime.layers.is_empty())
+        .then(|| compile::compile_endpoints(&bootstrap, &inner.shared.stats, &previous.value))
+        .flatten();
+        let compiled = match fast {
+            Some(result) => result,
+            None => compile::compile(
+                &bootstrap,
+                &inner.registry,
+                &inner.shared.stats,
+                Some(&previous.value),
+                &admin_runtime,
+            ),
+        }
         .map_err(|e| rejected(Error::new(Kind::Config, Some(e.into()))))?;
 
         // Bind what is new before publishing, so a bind failure rejects the whole reload.
@@ -509,6 +531,7 @@ impl Proxy {
             healthcheck_failed: AtomicBool::new(false),
             started: SystemTime::now(),
             last_updated: Mutex::new(SystemTime::now()),
+            dynamic: Mutex::new(None),
             log_level: self.log_level,
         });
         {
@@ -633,6 +656,30 @@ impl RunningProxy {
     /// config keeps serving in both cases, and `server.config_reload_rejected` counts it.
     pub async fn reload(&self, bootstrap: Bootstrap) -> Result<u64, Error> {
         self.inner.reload(bootstrap).await
+    }
+
+    /// Applies every config `source` yields, as [`RunningProxy::reload`] does (an EDS-only
+    /// update keeps route tables and pooled connections), and tells the source each outcome.
+    /// Runs until the source ends or the returned task is aborted.
+    pub fn follow(&self, mut source: impl source::ConfigSource) -> JoinHandle<()> {
+        if let Some(state) = source.dynamic_state() {
+            *self.inner.dynamic.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            while let Some(mut update) = source.next().await {
+                let bootstrap = std::mem::take(&mut update.bootstrap);
+                let endpoints_only = update.endpoints_only;
+                let result = inner.reload_with(bootstrap, endpoints_only).await;
+                match &result {
+                    Ok(version) => tracing::info!(version, endpoints_only, "config applied"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "config rejected; the running config keeps serving")
+                    }
+                }
+                update.finish(&result);
+            }
+        })
     }
 
     /// Completes when the admin API's `/quitquitquit` asks the proxy to stop.
