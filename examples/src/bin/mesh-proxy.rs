@@ -441,6 +441,10 @@ async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
     if cli.no_access_log {
         strip_access_logs(&mut bootstrap);
     }
+    let dynamic_bootstrap = bootstrap
+        .dynamic_resources
+        .is_some()
+        .then(|| bootstrap.clone());
     let mut builder = proxy_builder(bootstrap)
         .drain_time(drain)
         .log_level_control(move |l| log_level(l));
@@ -490,28 +494,43 @@ async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
     };
     println!("mesh-proxy: ready");
     let running = Arc::new(running);
-    // Without a config source SIGHUP has nothing to reload: its handler stays installed, so
-    // the signal is ignored rather than fatal.
-    let (reloader, _hangup) = match source {
-        Some(source) => (
-            Some(tokio::spawn(reload_loop(
-                Arc::clone(&running),
+    let dynamic = running_bootstrap_is_dynamic(source.as_ref(), &dynamic_bootstrap);
+    // A bootstrap with dynamic_resources follows its control plane; other sources are files,
+    // loaded again on SIGHUP and (with --watch) when they change. Without a config source
+    // SIGHUP has nothing to reload: its handler stays installed, so the signal is ignored
+    // rather than fatal.
+    let (follower, _hangup) = match (source, dynamic) {
+        (_, Some(boot)) => {
+            if cli.watch {
+                eprintln!("mesh-proxy: --watch ignored: the config comes from the control plane");
+            }
+            match mesh_proxy::source::XdsSource::connect(&boot, running.stats().clone()) {
+                Ok(xds) => (Some(running.follow(xds)), Some(hangup)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        (Some(source), None) => (
+            Some(follow_files(
+                &running,
                 source,
                 stamp,
                 hangup,
                 cli.watch,
                 cli.strict,
                 cli.no_access_log,
-            ))),
+            )),
             None,
         ),
-        None => (None, Some(hangup)),
+        (None, None) => (None, Some(hangup)),
     };
     tokio::select! {
         () = shutdown.recv() => {}
         () = running.quit_requested() => {}
     }
-    if let Some(r) = reloader {
+    if let Some(r) = follower {
         r.abort();
         let _ = r.await;
     }
@@ -652,57 +671,84 @@ fn file_stamp(file: &PathBuf) -> Option<(std::time::SystemTime, u64)> {
     Some((modified, h.finish()))
 }
 
+/// The bootstrap to follow a control plane with, when the config is an Envoy bootstrap with
+/// `dynamic_resources`.
+fn running_bootstrap_is_dynamic(
+    source: Option<&Source>,
+    bootstrap: &Option<Bootstrap>,
+) -> Option<Bootstrap> {
+    match source {
+        Some(Source::Envoy(_)) => bootstrap.clone(),
+        _ => None,
+    }
+}
+
 /// Reloads the config on SIGHUP and, with `watch`, when its files change on disk (checked
 /// every 250 ms: no file-notification dependency for a few files).
-async fn reload_loop(
-    running: Arc<mesh_proxy::RunningProxy>,
+fn follow_files(
+    running: &mesh_proxy::RunningProxy,
     source: Source,
-    mut stamp: Stamp,
+    stamp: Stamp,
     mut hangup: signals::Hangup,
     watch: bool,
     strict: bool,
     no_access_log: bool,
-) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+) -> tokio::task::JoinHandle<()> {
     let what = source.describe();
-    loop {
-        tokio::select! {
-            () = hangup.recv() => {}
-            _ = tick.tick(), if watch => {
-                let now = source.stamp();
-                if now == stamp {
-                    continue;
-                }
-                stamp = now;
-            }
-        }
-        let rejected = || {
-            running
-                .stats()
+    let stats = running.stats().clone();
+    let stamp_of = {
+        let source = source.clone();
+        move || format!("{:?}", source.stamp())
+    };
+    let load = move || {
+        let Ok(mut bootstrap) = source.load(strict) else {
+            eprintln!("mesh-proxy: rejected {what}; the running config keeps serving");
+            stats
                 .counter(mesh_core::stats::StatName::plain(
                     "server.config_reload_rejected",
                 ))
                 .inc();
-        };
-        let Ok(mut bootstrap) = source.load(strict) else {
-            eprintln!("mesh-proxy: rejected {what}; the running config keeps serving");
-            rejected();
-            continue;
+            return None;
         };
         if no_access_log {
             strip_access_logs(&mut bootstrap);
         }
-        match running.reload(bootstrap).await {
-            Ok(v) => println!("mesh-proxy: reloaded {what} (config version {v})"),
-            Err(e) => {
-                eprintln!(
+        let what = what.clone();
+        Some(
+            mesh_proxy::source::ConfigUpdate::new(bootstrap).on_applied(move |r| match r {
+                Ok(v) => println!("mesh-proxy: reloaded {what} (config version {v})"),
+                Err(e) => eprintln!(
                     "mesh-proxy: rejected {what}: {e}\n{}",
-                    std::error::Error::source(&e)
+                    std::error::Error::source(e)
                         .map(ToString::to_string)
                         .unwrap_or_default()
-                );
-            }
+                ),
+            }),
+        )
+    };
+    let files = mesh_proxy::source::PollSource::new(
+        format!("{stamp:?}"),
+        watch.then_some(Duration::from_millis(250)),
+        stamp_of,
+        load,
+    );
+    let trigger = files.trigger();
+    let follower = running.follow(files);
+    tokio::spawn(async move {
+        let _follower = AbortOnDrop(follower);
+        loop {
+            hangup.recv().await;
+            trigger.notify_one();
         }
+    })
+}
+
+/// Aborts a task when dropped (the file follower goes with the SIGHUP task that drives it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
