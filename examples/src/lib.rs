@@ -3,6 +3,7 @@
 //! - [`demo`]: small upstream services on loopback and the embedded demo config;
 //! - [`bookinfo`]: Istio's Bookinfo demo (six workloads, a sidecar and an ingress gateway
 //!   from Istio YAML) and its scenarios;
+//! - [`files`]: stamps of config files, for watchers;
 //! - [`api_key`]: the filter of the `custom-filter` example (a user's own filter, registered by
 //!   name and configured from YAML);
 //! - [`route_check`]: the `mesh-route-check` tool, which runs Envoy `router_check_tool` test
@@ -18,4 +19,5 @@
 pub mod api_key;
 pub mod bookinfo;
 pub mod demo;
+pub mod files;
 pub mod route_check;

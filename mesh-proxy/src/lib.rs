@@ -658,6 +658,15 @@ impl RunningProxy {
         self.inner.reload(bootstrap).await
     }
 
+    /// The dynamic resources of the xDS source being followed, if any.
+    pub fn dynamic_state(&self) -> Option<watch::Receiver<mesh_xds::xds::client::XdsState>> {
+        self.inner
+            .dynamic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Applies every config `source` yields, as [`RunningProxy::reload`] does (an EDS-only
     /// update keeps route tables and pooled connections), and tells the source each outcome.
     /// Runs until the source ends or the returned task is aborted.

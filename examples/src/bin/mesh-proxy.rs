@@ -7,6 +7,7 @@
 //! mesh-proxy --istio DIR --role gateway --labels istio=ingressgateway --port-map 80=18080
 //!                                     run from Istio YAML as an ingress gateway
 //! mesh-proxy --demo                   Istio's Bookinfo: six services, a gateway and a sidecar
+//! mesh-proxy --demo --ads             the same, both proxies configured over ADS
 //! mesh-proxy --demo envoy             two demo upstreams behind an embedded Envoy config
 //! mesh-proxy validate envoy.yaml      check a file, print every warning and error
 //! ```
@@ -73,6 +74,10 @@ struct Cli {
     /// jason-abort, v1-v3-50, v1-v3-80-20, timeout, circuit-breaker, mirror.
     #[arg(long, value_name = "NAME", requires = "demo")]
     scenario: Option<String>,
+    /// Run the Bookinfo demo with both proxies configured only over ADS, from a control plane
+    /// in the process that serves the same YAML (what `mesh-pilot` serves).
+    #[arg(long, requires = "demo")]
+    ads: bool,
     /// Listener address for --demo (the Bookinfo gateway's).
     #[arg(
         long,
@@ -153,8 +158,7 @@ fn parse_port_map(s: &str) -> Result<PortMap, String> {
         .map(PortMap)
 }
 
-/// Each file of a config source with its modification time and content hash.
-type Stamp = Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)>;
+use mesh_examples::files::Stamp;
 
 /// Where the config comes from, to load it again on reload.
 #[derive(Debug, Clone)]
@@ -233,29 +237,10 @@ impl Source {
 
     /// What identifies this version of its files on disk (a directory's files included).
     fn stamp(&self) -> Stamp {
-        let roots = match self {
-            Self::Envoy(f) => vec![f.clone()],
-            Self::Istio { paths, .. } => paths.clone(),
-        };
-        let mut files = Vec::new();
-        for r in roots {
-            match std::fs::read_dir(&r) {
-                Ok(entries) => {
-                    let mut found: Vec<PathBuf> =
-                        entries.filter_map(Result::ok).map(|e| e.path()).collect();
-                    found.sort();
-                    files.extend(found);
-                }
-                Err(_) => files.push(r),
-            }
+        match self {
+            Self::Envoy(f) => mesh_examples::files::stamp(std::slice::from_ref(f)),
+            Self::Istio { paths, .. } => mesh_examples::files::stamp(paths),
         }
-        files
-            .into_iter()
-            .map(|f| {
-                let s = file_stamp(&f);
-                (f, s)
-            })
-            .collect()
     }
 }
 
@@ -559,6 +544,9 @@ async fn run_bookinfo(cli: &Cli, drain: Duration) -> ExitCode {
         .gateway(cli.listen)
         .scenario(scenario.yaml());
     opts.drain_time = drain;
+    if cli.ads {
+        opts = opts.over_ads();
+    }
     if let Some(a) = cli.admin {
         // The gateway's admin API where asked; the sidecar's on a free port beside it.
         opts = opts.admin(SocketAddr::new(a.ip(), 0), a);
@@ -658,17 +646,6 @@ fn strip_access_logs(b: &mut Bootstrap) {
             fc.http_connection_manager.access_log.clear();
         }
     }
-}
-
-/// What identifies a version of a file on disk: its modification time, and a hash of its
-/// content (a rewrite of the same length within one tick of the file system's clock keeps the
-/// time; config files are small, so reading them every pass costs little).
-fn file_stamp(file: &PathBuf) -> Option<(std::time::SystemTime, u64)> {
-    use std::hash::{Hash, Hasher};
-    let modified = std::fs::metadata(file).ok()?.modified().ok()?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    std::fs::read(file).ok()?.hash(&mut h);
-    Some((modified, h.finish()))
 }
 
 /// The bootstrap to follow a control plane with, when the config is an Envoy bootstrap with

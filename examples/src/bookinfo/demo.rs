@@ -4,10 +4,15 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use mesh_core::config::Bootstrap;
+use mesh_core::config::{
+    AdsApiType, AdsConfig, Bootstrap, Cluster, DEFAULT_INITIAL_FETCH_TIMEOUT, DynamicResources,
+    Node, UpstreamProtocol,
+};
 use mesh_proxy::{Proxy, RunningProxy};
 use mesh_xds::LoadError;
 use mesh_xds::istio::{self, Meta, Options, Resources, Warning};
+use mesh_xds::xds::pilot::{NodeView, Pilot};
+use mesh_xds::xds::server::XdsServer;
 
 use super::Bookinfo;
 #[cfg(doc)]
@@ -45,6 +50,9 @@ pub struct DemoOptions {
     pub random_seed: Option<u64>,
     /// How long in-flight requests get on shutdown. Default 1 second.
     pub drain_time: Duration,
+    /// Configure both proxies over ADS from an in-process control plane
+    /// ([`mesh_xds::xds::pilot::Pilot`]) instead of handing them the translation.
+    pub ads: bool,
 }
 
 impl Default for DemoOptions {
@@ -57,6 +65,7 @@ impl Default for DemoOptions {
             gateway_admin: None,
             random_seed: None,
             drain_time: Duration::from_secs(1),
+            ads: false,
         }
     }
 }
@@ -94,6 +103,13 @@ impl DemoOptions {
         self.random_seed = Some(seed);
         self
     }
+
+    /// Runs both proxies configured only over ADS, from a control plane in this process that
+    /// serves the same Istio YAML (builder style).
+    pub fn over_ads(mut self) -> Self {
+        self.ads = true;
+        self
+    }
 }
 
 /// Why the demo could not start or take a config.
@@ -129,6 +145,12 @@ pub enum DemoError {
     /// no listener.
     #[error("no Gateway selects istio: ingressgateway, so the ingress gateway has no listener")]
     NoGateway,
+    /// The proxy did not take what the control plane served it.
+    #[error("the {which} proxy did not take the control plane's config in time")]
+    Sync {
+        /// `sidecar` or `gateway`.
+        which: &'static str,
+    },
 }
 
 /// Bookinfo behind a sidecar and an ingress gateway, all in this process.
@@ -151,6 +173,24 @@ pub struct Demo {
     below: Resources,
     gateway_options: Options,
     warnings: Mutex<Vec<Warning>>,
+    xds: Option<XdsDemo>,
+}
+
+/// The control plane of a demo run over ADS, and what follows it.
+#[derive(Debug)]
+struct XdsDemo {
+    pilot: Pilot,
+    sidecar_view: String,
+    gateway_view: String,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for XdsDemo {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 /// A translated config for both proxies.
@@ -179,6 +219,9 @@ impl Demo {
             .map_port(80, opts.gateway.port())
             .map_port(8080, opts.gateway.port());
         let t = translate(&below, &opts.scenario, &gateway_options)?;
+        if opts.ads {
+            return Self::start_over_ads(opts, bookinfo, below, gateway_options, t).await;
+        }
 
         let proxy = |bootstrap: Bootstrap, admin: Option<SocketAddr>| {
             let mut b = Proxy::builder(bootstrap).drain_time(opts.drain_time);
@@ -223,6 +266,122 @@ impl Demo {
             below,
             gateway_options,
             warnings: Mutex::new(t.warnings),
+            xds: None,
+        })
+    }
+
+    /// [`Demo::start`] with both proxies configured over ADS.
+    async fn start_over_ads(
+        opts: DemoOptions,
+        bookinfo: Bookinfo,
+        below: Resources,
+        gateway_options: Options,
+        t: Translated,
+    ) -> Result<Demo, DemoError> {
+        if t.gateway.listeners.is_empty() {
+            return Err(DemoError::NoGateway);
+        }
+        let mut res = below.clone();
+        layer(&mut res, parse(&opts.scenario, "scenario")?);
+        let pilot = Pilot::new(res);
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .map_err(DemoError::Workloads)?;
+        let server = listener.local_addr().map_err(DemoError::Workloads)?;
+        let mut tasks = vec![tokio::spawn({
+            let cache = pilot.cache().clone();
+            async move {
+                let _ = XdsServer::new(cache)
+                    .serve(listener, std::future::pending())
+                    .await;
+            }
+        })];
+
+        // One sidecar for every workload (no labels), and the ingress gateway, as in the
+        // demo without a control plane; the gateway's server ports bind where asked.
+        let mut sidecar_node = Node {
+            id: "sidecar~127.0.0.1~bookinfo-sidecar.default~default.svc.cluster.local".into(),
+            ..Node::default()
+        };
+        sidecar_node
+            .metadata
+            .insert("NAMESPACE".into(), "default".into());
+        sidecar_node
+            .metadata
+            .insert("MESH_OUTBOUND_PORT".into(), 0.into());
+        let mut gateway_node = Node {
+            id: "router~127.0.0.1~istio-ingressgateway-0.default~default.svc.cluster.local".into(),
+            ..Node::default()
+        };
+        gateway_node
+            .metadata
+            .insert("NAMESPACE".into(), "default".into());
+        gateway_node.metadata.insert(
+            "LABELS".into(),
+            serde_json::json!(
+                GATEWAY_LABELS
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+                    .collect::<serde_json::Map<_, _>>()
+            ),
+        );
+        let port = opts.gateway.port();
+        gateway_node.metadata.insert(
+            "MESH_PORT_MAP".into(),
+            format!("80={port},8080={port}").into(),
+        );
+        let sidecar_view = NodeView::of(&sidecar_node).key();
+        let gateway_view = NodeView::of(&gateway_node).key();
+
+        let err = |which| move |source| DemoError::Proxy { which, source };
+        let start = |node: Node, admin: Option<SocketAddr>| {
+            let bootstrap = ads_bootstrap(server, node);
+            let mut b = Proxy::builder(bootstrap.clone()).drain_time(opts.drain_time);
+            if let Some(a) = admin {
+                b = b.admin(a);
+            }
+            if let Some(seed) = opts.random_seed {
+                b = b.random_seed(seed);
+            }
+            async move {
+                let running = b.build()?.start().await?;
+                let source =
+                    mesh_proxy::source::XdsSource::connect(&bootstrap, running.stats().clone())
+                        .expect("the bootstrap names its control plane");
+                let follower = running.follow(source);
+                Ok::<_, mesh_proxy::Error>((running, follower))
+            }
+        };
+        let (sidecar, follower) = start(sidecar_node, opts.sidecar_admin)
+            .await
+            .map_err(err("sidecar"))?;
+        tasks.push(follower);
+        let (gateway, follower) = start(gateway_node, opts.gateway_admin)
+            .await
+            .map_err(err("gateway"))?;
+        tasks.push(follower);
+        let xds = XdsDemo {
+            pilot,
+            sidecar_view,
+            gateway_view,
+            tasks,
+        };
+        xds.synced(&sidecar, &gateway).await?;
+        let sidecar_addr = first_listener(&sidecar).expect("a sidecar has its outbound listener");
+        bookinfo.set_outbound(sidecar_addr);
+        let Some(gateway_addr) = first_listener(&gateway) else {
+            return Err(DemoError::NoGateway);
+        };
+        Ok(Demo {
+            bookinfo,
+            sidecar,
+            gateway,
+            gateway_addr,
+            sidecar_addr,
+            below,
+            gateway_options,
+            warnings: Mutex::new(t.warnings),
+            xds: Some(xds),
         })
     }
 
@@ -241,6 +400,14 @@ impl Demo {
         if t.gateway.listeners.is_empty() {
             return Err(DemoError::NoGateway);
         }
+        if let Some(xds) = &self.xds {
+            let mut res = self.below.clone();
+            layer(&mut res, parse(scenario_yaml, "scenario")?);
+            xds.pilot.update(res);
+            xds.synced(&self.sidecar, &self.gateway).await?;
+            *self.warnings.lock().unwrap_or_else(|p| p.into_inner()) = t.warnings.clone();
+            return Ok(t.warnings);
+        }
         let err = |which| move |source| DemoError::Proxy { which, source };
         self.sidecar
             .reload(t.sidecar)
@@ -252,6 +419,11 @@ impl Demo {
             .map_err(err("gateway"))?;
         *self.warnings.lock().unwrap_or_else(|p| p.into_inner()) = t.warnings.clone();
         Ok(t.warnings)
+    }
+
+    /// The control plane, when the demo runs over ADS.
+    pub fn pilot(&self) -> Option<&Pilot> {
+        self.xds.as_ref().map(|x| &x.pilot)
     }
 
     /// Where the ingress gateway listens (`http://ADDR/productpage`).
@@ -294,6 +466,62 @@ impl Demo {
         self.sidecar.shutdown().await;
         drop(self.bookinfo);
     }
+}
+
+impl XdsDemo {
+    /// Waits until both proxies hold (and run) what the control plane serves them now.
+    async fn synced(
+        &self,
+        sidecar: &RunningProxy,
+        gateway: &RunningProxy,
+    ) -> Result<(), DemoError> {
+        for (which, proxy, view) in [
+            ("sidecar", sidecar, &self.sidecar_view),
+            ("gateway", gateway, &self.gateway_view),
+        ] {
+            let Some(mut state) = proxy.dynamic_state() else {
+                return Err(DemoError::Sync { which });
+            };
+            let cache = self.pilot.cache();
+            let done = tokio::time::timeout(Duration::from_secs(30), async {
+                loop {
+                    let holds = cache
+                        .snapshot(view)
+                        .is_some_and(|snap| state.borrow_and_update().holds(&snap));
+                    if holds {
+                        return true;
+                    }
+                    if state.changed().await.is_err() {
+                        return false;
+                    }
+                }
+            })
+            .await;
+            if done != Ok(true) {
+                return Err(DemoError::Sync { which });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A bootstrap with nothing but its node and the control plane to ask.
+fn ads_bootstrap(server: SocketAddr, node: Node) -> Bootstrap {
+    let mut b = Bootstrap::default().with_cluster(
+        Cluster::new_static("xds-grpc", [server]).with_protocol(UpstreamProtocol::Http2),
+    );
+    b.node = node;
+    b.dynamic_resources = Some(DynamicResources {
+        ads: AdsConfig {
+            api_type: AdsApiType::Grpc,
+            cluster_name: "xds-grpc".into(),
+            set_node_on_first_message_only: true,
+        },
+        lds: true,
+        cds: true,
+        initial_fetch_timeout: DEFAULT_INITIAL_FETCH_TIMEOUT,
+    });
+    b
 }
 
 fn first_listener(p: &RunningProxy) -> Option<SocketAddr> {

@@ -94,6 +94,24 @@ pub struct XdsState {
     pub versions: BTreeMap<ResourceType, String>,
 }
 
+impl XdsState {
+    /// Whether the client holds exactly what `snapshot` serves, every resource accepted and
+    /// none warming (for a client that subscribes to every resource of the snapshot, as a
+    /// proxy given a whole view does): the push of that snapshot has been applied.
+    pub fn holds(&self, snapshot: &super::server::Snapshot) -> bool {
+        ResourceType::ALL.into_iter().all(|t| {
+            let empty = BTreeMap::new();
+            let have = self.resources.get(&t).unwrap_or(&empty);
+            have.len() == snapshot.len(t)
+                && snapshot.resources(t).all(|(name, any)| {
+                    have.get(name).is_some_and(|r| {
+                        !r.warming && resource::decode(any).is_ok_and(|d| d.value == r.resource)
+                    })
+                })
+        })
+    }
+}
+
 /// How to reach the control plane and what to ask it for.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {

@@ -453,6 +453,21 @@ pub fn encode_json(t: ResourceType, json: &Value) -> Result<Any, ResourceError> 
     })
 }
 
+/// Encodes a resource given as Envoy v3 JSON, checked against Envoy's schema only: for
+/// resources this toolkit serves but does not run itself (a proxyless gRPC client's
+/// `ApiListener`).
+///
+/// # Errors
+/// A [`ResourceError`] when the JSON does not fit Envoy's schema.
+pub fn encode_schema_only(t: ResourceType, json: &Value) -> Result<Any, ResourceError> {
+    let msg = DynamicMessage::deserialize(descriptor(t)?, json)
+        .map_err(|e| ResourceError::whole(Some(t), format!("{e}")))?;
+    Ok(Any {
+        type_url: t.type_url().to_owned(),
+        value: msg.encode_to_vec(),
+    })
+}
+
 /// The type URL of a message of Envoy's schema (`type.googleapis.com/<full name>`).
 pub fn type_url_of(message_name: &str) -> String {
     format!("{TYPE_PREFIX}{message_name}")

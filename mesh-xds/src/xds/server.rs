@@ -123,6 +123,13 @@ impl Snapshot {
         self.types[index(t)].keys().map(String::as_str)
     }
 
+    /// The encoded resources of a type, by name.
+    pub fn resources(&self, t: ResourceType) -> impl Iterator<Item = (&str, &Any)> {
+        self.types[index(t)]
+            .iter()
+            .map(|(n, e)| (n.as_str(), &e.any))
+    }
+
     /// How many resources of a type it holds.
     pub fn len(&self, t: ResourceType) -> usize {
         self.types[index(t)].len()
@@ -173,7 +180,7 @@ pub struct NodeStatus {
 }
 
 type KeyFn = dyn Fn(&Node) -> String + Send + Sync;
-type MissFn = dyn Fn(&str, &Node) + Send + Sync;
+type MissFn = dyn Fn(&str, &Node) -> Option<Snapshot> + Send + Sync;
 
 /// Snapshots keyed by view, and the status of every node that connected.
 pub struct SnapshotCache {
@@ -220,8 +227,11 @@ impl SnapshotCache {
     }
 
     /// Calls `f(key, node)` when a stream opens for a key that has no snapshot yet, so a
-    /// control plane can compute views on demand (and call [`SnapshotCache::set_snapshot`]).
-    pub fn on_miss(mut self, f: impl Fn(&str, &Node) + Send + Sync + 'static) -> Self {
+    /// control plane computes views on demand; the snapshot it returns is set for the key.
+    pub fn on_miss(
+        mut self,
+        f: impl Fn(&str, &Node) -> Option<Snapshot> + Send + Sync + 'static,
+    ) -> Self {
         self.on_miss = Some(Box::new(f));
         self
     }
@@ -406,8 +416,9 @@ fn open_peer(
     let view = cache.view(&key);
     if view.borrow().is_none()
         && let Some(f) = &cache.on_miss
+        && let Some(snapshot) = f(&key, &node)
     {
-        f(&key, &node);
+        cache.set_snapshot(&key, snapshot);
     }
     tracing::info!(node = %node.id, view = %key, "xds stream opened");
     cache.update_status(&node.id, |s| s.streams += 1);
