@@ -98,7 +98,11 @@ pub struct PollSource<S, L> {
     stamp: S,
     load: L,
     last: Option<String>,
+    /// A new stamp seen once: loaded when the next check sees it again (a file being
+    /// written is not read half way).
+    settling: Option<String>,
     interval: Option<Duration>,
+    tick: Option<tokio::time::Interval>,
     trigger: Arc<Notify>,
 }
 
@@ -117,7 +121,8 @@ where
 {
     /// A source that calls `load` when `stamp` (a fingerprint of the files: times, sizes,
     /// hashes) differs from the one taken at the last load, checked every `interval` (`None`:
-    /// only when triggered). `initial` is the stamp of what the proxy was started with.
+    /// only when triggered). A changed stamp is loaded once two checks in a row see it, so a
+    /// file caught half written is not loaded. `initial` is the stamp of what the proxy was started with.
     /// `load` returns `None` when it could not load (having said why): the stamp is kept, so
     /// the files are not loaded again until they change.
     pub fn new(initial: String, interval: Option<Duration>, stamp: S, load: L) -> Self {
@@ -125,7 +130,9 @@ where
             stamp,
             load,
             last: Some(initial),
+            settling: None,
             interval,
+            tick: None,
             trigger: Arc::new(Notify::new()),
         }
     }
@@ -143,26 +150,36 @@ where
     L: FnMut() -> Option<ConfigUpdate> + Send + 'static,
 {
     async fn next(&mut self) -> Option<ConfigUpdate> {
-        let mut tick = self.interval.map(tokio::time::interval);
+        if self.tick.is_none()
+            && let Some(every) = self.interval
+        {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            self.tick = Some(tick);
+        }
         loop {
             let triggered = tokio::select! {
                 () = self.trigger.notified() => true,
                 _ = async {
-                    match &mut tick {
+                    match &mut self.tick {
                         Some(t) => t.tick().await,
                         None => std::future::pending().await,
                     }
                 } => false,
             };
+            let now = (self.stamp)();
             if !triggered {
-                let now = (self.stamp)();
                 if self.last.as_deref() == Some(now.as_str()) {
+                    self.settling = None;
                     continue;
                 }
-                self.last = Some(now);
-            } else {
-                self.last = Some((self.stamp)());
+                if self.settling.as_deref() != Some(now.as_str()) {
+                    self.settling = Some(now);
+                    continue;
+                }
             }
+            self.settling = None;
+            self.last = Some(now);
             if let Some(update) = (self.load)() {
                 return Some(update);
             }

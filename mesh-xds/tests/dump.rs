@@ -203,10 +203,10 @@ fn front_proxy_round_trips() {
                 }],
                 "clusters": [
                     {"name": "service1", "type": "STRICT_DNS", "connect_timeout": "0.25s",
-                     "load_assignment": {"cluster_name": "service1", "endpoints": [{"lb_endpoints": [
+                     "load_assignment": {"cluster_name": "service1", "endpoints": [{"locality": {}, "lb_endpoints": [
                         {"endpoint": {"address": {"socket_address": {"address": "service1", "port_value": 8000}}}}]}]}},
                     {"name": "service2", "type": "STRICT_DNS", "connect_timeout": "0.25s",
-                     "load_assignment": {"cluster_name": "service2", "endpoints": [{"lb_endpoints": [
+                     "load_assignment": {"cluster_name": "service2", "endpoints": [{"locality": {}, "lb_endpoints": [
                         {"endpoint": {"address": {"socket_address": {"address": "service2", "port_value": 8000}}}}]}]}}
                 ]
             },
@@ -978,7 +978,7 @@ fn a_static_cluster_prints_as_envoy_does() {
             "connect_timeout": "5s",
             "load_assignment": {
                 "cluster_name": "web",
-                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                "endpoints": [{"locality": {}, "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
                     "address": "127.0.0.1",
                     "port_value": 8081
                 }}}}]}]

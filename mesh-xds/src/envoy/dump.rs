@@ -1400,7 +1400,7 @@ fn health_check(h: &HealthCheck) -> Value {
 ///     dump::cluster_load_assignment(&la),
 ///     serde_json::json!({
 ///         "cluster_name": "web",
-///         "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+///         "endpoints": [{"locality": {}, "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
 ///             "address": "10.0.0.1", "port_value": 80
 ///         }}}}]}]
 ///     })
@@ -1425,7 +1425,8 @@ fn locality_lb_endpoints(l: &LocalityLbEndpoints) -> Value {
     loc.str("region", &l.locality.region);
     loc.str("zone", &l.locality.zone);
     loc.str("sub_zone", &l.locality.sub_zone);
-    out.message("locality", loc);
+    // Always present, as Envoy prints it: gRPC's xDS client refuses endpoints without one.
+    out.set("locality", loc);
     out.list("lb_endpoints", l.lb_endpoints.iter().map(lb_endpoint));
     out.opt("load_balancing_weight", l.load_balancing_weight);
     out.nonzero("priority", l.priority);

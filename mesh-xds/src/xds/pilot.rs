@@ -37,7 +37,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use mesh_core::config::{
-    Bootstrap, ClusterLoadAssignment, DiscoveryType, Node, RouteConfiguration, RouteSource,
+    Bootstrap, ClusterLoadAssignment, DiscoveryType, LbPolicy, Node, RouteConfiguration,
+    RouteSource,
 };
 use serde_json::{Value, json};
 
@@ -243,11 +244,22 @@ pub fn split(b: &Bootstrap) -> Vec<Resource> {
 /// The view of a proxyless gRPC client: an `ApiListener` per `host:port` the sidecar's routes
 /// serve, pointing at the sidecar's route configuration, with its clusters and endpoints.
 fn grpc_view(b: &Bootstrap, split: &[Resource]) -> Snapshot {
+    // gRPC balances round robin or by ring hash (as istiod's gRPC generator serves it): other
+    // policies (Istio's default LEAST_REQUEST among them) become round robin.
     let mut snapshot = Snapshot::new(
         split
             .iter()
             .filter(|r| r.resource_type() != ResourceType::Listener)
-            .cloned(),
+            .cloned()
+            .map(|r| match r {
+                Resource::Cluster(mut c) => {
+                    if !matches!(c.lb_policy, LbPolicy::RoundRobin | LbPolicy::RingHash) {
+                        c.lb_policy = LbPolicy::RoundRobin;
+                    }
+                    Resource::Cluster(c)
+                }
+                r => r,
+            }),
     );
     for l in &b.listeners {
         for fc in &l.filter_chains {

@@ -507,8 +507,9 @@ impl SotwStream {
         let id = self.peer.as_ref().map(|p| p.id.clone()).unwrap_or_default();
         let first = !self.subs.contains_key(&t);
         let sub = self.subs.entry(t).or_default();
-        if !first && req.response_nonce != sub.nonce {
-            // A request that answers an earlier response: superseded, nothing to do.
+        if !first && !req.response_nonce.is_empty() && req.response_nonce != sub.nonce {
+            // A request that answers an earlier response: superseded, nothing to do. (A
+            // request without a nonce changes the subscription before any response arrived.)
             return Ok(());
         }
         if let Some(err) = &req.error_detail {
