@@ -125,6 +125,9 @@ pub struct ClientConfig {
     pub base_backoff: Duration,
     /// The longest reconnect delay.
     pub max_backoff: Duration,
+    /// The largest response accepted; a larger one ends the stream (and is counted in
+    /// `control_plane.bad_messages`). Default 64 MiB.
+    pub max_response_bytes: usize,
 }
 
 impl ClientConfig {
@@ -167,6 +170,7 @@ impl ClientConfig {
             server,
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
+            max_response_bytes: MAX_RESPONSE_BYTES,
         })
     }
 }
@@ -266,8 +270,8 @@ enum Outgoing {
     Delta(ds::DeltaDiscoveryRequest),
 }
 
-/// The longest response accepted from a control plane.
-const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// The largest response accepted from a control plane by default.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 impl Worker {
     fn new(
@@ -395,7 +399,7 @@ impl Worker {
             format!("connect: {e}")
         })?;
         let mut client = AggregatedDiscoveryServiceClient::new(channel)
-            .max_decoding_message_size(MAX_RESPONSE_BYTES);
+            .max_decoding_message_size(self.config.max_response_bytes);
         let (req_tx, req_rx) = mpsc::unbounded_channel::<Outgoing>();
         let delta = self.delta();
         let mut first = true;
@@ -655,7 +659,10 @@ impl Worker {
         self.stats.stream_errors.inc();
         if matches!(
             e.code(),
-            tonic::Code::Internal | tonic::Code::ResourceExhausted | tonic::Code::Unknown
+            tonic::Code::Internal
+                | tonic::Code::ResourceExhausted
+                | tonic::Code::OutOfRange
+                | tonic::Code::Unknown
         ) {
             // Truncated, oversized or undecodable messages surface here.
             self.stats.bad_messages.inc();
