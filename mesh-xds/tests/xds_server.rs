@@ -384,3 +384,55 @@ async fn nodes_that_share_a_view_share_one_snapshot() {
     assert_eq!(cache.keys(), ["shared"]);
     assert_eq!(cache.statuses().len(), 3);
 }
+
+#[tokio::test]
+async fn the_per_type_services_stream_and_fetch() {
+    use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
+    use envoy_types::pb::envoy::service::listener::v3::listener_discovery_service_client::ListenerDiscoveryServiceClient;
+    let cache = Arc::new(SnapshotCache::new());
+    cache.set_snapshot("n", Snapshot::new(view(1, "web")));
+    let addr = server(cache.clone()).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    // CDS on its own service; the type may be left out of the request.
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut cds = ClusterDiscoveryServiceClient::new(channel.clone())
+        .stream_clusters(UnboundedReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(ds::DiscoveryRequest {
+        node: node("n"),
+        ..ds::DiscoveryRequest::default()
+    })
+    .unwrap();
+    let r = cds.message().await.unwrap().unwrap();
+    assert_eq!(kind(&r), ResourceType::Cluster);
+    assert_eq!(r.resources.len(), 1);
+
+    // A unary fetch of listeners; asking again with that version is "not modified".
+    let mut lds = ListenerDiscoveryServiceClient::new(channel);
+    let r = lds
+        .fetch_listeners(ds::DiscoveryRequest {
+            node: node("n"),
+            ..ds::DiscoveryRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(kind(&r), ResourceType::Listener);
+    assert_eq!(r.resources.len(), 1);
+    let again = lds
+        .fetch_listeners(ds::DiscoveryRequest {
+            node: node("n"),
+            version_info: r.version_info.clone(),
+            ..ds::DiscoveryRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::Cancelled);
+}

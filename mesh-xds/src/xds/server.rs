@@ -36,9 +36,21 @@ use std::hash::Hasher as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_server::{
+    ClusterDiscoveryService, ClusterDiscoveryServiceServer,
+};
 use envoy_types::pb::envoy::service::discovery::v3 as ds;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server::{
+    EndpointDiscoveryService, EndpointDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::listener::v3::listener_discovery_service_server::{
+    ListenerDiscoveryService, ListenerDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::route::v3::route_discovery_service_server::{
+    RouteDiscoveryService, RouteDiscoveryServiceServer,
 };
 use envoy_types::pb::google::protobuf::Any;
 use futures_util::Stream;
@@ -316,8 +328,8 @@ impl XdsServer {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    /// Serves ADS (HTTP/2 without TLS) on `listener` until `shutdown` completes, then closes
-    /// every stream.
+    /// Serves ADS and the per-type services (HTTP/2 without TLS) on `listener` until
+    /// `shutdown` completes, then closes every stream.
     ///
     /// # Errors
     /// Never, today: accept errors are logged and retried after a pause. (The `Result` leaves
@@ -329,7 +341,7 @@ impl XdsServer {
     ) -> std::io::Result<()> {
         use hyper_util::rt::{TokioExecutor, TokioIo};
         use hyper_util::service::TowerToHyperService;
-        let service = self.ads_service();
+        let service = self.services();
         let mut conns = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -361,6 +373,145 @@ impl XdsServer {
 /// The largest discovery request accepted (a request lists names, not resources).
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
+impl XdsServer {
+    fn sotw(
+        &self,
+        request: Request<Streaming<ds::DiscoveryRequest>>,
+        only: Option<ResourceType>,
+    ) -> Response<ResponseStream<ds::DiscoveryResponse>> {
+        let (tx, rx) = mpsc::channel(16);
+        let cache = self.cache.clone();
+        tokio::spawn(async move {
+            let mut s = SotwStream::new(cache, tx);
+            s.only = only;
+            let result = s.run(request.into_inner()).await;
+            s.close(result).await;
+        });
+        Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    fn delta(
+        &self,
+        request: Request<Streaming<ds::DeltaDiscoveryRequest>>,
+        only: Option<ResourceType>,
+    ) -> Response<ResponseStream<ds::DeltaDiscoveryResponse>> {
+        let (tx, rx) = mpsc::channel(16);
+        let cache = self.cache.clone();
+        tokio::spawn(async move {
+            let mut s = DeltaStream::new(cache, tx);
+            s.only = only;
+            let result = s.run(request.into_inner()).await;
+            s.close(result).await;
+        });
+        Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    /// A unary fetch (the REST-like variant): what the node's view holds of one type now.
+    fn fetch(
+        &self,
+        request: Request<ds::DiscoveryRequest>,
+        t: ResourceType,
+    ) -> Result<Response<ds::DiscoveryResponse>, Status> {
+        let req = request.into_inner();
+        let n = req
+            .node
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("a fetch names its node"))?;
+        let node = node::from_proto(n);
+        let key = self.cache.key_of(&node);
+        let snapshot = match self.cache.snapshot(&key) {
+            Some(s) => s,
+            None => {
+                let computed = self.cache.on_miss.as_ref().and_then(|f| f(&key, &node));
+                match computed {
+                    Some(s) => {
+                        self.cache.set_snapshot(&key, s);
+                        self.cache
+                            .snapshot(&key)
+                            .ok_or_else(|| Status::unavailable("no view for the node"))?
+                    }
+                    None => return Err(Status::unavailable("no view for the node")),
+                }
+            }
+        };
+        let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
+        let subset = (!names.is_empty()).then_some(&names);
+        let version = snapshot.version_of(t, subset);
+        if !req.version_info.is_empty() && req.version_info == version {
+            // Envoy's REST protocol: nothing new is "304 Not Modified", a CANCELLED here.
+            return Err(Status::cancelled("not modified"));
+        }
+        let resources = snapshot.types[index(t)]
+            .iter()
+            .filter(|(n, _)| subset.is_none_or(|s| s.contains(n.as_str())))
+            .map(|(_, e)| e.any.clone())
+            .collect();
+        Ok(Response::new(ds::DiscoveryResponse {
+            version_info: version,
+            resources,
+            type_url: t.type_url().into(),
+            ..ds::DiscoveryResponse::default()
+        }))
+    }
+
+    /// Every discovery service (ADS and the four per-type services) as one tower service that
+    /// routes by gRPC path, to serve on one port (or mount beside services of one's own).
+    pub fn services(&self) -> Services {
+        Services {
+            ads: self.ads_service(),
+            lds: ListenerDiscoveryServiceServer::new(self.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            cds: ClusterDiscoveryServiceServer::new(self.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            rds: RouteDiscoveryServiceServer::new(self.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            eds: EndpointDiscoveryServiceServer::new(self.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        }
+    }
+}
+
+/// ADS and the per-type discovery services behind one tower service, routed by gRPC path.
+#[derive(Debug, Clone)]
+pub struct Services {
+    ads: AggregatedDiscoveryServiceServer<XdsServer>,
+    lds: ListenerDiscoveryServiceServer<XdsServer>,
+    cds: ClusterDiscoveryServiceServer<XdsServer>,
+    rds: RouteDiscoveryServiceServer<XdsServer>,
+    eds: EndpointDiscoveryServiceServer<XdsServer>,
+}
+
+impl<B> tower::Service<http::Request<B>> for Services
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path();
+        let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        match service {
+            "envoy.service.discovery.v3.AggregatedDiscoveryService" => Box::pin(self.ads.call(req)),
+            "envoy.service.listener.v3.ListenerDiscoveryService" => Box::pin(self.lds.call(req)),
+            "envoy.service.cluster.v3.ClusterDiscoveryService" => Box::pin(self.cds.call(req)),
+            "envoy.service.route.v3.RouteDiscoveryService" => Box::pin(self.rds.call(req)),
+            "envoy.service.endpoint.v3.EndpointDiscoveryService" => Box::pin(self.eds.call(req)),
+            _ => Box::pin(async { Ok(Status::unimplemented("no such service").into_http()) }),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for XdsServer {
     type StreamAggregatedResourcesStream = ResponseStream<ds::DiscoveryResponse>;
@@ -370,34 +521,85 @@ impl AggregatedDiscoveryService for XdsServer {
         &self,
         request: Request<Streaming<ds::DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(16);
-        let cache = self.cache.clone();
-        tokio::spawn(async move {
-            let mut s = SotwStream::new(cache, tx);
-            let result = s.run(request.into_inner()).await;
-            s.close(result).await;
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(self.sotw(request, None))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<ds::DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(16);
-        let cache = self.cache.clone();
-        tokio::spawn(async move {
-            let mut s = DeltaStream::new(cache, tx);
-            let result = s.run(request.into_inner()).await;
-            s.close(result).await;
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(self.delta(request, None))
     }
 }
+
+/// The per-type services: the same streams, one type each.
+macro_rules! per_type_service {
+    ($trait:ident, $t:expr, $stream:ident, $delta:ident, $fetch:ident, $sty:ident, $dty:ident) => {
+        #[tonic::async_trait]
+        impl $trait for XdsServer {
+            type $sty = ResponseStream<ds::DiscoveryResponse>;
+            type $dty = ResponseStream<ds::DeltaDiscoveryResponse>;
+
+            async fn $stream(
+                &self,
+                request: Request<Streaming<ds::DiscoveryRequest>>,
+            ) -> Result<Response<Self::$sty>, Status> {
+                Ok(self.sotw(request, Some($t)))
+            }
+
+            async fn $delta(
+                &self,
+                request: Request<Streaming<ds::DeltaDiscoveryRequest>>,
+            ) -> Result<Response<Self::$dty>, Status> {
+                Ok(self.delta(request, Some($t)))
+            }
+
+            async fn $fetch(
+                &self,
+                request: Request<ds::DiscoveryRequest>,
+            ) -> Result<Response<ds::DiscoveryResponse>, Status> {
+                self.fetch(request, $t)
+            }
+        }
+    };
+}
+
+per_type_service!(
+    ListenerDiscoveryService,
+    ResourceType::Listener,
+    stream_listeners,
+    delta_listeners,
+    fetch_listeners,
+    StreamListenersStream,
+    DeltaListenersStream
+);
+per_type_service!(
+    ClusterDiscoveryService,
+    ResourceType::Cluster,
+    stream_clusters,
+    delta_clusters,
+    fetch_clusters,
+    StreamClustersStream,
+    DeltaClustersStream
+);
+per_type_service!(
+    RouteDiscoveryService,
+    ResourceType::Route,
+    stream_routes,
+    delta_routes,
+    fetch_routes,
+    StreamRoutesStream,
+    DeltaRoutesStream
+);
+per_type_service!(
+    EndpointDiscoveryService,
+    ResourceType::Endpoints,
+    stream_endpoints,
+    delta_endpoints,
+    fetch_endpoints,
+    StreamEndpointsStream,
+    DeltaEndpointsStream
+);
 
 /// The node of a stream, once its first request named it.
 struct Peer {
@@ -447,6 +649,8 @@ struct SotwSub {
 struct SotwStream {
     cache: Arc<SnapshotCache>,
     tx: mpsc::Sender<Result<ds::DiscoveryResponse, Status>>,
+    /// The type of a per-type service's stream (requests may leave `type_url` empty).
+    only: Option<ResourceType>,
     peer: Option<Peer>,
     subs: BTreeMap<ResourceType, SotwSub>,
     nonce: u64,
@@ -460,6 +664,7 @@ impl SotwStream {
         Self {
             cache,
             tx,
+            only: None,
             peer: None,
             subs: BTreeMap::new(),
             nonce: 0,
@@ -496,9 +701,19 @@ impl SotwStream {
         }
     }
 
-    async fn on_request(&mut self, req: ds::DiscoveryRequest) -> Result<(), Status> {
+    async fn on_request(&mut self, mut req: ds::DiscoveryRequest) -> Result<(), Status> {
         if self.peer.is_none() {
             self.peer = Some(open_peer(&self.cache, req.node.as_ref())?);
+        }
+        if let Some(only) = self.only {
+            if req.type_url.is_empty() {
+                req.type_url = only.type_url().into();
+            } else if req.type_url != only.type_url() {
+                return Err(Status::invalid_argument(format!(
+                    "a {only} stream cannot carry {}",
+                    req.type_url
+                )));
+            }
         }
         let Some(t) = ResourceType::from_type_url(&req.type_url) else {
             tracing::warn!(type_url = %req.type_url, "xds request for an unknown type ignored");
@@ -624,6 +839,8 @@ struct DeltaSub {
 struct DeltaStream {
     cache: Arc<SnapshotCache>,
     tx: mpsc::Sender<Result<ds::DeltaDiscoveryResponse, Status>>,
+    /// The type of a per-type service's stream (requests may leave `type_url` empty).
+    only: Option<ResourceType>,
     peer: Option<Peer>,
     subs: BTreeMap<ResourceType, DeltaSub>,
     nonce: u64,
@@ -637,6 +854,7 @@ impl DeltaStream {
         Self {
             cache,
             tx,
+            only: None,
             peer: None,
             subs: BTreeMap::new(),
             nonce: 0,
@@ -679,9 +897,19 @@ impl DeltaStream {
         }
     }
 
-    async fn on_request(&mut self, req: ds::DeltaDiscoveryRequest) -> Result<(), Status> {
+    async fn on_request(&mut self, mut req: ds::DeltaDiscoveryRequest) -> Result<(), Status> {
         if self.peer.is_none() {
             self.peer = Some(open_peer(&self.cache, req.node.as_ref())?);
+        }
+        if let Some(only) = self.only {
+            if req.type_url.is_empty() {
+                req.type_url = only.type_url().into();
+            } else if req.type_url != only.type_url() {
+                return Err(Status::invalid_argument(format!(
+                    "a {only} stream cannot carry {}",
+                    req.type_url
+                )));
+            }
         }
         let Some(t) = ResourceType::from_type_url(&req.type_url) else {
             tracing::warn!(type_url = %req.type_url, "xds request for an unknown type ignored");
