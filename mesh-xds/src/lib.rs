@@ -1,16 +1,15 @@
 //! Config formats for the mesh toolkit.
 //!
-//! `mesh-xds` translates config into the [`mesh_core::config`] model and back out. Today that
-//! is Envoy v3 JSON/YAML:
+//! `mesh-xds` translates config into the [`mesh_core::config`] model and back out, from files
+//! and over the wire:
 //!
 //! | module | what |
 //! |---|---|
 //! | [`envoy`] | reads Envoy v3 bootstrap files and bare route configurations (YAML or JSON) |
 //! | [`envoy::dump`] | writes the model as Envoy v3 JSON (for `/config_dump`); it reads back unchanged |
 //! | [`istio`] | reads Istio networking YAML and translates it for a sidecar or a gateway |
+//! | [`xds`] | the xDS protocol: resources on the wire, an ADS client, a management server, a control plane over Istio YAML |
 //! | [`error`] | [`LoadError`], with the path of every problem |
-//!
-//! The xDS client and server come later.
 //!
 //! ```
 //! let loaded = mesh_xds::envoy::parse_route_configuration(r#"
