@@ -499,3 +499,61 @@ fn asks_for_authorization(f: &mesh_core::config::HttpFilterConfig) -> bool {
         .iter()
         .any(|n| *n == f.name || Some(*n) == type_name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_core::config::{Cluster, HttpConnectionManager, Listener, Route, VirtualHost};
+
+    fn bootstrap(ports: &[u16]) -> Bootstrap {
+        let routes = RouteConfiguration::new("r").with_virtual_host(
+            VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "web")),
+        );
+        Bootstrap::default()
+            .with_listener(Listener::http(
+                "http",
+                "127.0.0.1:0".parse().unwrap(),
+                HttpConnectionManager::with_routes(routes),
+            ))
+            .with_cluster(Cluster::new_static(
+                "web",
+                ports
+                    .iter()
+                    .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], *p))),
+            ))
+            .with_cluster(Cluster::new_static(
+                "other",
+                ["127.0.0.1:9".parse().unwrap()],
+            ))
+    }
+
+    #[test]
+    fn an_endpoint_update_keeps_route_tables_and_unchanged_clusters() {
+        let registry = FilterRegistry::new();
+        let stats = Registry::new();
+        let none = std::collections::BTreeMap::new();
+        let first = compile(&bootstrap(&[1]), &registry, &stats, None, &none).unwrap();
+        let next = compile_endpoints(&bootstrap(&[1, 2]), &stats, &first)
+            .expect("only endpoints changed")
+            .unwrap();
+        // The connection manager, its route table and filters: the same objects.
+        assert!(Arc::ptr_eq(
+            &first.listeners[0].chains[0],
+            &next.listeners[0].chains[0]
+        ));
+        // The cluster that did not change is the same; the one that did keeps host 1's pool.
+        assert!(Arc::ptr_eq(
+            &first.clusters["other"],
+            &next.clusters["other"]
+        ));
+        assert_eq!(next.clusters["web"].pools.len(), 2);
+        assert!(Arc::ptr_eq(
+            &first.clusters["web"].pools[0],
+            &next.clusters["web"].pools[0]
+        ));
+        // More than endpoints: the caller compiles it all.
+        let mut changed = bootstrap(&[1, 2]);
+        changed.clusters[0].connect_timeout = std::time::Duration::from_secs(1);
+        assert!(compile_endpoints(&changed, &stats, &first).is_none());
+    }
+}

@@ -429,8 +429,17 @@ impl Inner {
     }
 
     pub(crate) fn is_ready(&self) -> bool {
+        // Following a control plane: not before its initial fetch is over, as Envoy's init
+        // manager holds the server.
+        let initializing = self
+            .dynamic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|rx| !rx.borrow().initialized);
         !self.healthcheck_failed.load(Ordering::Acquire)
             && !self.quit_requested.load(Ordering::Acquire)
+            && !initializing
             && !self.lock_listeners().is_empty()
     }
 }

@@ -133,7 +133,7 @@ async fn admin_endpoints_show_and_steer_the_proxy() {
             "connect_timeout": "5s",
             "load_assignment": {
                 "cluster_name": "web",
-                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                "endpoints": [{"locality": {}, "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
                     "address": "127.0.0.1",
                     "port_value": a.addr().port()
                 }}}}]}]

@@ -228,3 +228,55 @@ async fn state_of_the_world_serves_what_it_is_sent() {
 async fn incremental_serves_what_it_is_sent() {
     serves_what_it_is_sent(AdsApiType::DeltaGrpc).await;
 }
+
+/// As Envoy's init manager: a proxy following a control plane is not ready before its initial
+/// fetch is over (here, a cluster waiting for its endpoints), even with a listener of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_the_initial_fetch_is_over() {
+    let a = Upstream::start("a", Behavior::Identify).await;
+    let cache = Arc::new(SnapshotCache::new());
+    // The cluster, not its endpoints.
+    let mut partial = view(&[a.addr()], "web");
+    partial.remove(1);
+    cache.set_snapshot(NODE, Snapshot::new(partial));
+    let server = control_plane(cache.clone()).await;
+    let mut boot = bootstrap(server, AdsApiType::Grpc);
+    boot.listeners.push(Listener::http(
+        "static",
+        "127.0.0.1:0".parse().unwrap(),
+        HttpConnectionManager::with_routes(RouteConfiguration::new("s").with_virtual_host(
+            VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "xds")),
+        )),
+    ));
+    let running = mesh_proxy::Proxy::builder(boot.clone())
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let mut state = {
+        let source = XdsSource::connect(&boot, running.stats().clone()).unwrap();
+        let state = mesh_proxy::source::ConfigSource::dynamic_state(&source).unwrap();
+        let _follow = running.follow(source);
+        state
+    };
+    let admin = running.admin_addr().unwrap();
+    let client = Client::http1();
+    status_until(&cache, |s| {
+        acked(s, ResourceType::Cluster) && acked(s, ResourceType::Listener)
+    })
+    .await;
+    assert!(!state.borrow().initialized);
+    assert_eq!(client.get(admin, "/ready", &[]).await.status, 503);
+
+    // The endpoints arrive: the initial fetch is over, and the proxy is ready.
+    cache.set_snapshot(NODE, Snapshot::new(view(&[a.addr()], "web")));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !state.borrow_and_update().initialized {
+            state.changed().await.unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(client.get(admin, "/ready", &[]).await.status, 200);
+}

@@ -11,9 +11,8 @@ fn samples() -> Vec<(ResourceType, Value)> {
     let la = Cluster::new_static("web", ["127.0.0.1:8081".parse().unwrap()])
         .load_assignment
         .unwrap();
-    let rc = RouteConfiguration::new("routes").with_virtual_host(
-        VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "web")),
-    );
+    let rc = RouteConfiguration::new("routes")
+        .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "web")));
     let mut cluster = Cluster::new_static("web", ["127.0.0.1:8081".parse().unwrap()]);
     cluster.outlier_detection = Some(OutlierDetection::default());
     let listener = Listener::http(
@@ -84,7 +83,10 @@ fn check(t: ResourceType, any: &envoy_types::pb::google::protobuf::Any) {
         Err(e) => {
             assert!(!e.errors.is_empty());
             let text = e.to_string();
-            assert!(text.starts_with(t.noun()) || text.starts_with("resource"), "{text}");
+            assert!(
+                text.starts_with(t.noun()) || text.starts_with("resource"),
+                "{text}"
+            );
         }
     }
 }

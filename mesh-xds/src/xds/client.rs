@@ -88,6 +88,10 @@ pub struct DynamicResource {
 pub struct XdsState {
     /// Connected to the control plane now.
     pub connected: bool,
+    /// The initial fetch is over (Envoy's init manager): LDS and CDS have answered and nothing
+    /// warms any more, or waited out its `initial_fetch_timeout`. Until then a proxy is not
+    /// ready.
+    pub initialized: bool,
     /// Accepted resources, by type and name.
     pub resources: BTreeMap<ResourceType, BTreeMap<String, DynamicResource>>,
     /// The last accepted `version_info` per type (state of the world).
@@ -261,6 +265,11 @@ struct Worker {
     /// The config the proxy runs now: while a new version of a listener warms, its previous
     /// version keeps serving from here.
     applied: Option<Bootstrap>,
+    /// The types that have had a response accepted.
+    answered: BTreeSet<ResourceType>,
+    /// When the client started: the initial fetch is over `initial_fetch_timeout` after it at
+    /// the latest.
+    started: Instant,
     rng: u64,
 }
 
@@ -305,6 +314,8 @@ impl Worker {
             types,
             warming_since: BTreeMap::new(),
             applied: None,
+            answered: BTreeSet::new(),
+            started: Instant::now(),
             rng: seed,
         }
     }
@@ -735,6 +746,7 @@ impl Worker {
         let names: Vec<String> = self.types[&t].accepted.keys().cloned().collect();
         match self.apply(Some(t)).await {
             Ok(()) => {
+                self.answered.insert(t);
                 if t == ResourceType::Endpoints {
                     for n in &names {
                         self.stats.update(t, Some(n), "update_success");
@@ -784,9 +796,17 @@ impl Worker {
             .iter()
             .map(|(t, ts)| (*t, ts.version.clone()))
             .collect();
+        let answered =
+            |t: ResourceType| !self.subscribed().contains(&t) || self.answered.contains(&t);
+        let timeout = self.initial_fetch_timeout();
+        let initialized = (answered(ResourceType::Cluster)
+            && answered(ResourceType::Listener)
+            && warming.iter().all(|k| self.timed_out(k)))
+            || (!timeout.is_zero() && self.started.elapsed() >= timeout);
         self.state_tx.send_modify(|s| {
             s.resources = resources;
             s.versions = versions;
+            s.initialized |= initialized;
         });
     }
 
@@ -857,9 +877,11 @@ impl Worker {
         for k in warming {
             self.warming_since.entry(k).or_insert(now);
         }
+        let initial = (!self.state_tx.borrow().initialized).then_some(self.started + timeout);
         self.warming_since
             .values()
             .map(|since| *since + timeout)
+            .chain(initial)
             .filter(|d| *d > now)
             .min()
     }
