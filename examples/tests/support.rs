@@ -34,6 +34,14 @@ impl ProxyProcess {
         Self::spawn_command(cmd, Stdio::null())
     }
 
+    /// Another binary of the package (`env!("CARGO_BIN_EXE_mesh-pilot")`), its stdout lines
+    /// read the same way.
+    pub(crate) fn spawn_program(program: &str, args: &[&str]) -> Self {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        Self::spawn_command(cmd, Stdio::null())
+    }
+
     fn spawn_with(args: &[&str], stdin: Stdio) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"));
         cmd.args(args);
