@@ -153,17 +153,18 @@ async fn server(streams: usize, services: usize, changes: usize) {
     }
     // Every stream holds every type.
     let all_synced = |c: &SnapshotCache, min_responses: &dyn Fn(ResourceType) -> u64| {
-        let s = c.statuses();
-        s.len() == streams
-            && s.values().all(|n| {
-                ResourceType::ALL.iter().all(|t| {
-                    n.types.get(t).is_some_and(|ts| {
-                        ts.acked_version.is_some()
-                            && ts.acked_version == ts.sent_version
-                            && ts.responses >= min_responses(*t)
+        c.with_statuses(|s| {
+            s.len() == streams
+                && s.values().all(|n| {
+                    ResourceType::ALL.iter().all(|t| {
+                        n.types.get(t).is_some_and(|ts| {
+                            ts.acked_version.is_some()
+                                && ts.acked_version == ts.sent_version
+                                && ts.responses >= min_responses(*t)
+                        })
                     })
                 })
-            })
+        })
     };
     wait(&cache, |c| all_synced(c, &|_| 1)).await;
     let connect = started.elapsed();

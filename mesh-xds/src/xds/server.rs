@@ -296,6 +296,12 @@ impl SnapshotCache {
         lock(&self.status).clone()
     }
 
+    /// Runs `f` over every node's status without copying them (for checks over thousands of
+    /// nodes, such as "has every stream ACKed").
+    pub fn with_statuses<R>(&self, f: impl FnOnce(&BTreeMap<String, NodeStatus>) -> R) -> R {
+        f(&lock(&self.status))
+    }
+
     /// A receiver that changes whenever a node acknowledges or rejects a response, or a stream
     /// opens or closes (to wait for a push to be taken up).
     pub fn status_changes(&self) -> watch::Receiver<u64> {
