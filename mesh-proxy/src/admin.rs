@@ -525,6 +525,7 @@ fn clusters(inner: &Inner, json: bool) -> Response<ProxyBody> {
         return json_response(&json!({ "cluster_statuses": statuses }));
     }
     let mut out = String::new();
+    let dynamic = inner.xds_state();
     for name in names {
         let c = &snap.value.clusters[name];
         let _ = writeln!(out, "{name}::observability_name::{name}");
@@ -549,7 +550,11 @@ fn clusters(inner: &Inner, json: bool) -> Response<ProxyBody> {
             let _ = writeln!(out, "{name}::{label}::max_requests::{}", t.max_requests);
             let _ = writeln!(out, "{name}::{label}::max_retries::{}", t.max_retries);
         }
-        let _ = writeln!(out, "{name}::added_via_api::{}", added_via_api(inner, name));
+        let _ = writeln!(
+            out,
+            "{name}::added_via_api::{}",
+            added_via_api(dynamic.as_ref(), name)
+        );
         for (h, p) in c.lb.hosts().iter().zip(&c.pools) {
             let a = h.address();
             for (stat, v, _) in host_stats(p, h.active_requests()) {
@@ -569,18 +574,12 @@ fn clusters(inner: &Inner, json: bool) -> Response<ProxyBody> {
 }
 
 /// Whether a cluster came from a control plane.
-fn added_via_api(inner: &Inner, cluster: &str) -> bool {
-    inner
-        .dynamic
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        .is_some_and(|rx| {
-            rx.borrow()
-                .resources
-                .get(&ResourceType::Cluster)
-                .is_some_and(|m| m.contains_key(cluster))
-        })
+fn added_via_api(dynamic: Option<&mesh_xds::xds::client::XdsState>, cluster: &str) -> bool {
+    dynamic.is_some_and(|d| {
+        d.resources
+            .get(&ResourceType::Cluster)
+            .is_some_and(|m| m.contains_key(cluster))
+    })
 }
 
 /// Envoy's `ConfigDump`: one entry per resource kind, each with its `@type`. The resources
@@ -606,13 +605,7 @@ fn config_dump(inner: &Inner, q: &HashMap<String, String>) -> Response<ProxyBody
         json!({"cluster": with_type("envoy.config.cluster.v3.Cluster", json), "last_updated": updated})
     };
     // Resources from a control plane (xDS), listed apart from the static ones as Envoy does.
-    let dynamic = inner
-        .dynamic
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        .map(|rx| rx.borrow().clone())
-        .unwrap_or_default();
+    let dynamic = inner.xds_state().unwrap_or_default();
     let empty = std::collections::BTreeMap::new();
     let of = |t: ResourceType| dynamic.resources.get(&t).unwrap_or(&empty);
     let is_dynamic = |t: ResourceType, name: &str| of(t).contains_key(name);

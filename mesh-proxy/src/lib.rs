@@ -428,6 +428,15 @@ impl Inner {
         self.healthcheck_failed.store(failed, Ordering::Release);
     }
 
+    /// What the followed xDS source holds now, if the proxy follows one.
+    pub(crate) fn xds_state(&self) -> Option<mesh_xds::xds::client::XdsState> {
+        self.dynamic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|rx| rx.borrow().clone())
+    }
+
     pub(crate) fn is_ready(&self) -> bool {
         // Following a control plane: not before its initial fetch is over, as Envoy's init
         // manager holds the server.

@@ -232,7 +232,7 @@ fn grpc_python_client_follows_routes_splits_and_pushes() {
     // A push moves everything to b, without restarting the client: its calls settle on b
     // (100 in a row), and it acknowledges the new routes.
     let before = cache.status(NODE).unwrap();
-    pilot.update(resources(&yaml(&ports, (0, 100))));
+    pilot.update(resources(&yaml(&ports, (0, 100)))).unwrap();
     let settled: serde_json::Value = serde_json::from_str(&ask_raw("settle 100")).unwrap();
     assert_eq!(settled["b"], 100, "{settled}");
     rt.block_on(status_until(&cache, |s| {

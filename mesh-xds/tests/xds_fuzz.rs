@@ -127,3 +127,66 @@ proptest! {
         }
     }
 }
+
+/// Wrappers inside wrappers, and `Any`s nested deep inside a resource, are refused before they
+/// can exhaust the stack.
+#[test]
+fn deep_nesting_is_refused() {
+    use envoy_types::pb::envoy::service::discovery::v3::Resource as Wrapper;
+    use envoy_types::pb::google::protobuf::Any;
+    use prost::Message;
+    let mut any = resource::encode(&Resource::Route(RouteConfiguration::new("r")));
+    for _ in 0..2 {
+        any = Any {
+            type_url: "type.googleapis.com/envoy.service.discovery.v3.Resource".into(),
+            value: Wrapper {
+                name: "r".into(),
+                resource: Some(any),
+                ..Wrapper::default()
+            }
+            .encode_to_vec(),
+        };
+    }
+    let e = resource::decode(&any).unwrap_err();
+    assert!(e.to_string().contains("wrapper"), "{e}");
+
+    // A route whose per-filter config is an Any holding an Any holding an Any ... 10,000 deep.
+    let mut inner = Any {
+        type_url: "type.googleapis.com/google.protobuf.Empty".into(),
+        value: Vec::new(),
+    };
+    for _ in 0..10_000 {
+        inner = Any {
+            type_url: "type.googleapis.com/google.protobuf.Any".into(),
+            value: inner.encode_to_vec(),
+        };
+    }
+    let mut rc = envoy_types::pb::envoy::config::route::v3::RouteConfiguration {
+        name: "deep".into(),
+        ..Default::default()
+    };
+    rc.virtual_hosts
+        .push(envoy_types::pb::envoy::config::route::v3::VirtualHost {
+            name: "v".into(),
+            domains: vec!["*".into()],
+            typed_per_filter_config: [("f".to_owned(), inner)].into_iter().collect(),
+            ..Default::default()
+        });
+    let any = Any {
+        type_url: ResourceType::Route.type_url().into(),
+        value: rc.encode_to_vec(),
+    };
+    // Run where a stack overflow would abort the test rather than the whole suite.
+    let result = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || {
+            resource::decode(&any)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    let e = result.unwrap_err();
+    assert!(e.contains("nested"), "{e}");
+}

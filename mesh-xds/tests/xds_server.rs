@@ -436,3 +436,102 @@ async fn the_per_type_services_stream_and_fetch() {
         .unwrap_err();
     assert_eq!(again.code(), tonic::Code::Cancelled);
 }
+
+#[test]
+fn versions_do_not_change_when_the_resource_does_not() {
+    // Protobuf writes map fields in no fixed order: versions hash the canonical form.
+    let mut rc = RouteConfiguration::new("routes")
+        .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "web")));
+    for (i, f) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
+        rc.virtual_hosts[0]
+            .typed_per_filter_config
+            .insert(format!("acme.{f}"), serde_json::json!({ "n": i }));
+    }
+    let first = Snapshot::new([Resource::Route(rc.clone())]).version(ResourceType::Route);
+    for _ in 0..20 {
+        assert_eq!(
+            Snapshot::new([Resource::Route(rc.clone())]).version(ResourceType::Route),
+            first
+        );
+    }
+}
+
+#[tokio::test]
+async fn named_then_empty_unsubscribes_and_named_lds_is_answered_even_when_missing() {
+    let cache = Arc::new(SnapshotCache::new());
+    cache.set_snapshot("n", Snapshot::new(view(1, "web")));
+    let addr = server(cache.clone()).await;
+    let mut s = Sotw::open(addr).await;
+    // A gRPC-style named LDS subscription to a listener that does not exist: answered empty.
+    s.ask("n", ResourceType::Listener, &["missing:80"], "", "");
+    let r = s.next().await;
+    assert_eq!(kind(&r), ResourceType::Listener);
+    assert!(r.resources.is_empty());
+    // Naming the one that exists, then none: the last answer is empty, not everything.
+    s.ask(
+        "n",
+        ResourceType::Listener,
+        &["http"],
+        &r.version_info,
+        &r.nonce,
+    );
+    let r = s.next().await;
+    assert_eq!(r.resources.len(), 1);
+    s.ask("n", ResourceType::Listener, &[], &r.version_info, &r.nonce);
+    let r = s.next().await;
+    assert!(
+        r.resources.is_empty(),
+        "an emptied named subscription wants nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_first_incremental_wildcard_request_is_answered_even_with_nothing() {
+    let cache = Arc::new(SnapshotCache::new());
+    cache.set_snapshot("n", Snapshot::default());
+    let addr = server(cache.clone()).await;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut responses = client(addr)
+        .await
+        .delta_aggregated_resources(UnboundedReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(ds::DeltaDiscoveryRequest {
+        node: node("n"),
+        type_url: ResourceType::Listener.type_url().into(),
+        ..ds::DeltaDiscoveryRequest::default()
+    })
+    .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), responses.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(r.resources.is_empty() && r.removed_resources.is_empty());
+    assert!(!r.nonce.is_empty());
+}
+
+#[tokio::test]
+async fn a_computed_view_and_a_nodes_status_go_with_its_last_stream() {
+    let cache = Arc::new(SnapshotCache::new().on_miss(|_, _| Some(Snapshot::new(view(1, "web")))));
+    let addr = server(cache.clone()).await;
+    let mut s = Sotw::open(addr).await;
+    s.ask("n", ResourceType::Cluster, &[], "", "");
+    assert_eq!(s.next().await.resources.len(), 1);
+    assert_eq!(cache.keys(), ["n"]);
+    assert!(cache.status("n").is_some());
+    let mut changes = cache.status_changes();
+    drop(s);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while cache.status("n").is_some() {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        cache.keys().is_empty(),
+        "the computed view went with its stream"
+    );
+}

@@ -203,7 +203,9 @@ async fn server(streams: usize, services: usize, changes: usize) {
             .collect();
         let min = base.iter().copied().min().unwrap_or(0);
         let t0 = Instant::now();
-        pilot.update(load(&dir, services, k));
+        pilot
+            .update(load(&dir, services, k))
+            .expect("every view translates");
         computes.push(t0.elapsed());
         wait(&cache, |c| {
             all_synced(c, &|ty| if ty == t { min + 1 } else { 1 })

@@ -50,9 +50,8 @@ struct Cli {
     namespace: String,
 }
 
-fn load(cli: &Cli) -> Result<mesh_xds::istio::Resources, String> {
-    let loaded =
-        mesh_xds::istio::load_paths(&cli.istio, &cli.namespace).map_err(|e| e.to_string())?;
+fn load(paths: &[PathBuf], namespace: &str) -> Result<mesh_xds::istio::Resources, String> {
+    let loaded = mesh_xds::istio::load_paths(paths, namespace).map_err(|e| e.to_string())?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
@@ -70,7 +69,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .try_init();
     let stamp = mesh_examples::files::stamp(&cli.istio);
-    let resources = match load(&cli) {
+    let resources = match load(&cli.istio, &cli.namespace) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -109,31 +108,46 @@ async fn main() -> ExitCode {
     };
     println!("mesh-pilot: ready");
     let mut stamp = stamp;
+    // A changed stamp is loaded once two checks in a row see it (a file being written is not
+    // read half way).
+    let mut settling = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
             _ = tick.tick(), if cli.watch => {
                 let now = mesh_examples::files::stamp(&cli.istio);
                 if now == stamp {
+                    settling = None;
                     continue;
                 }
+                if settling.as_ref() != Some(&now) {
+                    settling = Some(now);
+                    continue;
+                }
+                settling = None;
                 stamp = now;
-                match load(&cli) {
-                    Ok(r) => {
-                        // Translation errors surface per view (served empty, logged); a
-                        // config no view can use is refused here first.
-                        let check = mesh_xds::istio::translate(
-                            &r,
-                            &mesh_xds::istio::Options::sidecar(15001),
-                        );
-                        if let Err(e) = check {
-                            eprintln!("mesh-pilot: rejected the change: {e}; the last good config keeps being served");
-                            continue;
-                        }
-                        pilot.update(r);
-                        println!("mesh-pilot: pushed ({} views)", pilot.views().len());
-                    }
-                    Err(e) => eprintln!("mesh-pilot: rejected the change: {e}; the last good config keeps being served"),
+                // Reading and translating take milliseconds to seconds: off the async threads.
+                let (pilot, paths, namespace) =
+                    (pilot.clone(), cli.istio.clone(), cli.namespace.clone());
+                let outcome = tokio::task::spawn_blocking(move || {
+                    let r = load(&paths, &namespace)?;
+                    let views = pilot.views().len();
+                    pilot.update(r).map_err(|errors| {
+                        errors
+                            .iter()
+                            .map(|(view, e)| format!("view {view}: {e}"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })?;
+                    Ok::<_, String>(views)
+                })
+                .await;
+                match outcome {
+                    Ok(Ok(views)) => println!("mesh-pilot: pushed ({views} views)"),
+                    Ok(Err(e)) => eprintln!(
+                        "mesh-pilot: rejected the change: {e}\nthe last good config keeps being served"
+                    ),
+                    Err(e) => eprintln!("mesh-pilot: the update failed: {e}"),
                 }
             }
             _ = tokio::signal::ctrl_c() => break,

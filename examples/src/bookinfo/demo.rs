@@ -403,7 +403,13 @@ impl Demo {
         if let Some(xds) = &self.xds {
             let mut res = self.below.clone();
             layer(&mut res, parse(scenario_yaml, "scenario")?);
-            xds.pilot.update(res);
+            if let Err(mut errors) = xds.pilot.update(res) {
+                let (_, source) = errors.swap_remove(0);
+                return Err(DemoError::Config {
+                    what: "control plane translation",
+                    source,
+                });
+            }
             xds.synced(&self.sidecar, &self.gateway).await?;
             *self.warnings.lock().unwrap_or_else(|p| p.into_inner()) = t.warnings.clone();
             return Ok(t.warnings);

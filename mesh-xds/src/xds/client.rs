@@ -53,7 +53,7 @@ pub struct XdsUpdate {
 
 impl XdsUpdate {
     /// Tells the client whether the proxy applied the update: `Ok` is ACKed, `Err` NACKed with
-    /// the message. Dropping the update without a reply counts as applied.
+    /// the message. An update dropped without a reply was not applied.
     pub fn reply(mut self, result: Result<(), String>) {
         if let Some(tx) = self.reply.take() {
             let _ = tx.send(result);
@@ -64,7 +64,7 @@ impl XdsUpdate {
 impl Drop for XdsUpdate {
     fn drop(&mut self) {
         if let Some(tx) = self.reply.take() {
-            let _ = tx.send(Ok(()));
+            let _ = tx.send(Err("the update was dropped before it was applied".into()));
         }
     }
 }
@@ -475,14 +475,11 @@ impl Worker {
 
     fn initial_request(&mut self, t: ResourceType, first: bool) -> Outgoing {
         let node = self.node(first);
+        let delta = self.delta();
         let ts = self.types.get_mut(&t).expect("every type has a state");
-        if self
-            .config
-            .bootstrap
-            .dynamic_resources
-            .as_ref()
-            .is_some_and(|d| d.ads.api_type == AdsApiType::DeltaGrpc)
-        {
+        // A new stream: the last one's nonce means nothing to this server.
+        ts.nonce.clear();
+        if delta {
             ts.told = ts.names.clone();
             Outgoing::Delta(ds::DeltaDiscoveryRequest {
                 node,
@@ -555,6 +552,7 @@ impl Worker {
             let decoded = self.decode(t, resp.resources.iter().map(|a| (None, a)));
             let result = match decoded {
                 Ok(list) => {
+                    let changed: Vec<String> = list.iter().map(|r| r.name().to_owned()).collect();
                     let mut next = self.types[&t].clone();
                     let now = SystemTime::now();
                     if t.is_wildcard() {
@@ -565,7 +563,7 @@ impl Worker {
                             .insert(r.name().to_owned(), (r, resp.version_info.clone(), now));
                     }
                     next.version = resp.version_info.clone();
-                    self.commit(t, next).await
+                    self.commit(t, next, &changed).await
                 }
                 Err(e) => Err(e),
             };
@@ -625,6 +623,7 @@ impl Worker {
             let decoded = self.decode(t, anys.iter().map(|(n, a)| (n.map(|x| x.0), *a)));
             let result = match decoded {
                 Ok(list) => {
+                    let changed: Vec<String> = list.iter().map(|r| r.name().to_owned()).collect();
                     let mut next = self.types[&t].clone();
                     let now = SystemTime::now();
                     for (r, (meta, _)) in list.into_iter().zip(&anys) {
@@ -635,7 +634,7 @@ impl Worker {
                         next.accepted.remove(n);
                     }
                     next.version = resp.system_version_info.clone();
-                    self.commit(t, next).await
+                    self.commit(t, next, &changed).await
                 }
                 Err(e) => Err(e),
             };
@@ -694,11 +693,7 @@ impl Worker {
         let mut out = Vec::new();
         let mut errors = Vec::new();
         for (wire_name, any) in anys {
-            if any.type_url != t.type_url()
-                && !any
-                    .type_url
-                    .ends_with("envoy.service.discovery.v3.Resource")
-            {
+            if any.type_url != t.type_url() && any.type_url != resource::RESOURCE_WRAPPER {
                 errors.push(format!(
                     "{} {:?}: a resource of type {:?} in a {} response",
                     t.noun(),
@@ -709,6 +704,14 @@ impl Worker {
                 continue;
             }
             match resource::decode(any) {
+                // A wrapper may hold anything: what it holds must be of the response's type.
+                Ok(d) if d.value.resource_type() != t => errors.push(format!(
+                    "{} {:?}: a {} in a {} response",
+                    t.noun(),
+                    d.value.name(),
+                    d.value.resource_type().noun(),
+                    t
+                )),
                 Ok(d) => {
                     for w in &d.warnings {
                         tracing::debug!(r#type = %t, name = %d.value.name(), path = %w.path, "xds resource field ignored: {}", w.message);
@@ -728,11 +731,6 @@ impl Worker {
                 ));
             }
         }
-        if t == ResourceType::Endpoints {
-            for r in &out {
-                self.stats.update(t, Some(r.name()), "update_attempt");
-            }
-        }
         if errors.is_empty() {
             Ok(out)
         } else {
@@ -741,34 +739,61 @@ impl Worker {
     }
 
     /// Applies a type's next state; commits it when the proxy takes it.
-    async fn commit(&mut self, t: ResourceType, next: TypeState) -> Result<(), String> {
+    /// Applies a type's next state; commits it when the proxy takes it. `changed` names the
+    /// resources of the response (for the per-resource stats of RDS and EDS).
+    async fn commit(
+        &mut self,
+        t: ResourceType,
+        next: TypeState,
+        changed: &[String],
+    ) -> Result<(), String> {
         let previous = std::mem::replace(self.types.get_mut(&t).expect("state"), next);
-        let names: Vec<String> = self.types[&t].accepted.keys().cloned().collect();
-        match self.apply(Some(t)).await {
+        let per_resource = self.stat_names(t, changed);
+        if t == ResourceType::Endpoints {
+            for n in &per_resource {
+                self.stats.update(t, Some(n), "update_attempt");
+            }
+        }
+        let result = self.apply(Some(t)).await;
+        let outcome = match &result {
             Ok(()) => {
                 self.answered.insert(t);
-                if t == ResourceType::Endpoints {
-                    for n in &names {
-                        self.stats.update(t, Some(n), "update_success");
-                    }
-                }
-                if t == ResourceType::Route {
-                    for n in &names {
-                        self.stats.update(t, Some(n), "update_success");
-                    }
-                }
                 self.publish_state();
-                Ok(())
+                "update_success"
             }
-            Err(e) => {
+            Err(_) => {
                 *self.types.get_mut(&t).expect("state") = previous;
-                if matches!(t, ResourceType::Endpoints | ResourceType::Route) {
-                    for n in &names {
-                        self.stats.update(t, Some(n), "update_rejected");
-                    }
-                }
-                Err(e)
+                "update_rejected"
             }
+        };
+        for n in &per_resource {
+            self.stats.update(t, Some(n), outcome);
+        }
+        result
+    }
+
+    /// The names RDS and EDS stats go under: route configurations by name; endpoints by the
+    /// clusters that take them (EDS names a service; several clusters may share it).
+    fn stat_names(&self, t: ResourceType, changed: &[String]) -> Vec<String> {
+        match t {
+            ResourceType::Route => changed.to_vec(),
+            ResourceType::Endpoints => changed
+                .iter()
+                .flat_map(|service| {
+                    let clusters: Vec<String> = self
+                        .dynamic_clusters()
+                        .filter(|c| c.discovery_type == DiscoveryType::Eds)
+                        .filter(|c| Self::eds_name(c) == service)
+                        .map(|c| c.name.clone())
+                        .collect();
+                    if clusters.is_empty() {
+                        vec![service.clone()]
+                    } else {
+                        clusters
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -1017,7 +1042,9 @@ impl Worker {
         if self.updates.send(update).await.is_err() {
             return Err("the proxy stopped".into());
         }
-        let result = answer.await.unwrap_or(Ok(()));
+        let result = answer
+            .await
+            .unwrap_or_else(|_| Err("the proxy stopped before it answered".into()));
         if result.is_ok() {
             self.applied = Some(sent);
             self.publish_state();

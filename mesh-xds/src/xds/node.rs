@@ -75,14 +75,7 @@ fn from_value(v: &PbValue) -> Value {
     match &v.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
         Some(Kind::BoolValue(b)) => Value::Bool(*b),
-        Some(Kind::NumberValue(f)) => {
-            if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
-                // Exact: integral and within the f64 mantissa.
-                Value::from(*f as i64)
-            } else {
-                serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
-            }
-        }
+        Some(Kind::NumberValue(f)) => super::resource::json_number(*f),
         Some(Kind::StringValue(s)) => Value::String(s.clone()),
         Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(from_value).collect()),
         Some(Kind::StructValue(s)) => Value::Object(from_struct(s)),

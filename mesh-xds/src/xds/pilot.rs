@@ -180,10 +180,11 @@ impl NodeView {
 pub fn view(resources: &Resources, view: &NodeView) -> Result<(Snapshot, Vec<Warning>), LoadError> {
     let translated = istio::translate(resources, &view.options())?;
     let split = split(&translated.value);
-    let mut snapshot = Snapshot::new(split.iter().cloned());
-    if view.kind == ProxyKind::Grpc {
-        snapshot = grpc_view(&translated.value, &split);
-    }
+    let snapshot = if view.kind == ProxyKind::Grpc {
+        grpc_view(&translated.value, &split)
+    } else {
+        Snapshot::new(split)
+    };
     Ok((snapshot, translated.warnings))
 }
 
@@ -334,7 +335,9 @@ struct PilotState {
 }
 
 impl PilotState {
-    fn compute(&self, key: &str, v: &NodeView) -> Snapshot {
+    /// A view's snapshot from the resources now; `Err` (logged) when the translation refuses
+    /// them, and the view keeps what it had.
+    fn compute(&self, key: &str, v: &NodeView) -> Result<Snapshot, LoadError> {
         let resources = self
             .resources
             .read()
@@ -345,11 +348,11 @@ impl PilotState {
                 for w in warnings {
                     tracing::debug!(view = %key, path = %w.path, "istio field ignored: {}", w.message);
                 }
-                snapshot
+                Ok(snapshot)
             }
             Err(e) => {
-                tracing::warn!(view = %key, error = %e, "view not computed; served empty");
-                Snapshot::default()
+                tracing::warn!(view = %key, error = %e, "view not computed; it keeps what it had");
+                Err(e)
             }
         }
     }
@@ -365,13 +368,15 @@ impl Pilot {
         let miss_state = state.clone();
         let cache = SnapshotCache::with_key(|n| NodeView::of(n).key()).on_miss(move |key, node| {
             let v = NodeView::of(node);
+            // Registered before it is computed: an update meanwhile recomputes it too, and the
+            // cache keeps the newer snapshot.
             miss_state
                 .views
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(key.to_owned(), v.clone());
             tracing::info!(view = %key, node = %node.id, "view computed");
-            Some(miss_state.compute(key, &v))
+            miss_state.compute(key, &v).ok()
         });
         Self {
             cache: Arc::new(cache),
@@ -384,22 +389,35 @@ impl Pilot {
         &self.cache
     }
 
-    /// Replaces the Istio resources and recomputes every view; each stream is sent only what
-    /// changed for it.
-    pub fn update(&self, resources: Resources) {
+    /// Replaces the Istio resources and recomputes every view that proxies use (views nobody
+    /// is connected to any more are forgotten); each stream is sent only what changed for it.
+    /// A view whose translation fails keeps its last snapshot.
+    ///
+    /// # Errors
+    /// Each view that could not be computed, with its key and the translation's error.
+    pub fn update(&self, resources: Resources) -> Result<(), Vec<(String, LoadError)>> {
         *self
             .state
             .resources
             .write()
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(resources);
-        let views = self
-            .state
-            .views
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let live = self.cache.keys();
+        let views = {
+            let mut views = self.state.views.lock().unwrap_or_else(|p| p.into_inner());
+            views.retain(|k, _| live.contains(k));
+            views.clone()
+        };
+        let mut errors = Vec::new();
         for (key, v) in views {
-            self.cache.set_snapshot(&key, self.state.compute(&key, &v));
+            match self.state.compute(&key, &v) {
+                Ok(snapshot) => self.cache.update_computed(&key, snapshot),
+                Err(e) => errors.push((key, e)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
         }
     }
 

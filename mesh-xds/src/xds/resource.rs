@@ -37,14 +37,16 @@ use std::sync::OnceLock;
 use envoy_types::pb::google::protobuf::Any;
 use mesh_core::config::{Cluster, ClusterLoadAssignment, FieldError, Listener, RouteConfiguration};
 use prost::Message as _;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage as _, SerializeOptions,
+};
 use serde_json::Value;
 
 use crate::envoy::{Cx, Remap, Warning};
 
 const TYPE_PREFIX: &str = "type.googleapis.com/";
 /// The wrapper some servers put around each resource (`envoy.service.discovery.v3.Resource`).
-const RESOURCE_WRAPPER: &str = "type.googleapis.com/envoy.service.discovery.v3.Resource";
+pub(crate) const RESOURCE_WRAPPER: &str = "type.googleapis.com/envoy.service.discovery.v3.Resource";
 
 /// The four resource types of ADS, in the order a server sends them so that nothing is used
 /// before what it names has arrived (clusters, endpoints, listeners, routes).
@@ -221,7 +223,7 @@ impl fmt::Display for ResourceError {
 impl std::error::Error for ResourceError {}
 
 impl ResourceError {
-    fn whole(resource_type: Option<ResourceType>, message: impl Into<String>) -> Self {
+    pub(crate) fn whole(resource_type: Option<ResourceType>, message: impl Into<String>) -> Self {
         Self {
             resource_type,
             name: None,
@@ -309,7 +311,17 @@ fn descriptor(t: ResourceType) -> Result<MessageDescriptor, ResourceError> {
 /// not a valid message of that type, or when the resource has a problem the file reader reports
 /// (each with its path inside the resource).
 pub fn decode(any: &Any) -> Result<Decoded, ResourceError> {
+    decode_at(any, 0)
+}
+
+fn decode_at(any: &Any, wrappers: usize) -> Result<Decoded, ResourceError> {
     if any.type_url == RESOURCE_WRAPPER {
+        if wrappers > 0 {
+            return Err(ResourceError::whole(
+                None,
+                "a Resource wrapper inside a Resource wrapper",
+            ));
+        }
         let wrapped =
             envoy_types::pb::envoy::service::discovery::v3::Resource::decode(any.value.as_slice())
                 .map_err(|e| {
@@ -318,7 +330,7 @@ pub fn decode(any: &Any) -> Result<Decoded, ResourceError> {
         let inner = wrapped
             .resource
             .ok_or_else(|| ResourceError::whole(None, "a Resource wrapper without a resource"))?;
-        return decode(&inner);
+        return decode_at(&inner, wrappers + 1);
     }
     let Some(t) = ResourceType::from_type_url(&any.type_url) else {
         return Err(ResourceError::whole(
@@ -329,6 +341,14 @@ pub fn decode(any: &Any) -> Result<Decoded, ResourceError> {
     let msg = DynamicMessage::decode(descriptor(t)?, any.value.as_slice()).map_err(|e| {
         ResourceError::whole(Some(t), format!("not a valid {}: {e}", t.message_name()))
     })?;
+    // Each `Any` inside is decoded afresh when the message is written as JSON: bound how deep
+    // they nest, so a small message cannot exhaust the stack.
+    if !any_depth_within(&msg, 0) {
+        return Err(ResourceError::whole(
+            Some(t),
+            format!("google.protobuf.Any values nested more than {MAX_ANY_DEPTH} deep"),
+        ));
+    }
     let options = SerializeOptions::new()
         .use_proto_field_name(true)
         .skip_default_fields(true);
@@ -399,18 +419,64 @@ pub fn read_json(t: ResourceType, json: &Value) -> Result<Decoded, ResourceError
     }
 }
 
+/// How deep `google.protobuf.Any` values may nest in a resource (Envoy's own configs nest two or
+/// three: a listener's connection manager, its filters, their per-route configs).
+const MAX_ANY_DEPTH: usize = 16;
+
+/// Whether the `Any` values in `msg` nest at most [`MAX_ANY_DEPTH`] deep (those of types the
+/// schema does not know are left to the JSON writer, which refuses them).
+fn any_depth_within(msg: &DynamicMessage, depth: usize) -> bool {
+    use prost_reflect::Value as V;
+    fn value_ok(v: &V, depth: usize) -> bool {
+        match v {
+            V::Message(m) => any_depth_within(m, depth),
+            V::List(items) => items.iter().all(|i| value_ok(i, depth)),
+            V::Map(map) => map.values().all(|i| value_ok(i, depth)),
+            _ => true,
+        }
+    }
+    if msg.descriptor().full_name() == "google.protobuf.Any" {
+        if depth >= MAX_ANY_DEPTH {
+            return false;
+        }
+        let url = msg
+            .get_field_by_name("type_url")
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let bytes = msg
+            .get_field_by_name("value")
+            .and_then(|v| v.as_bytes().cloned())
+            .unwrap_or_default();
+        let name = url.rsplit('/').next().unwrap_or("");
+        return match pool().get_message_by_name(name) {
+            Some(d) => DynamicMessage::decode(d, bytes)
+                .map(|inner| any_depth_within(&inner, depth + 1))
+                .unwrap_or(true),
+            None => true,
+        };
+    }
+    msg.fields().all(|(_, v)| value_ok(v, depth))
+}
+
+/// A double as JSON: integral values (within the f64 mantissa) as integers, as they were
+/// written in YAML before a `google.protobuf.Struct` made them doubles.
+pub(crate) fn json_number(f: f64) -> Value {
+    if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+        // Exact: integral and within the f64 mantissa.
+        Value::from(f as i64)
+    } else {
+        serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+    }
+}
+
 /// Writes integral doubles as integers. A `google.protobuf.Struct` (metadata, custom filters'
 /// configs) holds every number as a double, so a `2` written in YAML arrives as `2.0`; a filter
 /// that reads an integer from its config expects it back as `2`, as it reads it from a file.
 fn integral_numbers(v: &mut Value) {
     match v {
         Value::Number(n) => {
-            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
-                && f.fract() == 0.0
-                && f.abs() < 9_007_199_254_740_992.0
-            {
-                // Exact: integral and within the f64 mantissa.
-                *v = Value::from(f as i64);
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
+                *v = json_number(f);
             }
         }
         Value::Array(a) => a.iter_mut().for_each(integral_numbers),
@@ -445,12 +511,7 @@ pub fn encode(r: &Resource) -> Any {
 /// can see).
 pub fn encode_json(t: ResourceType, json: &Value) -> Result<Any, ResourceError> {
     read_json(t, json)?;
-    let msg = DynamicMessage::deserialize(descriptor(t)?, json)
-        .map_err(|e| ResourceError::whole(Some(t), format!("{e}")))?;
-    Ok(Any {
-        type_url: t.type_url().to_owned(),
-        value: msg.encode_to_vec(),
-    })
+    encode_schema_only(t, json)
 }
 
 /// Encodes a resource given as Envoy v3 JSON, checked against Envoy's schema only: for

@@ -98,7 +98,19 @@ impl Snapshot {
     pub fn new(resources: impl IntoIterator<Item = Resource>) -> Self {
         let mut s = Snapshot::default();
         for r in resources {
-            s.insert_any(r.resource_type(), r.name().to_owned(), resource::encode(&r));
+            // The version hashes the resource's canonical JSON (sorted keys), not its protobuf
+            // bytes: protobuf writes map fields in no fixed order, so equal resources could
+            // encode differently and be pushed again for nothing.
+            let json = serde_json::to_vec(&r.to_json()).unwrap_or_default();
+            let t = r.resource_type();
+            let any = resource::encode(&r);
+            s.types[index(t)].insert(
+                r.name().to_owned(),
+                Entry {
+                    any,
+                    version: hash_hex([&json]),
+                },
+            );
         }
         s
     }
@@ -112,22 +124,15 @@ impl Snapshot {
         name: impl Into<String>,
         any: Any,
     ) -> Result<(), resource::ResourceError> {
-        let t =
-            ResourceType::from_type_url(&any.type_url).ok_or_else(|| resource::ResourceError {
-                resource_type: None,
-                name: None,
-                errors: vec![mesh_core::config::FieldError {
-                    path: String::new(),
-                    message: format!("unknown resource type {:?}", any.type_url),
-                }],
-            })?;
-        self.insert_any(t, name.into(), any);
-        Ok(())
-    }
-
-    fn insert_any(&mut self, t: ResourceType, name: String, any: Any) {
+        let t = ResourceType::from_type_url(&any.type_url).ok_or_else(|| {
+            resource::ResourceError::whole(
+                None,
+                format!("unknown resource type {:?}", any.type_url),
+            )
+        })?;
         let version = hash_hex([&any.value]);
-        self.types[index(t)].insert(name, Entry { any, version });
+        self.types[index(t)].insert(name.into(), Entry { any, version });
+        Ok(())
     }
 
     /// The names of the resources of a type.
@@ -194,13 +199,20 @@ pub struct NodeStatus {
 type KeyFn = dyn Fn(&Node) -> String + Send + Sync;
 type MissFn = dyn Fn(&str, &Node) -> Option<Snapshot> + Send + Sync;
 
-/// Snapshots keyed by view, and the status of every node that connected.
+/// One view: its snapshot (to every stream watching it), and whether `on_miss` computed it
+/// (such a view goes when its last stream does; one set by the control plane stays).
+struct View {
+    tx: watch::Sender<Option<Arc<Snapshot>>>,
+    computed: bool,
+}
+
+/// Snapshots keyed by view, and the status of every node connected now.
 pub struct SnapshotCache {
-    views: Mutex<HashMap<String, watch::Sender<Option<Arc<Snapshot>>>>>,
+    views: Mutex<HashMap<String, View>>,
     status: Mutex<BTreeMap<String, NodeStatus>>,
     changed: watch::Sender<u64>,
     key: Box<KeyFn>,
-    on_miss: Option<Box<MissFn>>,
+    on_miss: Option<Arc<MissFn>>,
 }
 
 impl std::fmt::Debug for SnapshotCache {
@@ -238,13 +250,15 @@ impl SnapshotCache {
         }
     }
 
-    /// Calls `f(key, node)` when a stream opens for a key that has no snapshot yet, so a
-    /// control plane computes views on demand; the snapshot it returns is set for the key.
+    /// Calls `f(key, node)` (on a blocking thread) when a stream opens for a key that has no
+    /// snapshot yet, so a control plane computes views on demand; the snapshot it returns is
+    /// set for the key unless one was set meanwhile. A view computed this way is dropped when
+    /// its last stream closes.
     pub fn on_miss(
         mut self,
         f: impl Fn(&str, &Node) -> Option<Snapshot> + Send + Sync + 'static,
     ) -> Self {
-        self.on_miss = Some(Box::new(f));
+        self.on_miss = Some(Arc::new(f));
         self
     }
 
@@ -256,7 +270,11 @@ impl SnapshotCache {
     fn view(&self, key: &str) -> watch::Receiver<Option<Arc<Snapshot>>> {
         lock(&self.views)
             .entry(key.to_owned())
-            .or_insert_with(|| watch::channel(None).0)
+            .or_insert_with(|| View {
+                tx: watch::channel(None).0,
+                computed: self.on_miss.is_some(),
+            })
+            .tx
             .subscribe()
     }
 
@@ -264,13 +282,47 @@ impl SnapshotCache {
     pub fn set_snapshot(&self, key: &str, snapshot: Snapshot) {
         let snapshot = Arc::new(snapshot);
         let mut views = lock(&self.views);
-        match views.get(key) {
-            Some(tx) => {
-                tx.send_replace(Some(snapshot));
+        match views.get_mut(key) {
+            Some(v) => {
+                v.computed = false;
+                v.tx.send_replace(Some(snapshot));
             }
             None => {
-                views.insert(key.to_owned(), watch::channel(Some(snapshot)).0);
+                views.insert(
+                    key.to_owned(),
+                    View {
+                        tx: watch::channel(Some(snapshot)).0,
+                        computed: false,
+                    },
+                );
             }
+        }
+    }
+
+    /// Sets a computed snapshot unless the view has one already (a newer one may have been
+    /// set while it was computed).
+    fn set_computed(&self, key: &str, snapshot: Snapshot) {
+        let snapshot = Arc::new(snapshot);
+        let mut views = lock(&self.views);
+        let v = views.entry(key.to_owned()).or_insert_with(|| View {
+            tx: watch::channel(None).0,
+            computed: true,
+        });
+        v.tx.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(snapshot);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Replaces the snapshot of a view computed by `on_miss` (a control plane recomputing its
+    /// views), keeping it one that goes with its last stream.
+    pub fn update_computed(&self, key: &str, snapshot: Snapshot) {
+        if let Some(v) = lock(&self.views).get(key) {
+            v.tx.send_replace(Some(Arc::new(snapshot)));
         }
     }
 
@@ -278,7 +330,36 @@ impl SnapshotCache {
     pub fn snapshot(&self, key: &str) -> Option<Arc<Snapshot>> {
         lock(&self.views)
             .get(key)
-            .and_then(|tx| tx.borrow().clone())
+            .and_then(|v| v.tx.borrow().clone())
+    }
+
+    /// The snapshot of a node's view, computed by `on_miss` (on a blocking thread) when there
+    /// is none yet.
+    async fn snapshot_or_compute(
+        self: &Arc<Self>,
+        key: &str,
+        node: &Node,
+    ) -> Option<Arc<Snapshot>> {
+        if let Some(s) = self.snapshot(key) {
+            return Some(s);
+        }
+        let f = self.on_miss.clone()?;
+        let (k, n) = (key.to_owned(), node.clone());
+        if let Ok(Some(computed)) = tokio::task::spawn_blocking(move || f(&k, &n)).await {
+            self.set_computed(key, computed);
+        }
+        self.snapshot(key)
+    }
+
+    /// Drops a computed view nobody watches any more.
+    fn release(&self, key: &str) {
+        let mut views = lock(&self.views);
+        if views
+            .get(key)
+            .is_some_and(|v| v.computed && v.tx.receiver_count() == 0)
+        {
+            views.remove(key);
+        }
     }
 
     /// The keys that have a snapshot or a watcher.
@@ -310,6 +391,20 @@ impl SnapshotCache {
 
     fn update_status(&self, node_id: &str, f: impl FnOnce(&mut NodeStatus)) {
         f(lock(&self.status).entry(node_id.to_owned()).or_default());
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// A stream of the node closed: its status goes with its last stream.
+    fn stream_closed(&self, node_id: &str) {
+        {
+            let mut status = lock(&self.status);
+            if let Some(s) = status.get_mut(node_id) {
+                s.streams = s.streams.saturating_sub(1);
+                if s.streams == 0 {
+                    status.remove(node_id);
+                }
+            }
+        }
         self.changed.send_modify(|n| *n += 1);
     }
 }
@@ -379,6 +474,9 @@ impl XdsServer {
 /// The largest discovery request accepted (a request lists names, not resources).
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
+/// The most resources of one type a stream may subscribe to by name.
+const MAX_NAMES: usize = 100_000;
+
 impl XdsServer {
     fn sotw(
         &self,
@@ -413,7 +511,7 @@ impl XdsServer {
     }
 
     /// A unary fetch (the REST-like variant): what the node's view holds of one type now.
-    fn fetch(
+    async fn fetch(
         &self,
         request: Request<ds::DiscoveryRequest>,
         t: ResourceType,
@@ -425,21 +523,11 @@ impl XdsServer {
             .ok_or_else(|| Status::invalid_argument("a fetch names its node"))?;
         let node = node::from_proto(n);
         let key = self.cache.key_of(&node);
-        let snapshot = match self.cache.snapshot(&key) {
-            Some(s) => s,
-            None => {
-                let computed = self.cache.on_miss.as_ref().and_then(|f| f(&key, &node));
-                match computed {
-                    Some(s) => {
-                        self.cache.set_snapshot(&key, s);
-                        self.cache
-                            .snapshot(&key)
-                            .ok_or_else(|| Status::unavailable("no view for the node"))?
-                    }
-                    None => return Err(Status::unavailable("no view for the node")),
-                }
-            }
-        };
+        let snapshot = self
+            .cache
+            .snapshot_or_compute(&key, &node)
+            .await
+            .ok_or_else(|| Status::unavailable("no view for the node"))?;
         let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
         let subset = (!names.is_empty()).then_some(&names);
         let version = snapshot.version_of(t, subset);
@@ -564,7 +652,7 @@ macro_rules! per_type_service {
                 &self,
                 request: Request<ds::DiscoveryRequest>,
             ) -> Result<Response<ds::DiscoveryResponse>, Status> {
-                self.fetch(request, $t)
+                self.fetch(request, $t).await
             }
         }
     };
@@ -610,36 +698,40 @@ per_type_service!(
 /// The node of a stream, once its first request named it.
 struct Peer {
     id: String,
+    key: String,
     view: watch::Receiver<Option<Arc<Snapshot>>>,
 }
 
-fn open_peer(
-    cache: &SnapshotCache,
+async fn open_peer(
+    cache: &Arc<SnapshotCache>,
     n: Option<&envoy_types::pb::envoy::config::core::v3::Node>,
 ) -> Result<Peer, Status> {
     let n =
         n.ok_or_else(|| Status::invalid_argument("the first request of a stream names its node"))?;
     let node = node::from_proto(n);
     let key = cache.key_of(&node);
+    // Watch first, so a snapshot set while the view is computed is not missed.
     let view = cache.view(&key);
-    if view.borrow().is_none()
-        && let Some(f) = &cache.on_miss
-        && let Some(snapshot) = f(&key, &node)
-    {
-        cache.set_snapshot(&key, snapshot);
-    }
+    cache.snapshot_or_compute(&key, &node).await;
     tracing::info!(node = %node.id, view = %key, "xds stream opened");
     cache.update_status(&node.id, |s| s.streams += 1);
-    Ok(Peer { id: node.id, view })
+    Ok(Peer {
+        id: node.id,
+        key,
+        view,
+    })
 }
 
-fn close_peer(cache: &SnapshotCache, peer: Option<&Peer>, result: &Result<(), Status>) {
+fn close_peer(cache: &SnapshotCache, peer: Option<Peer>, result: &Result<(), Status>) {
     if let Some(p) = peer {
         match result {
             Ok(()) => tracing::info!(node = %p.id, "xds stream closed"),
             Err(e) => tracing::info!(node = %p.id, error = %e.message(), "xds stream closed"),
         }
-        cache.update_status(&p.id, |s| s.streams = s.streams.saturating_sub(1));
+        let Peer { id, key, view } = p;
+        drop(view);
+        cache.stream_closed(&id);
+        cache.release(&key);
     }
 }
 
@@ -701,7 +793,7 @@ impl SotwStream {
     }
 
     async fn close(self, result: Result<(), Status>) {
-        close_peer(&self.cache, self.peer.as_ref(), &result);
+        close_peer(&self.cache, self.peer, &result);
         if let Err(e) = result {
             let _ = self.tx.send(Err(e)).await;
         }
@@ -709,7 +801,7 @@ impl SotwStream {
 
     async fn on_request(&mut self, mut req: ds::DiscoveryRequest) -> Result<(), Status> {
         if self.peer.is_none() {
-            self.peer = Some(open_peer(&self.cache, req.node.as_ref())?);
+            self.peer = Some(open_peer(&self.cache, req.node.as_ref()).await?);
         }
         if let Some(only) = self.only {
             if req.type_url.is_empty() {
@@ -743,11 +835,16 @@ impl SotwStream {
         } else if !req.response_nonce.is_empty() {
             let version = sub.sent_version.clone();
             self.cache.update_status(&id, |s| {
-                s.types.entry(t).or_default().acked_version = version;
+                let ts = s.types.entry(t).or_default();
+                ts.acked_version = version;
+                ts.nack = None;
             });
         }
-        let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
-        let wildcard = t.is_wildcard() && (names.is_empty() || names.contains("*"));
+        let mut names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
+        // Wildcard: LDS and CDS asked for with no names on the first request (or "*" named).
+        // A subscription that named resources and later names none wants none.
+        let wildcard =
+            t.is_wildcard() && (names.remove("*") || (names.is_empty() && (first || sub.wildcard)));
         let changed = first || wildcard != sub.wildcard || names != sub.names;
         sub.wildcard = wildcard;
         sub.names = names;
@@ -802,8 +899,10 @@ impl SotwStream {
                 .map(|e| e.any.clone())
                 .collect(),
         };
-        if names.is_some() && resources.is_empty() && sub.sent_version.is_none() {
-            // Nothing asked for exists yet: the client waits (and warms) until it does.
+        if !t.is_wildcard() && resources.is_empty() && sub.sent_version.is_none() {
+            // No route configuration or endpoints asked for exist yet: the client waits (and
+            // warms) until they do. (An empty LDS or CDS answer says that nothing exists,
+            // which a client that named its resources needs to hear.)
             return Ok(());
         }
         self.nonce += 1;
@@ -840,6 +939,8 @@ struct DeltaSub {
     nonce: String,
     /// The nonce of the last response and the versions it carried, for the status.
     sent: Option<String>,
+    /// A response has been sent.
+    answered: bool,
 }
 
 struct DeltaStream {
@@ -897,7 +998,7 @@ impl DeltaStream {
     }
 
     async fn close(self, result: Result<(), Status>) {
-        close_peer(&self.cache, self.peer.as_ref(), &result);
+        close_peer(&self.cache, self.peer, &result);
         if let Err(e) = result {
             let _ = self.tx.send(Err(e)).await;
         }
@@ -905,7 +1006,7 @@ impl DeltaStream {
 
     async fn on_request(&mut self, mut req: ds::DeltaDiscoveryRequest) -> Result<(), Status> {
         if self.peer.is_none() {
-            self.peer = Some(open_peer(&self.cache, req.node.as_ref())?);
+            self.peer = Some(open_peer(&self.cache, req.node.as_ref()).await?);
         }
         if let Some(only) = self.only {
             if req.type_url.is_empty() {
@@ -941,7 +1042,9 @@ impl DeltaStream {
             } else {
                 let version = sub.sent.clone();
                 self.cache.update_status(&id, |s| {
-                    s.types.entry(t).or_default().acked_version = version;
+                    let ts = s.types.entry(t).or_default();
+                    ts.acked_version = version;
+                    ts.nack = None;
                 });
             }
         }
@@ -951,6 +1054,11 @@ impl DeltaStream {
             } else {
                 sub.names.insert(n.clone());
             }
+        }
+        if sub.names.len() > MAX_NAMES {
+            return Err(Status::resource_exhausted(format!(
+                "more than {MAX_NAMES} {t} resources subscribed on one stream"
+            )));
         }
         for n in &req.resource_names_unsubscribe {
             if n == "*" {
@@ -1001,9 +1109,12 @@ impl DeltaStream {
             .filter(|n| snapshot.get(t, n).is_none() && (sub.wildcard || sub.names.contains(*n)))
             .cloned()
             .collect();
-        if resources.is_empty() && removed.is_empty() {
+        // A wildcard subscription's first request is always answered, even with nothing, so
+        // the client knows its initial fetch is over.
+        if resources.is_empty() && removed.is_empty() && (sub.answered || !sub.wildcard) {
             return Ok(());
         }
+        sub.answered = true;
         for r in &resources {
             sub.known.insert(r.name.clone(), r.version.clone());
         }
