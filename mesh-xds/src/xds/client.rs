@@ -270,6 +270,10 @@ struct Worker {
     /// When the client started: the initial fetch is over `initial_fetch_timeout` after it at
     /// the latest.
     started: Instant,
+    /// Warming resources whose timeout has been acted on.
+    expired: BTreeSet<(ResourceType, String)>,
+    /// The initial fetch's timeout has been acted on.
+    initial_expired: bool,
     rng: u64,
 }
 
@@ -316,6 +320,8 @@ impl Worker {
             applied: None,
             answered: BTreeSet::new(),
             started: Instant::now(),
+            expired: BTreeSet::new(),
+            initial_expired: false,
             rng: seed,
         }
     }
@@ -390,9 +396,7 @@ impl Worker {
                 let deadline = self.next_warming_deadline();
                 tokio::select! {
                     () = tokio::time::sleep_until(until) => break,
-                    () = sleep_until_opt(deadline) => {
-                        let _ = self.apply(None).await;
-                    }
+                    () = sleep_until_opt(deadline) => self.warming_deadline().await,
                 }
             }
         }
@@ -531,7 +535,7 @@ impl Worker {
             let msg = tokio::select! {
                 m = responses.message() => m,
                 () = sleep_until_opt(deadline) => {
-                    let _ = self.apply(None).await;
+                    self.warming_deadline().await;
                     continue;
                 }
             };
@@ -594,7 +598,7 @@ impl Worker {
             let msg = tokio::select! {
                 m = responses.message() => m,
                 () = sleep_until_opt(deadline) => {
-                    let _ = self.apply(None).await;
+                    self.warming_deadline().await;
                     continue;
                 }
             };
@@ -889,8 +893,9 @@ impl Worker {
         w
     }
 
-    /// Warming resources whose initial fetch timeout has not passed yet, and when the first
-    /// of them will stop waiting.
+    /// When the next warming resource (or the initial fetch) waits its `initial_fetch_timeout`
+    /// out. A deadline already passed but not yet acted on is returned as is (it fires at
+    /// once): one that a slow update overtook must still take effect.
     fn next_warming_deadline(&mut self) -> Option<Instant> {
         let timeout = self.initial_fetch_timeout();
         if timeout.is_zero() {
@@ -899,16 +904,38 @@ impl Worker {
         let warming = self.warming();
         let now = Instant::now();
         self.warming_since.retain(|k, _| warming.contains(k));
+        self.expired.retain(|k| warming.contains(k));
         for k in warming {
             self.warming_since.entry(k).or_insert(now);
         }
-        let initial = (!self.state_tx.borrow().initialized).then_some(self.started + timeout);
+        let initial = (!self.initial_expired && !self.state_tx.borrow().initialized)
+            .then_some(self.started + timeout);
         self.warming_since
-            .values()
-            .map(|since| *since + timeout)
+            .iter()
+            .filter(|(k, _)| !self.expired.contains(*k))
+            .map(|(_, since)| *since + timeout)
             .chain(initial)
-            .filter(|d| *d > now)
             .min()
+    }
+
+    /// A warming deadline fired: offers the config with what waited its timeout out, and marks
+    /// those deadlines as acted on.
+    async fn warming_deadline(&mut self) {
+        // What is due now, before the config is offered: the proxy may take its time to
+        // answer, and a deadline passing meanwhile must fire again.
+        let timeout = self.initial_fetch_timeout();
+        let initial_due = self.started.elapsed() >= timeout;
+        let due: Vec<_> = self
+            .warming_since
+            .keys()
+            .filter(|k| self.timed_out(k))
+            .cloned()
+            .collect();
+        let _ = self.apply(None).await;
+        self.initial_expired |= initial_due;
+        self.expired.extend(due);
+        // Readiness may have changed even if the proxy refused the config.
+        self.publish_state();
     }
 
     /// Whether a warming resource has waited its initial fetch timeout out.
