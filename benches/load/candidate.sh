@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts mesh-proxy as the candidate of ../shared/bench/proxy-compare.sh: writes the bench
 # config from the script's environment (CANDIDATE_PORT, UPSTREAM_ADDR) and runs the release
-# binary in the foreground.
+# binary in the foreground. MESH_PROXY_ARGS (e.g. --concurrency 1) are passed on.
 #
 #   cargo build --release -p mesh-examples --bin mesh-proxy
 #   CANDIDATE_CMD="$PWD/benches/load/candidate.sh" CANDIDATE_PORT=18090 CANDIDATE_H2=1 \
@@ -12,4 +12,5 @@ root="$(cd "$here/../.." && pwd)"
 cfg="$(mktemp --suffix=.yaml)"
 sed -e "s/\${CANDIDATE_PORT}/${CANDIDATE_PORT:?}/" \
     -e "s/\${UPSTREAM_PORT}/${UPSTREAM_ADDR##*:}/" "$here/bench.yaml" > "$cfg"
-exec "${MESH_PROXY_BIN:-$root/target/release/mesh-proxy}" --config "$cfg" --no-access-log
+# shellcheck disable=SC2086 # MESH_PROXY_ARGS is a list of flags
+exec "${MESH_PROXY_BIN:-$root/target/release/mesh-proxy}" --config "$cfg" --no-access-log ${MESH_PROXY_ARGS:-}

@@ -101,6 +101,10 @@ struct Cli {
     /// Reload the config when its files change (SIGHUP reloads at any time).
     #[arg(long)]
     watch: bool,
+    /// Worker threads (Envoy's flag; default: one per CPU). 1 runs everything on the main
+    /// thread, with no wake-ups across threads: the cheapest per request on one core.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: Option<u16>,
 }
 
 /// Which demo `--demo` runs.
@@ -297,10 +301,16 @@ fn main() -> ExitCode {
             Err(()) => ExitCode::FAILURE,
         };
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match cli.concurrency {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(n));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
