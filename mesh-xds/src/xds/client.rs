@@ -525,11 +525,14 @@ impl Worker {
         })
     }
 
-    async fn sotw_loop(
+    /// The next response of a type ADS carries, acting on warming deadlines while waiting;
+    /// responses of other types are counted and skipped. `None` when the server ended the
+    /// stream.
+    async fn next_response<T>(
         &mut self,
-        responses: &mut tonic::Streaming<ds::DiscoveryResponse>,
-        req_tx: &mpsc::UnboundedSender<Outgoing>,
-    ) -> Result<(), String> {
+        responses: &mut tonic::Streaming<T>,
+        type_url: impl Fn(&T) -> &String,
+    ) -> Result<Option<(T, ResourceType)>, String> {
         loop {
             let deadline = self.next_warming_deadline();
             let msg = tokio::select! {
@@ -541,16 +544,30 @@ impl Worker {
             };
             let resp = match msg {
                 Ok(Some(r)) => r,
-                Ok(None) => return Ok(()),
+                Ok(None) => return Ok(None),
                 Err(e) => {
                     self.stream_error(&e);
                     return Err(e.message().to_owned());
                 }
             };
-            let Some(t) = ResourceType::from_type_url(&resp.type_url) else {
-                self.stats.bad_messages.inc();
-                tracing::warn!(type_url = %resp.type_url, "xds response of an unknown type ignored");
-                continue;
+            match ResourceType::from_type_url(type_url(&resp)) {
+                Some(t) => return Ok(Some((resp, t))),
+                None => {
+                    self.stats.bad_messages.inc();
+                    tracing::warn!(type_url = %type_url(&resp), "xds response of an unknown type ignored");
+                }
+            }
+        }
+    }
+
+    async fn sotw_loop(
+        &mut self,
+        responses: &mut tonic::Streaming<ds::DiscoveryResponse>,
+        req_tx: &mpsc::UnboundedSender<Outgoing>,
+    ) -> Result<(), String> {
+        loop {
+            let Some((resp, t)) = self.next_response(responses, |r| &r.type_url).await? else {
+                return Ok(());
             };
             self.types.get_mut(&t).expect("state").nonce = resp.nonce.clone();
             let decoded = self.decode(t, resp.resources.iter().map(|a| (None, a)));
@@ -594,26 +611,8 @@ impl Worker {
         req_tx: &mpsc::UnboundedSender<Outgoing>,
     ) -> Result<(), String> {
         loop {
-            let deadline = self.next_warming_deadline();
-            let msg = tokio::select! {
-                m = responses.message() => m,
-                () = sleep_until_opt(deadline) => {
-                    self.warming_deadline().await;
-                    continue;
-                }
-            };
-            let resp = match msg {
-                Ok(Some(r)) => r,
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    self.stream_error(&e);
-                    return Err(e.message().to_owned());
-                }
-            };
-            let Some(t) = ResourceType::from_type_url(&resp.type_url) else {
-                self.stats.bad_messages.inc();
-                tracing::warn!(type_url = %resp.type_url, "xds response of an unknown type ignored");
-                continue;
+            let Some((resp, t)) = self.next_response(responses, |r| &r.type_url).await? else {
+                return Ok(());
             };
             let anys: Vec<_> = resp
                 .resources

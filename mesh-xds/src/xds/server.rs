@@ -485,12 +485,9 @@ impl XdsServer {
     ) -> Response<ResponseStream<ds::DiscoveryResponse>> {
         let (tx, rx) = mpsc::channel(16);
         let cache = self.cache.clone();
-        tokio::spawn(async move {
-            let mut s = SotwStream::new(cache, tx);
-            s.only = only;
-            let result = s.run(request.into_inner()).await;
-            s.close(result).await;
-        });
+        let mut s = SotwStream::new(cache, tx);
+        s.only = only;
+        tokio::spawn(serve_stream(s, request.into_inner()));
         Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 
@@ -501,12 +498,9 @@ impl XdsServer {
     ) -> Response<ResponseStream<ds::DeltaDiscoveryResponse>> {
         let (tx, rx) = mpsc::channel(16);
         let cache = self.cache.clone();
-        tokio::spawn(async move {
-            let mut s = DeltaStream::new(cache, tx);
-            s.only = only;
-            let result = s.run(request.into_inner()).await;
-            s.close(result).await;
-        });
+        let mut s = DeltaStream::new(cache, tx);
+        s.only = only;
+        tokio::spawn(serve_stream(s, request.into_inner()));
         Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 
@@ -735,6 +729,104 @@ fn close_peer(cache: &SnapshotCache, peer: Option<Peer>, result: &Result<(), Sta
     }
 }
 
+/// A per-type service's stream names its type: a request may leave `type_url` empty, and may
+/// not name another.
+fn only_type(only: Option<ResourceType>, type_url: &mut String) -> Result<(), Status> {
+    if let Some(only) = only {
+        if type_url.is_empty() {
+            *type_url = only.type_url().into();
+        } else if type_url != only.type_url() {
+            return Err(Status::invalid_argument(format!(
+                "a {only} stream cannot carry {type_url}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What a stream leaves when it ends: the cache, its node, and its way to the client.
+type StreamParts<R> = (
+    Arc<SnapshotCache>,
+    Option<Peer>,
+    mpsc::Sender<Result<R, Status>>,
+);
+
+/// What the two protocol variants' streams share: requests in, the view watched, responses out.
+trait AdsStream: Send + Sized {
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+    fn peer(&mut self) -> &mut Option<Peer>;
+    fn on_request(
+        &mut self,
+        req: Self::Request,
+    ) -> impl std::future::Future<Output = Result<(), Status>> + Send;
+    fn push_all(&mut self) -> impl std::future::Future<Output = Result<(), Status>> + Send;
+    fn into_parts(self) -> StreamParts<Self::Response>;
+}
+
+/// Serves a stream until the client ends it, the view goes, or an error; then closes it.
+async fn serve_stream<S: AdsStream>(mut s: S, mut requests: Streaming<S::Request>)
+where
+    S::Request: prost::Message + Default,
+{
+    let result = async {
+        loop {
+            let changed = async {
+                match s.peer() {
+                    Some(p) => p.view.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                req = requests.message() => match req? {
+                    Some(req) => s.on_request(req).await?,
+                    None => return Ok(()),
+                },
+                alive = changed => {
+                    if !alive {
+                        return Ok(());
+                    }
+                    s.push_all().await?;
+                }
+            }
+        }
+    }
+    .await;
+    let (cache, peer, tx) = s.into_parts();
+    close_peer(&cache, peer, &result);
+    if let Err(e) = result {
+        let _ = tx.send(Err(e)).await;
+    }
+}
+
+macro_rules! ads_stream {
+    ($stream:ty, $req:ty, $resp:ty) => {
+        impl AdsStream for $stream {
+            type Request = $req;
+            type Response = $resp;
+            fn peer(&mut self) -> &mut Option<Peer> {
+                &mut self.peer
+            }
+            async fn on_request(&mut self, req: Self::Request) -> Result<(), Status> {
+                <$stream>::on_request(self, req).await
+            }
+            async fn push_all(&mut self) -> Result<(), Status> {
+                <$stream>::push_all(self).await
+            }
+            fn into_parts(self) -> StreamParts<Self::Response> {
+                (self.cache, self.peer, self.tx)
+            }
+        }
+    };
+}
+
+ads_stream!(SotwStream, ds::DiscoveryRequest, ds::DiscoveryResponse);
+ads_stream!(
+    DeltaStream,
+    ds::DeltaDiscoveryRequest,
+    ds::DeltaDiscoveryResponse
+);
+
 /// The state-of-the-world subscription to one type.
 #[derive(Default)]
 struct SotwSub {
@@ -769,50 +861,11 @@ impl SotwStream {
         }
     }
 
-    async fn run(&mut self, mut requests: Streaming<ds::DiscoveryRequest>) -> Result<(), Status> {
-        loop {
-            let changed = async {
-                match &mut self.peer {
-                    Some(p) => p.view.changed().await.is_ok(),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                req = requests.message() => match req? {
-                    Some(req) => self.on_request(req).await?,
-                    None => return Ok(()),
-                },
-                alive = changed => {
-                    if !alive {
-                        return Ok(());
-                    }
-                    self.push_all().await?;
-                }
-            }
-        }
-    }
-
-    async fn close(self, result: Result<(), Status>) {
-        close_peer(&self.cache, self.peer, &result);
-        if let Err(e) = result {
-            let _ = self.tx.send(Err(e)).await;
-        }
-    }
-
     async fn on_request(&mut self, mut req: ds::DiscoveryRequest) -> Result<(), Status> {
         if self.peer.is_none() {
             self.peer = Some(open_peer(&self.cache, req.node.as_ref()).await?);
         }
-        if let Some(only) = self.only {
-            if req.type_url.is_empty() {
-                req.type_url = only.type_url().into();
-            } else if req.type_url != only.type_url() {
-                return Err(Status::invalid_argument(format!(
-                    "a {only} stream cannot carry {}",
-                    req.type_url
-                )));
-            }
-        }
+        only_type(self.only, &mut req.type_url)?;
         let Some(t) = ResourceType::from_type_url(&req.type_url) else {
             tracing::warn!(type_url = %req.type_url, "xds request for an unknown type ignored");
             return Ok(());
@@ -954,6 +1007,14 @@ struct DeltaStream {
 }
 
 impl DeltaStream {
+    async fn push_all(&mut self) -> Result<(), Status> {
+        let types: Vec<ResourceType> = self.subs.keys().copied().collect();
+        for t in types {
+            self.push(t, true).await?;
+        }
+        Ok(())
+    }
+
     fn new(
         cache: Arc<SnapshotCache>,
         tx: mpsc::Sender<Result<ds::DeltaDiscoveryResponse, Status>>,
@@ -968,56 +1029,11 @@ impl DeltaStream {
         }
     }
 
-    async fn run(
-        &mut self,
-        mut requests: Streaming<ds::DeltaDiscoveryRequest>,
-    ) -> Result<(), Status> {
-        loop {
-            let changed = async {
-                match &mut self.peer {
-                    Some(p) => p.view.changed().await.is_ok(),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                req = requests.message() => match req? {
-                    Some(req) => self.on_request(req).await?,
-                    None => return Ok(()),
-                },
-                alive = changed => {
-                    if !alive {
-                        return Ok(());
-                    }
-                    let types: Vec<ResourceType> = self.subs.keys().copied().collect();
-                    for t in types {
-                        self.push(t, true).await?;
-                    }
-                }
-            }
-        }
-    }
-
-    async fn close(self, result: Result<(), Status>) {
-        close_peer(&self.cache, self.peer, &result);
-        if let Err(e) = result {
-            let _ = self.tx.send(Err(e)).await;
-        }
-    }
-
     async fn on_request(&mut self, mut req: ds::DeltaDiscoveryRequest) -> Result<(), Status> {
         if self.peer.is_none() {
             self.peer = Some(open_peer(&self.cache, req.node.as_ref()).await?);
         }
-        if let Some(only) = self.only {
-            if req.type_url.is_empty() {
-                req.type_url = only.type_url().into();
-            } else if req.type_url != only.type_url() {
-                return Err(Status::invalid_argument(format!(
-                    "a {only} stream cannot carry {}",
-                    req.type_url
-                )));
-            }
-        }
+        only_type(self.only, &mut req.type_url)?;
         let Some(t) = ResourceType::from_type_url(&req.type_url) else {
             tracing::warn!(type_url = %req.type_url, "xds request for an unknown type ignored");
             return Ok(());
