@@ -729,6 +729,30 @@ fn close_peer(cache: &SnapshotCache, peer: Option<Peer>, result: &Result<(), Sta
     }
 }
 
+/// What every request does first: the stream's first request names the node (and opens the
+/// peer), a per-type stream's type is checked, and a type ADS does not carry is ignored
+/// (`None`). Returns the type and the node id.
+async fn begin_request(
+    cache: &Arc<SnapshotCache>,
+    peer: &mut Option<Peer>,
+    only: Option<ResourceType>,
+    node: Option<&envoy_types::pb::envoy::config::core::v3::Node>,
+    type_url: &mut String,
+) -> Result<Option<(ResourceType, String)>, Status> {
+    if peer.is_none() {
+        *peer = Some(open_peer(cache, node).await?);
+    }
+    only_type(only, type_url)?;
+    let Some(t) = ResourceType::from_type_url(type_url) else {
+        tracing::warn!(type_url = %type_url, "xds request for an unknown type ignored");
+        return Ok(None);
+    };
+    Ok(Some((
+        t,
+        peer.as_ref().map(|p| p.id.clone()).unwrap_or_default(),
+    )))
+}
+
 /// A per-type service's stream names its type: a request may leave `type_url` empty, and may
 /// not name another.
 fn only_type(only: Option<ResourceType>, type_url: &mut String) -> Result<(), Status> {
@@ -862,15 +886,17 @@ impl SotwStream {
     }
 
     async fn on_request(&mut self, mut req: ds::DiscoveryRequest) -> Result<(), Status> {
-        if self.peer.is_none() {
-            self.peer = Some(open_peer(&self.cache, req.node.as_ref()).await?);
-        }
-        only_type(self.only, &mut req.type_url)?;
-        let Some(t) = ResourceType::from_type_url(&req.type_url) else {
-            tracing::warn!(type_url = %req.type_url, "xds request for an unknown type ignored");
+        let Some((t, id)) = begin_request(
+            &self.cache,
+            &mut self.peer,
+            self.only,
+            req.node.as_ref(),
+            &mut req.type_url,
+        )
+        .await?
+        else {
             return Ok(());
         };
-        let id = self.peer.as_ref().map(|p| p.id.clone()).unwrap_or_default();
         let first = !self.subs.contains_key(&t);
         let sub = self.subs.entry(t).or_default();
         if !first && !req.response_nonce.is_empty() && req.response_nonce != sub.nonce {
@@ -1030,15 +1056,17 @@ impl DeltaStream {
     }
 
     async fn on_request(&mut self, mut req: ds::DeltaDiscoveryRequest) -> Result<(), Status> {
-        if self.peer.is_none() {
-            self.peer = Some(open_peer(&self.cache, req.node.as_ref()).await?);
-        }
-        only_type(self.only, &mut req.type_url)?;
-        let Some(t) = ResourceType::from_type_url(&req.type_url) else {
-            tracing::warn!(type_url = %req.type_url, "xds request for an unknown type ignored");
+        let Some((t, id)) = begin_request(
+            &self.cache,
+            &mut self.peer,
+            self.only,
+            req.node.as_ref(),
+            &mut req.type_url,
+        )
+        .await?
+        else {
             return Ok(());
         };
-        let id = self.peer.as_ref().map(|p| p.id.clone()).unwrap_or_default();
         let first = !self.subs.contains_key(&t);
         let sub = self.subs.entry(t).or_default();
         if first {
