@@ -99,11 +99,14 @@ pub(crate) fn scheme(parts: &Parts) -> Option<&str> {
     parts.uri.scheme_str().or_else(|| forwarded_proto(parts))
 }
 
+/// Looked up per request: as a `HeaderName`, hashed without being parsed first.
+static X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+
 /// The first `x-forwarded-proto` value, when it is valid UTF-8.
 pub(crate) fn forwarded_proto(parts: &Parts) -> Option<&str> {
     parts
         .headers
-        .get("x-forwarded-proto")
+        .get(&X_FORWARDED_PROTO)
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
 }
 
