@@ -905,15 +905,19 @@ fn build_request(
 
     let info = request_info(cx, parts.version);
     hit.apply_request_headers_with(&mut parts.headers, &info);
-    let path = match rewritten {
+    // The path as the upstream sees it: the request's own (shared, not parsed again) unless a
+    // rewrite made a new one.
+    let path: http::uri::PathAndQuery = match rewritten {
         Some(p) => {
             note_original_path(cx, &mut parts);
-            p
+            p.parse()
+                .unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/"))
         }
         None => parts
             .uri
             .path_and_query()
-            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
     };
 
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -930,7 +934,7 @@ fn build_request(
         parts.uri = Uri::builder()
             .scheme("http")
             .authority(authority.as_str())
-            .path_and_query(path.as_str())
+            .path_and_query(path)
             .build()
             .unwrap_or_else(|_| Uri::from_static("/"));
     } else {
@@ -938,7 +942,9 @@ fn build_request(
             parts.headers.insert(header::HOST, v);
         }
         parts.version = http::Version::HTTP_11;
-        parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
+        let mut origin = http::uri::Parts::default();
+        origin.path_and_query = Some(path);
+        parts.uri = Uri::from_parts(origin).unwrap_or_else(|_| Uri::from_static("/"));
     }
     Request::from_parts(parts, body)
 }
