@@ -158,8 +158,11 @@ pub(crate) struct Tracked<B> {
     inner: B,
     counter: Arc<AtomicU64>,
     on_end: Option<Box<dyn FnOnce(bool) + Send + Sync>>,
-    idle: Option<(std::time::Duration, Pin<Box<Sleep>>)>,
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// The idle timeout, and its timer once armed: timers are created only when the body
+    /// first waits (most bodies end without waiting: an empty request body, a small
+    /// response), since each costs an allocation and a timer-wheel entry.
+    idle: Option<(std::time::Duration, Option<Pin<Box<Sleep>>>)>,
+    deadline: Option<(Instant, Option<Pin<Box<Sleep>>>)>,
     fault: Option<Arc<FaultCell>>,
 }
 
@@ -190,14 +193,14 @@ impl<B> Tracked<B> {
     /// Fails the stream when no frame arrives for `d` (zero disables).
     pub(crate) fn idle_timeout(mut self, d: std::time::Duration) -> Self {
         if !d.is_zero() {
-            self.idle = Some((d, Box::pin(tokio::time::sleep(d))));
+            self.idle = Some((d, None));
         }
         self
     }
 
     /// Fails the stream at `at`.
     pub(crate) fn deadline(mut self, at: Option<Instant>) -> Self {
-        self.deadline = at.map(|at| Box::pin(tokio::time::sleep_until(at)));
+        self.deadline = at.map(|at| (at, None));
         self
     }
 
@@ -232,7 +235,7 @@ where
                 if let Some(d) = frame.data_ref() {
                     this.counter.fetch_add(d.len() as u64, Ordering::Relaxed);
                 }
-                if let Some((d, sleep)) = &mut this.idle {
+                if let Some((d, Some(sleep))) = &mut this.idle {
                     sleep.as_mut().reset(Instant::now() + *d);
                 }
                 if this.inner.is_end_stream() {
@@ -253,8 +256,12 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if let Some(dl) = &mut this.deadline
-                    && dl.as_mut().poll(cx).is_ready()
+                if let Some((at, dl)) = &mut this.deadline
+                    && dl
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*at)))
+                        .as_mut()
+                        .poll(cx)
+                        .is_ready()
                 {
                     this.finish(false);
                     if let Some(cell) = &this.fault {
@@ -264,8 +271,14 @@ where
                     }
                     return Poll::Ready(Some(Err(BodyTimeout("upstream request timeout").into())));
                 }
-                if let Some((_, sleep)) = &mut this.idle
-                    && sleep.as_mut().poll(cx).is_ready()
+                // Armed at the first wait: the idle time counts from the last frame (or the
+                // start), which was at most this poll ago.
+                if let Some((d, sleep)) = &mut this.idle
+                    && sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(*d)))
+                        .as_mut()
+                        .poll(cx)
+                        .is_ready()
                 {
                     this.finish(false);
                     if let Some(cell) = &this.fault {
