@@ -92,15 +92,53 @@ impl ConfigUpdate {
     }
 }
 
+/// The stamp of what was last loaded (file times and hashes, any fingerprint), and when a new
+/// one should be loaded: once two checks in a row see it, so a file caught half written is
+/// not read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled<T> {
+    last: T,
+    settling: Option<T>,
+}
+
+impl<T: PartialEq> Settled<T> {
+    /// Starts from the stamp of what is loaded now.
+    pub fn new(loaded: T) -> Self {
+        Self {
+            last: loaded,
+            settling: None,
+        }
+    }
+
+    /// A check: `true` when `now` differs from what was loaded and the previous check saw it
+    /// too; it then counts as loaded.
+    pub fn changed(&mut self, now: T) -> bool {
+        if now == self.last {
+            self.settling = None;
+            return false;
+        }
+        if self.settling.as_ref() != Some(&now) {
+            self.settling = Some(now);
+            return false;
+        }
+        self.settling = None;
+        self.last = now;
+        true
+    }
+
+    /// Counts `now` as loaded at once (a reload asked for, not seen by a check).
+    pub fn loaded(&mut self, now: T) {
+        self.settling = None;
+        self.last = now;
+    }
+}
+
 /// Files (or anything else) loaded again when their stamp changes, or when
 /// [`PollSource::trigger`] asks.
 pub struct PollSource<S, L> {
     stamp: S,
     load: L,
-    last: Option<String>,
-    /// A new stamp seen once: loaded when the next check sees it again (a file being
-    /// written is not read half way).
-    settling: Option<String>,
+    stamp_seen: Settled<String>,
     interval: Option<Duration>,
     tick: Option<tokio::time::Interval>,
     trigger: Arc<Notify>,
@@ -129,8 +167,7 @@ where
         Self {
             stamp,
             load,
-            last: Some(initial),
-            settling: None,
+            stamp_seen: Settled::new(initial),
             interval,
             tick: None,
             trigger: Arc::new(Notify::new()),
@@ -168,18 +205,11 @@ where
                 } => false,
             };
             let now = (self.stamp)();
-            if !triggered {
-                if self.last.as_deref() == Some(now.as_str()) {
-                    self.settling = None;
-                    continue;
-                }
-                if self.settling.as_deref() != Some(now.as_str()) {
-                    self.settling = Some(now);
-                    continue;
-                }
+            if triggered {
+                self.stamp_seen.loaded(now);
+            } else if !self.stamp_seen.changed(now) {
+                continue;
             }
-            self.settling = None;
-            self.last = Some(now);
             if let Some(update) = (self.load)() {
                 return Some(update);
             }

@@ -107,25 +107,14 @@ async fn main() -> ExitCode {
         }
     };
     println!("mesh-pilot: ready");
-    let mut stamp = stamp;
-    // A changed stamp is loaded once two checks in a row see it (a file being written is not
-    // read half way).
-    let mut settling = None;
+    let mut stamp = mesh_proxy::source::Settled::new(stamp);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
             _ = tick.tick(), if cli.watch => {
-                let now = mesh_examples::files::stamp(&cli.istio);
-                if now == stamp {
-                    settling = None;
+                if !stamp.changed(mesh_examples::files::stamp(&cli.istio)) {
                     continue;
                 }
-                if settling.as_ref() != Some(&now) {
-                    settling = Some(now);
-                    continue;
-                }
-                settling = None;
-                stamp = now;
                 // Reading and translating take milliseconds to seconds: off the async threads.
                 let (pilot, paths, namespace) =
                     (pilot.clone(), cli.istio.clone(), cli.namespace.clone());

@@ -366,12 +366,22 @@ impl Demo {
             gateway_view,
             tasks,
         };
-        xds.synced(&sidecar, &gateway).await?;
-        let sidecar_addr = first_listener(&sidecar).expect("a sidecar has its outbound listener");
-        bookinfo.set_outbound(sidecar_addr);
-        let Some(gateway_addr) = first_listener(&gateway) else {
-            return Err(DemoError::NoGateway);
+        let ready = match xds.synced(&sidecar, &gateway).await {
+            Ok(()) => first_listener(&sidecar)
+                .zip(first_listener(&gateway))
+                .ok_or(DemoError::NoGateway),
+            Err(e) => Err(e),
         };
+        let (sidecar_addr, gateway_addr) = match ready {
+            Ok(addrs) => addrs,
+            Err(e) => {
+                // As start does: nothing is left running.
+                gateway.shutdown().await;
+                sidecar.shutdown().await;
+                return Err(e);
+            }
+        };
+        bookinfo.set_outbound(sidecar_addr);
         Ok(Demo {
             bookinfo,
             sidecar,

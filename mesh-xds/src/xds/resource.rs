@@ -489,9 +489,14 @@ fn integral_numbers(v: &mut Value) {
 ///
 /// Everything the model holds is written (see [`crate::envoy::dump`] for what it does not keep).
 pub fn encode(r: &Resource) -> Any {
+    encode_dumped(r, &r.to_json())
+}
+
+/// [`encode`], given the resource's JSON already written (a caller that also hashes it).
+pub(crate) fn encode_dumped(r: &Resource, json: &Value) -> Any {
     // The dump writes only what Envoy's schema has: a failure here is a bug in the dump, and
     // the resource goes out empty but named rather than taking the server down.
-    encode_json(r.resource_type(), &r.to_json()).unwrap_or_else(|e| {
+    encode_json(r.resource_type(), json).unwrap_or_else(|e| {
         tracing::error!(error = %e, "resource does not fit Envoy's schema");
         let t = r.resource_type();
         let key = if t == ResourceType::Endpoints {

@@ -101,16 +101,10 @@ impl Snapshot {
             // The version hashes the resource's canonical JSON (sorted keys), not its protobuf
             // bytes: protobuf writes map fields in no fixed order, so equal resources could
             // encode differently and be pushed again for nothing.
-            let json = serde_json::to_vec(&r.to_json()).unwrap_or_default();
-            let t = r.resource_type();
-            let any = resource::encode(&r);
-            s.types[index(t)].insert(
-                r.name().to_owned(),
-                Entry {
-                    any,
-                    version: hash_hex([&json]),
-                },
-            );
+            let json = r.to_json();
+            let version = hash_hex([serde_json::to_vec(&json).unwrap_or_default()]);
+            let any = resource::encode_dumped(&r, &json);
+            s.types[index(r.resource_type())].insert(r.name().to_owned(), Entry { any, version });
         }
         s
     }
@@ -485,9 +479,10 @@ impl XdsServer {
     ) -> Response<ResponseStream<ds::DiscoveryResponse>> {
         let (tx, rx) = mpsc::channel(16);
         let cache = self.cache.clone();
-        let mut s = SotwStream::new(cache, tx);
-        s.only = only;
-        tokio::spawn(serve_stream(s, request.into_inner()));
+        tokio::spawn(serve_stream(
+            SotwStream::new(cache, tx, only),
+            request.into_inner(),
+        ));
         Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 
@@ -498,9 +493,10 @@ impl XdsServer {
     ) -> Response<ResponseStream<ds::DeltaDiscoveryResponse>> {
         let (tx, rx) = mpsc::channel(16);
         let cache = self.cache.clone();
-        let mut s = DeltaStream::new(cache, tx);
-        s.only = only;
-        tokio::spawn(serve_stream(s, request.into_inner()));
+        tokio::spawn(serve_stream(
+            DeltaStream::new(cache, tx, only),
+            request.into_inner(),
+        ));
         Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 
@@ -874,11 +870,12 @@ impl SotwStream {
     fn new(
         cache: Arc<SnapshotCache>,
         tx: mpsc::Sender<Result<ds::DiscoveryResponse, Status>>,
+        only: Option<ResourceType>,
     ) -> Self {
         Self {
             cache,
             tx,
-            only: None,
+            only,
             peer: None,
             subs: BTreeMap::new(),
             nonce: 0,
@@ -1044,11 +1041,12 @@ impl DeltaStream {
     fn new(
         cache: Arc<SnapshotCache>,
         tx: mpsc::Sender<Result<ds::DeltaDiscoveryResponse, Status>>,
+        only: Option<ResourceType>,
     ) -> Self {
         Self {
             cache,
             tx,
-            only: None,
+            only,
             peer: None,
             subs: BTreeMap::new(),
             nonce: 0,
