@@ -151,36 +151,119 @@ fn classify(e: &BoxError) -> DownstreamFault {
     DownstreamFault::Closed
 }
 
-/// Wraps a body: counts data bytes into `counter`, calls `on_end` once when the stream ends
-/// (or the body is dropped before it ends), and fails the stream when `idle` passes without a
-/// frame or `deadline` passes.
+/// What a request and its response share, allocated once per request: the bytes each body
+/// carried, how the downstream request body failed, and when it ended.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    pub(crate) bytes_received: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    /// How the downstream request body failed, if it did (the client's fault).
+    pub(crate) fault: FaultCell,
+    start: Instant,
+    /// Nanoseconds after `start`, plus one, when the request body ended; 0 until then.
+    done: AtomicU64,
+    /// Someone waits in [`Exchange::request_done`]: the end must notify.
+    waiting: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Exchange {
+    /// A request that arrived at `start`; `ended` when its body was complete with the head.
+    pub(crate) fn new(start: Instant, ended: bool) -> Self {
+        Self {
+            bytes_received: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            fault: FaultCell::default(),
+            start,
+            done: AtomicU64::new(u64::from(ended)),
+            waiting: std::sync::atomic::AtomicBool::new(false),
+            notify: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// When the request body ended (completely or not), if it has.
+    pub(crate) fn request_done_at(&self) -> Option<Instant> {
+        match self.done.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(self.start + std::time::Duration::from_nanos(n - 1)),
+        }
+    }
+
+    /// Waits until the request body has ended; when it did.
+    pub(crate) async fn request_done(&self) -> Instant {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            // SeqCst on both sides: either this load sees the end, or the end sees `waiting`.
+            self.waiting.store(true, Ordering::SeqCst);
+            if let Some(at) = self.request_done_at() {
+                return at;
+            }
+            notified.await;
+        }
+    }
+
+    fn mark_request_done(&self) {
+        let n = Instant::now().duration_since(self.start).as_nanos();
+        let n = u64::try_from(n).unwrap_or(u64::MAX - 1) + 1;
+        if self
+            .done
+            .compare_exchange(0, n, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+            && self.waiting.load(Ordering::SeqCst)
+        {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+/// Which side of an [`Exchange`] a tracked body is.
+enum Role {
+    /// Not part of an exchange: nothing is counted.
+    None,
+    /// The downstream request body: counts `bytes_received`, records its fault, marks the
+    /// request done when it ends.
+    Request(Arc<Exchange>),
+    /// The downstream response body: counts `bytes_sent`.
+    Response(Arc<Exchange>),
+}
+
+/// Wraps a body: counts data bytes into its [`Exchange`], calls `on_end` once when the stream
+/// ends (or the body is dropped before it ends), and fails the stream when `idle` passes
+/// without a frame or `deadline` passes.
 pub(crate) struct Tracked<B> {
     inner: B,
-    counter: Arc<AtomicU64>,
+    role: Role,
     on_end: Option<Box<dyn FnOnce(bool) + Send + Sync>>,
     /// The idle timeout, and its timer once armed: timers are created only when the body
     /// first waits (most bodies end without waiting: an empty request body, a small
     /// response), since each costs an allocation and a timer-wheel entry.
     idle: Option<(std::time::Duration, Option<Pin<Box<Sleep>>>)>,
     deadline: Option<(Instant, Option<Pin<Box<Sleep>>>)>,
-    fault: Option<Arc<FaultCell>>,
 }
 
 impl<B> Tracked<B> {
-    pub(crate) fn new(inner: B, counter: Arc<AtomicU64>) -> Self {
+    /// A body that counts nothing (add timeouts and `on_end`).
+    pub(crate) fn new(inner: B) -> Self {
         Self {
             inner,
-            counter,
+            role: Role::None,
             on_end: None,
             idle: None,
             deadline: None,
-            fault: None,
         }
     }
 
-    /// Records how the body failed in `cell` (a downstream request body).
-    pub(crate) fn fault_cell(mut self, cell: Arc<FaultCell>) -> Self {
-        self.fault = Some(cell);
+    /// The downstream request body of `ex`.
+    pub(crate) fn request_of(mut self, ex: Arc<Exchange>) -> Self {
+        self.role = Role::Request(ex);
+        self
+    }
+
+    /// The downstream response body of `ex`.
+    pub(crate) fn response_of(mut self, ex: Arc<Exchange>) -> Self {
+        self.role = Role::Response(ex);
         self
     }
 
@@ -205,8 +288,33 @@ impl<B> Tracked<B> {
     }
 
     fn finish(&mut self, complete: bool) {
+        if let Role::Request(ex) = &self.role {
+            ex.mark_request_done();
+        }
         if let Some(f) = self.on_end.take() {
             f(complete);
+        }
+    }
+
+    fn count(&self, n: usize) {
+        match &self.role {
+            Role::None => {}
+            Role::Request(ex) => {
+                ex.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Role::Response(ex) => {
+                ex.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn fault(&self, f: impl FnOnce() -> DownstreamFault) -> bool {
+        match &self.role {
+            Role::Request(ex) => {
+                ex.fault.set(f());
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -233,7 +341,7 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
-                    this.counter.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    this.count(d.len());
                 }
                 if let Some((d, Some(sleep))) = &mut this.idle {
                     sleep.as_mut().reset(Instant::now() + *d);
@@ -246,9 +354,7 @@ where
             Poll::Ready(Some(Err(e))) => {
                 this.finish(false);
                 let e = e.into();
-                if let Some(cell) = &this.fault {
-                    cell.set(classify(&e));
-                }
+                this.fault(|| classify(&e));
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
@@ -264,9 +370,8 @@ where
                         .is_ready()
                 {
                     this.finish(false);
-                    if let Some(cell) = &this.fault {
-                        // A request body's deadline is the request timeout.
-                        cell.set(DownstreamFault::RequestTimeout);
+                    // A request body's deadline is the request timeout.
+                    if this.fault(|| DownstreamFault::RequestTimeout) {
                         return Poll::Ready(Some(Err(BodyTimeout("request timeout").into())));
                     }
                     return Poll::Ready(Some(Err(BodyTimeout("upstream request timeout").into())));
@@ -281,9 +386,7 @@ where
                         .is_ready()
                 {
                     this.finish(false);
-                    if let Some(cell) = &this.fault {
-                        cell.set(DownstreamFault::IdleTimeout);
-                    }
+                    this.fault(|| DownstreamFault::IdleTimeout);
                     return Poll::Ready(Some(Err(BodyTimeout("stream idle timeout").into())));
                 }
                 Poll::Pending

@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -51,7 +51,11 @@ impl std::fmt::Debug for dyn crate::UpstreamService {
 }
 
 /// Per-connection state the connection task watches.
-#[derive(Debug, Default)]
+///
+/// Nothing here wakes the connection task per request: the idle timer reads `idle_since`
+/// when it fires and re-arms itself, and the request header timeout runs inside the
+/// connection's I/O. Only a request to close the connection notifies `changed`.
+#[derive(Debug)]
 pub(crate) struct ConnState {
     pub(crate) active: AtomicUsize,
     pub(crate) requests: AtomicU64,
@@ -59,15 +63,48 @@ pub(crate) struct ConnState {
     /// HTTP/1: bytes of a request head have arrived and its headers are not complete yet
     /// (the request header timeout runs).
     pub(crate) head_pending: AtomicBool,
+    /// Notified when `close` is set.
     pub(crate) changed: Notify,
+    /// When the connection was opened: the origin of `idle_since`.
+    base: Instant,
+    /// Milliseconds after `base` when the last active stream ended (or the connection opened).
+    idle_since: AtomicU64,
+}
+
+impl Default for ConnState {
+    fn default() -> Self {
+        Self {
+            active: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            close: AtomicBool::new(false),
+            head_pending: AtomicBool::new(false),
+            changed: Notify::new(),
+            base: Instant::now(),
+            idle_since: AtomicU64::new(0),
+        }
+    }
 }
 
 impl ConnState {
     fn begin(self: &Arc<Self>) -> ActiveStream {
         self.active.fetch_add(1, Ordering::AcqRel);
         self.head_pending.store(false, Ordering::Release);
-        self.changed.notify_one();
         ActiveStream(Arc::clone(self))
+    }
+
+    /// Asks the connection task to close the connection gracefully.
+    pub(crate) fn close(&self) {
+        self.close.store(true, Ordering::Release);
+        self.changed.notify_one();
+    }
+
+    /// When the connection last became idle; `None` while a stream is active.
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
+        if self.active.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let ms = self.idle_since.load(Ordering::Acquire);
+        Some(self.base + Duration::from_millis(ms))
     }
 }
 
@@ -77,8 +114,15 @@ struct ActiveStream(Arc<ConnState>);
 
 impl Drop for ActiveStream {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify_one();
+        let s = &self.0;
+        // Rounded up, so the idle timer never fires early.
+        let ms = Instant::now()
+            .duration_since(s.base)
+            .as_nanos()
+            .div_ceil(1_000_000);
+        s.idle_since
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Release);
+        s.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -100,10 +144,8 @@ pub(crate) struct RequestCtx {
     /// The access-log record, when the chain has an access log.
     pub(crate) log: Option<LogRecord>,
     pub(crate) start: Instant,
-    pub(crate) bytes_received: Arc<AtomicU64>,
-    pub(crate) request_done: tokio::sync::watch::Receiver<Option<Instant>>,
-    /// How the downstream request body failed, if it did (the client's fault).
-    pub(crate) downstream_fault: Arc<body::FaultCell>,
+    /// The byte counts, the request body's fault and its end.
+    pub(crate) exchange: Arc<body::Exchange>,
     pub(crate) random: u64,
     pub(crate) epoch: Instant,
     /// `x-envoy-upstream-rq-timeout-alt-response` was sent: a timeout answers 204.
@@ -143,8 +185,7 @@ where
         .max_requests_per_connection
         .is_some_and(|max| n >= u64::from(max))
     {
-        conn.state.close.store(true, Ordering::Release);
-        conn.state.changed.notify_one();
+        conn.state.close();
     }
     chain.stats.rq_total.inc();
 
@@ -178,15 +219,10 @@ where
         crate::trace::propagate(&mut parts.headers, sample);
     }
 
-    let bytes_received = Arc::new(AtomicU64::new(0));
-    let (done_tx, done_rx) = tokio::sync::watch::channel(None);
     let body_end_stream = http_body::Body::is_end_stream(&body);
-    if body_end_stream {
-        let _ = done_tx.send(Some(start));
-    }
-    let downstream_fault = Arc::new(body::FaultCell::default());
-    let req_body = Tracked::new(body, Arc::clone(&bytes_received))
-        .fault_cell(Arc::clone(&downstream_fault))
+    let exchange = Arc::new(body::Exchange::new(start, body_end_stream));
+    let req_body = Tracked::new(body)
+        .request_of(Arc::clone(&exchange))
         .deadline(
             chain
                 .hcm
@@ -194,17 +230,7 @@ where
                 .filter(|_| !body_end_stream)
                 .map(|t| start + t),
         )
-        .idle_timeout(chain.hcm.stream_idle_timeout)
-        .on_end(move |_| {
-            done_tx.send_if_modified(|v| {
-                if v.is_none() {
-                    *v = Some(Instant::now());
-                    true
-                } else {
-                    false
-                }
-            });
-        });
+        .idle_timeout(chain.hcm.stream_idle_timeout);
 
     // Only access logs read these: build them only when there is a log.
     let log = (!chain.access_logs.is_empty()).then(|| LogRecord {
@@ -231,9 +257,7 @@ where
             .with_random_seed(shared.random.next_u64()),
         log,
         start,
-        bytes_received,
-        request_done: done_rx,
-        downstream_fault,
+        exchange,
         random: shared.random.next_u64(),
         epoch: shared.epoch,
         timeout_alt_response: false,
@@ -308,28 +332,28 @@ async fn finish(
         log.flags = cx.filter_cx.flags();
         log.response_headers = head.headers.clone();
     }
-    let bytes_sent = Arc::new(AtomicU64::new(0));
-    let sent = Arc::clone(&bytes_sent);
     let chain = Arc::clone(&cx.chain);
     let start = cx.start;
-    let received = Arc::clone(&cx.bytes_received);
+    let exchange = Arc::clone(&cx.exchange);
     let filter_cx = cx.filter_cx;
-    let body = Tracked::new(body, bytes_sent).on_end(move |_complete| {
-        let _stream = stream;
-        let elapsed = start.elapsed();
-        chain.stats.rq_time.record(elapsed.as_millis() as u64);
-        for f in &chain.filters {
-            f.on_log(&filter_cx);
-        }
-        if let Some(mut log) = log {
-            log.duration = elapsed;
-            log.bytes_sent = sent.load(Ordering::Relaxed);
-            log.bytes_received = received.load(Ordering::Relaxed);
-            for l in &chain.access_logs {
-                l.log(&log);
+    let body = Tracked::new(body)
+        .response_of(Arc::clone(&exchange))
+        .on_end(move |_complete| {
+            let _stream = stream;
+            let elapsed = start.elapsed();
+            chain.stats.rq_time.record(elapsed.as_millis() as u64);
+            for f in &chain.filters {
+                f.on_log(&filter_cx);
             }
-        }
-    });
+            if let Some(mut log) = log {
+                log.duration = elapsed;
+                log.bytes_sent = exchange.bytes_sent.load(Ordering::Relaxed);
+                log.bytes_received = exchange.bytes_received.load(Ordering::Relaxed);
+                for l in &chain.access_logs {
+                    l.log(&log);
+                }
+            }
+        });
     Response::from_parts(head, body::boxed(body))
 }
 
@@ -399,10 +423,7 @@ pub(crate) fn authority(parts: &http::request::Parts) -> Option<&str> {
 /// the request is refused (a refusal that leaves the connection in doubt also closes it).
 fn admit(parts: &mut http::request::Parts, chain: &ChainRt, conn: &ConnInfo) -> Option<LocalReply> {
     let hcm = &chain.hcm;
-    let close = || {
-        conn.state.close.store(true, Ordering::Release);
-        conn.state.changed.notify_one();
-    };
+    let close = || conn.state.close();
     if parts.version == http::Version::HTTP_10 || parts.version == http::Version::HTTP_09 {
         if !hcm.accept_http_10 {
             close();

@@ -270,73 +270,61 @@ async fn serve_conn(
     let service =
         service_fn(move |req| conn_manager::serve(req, Arc::clone(&info), Arc::clone(&svc_shared)));
     let b = builder(hcm);
-    let head_timeout = header_timeout(hcm);
     let io = HeadWatch {
         inner: stream,
-        state: head_timeout.map(|_| Arc::clone(&state)),
+        state: Arc::clone(&state),
+        timeout: header_timeout(hcm),
+        watched: true,
         first: true,
+        started: None,
+        sleep: None,
+        timeouts: Arc::clone(&chain.stats.rq_header_timeout),
     };
     let conn = b.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let head_sleep = tokio::time::sleep(NEVER);
-    tokio::pin!(head_sleep);
-    let mut head_armed = false;
 
+    // One timer serves the idle timeout and the connection's maximum age. It fires at most
+    // once per idle period: requests do not touch it, and it re-arms itself from
+    // `ConnState::idle_since` when it finds the connection was used meanwhile.
     let idle = (!hcm.idle_timeout.is_zero()).then_some(hcm.idle_timeout);
     let max_age = hcm
         .max_connection_duration
         .filter(|d| !d.is_zero())
         .map(|d| Instant::now() + d);
-    let idle_sleep = tokio::time::sleep(idle.unwrap_or(NEVER));
-    tokio::pin!(idle_sleep);
-    let age_sleep = tokio::time::sleep_until(max_age.unwrap_or_else(|| Instant::now() + NEVER));
-    tokio::pin!(age_sleep);
+    let next_check = |now: Instant| {
+        let idle_at = idle.map(|t| state.idle_since().map_or(now + t, |since| since + t));
+        match (idle_at, max_age) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => now + NEVER,
+        }
+    };
+    let timer = tokio::time::sleep_until(next_check(Instant::now()));
+    tokio::pin!(timer);
     let mut closing = false;
 
     loop {
         tokio::select! {
+            biased;
             _ = conn.as_mut() => break,
             () = state.changed.notified() => {
                 if state.close.load(Ordering::Acquire) && !closing {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
-                let pending = state.head_pending.load(Ordering::Acquire);
-                if let Some(t) = head_timeout && pending != head_armed {
-                    head_armed = pending;
-                    head_sleep
-                        .as_mut()
-                        .reset(Instant::now() + if pending { t } else { NEVER });
-                }
-                if let Some(idle) = idle {
-                    let at = if state.active.load(Ordering::Acquire) == 0 {
-                        Instant::now() + idle
-                    } else {
-                        Instant::now() + NEVER
-                    };
-                    idle_sleep.as_mut().reset(at);
-                }
             }
-            () = &mut idle_sleep, if !closing => {
-                if state.active.load(Ordering::Acquire) == 0 {
+            () = &mut timer, if !closing => {
+                let now = Instant::now();
+                let aged = max_age.is_some_and(|at| now >= at);
+                let idled = idle.is_some_and(|t| {
+                    state.idle_since().is_some_and(|since| now >= since + t)
+                });
+                if aged || idled {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 } else {
-                    idle_sleep.as_mut().reset(Instant::now() + NEVER);
+                    timer.as_mut().reset(next_check(now));
                 }
-            }
-            () = &mut head_sleep, if head_armed => {
-                // The head did not arrive in time: the connection is closed (Envoy's
-                // request_headers_timeout), whatever hyper has read of it.
-                if state.head_pending.load(Ordering::Acquire) {
-                    chain.stats.rq_header_timeout.inc();
-                    break;
-                }
-                head_armed = false;
-            }
-            () = &mut age_sleep, if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
             }
             _ = shutdown.wait_for(|s| *s), if !closing => {
                 closing = true;
@@ -347,15 +335,27 @@ async fn serve_conn(
     chain.stats.cx_active.dec();
 }
 
-/// A downstream connection's I/O that notes when an HTTP/1 request head starts to arrive on
-/// an idle connection, for the request header timeout. An HTTP/2 connection (its preface
-/// starts `PRI `) is never watched: its streams are not heads on the connection.
+/// A downstream connection's I/O that runs the request header timeout (Envoy's
+/// `request_headers_timeout`): from the first byte of an HTTP/1 request head on an idle
+/// connection until the connection manager sees the complete head, the connection may wait
+/// for more bytes at most `timeout`; past it, reads fail and the connection closes.
+///
+/// The timer is created only when a head is still incomplete when a read would wait, so a
+/// head that arrives in one piece costs no timer. An HTTP/2 connection (its preface starts
+/// `PRI `) is never watched: its streams are not heads on the connection.
 #[derive(Debug)]
 struct HeadWatch {
     inner: TcpStream,
-    /// The connection's state, while the connection is watched.
-    state: Option<Arc<ConnState>>,
+    state: Arc<ConnState>,
+    timeout: Option<Duration>,
+    /// False once the connection is known to be HTTP/2.
+    watched: bool,
     first: bool,
+    /// When the pending head's first byte was seen waiting (set at the first read that would
+    /// wait while a head is pending).
+    started: Option<Instant>,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    timeouts: Arc<mesh_core::stats::Counter>,
 }
 
 impl tokio::io::AsyncRead for HeadWatch {
@@ -367,16 +367,40 @@ impl tokio::io::AsyncRead for HeadWatch {
         let this = self.get_mut();
         let before = buf.filled().len();
         let r = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        let Some(timeout) = this.timeout.filter(|_| this.watched) else {
+            return r;
+        };
         let read = &buf.filled()[before..];
         if !read.is_empty() {
             if std::mem::take(&mut this.first) && read.starts_with(b"PRI ") {
-                this.state = None;
+                this.watched = false;
+                return r;
             }
-            if let Some(state) = &this.state
-                && state.active.load(Ordering::Acquire) == 0
+            let state = &this.state;
+            if state.active.load(Ordering::Acquire) == 0
                 && !state.head_pending.swap(true, Ordering::AcqRel)
             {
-                state.changed.notify_one();
+                this.started = Some(Instant::now());
+            }
+        }
+        if r.is_pending() {
+            if !this.state.head_pending.load(Ordering::Acquire) {
+                this.started = None;
+                return r;
+            }
+            let deadline = *this.started.get_or_insert_with(Instant::now) + timeout;
+            let sleep = this
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                this.timeouts.inc();
+                return std::task::Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "request header timeout",
+                )));
             }
         }
         r

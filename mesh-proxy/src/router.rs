@@ -189,7 +189,7 @@ pub(crate) async fn route(
     }
     // A body that failed while it was read for replay is the client's fault: nothing is
     // sent upstream (a truncated body must not pass as a whole one).
-    if let Some(fault) = cx.downstream_fault.get() {
+    if let Some(fault) = cx.exchange.fault.get() {
         return downstream_failure(cx, fault);
     }
     if let Some(r) = &replay {
@@ -202,7 +202,7 @@ pub(crate) async fn route(
         .as_ref()
         .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
     let vhost = hit.virtual_host().config();
-    let global = global_timer(timeout, cx.request_done.clone());
+    let global = global_timer(timeout.map(|t| (t, Arc::clone(&cx.exchange))));
     tokio::pin!(global);
 
     // Attempts (SEMANTICS §3.10): normally one at a time; with hedging, a per-try timeout
@@ -389,7 +389,7 @@ pub(crate) async fn route(
         // An attempt that failed because the downstream body did is the client's fault: no
         // outlier report, no retry, no error charged to the host.
         if result.is_err()
-            && let Some(fault) = cx.downstream_fault.get()
+            && let Some(fault) = cx.exchange.fault.get()
         {
             for _ in attempts.drain(..) {
                 cluster.stats.rq_active.dec();
@@ -456,13 +456,13 @@ pub(crate) async fn route(
     } else {
         hs.rq_success.fetch_add(1, Ordering::Relaxed);
     }
-    let upstream_ms = sent_at.elapsed().as_millis();
+    let upstream_ms = u64::try_from(sent_at.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (mut head, resp_body) = resp.into_parts();
     // The downstream hears its own protocol version, whatever the upstream spoke (an
     // HTTP/1.0 answer would otherwise cost an HTTP/1.1 client its keep-alive).
     head.version = version;
     cluster.stats.rq_class.record(head.status.as_u16());
-    cluster.stats.rq_time.record(upstream_ms as u64);
+    cluster.stats.rq_time.record(upstream_ms);
 
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
         let upstream_upgrade = hyper::upgrade::on(Response::from_parts(head.clone(), resp_body));
@@ -477,11 +477,11 @@ pub(crate) async fn route(
     }
 
     headers::strip_hop_by_hop(&mut head.headers, false);
-    if !cx.chain.hcm.suppress_envoy_headers
-        && let Ok(v) = HeaderValue::from_str(&upstream_ms.to_string())
-    {
-        head.headers
-            .insert(X_ENVOY_UPSTREAM_SERVICE_TIME.clone(), v);
+    if !cx.chain.hcm.suppress_envoy_headers {
+        head.headers.insert(
+            X_ENVOY_UPSTREAM_SERVICE_TIME.clone(),
+            HeaderValue::from(upstream_ms),
+        );
     }
     hit.apply_response_headers_with(&mut head.headers, &request_info(cx, version));
     if let Some(cookie) = set_cookie
@@ -497,8 +497,8 @@ pub(crate) async fn route(
     }
 
     // The global timeout runs until the response is complete: the body gets what is left.
-    let deadline = timeout.and_then(|t| (*cx.request_done.borrow()).map(|at| at + t));
-    let body = Tracked::new(resp_body, Arc::default())
+    let deadline = timeout.and_then(|t| cx.exchange.request_done_at().map(|at| at + t));
+    let body = Tracked::new(resp_body)
         .deadline(deadline)
         .idle_timeout(match (per_try_idle, stream_idle(cx, &fwd)) {
             // A zero stream idle timeout is disabled; the per-try one still applies.
@@ -696,17 +696,11 @@ fn buffer_limit(hit: &Hit<'_>) -> usize {
 
 /// Completes when the route's global timeout expires: `timeout` after the downstream request
 /// is complete; never when the timeout is disabled.
-async fn global_timer(
-    timeout: Option<Duration>,
-    mut done: tokio::sync::watch::Receiver<Option<Instant>>,
-) {
-    let Some(t) = timeout else {
+async fn global_timer(timeout: Option<(Duration, Arc<crate::body::Exchange>)>) {
+    let Some((t, exchange)) = timeout else {
         return std::future::pending().await;
     };
-    let at = match done.wait_for(Option::is_some).await {
-        Ok(v) => v.unwrap_or_else(Instant::now),
-        Err(_) => Instant::now(),
-    };
+    let at = exchange.request_done().await;
     tokio::time::sleep_until(at + t).await;
 }
 

@@ -324,10 +324,6 @@ impl HostPool {
         let mut req = req;
         let mut pending = None;
         loop {
-            // Registered before looking, so a connection released meanwhile is not missed.
-            let released = self.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
             // A pooled connection may have been closed by the upstream while idle; when the
             // request was not sent on it, try the next one or a new connection.
             while let Some(mut c) = self.pooled_h1().await {
@@ -352,22 +348,46 @@ impl HostPool {
             if pending.is_none() {
                 pending = Some(limits.try_pending().map_err(overflow)?);
             }
-            match limits.try_connection() {
-                Ok(slot) => {
-                    let mut c = self.new_h1(slot).await?;
-                    drop(pending);
-                    c.requests += 1;
-                    let resp = c.sender.send_request(req).await.map_err(upstream_err)?;
-                    let resp = self.framed(resp)?;
-                    let lease = Lease {
-                        pool: Arc::clone(self),
-                        conn: Some(c),
-                    };
-                    return Ok((resp, Some(lease)));
+            let slot = match limits.try_connection() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    // At max_connections: wait for a connection to come back or close. The
+                    // waiter is registered before looking again, so a release in between is
+                    // not missed (and a request that finds a connection never registers).
+                    let released = self.released.notified();
+                    tokio::pin!(released);
+                    released.as_mut().enable();
+                    if self.has_idle() {
+                        continue;
+                    }
+                    match limits.try_connection() {
+                        Ok(slot) => slot,
+                        Err(_) => {
+                            released.await;
+                            continue;
+                        }
+                    }
                 }
-                Err(_) => released.await,
-            }
+            };
+            let mut c = self.new_h1(slot).await?;
+            drop(pending);
+            c.requests += 1;
+            let resp = c.sender.send_request(req).await.map_err(upstream_err)?;
+            let resp = self.framed(resp)?;
+            let lease = Lease {
+                pool: Arc::clone(self),
+                conn: Some(c),
+            };
+            return Ok((resp, Some(lease)));
         }
+    }
+
+    fn has_idle(&self) -> bool {
+        !self
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 }
 

@@ -603,6 +603,44 @@ async fn idle_connections_close_at_idle_timeout() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_idle_timeout_counts_from_the_last_request() {
+    // Requests at 0 s and 20 s on one connection, idle timeout 30 s: the connection is idle
+    // from the second request's end, so it closes at about 50 s, not 30 s.
+    let a = Upstream::start("a", Behavior::Identify).await;
+    let mut hcm = hcm_to_a();
+    hcm.idle_timeout = Duration::from_secs(30);
+    let boot = Bootstrap::default()
+        .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
+        .with_cluster(Cluster::new_static("a", [a.addr()]));
+    let (proxy, addr) = start(boot).await;
+    let (mut sender, conn) = h1_connection(addr).await;
+    let opened = tokio::time::Instant::now();
+    let mut conn = std::pin::pin!(conn);
+    for _ in 0..2 {
+        let req = Request::get("/")
+            .header("host", "x")
+            .body(body::empty())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
+        // The connection stays open for the next 20 s.
+        tokio::select! {
+            r = conn.as_mut() => panic!("closed early: {r:?}"),
+            () = tokio::time::sleep(Duration::from_secs(20)) => {}
+        }
+    }
+    conn.await.unwrap().unwrap();
+    let open = opened.elapsed();
+    assert!(
+        open >= Duration::from_secs(50) && open < Duration::from_secs(51),
+        "{open:?}"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn connections_close_at_max_connection_duration() {
     let a = Upstream::start("a", Behavior::Identify).await;
     let mut hcm = hcm_to_a();
