@@ -153,6 +153,19 @@ impl StatName {
         Self::tagged("listener", "envoy_listener_address", address, stat)
     }
 
+    /// A listener's per-worker stat: `listener.<address>.worker_<id>.<stat>`, in Prometheus
+    /// `envoy_listener_worker_<stat>` with the worker id as a label.
+    pub fn listener_worker(address: &str, worker: usize, stat: &str) -> Self {
+        Self {
+            envoy: format!("listener.{address}.worker_{worker}.{stat}"),
+            prometheus: prom_name(&format!("envoy_listener_worker_{stat}")),
+            labels: vec![
+                ("envoy_listener_address".to_owned(), address.to_owned()),
+                ("envoy_worker_id".to_owned(), worker.to_string()),
+            ],
+        }
+    }
+
     /// `<scope>.<tag_value>.<stat>` with the tag value as a Prometheus label.
     pub fn tagged(scope: &str, label: &str, tag_value: &str, stat: &str) -> Self {
         Self {

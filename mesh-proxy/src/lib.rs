@@ -46,6 +46,7 @@ mod router;
 pub mod source;
 mod trace;
 mod upstream;
+mod workers;
 
 #[cfg(feature = "test-util")]
 pub mod test_util;
@@ -86,6 +87,7 @@ pub struct ProxyBuilder {
     log_level: LogLevelControl,
     seed: Option<u64>,
     upstream: Option<Arc<dyn UpstreamService>>,
+    workers: usize,
 }
 
 /// What the admin API's `/logging?level=` calls (the embedder owns the log subscriber).
@@ -154,6 +156,20 @@ impl ProxyBuilder {
         self
     }
 
+    /// Serves the listeners on `n` worker threads, each with its own single-threaded tokio
+    /// runtime and its own `SO_REUSEPORT` socket per listener (Envoy's `--concurrency`, nginx's
+    /// worker processes): the kernel spreads connections across the workers, and a connection
+    /// is served, and its upstream connections pooled and driven, on the thread that accepted
+    /// it, so nothing on the request path wakes another thread. The admin server, config
+    /// sources and health checks stay on the runtime that starts the proxy.
+    ///
+    /// Default 0: listeners are served on the runtime that calls [`Proxy::start`], whatever
+    /// its kind (an embedder's multi-threaded runtime, say).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
     /// Answers every upstream request in process with `service` instead of connecting to
     /// the hosts (see [`Proxy::handle`]). Active health checks still probe the network.
     pub fn upstream_service(mut self, service: impl UpstreamService) -> Self {
@@ -211,6 +227,7 @@ impl ProxyBuilder {
             admin,
             log_level: self.log_level,
             shared,
+            workers: self.workers,
         })
     }
 }
@@ -225,6 +242,7 @@ pub struct Proxy {
     admin: Option<SocketAddr>,
     log_level: LogLevelControl,
     shared: Arc<Shared>,
+    workers: usize,
 }
 
 /// Config-level stats (Envoy's `server.*` and the reload counters).
@@ -253,7 +271,24 @@ struct ListenerHandle {
     config: Listener,
     addr: SocketAddr,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// One accept loop, or one per worker.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// A listener's bound sockets: one for the current runtime, or one per worker.
+#[derive(Debug)]
+enum Bound {
+    One(tokio::net::TcpListener),
+    PerWorker(Vec<std::net::TcpListener>),
+}
+
+impl Bound {
+    fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Self::One(l) => l.local_addr().ok(),
+            Self::PerWorker(ls) => ls.first().and_then(|l| l.local_addr().ok()),
+        }
+    }
 }
 
 /// What the running proxy, its admin server and reloads share.
@@ -274,6 +309,8 @@ pub(crate) struct Inner {
     log_level: LogLevelControl,
     /// The dynamic resources of the source being followed (xDS), for config dumps.
     pub(crate) dynamic: Mutex<Option<watch::Receiver<mesh_xds::xds::client::XdsState>>>,
+    /// The worker threads, when listeners are served per worker.
+    workers: Option<workers::Workers>,
 }
 
 impl Inner {
@@ -339,7 +376,7 @@ impl Inner {
         for l in fresh.drain(..) {
             // A listener that moves to a new address releases the old one first only after
             // the swap; binding the same address twice would fail, so rebinds are rejected.
-            bound.push((bind(&l).await.map_err(rejected)?, l));
+            bound.push((bind(&l, inner.worker_count()).map_err(rejected)?, l));
         }
 
         let version = inner.shared.store.publish(compiled);
@@ -361,7 +398,7 @@ impl Inner {
                 }),
                 _ => {
                     let _ = h.stop.send(true);
-                    draining.push(h.task);
+                    draining.extend(h.tasks);
                 }
             }
         }
@@ -376,21 +413,46 @@ impl Inner {
         self.listeners.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn spawn_listener(&self, l: tokio::net::TcpListener, config: Listener) -> ListenerHandle {
+    fn worker_count(&self) -> usize {
+        self.workers.as_ref().map_or(0, |w| w.handles().len())
+    }
+
+    fn spawn_listener(&self, l: Bound, config: Listener) -> ListenerHandle {
         let addr = l.local_addr().unwrap_or(config.address);
         let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(listener::run(
-            l,
-            config.name.as_str().into(),
-            Arc::clone(&self.shared),
-            rx,
-            self.drain_time,
-        ));
+        let name: Arc<str> = config.name.as_str().into();
+        let tasks = match (l, &self.workers) {
+            (Bound::PerWorker(ls), Some(workers)) => ls
+                .into_iter()
+                .zip(workers.handles())
+                .map(|(l, handle)| {
+                    let shared = Arc::clone(&self.shared);
+                    let (rx, name, drain) = (rx.clone(), Arc::clone(&name), self.drain_time);
+                    handle.spawn(async move {
+                        // Registered with this worker's reactor, so its connections live here.
+                        match tokio::net::TcpListener::from_std(l) {
+                            Ok(l) => listener::run(l, name, shared, rx, drain).await,
+                            Err(e) => {
+                                tracing::error!(listener = %name, error = %e, "cannot serve on a worker");
+                            }
+                        }
+                    })
+                })
+                .collect(),
+            (Bound::One(l), _) => vec![tokio::spawn(listener::run(
+                l,
+                name,
+                Arc::clone(&self.shared),
+                rx,
+                self.drain_time,
+            ))],
+            (Bound::PerWorker(_), None) => Vec::new(),
+        };
         ListenerHandle {
             config,
             addr,
             stop,
-            task,
+            tasks,
         }
     }
 
@@ -400,7 +462,7 @@ impl Inner {
         let mut draining = self.draining.lock().unwrap_or_else(|p| p.into_inner());
         for h in handles {
             let _ = h.stop.send(true);
-            draining.push(h.task);
+            draining.extend(h.tasks);
         }
     }
 
@@ -468,6 +530,7 @@ impl Proxy {
             log_level: LogLevelControl::default(),
             seed: None,
             upstream: None,
+            workers: 0,
         }
     }
 
@@ -522,9 +585,18 @@ impl Proxy {
     pub async fn start(self) -> Result<RunningProxy, Error> {
         let shared = Arc::clone(&self.shared);
         let configs: Vec<Listener> = self.store.load().value.bootstrap.listeners.clone();
+        let workers = match self.workers {
+            0 => None,
+            n => Some(workers::Workers::start(n).map_err(|e| {
+                Error::new(
+                    Kind::Bind,
+                    Some(format!("cannot start {n} workers: {e}").into()),
+                )
+            })?),
+        };
         let mut bound = Vec::new();
         for l in configs {
-            bound.push((bind(&l).await?, l));
+            bound.push((bind(&l, self.workers)?, l));
         }
         let admin_listener =
             match self.admin {
@@ -551,6 +623,7 @@ impl Proxy {
             last_updated: Mutex::new(SystemTime::now()),
             dynamic: Mutex::new(None),
             log_level: self.log_level,
+            workers,
         });
         {
             let handles: Vec<ListenerHandle> = bound
@@ -589,8 +662,19 @@ impl Proxy {
     }
 }
 
-async fn bind(l: &Listener) -> Result<tokio::net::TcpListener, Error> {
-    tokio::net::TcpListener::bind(l.address).await.map_err(|e| {
+/// Binds a listener's address: one socket, or one per worker (`workers` > 0).
+fn bind(l: &Listener, workers: usize) -> Result<Bound, Error> {
+    let bound = if workers == 0 {
+        std::net::TcpListener::bind(l.address)
+            .and_then(|s| {
+                s.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(s)
+            })
+            .map(Bound::One)
+    } else {
+        workers::bind_shared(l.address, workers).map(Bound::PerWorker)
+    };
+    bound.map_err(|e| {
         Error::new(
             Kind::Bind,
             Some(format!("listener {:?} on {}: {e}", l.name, l.address).into()),
@@ -733,6 +817,9 @@ impl RunningProxy {
         );
         for t in tasks {
             let _ = t.await;
+        }
+        if let Some(w) = &self.inner.workers {
+            w.stop();
         }
         if let Some((_, admin)) = self.admin {
             admin.abort();

@@ -156,6 +156,11 @@ pub(crate) async fn run(
         &address,
         "downstream_global_cx_overflow",
     ));
+    // Envoy's per-worker listener stat, when this loop runs on a worker.
+    let worker_cx = crate::workers::current().map(|w| {
+        let stat = mesh_core::stats::StatName::listener_worker(&address, w, "downstream_cx_total");
+        shared.stats.counter(stat)
+    });
     let mut listener = Acceptor::new(listener, Arc::clone(&name), errors);
     loop {
         tokio::select! {
@@ -167,6 +172,9 @@ pub(crate) async fn run(
                     drop(stream);
                     continue;
                 };
+                if let Some(c) = &worker_cx {
+                    c.inc();
+                }
                 while conns.try_join_next().is_some() {}
                 let shared = Arc::clone(&shared);
                 let shutdown = conn_shutdown.clone();

@@ -79,6 +79,8 @@ struct H1Conn {
     born: Instant,
     /// When it last went idle.
     idle_since: Instant,
+    /// The worker whose runtime drives it (see [`crate::workers`]).
+    worker: Option<usize>,
 }
 
 /// The shared HTTP/2 connection.
@@ -231,11 +233,20 @@ impl HostPool {
         });
     }
 
-    async fn pooled_h1(&self) -> Option<H1Conn> {
+    /// The most recently used idle connection of this worker (Envoy's pools are per worker:
+    /// a connection is driven by the thread that opened it); with `steal`, another worker's
+    /// when this one has none.
+    async fn pooled_h1(&self, steal: bool) -> Option<H1Conn> {
+        let me = crate::workers::current();
         loop {
             let mut c = {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                idle.pop()?
+                let at = match idle.iter().rposition(|c| c.worker == me) {
+                    Some(at) => at,
+                    None if steal => idle.len().checked_sub(1)?,
+                    None => return None,
+                };
+                idle.remove(at)
             };
             let now = Instant::now();
             let expired = now.duration_since(c.idle_since) >= self.limits.idle_timeout
@@ -259,6 +270,7 @@ impl HostPool {
             requests: 0,
             born: now,
             idle_since: now,
+            worker: crate::workers::current(),
         })
     }
 
@@ -323,10 +335,11 @@ impl HostPool {
         }
         let mut req = req;
         let mut pending = None;
+        let mut steal = false;
         loop {
             // A pooled connection may have been closed by the upstream while idle; when the
             // request was not sent on it, try the next one or a new connection.
-            while let Some(mut c) = self.pooled_h1().await {
+            while let Some(mut c) = self.pooled_h1(steal).await {
                 // The request has a connection: it is no longer pending.
                 drop(pending.take());
                 c.requests += 1;
@@ -357,6 +370,9 @@ impl HostPool {
                     let released = self.released.notified();
                     tokio::pin!(released);
                     released.as_mut().enable();
+                    // At the limit, another worker's idle connection serves rather than
+                    // waiting for one of this worker's.
+                    steal = true;
                     if self.has_idle() {
                         continue;
                     }

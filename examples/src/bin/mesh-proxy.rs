@@ -101,8 +101,10 @@ struct Cli {
     /// Reload the config when its files change (SIGHUP reloads at any time).
     #[arg(long)]
     watch: bool,
-    /// Worker threads (Envoy's flag; default: one per CPU). 1 runs everything on the main
-    /// thread, with no wake-ups across threads: the cheapest per request on one core.
+    /// Worker threads (Envoy's flag; default: one per CPU this process may run on). Each
+    /// worker runs its own single-threaded runtime and accepts on its own `SO_REUSEPORT`
+    /// socket per listener, so a connection and its upstream connections stay on one thread.
+    /// 1 serves everything on the main thread.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: Option<u16>,
 }
@@ -301,14 +303,16 @@ fn main() -> ExitCode {
             Err(()) => ExitCode::FAILURE,
         };
     }
-    let mut builder = match cli.concurrency {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(usize::from(n));
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
+    // The main thread runs a single-threaded runtime: it serves the listeners itself at
+    // --concurrency 1, and otherwise runs the admin server and config sources while the
+    // workers serve. The Bookinfo demo's services share one multi-threaded runtime instead.
+    let n = concurrency(&cli);
+    let mut builder = if n > 1 && cli.demo == Some(Demo::Bookinfo) {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(n);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
     };
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
@@ -389,6 +393,15 @@ fn report_warnings(warnings: &[&envoy::Warning], strict: bool) -> Result<(), ()>
     Ok(())
 }
 
+/// `--concurrency`, or the CPUs this process may run on (its affinity mask, as `taskset`
+/// sets it).
+fn concurrency(cli: &Cli) -> usize {
+    cli.concurrency.map_or_else(
+        || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        usize::from,
+    )
+}
+
 async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
     let drain = Duration::from_secs_f64(cli.drain_time.max(0.0));
     if cli.demo == Some(Demo::Bookinfo) {
@@ -440,8 +453,13 @@ async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
         .dynamic_resources
         .is_some()
         .then(|| bootstrap.clone());
+    let workers = match concurrency(&cli) {
+        1 => 0,
+        n => n,
+    };
     let mut builder = proxy_builder(bootstrap)
         .drain_time(drain)
+        .workers(workers)
         .log_level_control(move |l| log_level(l));
     if let Some(a) = cli.admin {
         builder = builder.admin(a);
