@@ -17,7 +17,6 @@ use mesh_core::filter::{FilterContext, Flow, LocalReply};
 use mesh_core::flags::ResponseFlags;
 use mesh_core::stats::Registry;
 use mesh_core::store::{ConfigStore, Versioned};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::access_log::LogRecord;
@@ -54,17 +53,19 @@ impl std::fmt::Debug for dyn crate::UpstreamService {
 ///
 /// Nothing here wakes the connection task per request: the idle timer reads `idle_since`
 /// when it fires and re-arms itself, and the request header timeout runs inside the
-/// connection's I/O. Only a request to close the connection notifies `changed`.
+/// connection's I/O. Only a request to close the connection wakes it, through `waker`.
 #[derive(Debug)]
 pub(crate) struct ConnState {
     pub(crate) active: AtomicUsize,
     pub(crate) requests: AtomicU64,
+    /// The connection should close gracefully (a refused request, the requests-per-
+    /// connection limit, or the listener draining).
     pub(crate) close: AtomicBool,
     /// HTTP/1: bytes of a request head have arrived and its headers are not complete yet
     /// (the request header timeout runs).
     pub(crate) head_pending: AtomicBool,
-    /// Notified when `close` is set.
-    pub(crate) changed: Notify,
+    /// The connection task's waker, woken when `close` is set.
+    pub(crate) waker: std::sync::Mutex<Option<std::task::Waker>>,
     /// When the connection was opened: the origin of `idle_since`.
     base: Instant,
     /// Milliseconds after `base` when the last active stream ended (or the connection opened).
@@ -78,7 +79,7 @@ impl Default for ConnState {
             requests: AtomicU64::new(0),
             close: AtomicBool::new(false),
             head_pending: AtomicBool::new(false),
-            changed: Notify::new(),
+            waker: std::sync::Mutex::new(None),
             base: Instant::now(),
             idle_since: AtomicU64::new(0),
         }
@@ -94,8 +95,11 @@ impl ConnState {
 
     /// Asks the connection task to close the connection gracefully.
     pub(crate) fn close(&self) {
-        self.close.store(true, Ordering::Release);
-        self.changed.notify_one();
+        self.close.store(true, Ordering::SeqCst);
+        let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = waker.as_ref() {
+            w.wake_by_ref();
+        }
     }
 
     /// When the connection last became idle; `None` while a stream is active.

@@ -144,7 +144,8 @@ pub(crate) async fn run(
     drain_time: Duration,
 ) {
     let mut conns = JoinSet::new();
-    let conn_shutdown = shutdown.clone();
+    // The open connections' states, to close them when the listener drains.
+    let mut states: Vec<std::sync::Weak<ConnState>> = Vec::new();
     let address = listener
         .local_addr()
         .map_or_else(|_| name.to_string(), |a| a.to_string());
@@ -177,18 +178,25 @@ pub(crate) async fn run(
                 }
                 while conns.try_join_next().is_some() {}
                 let shared = Arc::clone(&shared);
-                let shutdown = conn_shutdown.clone();
                 let name = Arc::clone(&name);
+                let state = Arc::new(ConnState::default());
+                if states.len() >= 64 && states.len() > 2 * conns.len() {
+                    states.retain(|s| s.strong_count() > 0);
+                }
+                states.push(Arc::downgrade(&state));
                 conns.spawn(async move {
                     let _slot = slot;
                     let local = stream.local_addr().unwrap_or(remote);
-                    serve_conn(stream, remote, local, name, shared, shutdown).await;
+                    serve_conn(stream, remote, local, name, shared, state).await;
                 });
             }
             _ = shutdown.wait_for(|s| *s) => break,
         }
     }
     drop(listener);
+    for s in states.iter().filter_map(std::sync::Weak::upgrade) {
+        s.close();
+    }
     let drained = tokio::time::timeout(drain_time, async {
         while conns.join_next().await.is_some() {}
     })
@@ -249,7 +257,7 @@ async fn serve_conn(
     local: std::net::SocketAddr,
     listener: Arc<str>,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    state: Arc<ConnState>,
 ) {
     let _ = stream.set_nodelay(true);
     let chain = {
@@ -266,7 +274,6 @@ async fn serve_conn(
     chain.stats.cx_total.inc();
     chain.stats.cx_active.inc();
     let hcm = &chain.hcm;
-    let state = Arc::new(ConnState::default());
     let info = Arc::new(ConnInfo {
         remote,
         local,
@@ -310,36 +317,41 @@ async fn serve_conn(
     let timer = tokio::time::sleep_until(next_check(Instant::now()));
     tokio::pin!(timer);
     let mut closing = false;
+    let mut registered: Option<std::task::Waker> = None;
 
-    loop {
-        tokio::select! {
-            biased;
-            _ = conn.as_mut() => break,
-            () = state.changed.notified() => {
-                if state.close.load(Ordering::Acquire) && !closing {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
-            () = &mut timer, if !closing => {
-                let now = Instant::now();
-                let aged = max_age.is_some_and(|at| now >= at);
-                let idled = idle.is_some_and(|t| {
-                    state.idle_since().is_some_and(|since| now >= since + t)
-                });
-                if aged || idled {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                } else {
-                    timer.as_mut().reset(next_check(now));
-                }
-            }
-            _ = shutdown.wait_for(|s| *s), if !closing => {
+    // One poll function rather than a select: a wake-up of the connection (its sockets, its
+    // streams) polls hyper's connection and the one timer, and reads two flags; nothing here
+    // takes a lock per wake-up.
+    std::future::poll_fn(|cx| {
+        if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *state.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
+            registered = Some(cx.waker().clone());
+        }
+        loop {
+            // Read after the waker is registered: a close set meanwhile wakes this task.
+            if !closing && state.close.load(Ordering::SeqCst) {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
+            if conn.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+            if closing || timer.as_mut().poll(cx).is_pending() {
+                return std::task::Poll::Pending;
+            }
+            let now = Instant::now();
+            let aged = max_age.is_some_and(|at| now >= at);
+            let idled =
+                idle.is_some_and(|t| state.idle_since().is_some_and(|since| now >= since + t));
+            if aged || idled {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            } else {
+                timer.as_mut().reset(next_check(now));
+            }
         }
-    }
+    })
+    .await;
     chain.stats.cx_active.dec();
 }
 
