@@ -44,6 +44,8 @@ where
 /// [`UpstreamService`](crate::UpstreamService).
 pub(crate) enum UpstreamBody {
     Net(hyper::body::Incoming),
+    /// From the built-in HTTP/1.1 client.
+    Native(crate::h1::ResponseBody),
     Mem(ProxyBody),
 }
 
@@ -57,6 +59,7 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             Self::Net(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::Native(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             Self::Mem(b) => Pin::new(b).poll_frame(cx),
         }
     }
@@ -64,6 +67,7 @@ impl Body for UpstreamBody {
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Net(b) => b.is_end_stream(),
+            Self::Native(b) => b.is_end_stream(),
             Self::Mem(b) => b.is_end_stream(),
         }
     }
@@ -71,6 +75,7 @@ impl Body for UpstreamBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Net(b) => b.size_hint(),
+            Self::Native(b) => b.size_hint(),
             Self::Mem(b) => b.size_hint(),
         }
     }

@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) random: random::Source,
     /// Answers upstream requests in process instead of the network.
     pub(crate) upstream: Option<Arc<dyn crate::UpstreamService>>,
+    /// Which client sends HTTP/1.1 upstream requests.
+    pub(crate) http1_client: crate::Http1Client,
     /// Downstream connections open on every listener, for the overload manager's limit.
     pub(crate) downstream_cx: AtomicU64,
     /// The runtime's admin layer (`POST /runtime_modify`).
@@ -158,6 +160,8 @@ pub(crate) struct RequestCtx {
     pub(crate) grpc: bool,
     /// [`Shared::upstream`].
     pub(crate) upstream: Option<Arc<dyn crate::UpstreamService>>,
+    /// [`Shared::http1_client`].
+    pub(crate) http1_client: crate::Http1Client,
 }
 
 /// The connection manager's entry point: hyper's service for a connection, and
@@ -266,6 +270,7 @@ where
         epoch: shared.epoch,
         timeout_alt_response: false,
         upstream: shared.upstream.clone(),
+        http1_client: shared.http1_client,
         grpc: parts
             .headers
             .get(header::CONTENT_TYPE)

@@ -36,6 +36,7 @@ mod compile;
 mod conn_manager;
 mod error;
 mod filters;
+mod h1;
 mod headers;
 mod health_check;
 mod in_process;
@@ -88,6 +89,20 @@ pub struct ProxyBuilder {
     seed: Option<u64>,
     upstream: Option<Arc<dyn UpstreamService>>,
     workers: usize,
+    http1_client: Http1Client,
+}
+
+/// Which client sends HTTP/1.1 requests to upstream hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Http1Client {
+    /// The built-in client for requests whose body is complete with the head (most GETs):
+    /// the task serving the downstream request writes the request and reads the response
+    /// itself, with no connection task and no channel between them. Requests with a body to
+    /// stream, and upgrades, go through hyper's client.
+    #[default]
+    Builtin,
+    /// hyper's client for every request: a task per connection drives it.
+    Hyper,
 }
 
 /// What the admin API's `/logging?level=` calls (the embedder owns the log subscriber).
@@ -170,6 +185,12 @@ impl ProxyBuilder {
         self
     }
 
+    /// Which client sends HTTP/1.1 requests upstream (default: [`Http1Client::Builtin`]).
+    pub fn http1_client(mut self, client: Http1Client) -> Self {
+        self.http1_client = client;
+        self
+    }
+
     /// Answers every upstream request in process with `service` instead of connecting to
     /// the hosts (see [`Proxy::handle`]). Active health checks still probe the network.
     pub fn upstream_service(mut self, service: impl UpstreamService) -> Self {
@@ -216,6 +237,7 @@ impl ProxyBuilder {
             epoch: tokio::time::Instant::now(),
             random: random::Source::new(self.seed),
             upstream: self.upstream,
+            http1_client: self.http1_client,
             downstream_cx: AtomicU64::new(0),
             admin_runtime: std::sync::Mutex::default(),
         });
@@ -531,6 +553,7 @@ impl Proxy {
             seed: None,
             upstream: None,
             workers: 0,
+            http1_client: Http1Client::Builtin,
         }
     }
 

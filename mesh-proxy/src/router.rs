@@ -617,10 +617,8 @@ fn send(
     match &cx.upstream {
         None => {
             let (pool, limits) = (Arc::clone(pool), Arc::clone(limits));
-            Box::pin(async move {
-                let (resp, lease) = pool.send(req, upgrade, &limits).await?;
-                Ok((resp.map(UpstreamBody::Net), lease))
-            })
+            let builtin = cx.http1_client == crate::Http1Client::Builtin;
+            Box::pin(async move { pool.send(req, upgrade, &limits, builtin).await })
         }
         Some(service) => {
             let call = service.call(pool.address(), req);

@@ -349,7 +349,7 @@ pub async fn start_for_cluster(
             HttpConnectionManager::with_routes(routes),
         ))
         .with_cluster(cluster);
-    let p = crate::Proxy::builder(boot)
+    let p = builder(boot)
         .build()
         .expect("the test config builds")
         .start()
@@ -357,4 +357,42 @@ pub async fn start_for_cluster(
         .expect("the test listener binds");
     let addr = p.listener_addr("http").expect("the listener is named http");
     (p, addr)
+}
+
+/// The environment variable that makes [`builder`] use hyper's HTTP/1.1 upstream client.
+pub const HTTP1_CLIENT_ENV: &str = "MESH_TEST_HTTP1_CLIENT";
+
+/// [`crate::Proxy::builder`] with the HTTP/1.1 upstream client the test run asks for: the
+/// built-in one, or hyper's when [`HTTP1_CLIENT_ENV`] is `hyper` (see
+/// [`rerun_with_hyper_client`]).
+pub fn builder(bootstrap: mesh_core::config::Bootstrap) -> crate::ProxyBuilder {
+    let client = match std::env::var(HTTP1_CLIENT_ENV).as_deref() {
+        Ok("hyper") => crate::Http1Client::Hyper,
+        _ => crate::Http1Client::Builtin,
+    };
+    crate::Proxy::builder(bootstrap).http1_client(client)
+}
+
+/// Runs the calling test binary again with hyper's HTTP/1.1 upstream client, every test but
+/// `this` (the test that calls it), so a suite holds over both clients. Does nothing in the
+/// second run.
+///
+/// # Panics
+/// When a test fails in the second run (with its output), or the binary cannot run.
+pub fn rerun_with_hyper_client(this: &str) {
+    if std::env::var_os(HTTP1_CLIENT_ENV).is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new(exe)
+        .env(HTTP1_CLIENT_ENV, "hyper")
+        .args(["--skip", this, "--test-threads", "2"])
+        .output()
+        .expect("run the test binary again");
+    assert!(
+        out.status.success(),
+        "the suite fails with hyper's HTTP/1.1 client:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

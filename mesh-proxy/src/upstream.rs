@@ -23,7 +23,7 @@ use mesh_core::config::{Address, UpstreamProtocol};
 use mesh_core::stats::{Counter, Gauge};
 use tokio::net::TcpStream;
 
-use crate::body::ProxyBody;
+use crate::body::{ProxyBody, UpstreamBody};
 use mesh_lb::breaker::{Limits, Overflow, Permit};
 
 use crate::error::{Error, Kind};
@@ -70,10 +70,46 @@ impl ConnLimits {
     }
 }
 
-/// An HTTP/1.1 connection's sender with what its limits need.
+/// How an HTTP/1.1 connection is driven.
+#[derive(Debug)]
+enum Link {
+    /// hyper's client: a task of its own drives the connection.
+    Hyper(http1::SendRequest<ProxyBody>),
+    /// The built-in client ([`crate::h1`]): the request's task drives it. `Live` holds its
+    /// circuit-breaker slot and active count while it is open.
+    Native(crate::h1::Conn, Live),
+}
+
+/// An open built-in connection's share of the pool: its `max_connections` slot and the
+/// active-connection stats, given back when it closes (is dropped).
+#[derive(Debug)]
+struct Live {
+    pool: std::sync::Weak<HostPool>,
+    stats: Arc<PoolStats>,
+    _slot: Permit,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.stats.cx_active.dec();
+        if let Some(pool) = self.pool.upgrade() {
+            pool.host_stats.cx_active.fetch_sub(1, Ordering::Relaxed);
+            pool.released.notify_waiters();
+        }
+    }
+}
+
+/// Which HTTP/1.1 client sends a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    Hyper,
+    Native,
+}
+
+/// An HTTP/1.1 connection with what its limits need.
 #[derive(Debug)]
 struct H1Conn {
-    sender: http1::SendRequest<ProxyBody>,
+    link: Link,
     /// Requests sent on it so far.
     requests: u32,
     born: Instant,
@@ -81,6 +117,22 @@ struct H1Conn {
     idle_since: Instant,
     /// The worker whose runtime drives it (see [`crate::workers`]).
     worker: Option<usize>,
+}
+
+impl H1Conn {
+    fn is_closed(&self) -> bool {
+        match &self.link {
+            Link::Hyper(s) => s.is_closed(),
+            Link::Native(c, _) => c.is_closed(),
+        }
+    }
+
+    fn client(&self) -> Client {
+        match self.link {
+            Link::Hyper(_) => Client::Hyper,
+            Link::Native(..) => Client::Native,
+        }
+    }
 }
 
 /// The shared HTTP/2 connection.
@@ -127,15 +179,8 @@ impl Lease {
     /// it has served its requests or its time: then it is dropped, which closes it.
     pub(crate) fn release(mut self) {
         let now = Instant::now();
-        if let Some(mut c) = self.conn.take()
-            && !c.sender.is_closed()
-            && self.pool.limits.reusable(c.requests, c.born, now)
-        {
-            c.idle_since = now;
-            let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-            idle.push(c);
-            drop(idle);
-            self.pool.released.notify_one();
+        if let Some(c) = self.conn.take() {
+            self.pool.put_back(c, now);
         }
     }
 }
@@ -179,7 +224,7 @@ impl HostPool {
         };
         {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            idle.retain(|c| !c.sender.is_closed() && fresh(c.born, c.idle_since));
+            idle.retain(|c| !c.is_closed() && fresh(c.born, c.idle_since));
         }
         if let Ok(mut h2) = self.h2.try_lock()
             && h2
@@ -236,14 +281,17 @@ impl HostPool {
     /// The most recently used idle connection of this worker (Envoy's pools are per worker:
     /// a connection is driven by the thread that opened it); with `steal`, another worker's
     /// when this one has none.
-    async fn pooled_h1(&self, steal: bool) -> Option<H1Conn> {
+    async fn pooled_h1(&self, steal: bool, client: Client) -> Option<H1Conn> {
         let me = crate::workers::current();
         loop {
             let mut c = {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                let at = match idle.iter().rposition(|c| c.worker == me) {
+                let at = match idle
+                    .iter()
+                    .rposition(|c| c.worker == me && c.client() == client)
+                {
                     Some(at) => at,
-                    None if steal => idle.len().checked_sub(1)?,
+                    None if steal => idle.iter().rposition(|c| c.client() == client)?,
                     None => return None,
                 };
                 idle.remove(at)
@@ -251,10 +299,47 @@ impl HostPool {
             let now = Instant::now();
             let expired = now.duration_since(c.idle_since) >= self.limits.idle_timeout
                 || !self.limits.reusable(c.requests, c.born, now);
-            if !expired && !c.sender.is_closed() && c.sender.ready().await.is_ok() {
-                return Some(c);
+            if expired || c.is_closed() {
+                continue;
             }
+            if let Link::Hyper(s) = &mut c.link
+                && s.ready().await.is_err()
+            {
+                continue;
+            }
+            return Some(c);
         }
+    }
+
+    /// Puts a connection whose response ended cleanly back in the pool, unless it was closed
+    /// or has served its requests or its time (then it is dropped, which closes it).
+    fn put_back(&self, mut c: H1Conn, now: Instant) {
+        if !c.is_closed() && self.limits.reusable(c.requests, c.born, now) {
+            c.idle_since = now;
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            idle.push(c);
+            drop(idle);
+            self.released.notify_one();
+        }
+    }
+
+    async fn new_native(self: &Arc<Self>, slot: Permit) -> Result<H1Conn, Error> {
+        let io = self.connect().await?.into_inner();
+        self.stats.cx_active.inc();
+        self.host_stats.cx_active.fetch_add(1, Ordering::Relaxed);
+        let live = Live {
+            pool: Arc::downgrade(self),
+            stats: Arc::clone(&self.stats),
+            _slot: slot,
+        };
+        let now = Instant::now();
+        Ok(H1Conn {
+            link: Link::Native(crate::h1::Conn::new(io), live),
+            requests: 0,
+            born: now,
+            idle_since: now,
+            worker: crate::workers::current(),
+        })
     }
 
     async fn new_h1(self: &Arc<Self>, slot: Permit) -> Result<H1Conn, Error> {
@@ -266,7 +351,7 @@ impl HostPool {
         self.spawn_conn(conn.with_upgrades(), slot);
         let now = Instant::now();
         Ok(H1Conn {
-            sender,
+            link: Link::Hyper(sender),
             requests: 0,
             born: now,
             idle_since: now,
@@ -309,13 +394,16 @@ impl HostPool {
     /// Sends a request on a pooled (or new) connection, within the cluster's circuit-breaker
     /// `limits`: a request with no idle connection is pending (`max_pending_requests`); at
     /// `max_connections` it waits for a connection to come back. `upgrade` requests always use
-    /// a fresh HTTP/1.1 connection that is never pooled.
+    /// a fresh HTTP/1.1 connection that is never pooled. With `builtin`, an HTTP/1.1 request
+    /// whose body is complete goes through the built-in client ([`crate::h1`]), which hands
+    /// its connection back to the pool itself when the response ends (no lease).
     pub(crate) async fn send(
         self: &Arc<Self>,
         req: Request<ProxyBody>,
         upgrade: bool,
         limits: &Arc<Limits>,
-    ) -> Result<(Response<hyper::body::Incoming>, Option<Lease>), Error> {
+        builtin: bool,
+    ) -> Result<(Response<UpstreamBody>, Option<Lease>), Error> {
         let upstream_err = |e: hyper::Error| Error::new(Kind::Upstream, Some(e.into()));
         if upgrade {
             let slot = limits.try_connection().map_err(overflow)?;
@@ -326,36 +414,30 @@ impl HostPool {
                 .map_err(upstream_err)?;
             self.spawn_conn(conn.with_upgrades(), slot);
             let resp = sender.send_request(req).await.map_err(upstream_err)?;
-            return Ok((resp, None));
+            return Ok((resp.map(UpstreamBody::Net), None));
         }
         if self.protocol == UpstreamProtocol::Http2 {
             let mut sender = self.h2_sender(limits).await?;
             let resp = sender.send_request(req).await.map_err(upstream_err)?;
-            return Ok((resp, None));
+            return Ok((resp.map(UpstreamBody::Net), None));
         }
+        let client = if builtin && crate::h1::Conn::accepts(&req) {
+            Client::Native
+        } else {
+            Client::Hyper
+        };
         let mut req = req;
         let mut pending = None;
         let mut steal = false;
         loop {
             // A pooled connection may have been closed by the upstream while idle; when the
             // request was not sent on it, try the next one or a new connection.
-            while let Some(mut c) = self.pooled_h1(steal).await {
+            while let Some(c) = self.pooled_h1(steal, client).await {
                 // The request has a connection: it is no longer pending.
                 drop(pending.take());
-                c.requests += 1;
-                match c.sender.try_send_request(req).await {
-                    Ok(resp) => {
-                        let resp = self.framed(resp)?;
-                        let lease = Lease {
-                            pool: Arc::clone(self),
-                            conn: Some(c),
-                        };
-                        return Ok((resp, Some(lease)));
-                    }
-                    Err(mut e) => match e.take_message() {
-                        Some(back) => req = back,
-                        None => return Err(upstream_err(e.into_error())),
-                    },
+                match self.send_on(c, req).await {
+                    Ok(sent) => return sent,
+                    Err((back, _closed)) => req = back,
                 }
             }
             if pending.is_none() {
@@ -385,16 +467,77 @@ impl HostPool {
                     }
                 }
             };
-            let mut c = self.new_h1(slot).await?;
-            drop(pending);
-            c.requests += 1;
-            let resp = c.sender.send_request(req).await.map_err(upstream_err)?;
-            let resp = self.framed(resp)?;
-            let lease = Lease {
-                pool: Arc::clone(self),
-                conn: Some(c),
+            let c = match client {
+                Client::Native => self.new_native(slot).await?,
+                Client::Hyper => self.new_h1(slot).await?,
             };
-            return Ok((resp, Some(lease)));
+            drop(pending);
+            return match self.send_on(c, req).await {
+                Ok(sent) => sent,
+                Err((_, e)) => Err(Error::new(Kind::Upstream, Some(e))),
+            };
+        }
+    }
+
+    /// Sends `req` on `c`; gives the request back when nothing of it was sent (the
+    /// connection had closed), so it can go on another.
+    async fn send_on(
+        self: &Arc<Self>,
+        mut c: H1Conn,
+        req: Request<ProxyBody>,
+    ) -> Result<
+        Result<(Response<UpstreamBody>, Option<Lease>), Error>,
+        (Request<ProxyBody>, mesh_core::BoxError),
+    > {
+        c.requests += 1;
+        match c.link {
+            Link::Hyper(ref mut sender) => match sender.try_send_request(req).await {
+                Ok(resp) => Ok(self.framed(resp).map(|resp| {
+                    let lease = Lease {
+                        pool: Arc::clone(self),
+                        conn: Some(c),
+                    };
+                    (resp.map(UpstreamBody::Net), Some(lease))
+                })),
+                Err(mut e) => match e.take_message() {
+                    Some(back) => Err((back, e.into_error().into())),
+                    None => Ok(Err(Error::new(Kind::Upstream, Some(e.into_error().into())))),
+                },
+            },
+            Link::Native(conn, live) => match conn.send(req).await {
+                Err(crate::h1::NotSent(back, e)) => Err((back, e.into())),
+                Ok(Err(e)) => {
+                    if e.is_protocol() {
+                        self.stats.cx_protocol_error.inc();
+                        return Ok(Err(Error::new(Kind::UpstreamProtocol, Some(e.into()))));
+                    }
+                    Ok(Err(Error::new(Kind::Upstream, Some(e.into()))))
+                }
+                Ok(Ok(resp)) => {
+                    let (head, mut body) = resp.into_parts();
+                    let pool = Arc::clone(self);
+                    let H1Conn {
+                        requests,
+                        born,
+                        worker,
+                        ..
+                    } = c;
+                    body.on_reusable(Box::new(move |conn| {
+                        let c = H1Conn {
+                            link: Link::Native(conn, live),
+                            requests,
+                            born,
+                            idle_since: born,
+                            worker,
+                        };
+                        pool.put_back(c, Instant::now());
+                    }));
+                    Ok(Ok((
+                        Response::from_parts(head, UpstreamBody::Native(body)),
+                        None,
+                    )))
+                }
+            },
         }
     }
 

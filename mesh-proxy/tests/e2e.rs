@@ -6,9 +6,9 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, StatusCode};
 use mesh_core::config::*;
+use mesh_proxy::RunningProxy;
 use mesh_proxy::body;
 use mesh_proxy::test_util::{Behavior, Client, Upstream};
-use mesh_proxy::{Proxy, RunningProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn listener(routes: RouteConfiguration) -> Listener {
@@ -40,7 +40,12 @@ where
 }
 
 async fn start(b: Bootstrap) -> (RunningProxy, SocketAddr) {
-    let running = Proxy::builder(b).build().unwrap().start().await.unwrap();
+    let running = mesh_proxy::test_util::builder(b)
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
     let addr = running.listener_addr("http").unwrap();
     (running, addr)
 }
@@ -387,7 +392,7 @@ async fn invalid_config_lists_every_error_with_its_path() {
         .with_listener(listener(routes))
         .with_cluster(bad)
         .with_cluster(Cluster::new_static("dup", []));
-    let err = Proxy::builder(boot).build().unwrap_err();
+    let err = mesh_proxy::test_util::builder(boot).build().unwrap_err();
     assert!(err.is_config());
     let v = mesh_core::error::cause_ref::<ValidationError>(&err).expect("validation error inside");
     let paths: Vec<&str> = v.errors.iter().map(|e| e.path.as_str()).collect();
@@ -818,4 +823,10 @@ async fn grpc_requests_get_grpc_local_replies() {
     let plain = Client::http2().get(addr, "/nowhere", &[]).await;
     assert_eq!(plain.status, StatusCode::NOT_FOUND);
     proxy.shutdown().await;
+}
+
+/// Every test above again, with hyper's HTTP/1.1 upstream client in place of the built-in one.
+#[test]
+fn the_suite_holds_with_hypers_http1_client() {
+    mesh_proxy::test_util::rerun_with_hyper_client("the_suite_holds_with_hypers_http1_client");
 }

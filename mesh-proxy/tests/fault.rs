@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 use mesh_core::config::*;
+use mesh_proxy::RunningProxy;
 use mesh_proxy::test_util::{Behavior, Client, Upstream};
-use mesh_proxy::{Proxy, RunningProxy};
 use serde_json::json;
 
 async fn with_fault(
@@ -37,7 +37,7 @@ async fn with_fault_seeded(
     let boot = Bootstrap::default()
         .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
         .with_cluster(Cluster::new_static("up", [up.addr()]));
-    let mut b = Proxy::builder(boot);
+    let mut b = mesh_proxy::test_util::builder(boot);
     if let Some(seed) = seed {
         b = b.random_seed(seed);
     }
@@ -299,7 +299,7 @@ async fn invalid_fault_config_is_a_config_error_with_its_path() {
     let boot = Bootstrap::default()
         .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
         .with_cluster(Cluster::new_static("up", [up.addr()]));
-    let err = Proxy::builder(boot).build().unwrap_err();
+    let err = mesh_proxy::test_util::builder(boot).build().unwrap_err();
     let msg = std::error::Error::source(&err).unwrap().to_string();
     assert!(
         msg.contains("http_filters[0]") && msg.contains("abort.http_status: must be in [200, 600)"),
@@ -325,7 +325,7 @@ async fn an_invalid_per_route_fault_config_rejects_the_config_with_its_path() {
     let boot = Bootstrap::default()
         .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
         .with_cluster(Cluster::new_static("up", [up.addr()]));
-    let err = Proxy::builder(boot).build().unwrap_err();
+    let err = mesh_proxy::test_util::builder(boot).build().unwrap_err();
     let msg = std::error::Error::source(&err).unwrap().to_string();
     assert!(
         msg.contains("virtual_hosts[0].routes[0].typed_per_filter_config")
@@ -333,4 +333,10 @@ async fn an_invalid_per_route_fault_config_rejects_the_config_with_its_path() {
             && msg.contains("fixed_delay"),
         "{msg}"
     );
+}
+
+/// Every test above again, with hyper's HTTP/1.1 upstream client in place of the built-in one.
+#[test]
+fn the_suite_holds_with_hypers_http1_client() {
+    mesh_proxy::test_util::rerun_with_hyper_client("the_suite_holds_with_hypers_http1_client");
 }

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 
 use http::{Request, StatusCode};
 use mesh_core::config::*;
+use mesh_proxy::RunningProxy;
 use mesh_proxy::body;
 use mesh_proxy::test_util::{Behavior, Client, Upstream};
-use mesh_proxy::{Proxy, RunningProxy};
 
 fn listener(hcm: HttpConnectionManager) -> Listener {
     Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm)
@@ -19,7 +19,12 @@ fn to(cluster: &str) -> RouteConfiguration {
 }
 
 async fn start(b: Bootstrap) -> (RunningProxy, SocketAddr) {
-    let running = Proxy::builder(b).build().unwrap().start().await.unwrap();
+    let running = mesh_proxy::test_util::builder(b)
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
     let addr = running.listener_addr("http").unwrap();
     (running, addr)
 }
@@ -234,7 +239,7 @@ async fn admin_refuses_mutations_a_web_page_could_send() {
     let boot = Bootstrap::default()
         .with_listener(listener(HttpConnectionManager::with_routes(to("up"))))
         .with_cluster(Cluster::new_static("up", [up.addr()]));
-    let proxy = Proxy::builder(boot)
+    let proxy = mesh_proxy::test_util::builder(boot)
         .admin("127.0.0.1:0".parse().unwrap())
         .build()
         .unwrap()
@@ -603,4 +608,10 @@ async fn trace_headers_only_with_tracing() {
         r.header("x-seen-b3-traceid"),
         "0af7651916cd43dd8448eb211c80319c"
     );
+}
+
+/// Every test above again, with hyper's HTTP/1.1 upstream client in place of the built-in one.
+#[test]
+fn the_suite_holds_with_hypers_http1_client() {
+    mesh_proxy::test_util::rerun_with_hyper_client("the_suite_holds_with_hypers_http1_client");
 }

@@ -57,7 +57,7 @@ async fn copies_go_to_the_shadow_with_a_suffixed_host() {
         .with_cluster(Cluster::new_static("shadow", [shadow.addr()]))
         .with_cluster(Cluster::new_static("dead", [refused]))
         .with_cluster(Cluster::new_static("never", [shadow.addr()]));
-    let p = mesh_proxy::Proxy::builder(boot)
+    let p = mesh_proxy::test_util::builder(boot)
         .build()
         .unwrap()
         .start()
@@ -96,7 +96,7 @@ async fn trusted_timeout_headers_override_the_route_timeout() {
     let boot = Bootstrap::default()
         .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
         .with_cluster(Cluster::new_static("slow", [slow.addr()]));
-    let p = mesh_proxy::Proxy::builder(boot)
+    let p = mesh_proxy::test_util::builder(boot)
         .build()
         .unwrap()
         .start()
@@ -126,4 +126,10 @@ async fn trusted_timeout_headers_override_the_route_timeout() {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     p.shutdown().await;
+}
+
+/// Every test above again, with hyper's HTTP/1.1 upstream client in place of the built-in one.
+#[test]
+fn the_suite_holds_with_hypers_http1_client() {
+    mesh_proxy::test_util::rerun_with_hyper_client("the_suite_holds_with_hypers_http1_client");
 }

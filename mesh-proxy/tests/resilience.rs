@@ -6,8 +6,8 @@ use std::time::Duration;
 use http::StatusCode;
 use mesh_core::config::*;
 use mesh_core::stats::StatName;
+use mesh_proxy::RunningProxy;
 use mesh_proxy::test_util::{Behavior, Client, Upstream};
-use mesh_proxy::{Proxy, RunningProxy};
 
 async fn start(cluster: Cluster) -> (RunningProxy, SocketAddr) {
     mesh_proxy::test_util::start_for_cluster(cluster).await
@@ -192,7 +192,12 @@ async fn route_metadata_match_selects_a_subset() {
             HttpConnectionManager::with_routes(routes),
         ))
         .with_cluster(c);
-    let p = Proxy::builder(boot).build().unwrap().start().await.unwrap();
+    let p = mesh_proxy::test_util::builder(boot)
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
     let addr = p.listener_addr("http").unwrap();
     let client = Client::http1();
 
@@ -240,7 +245,12 @@ async fn admin_clusters_shows_an_ejected_host() {
     boot.admin = Some(Admin {
         address: "127.0.0.1:0".parse().unwrap(),
     });
-    let p = Proxy::builder(boot).build().unwrap().start().await.unwrap();
+    let p = mesh_proxy::test_util::builder(boot)
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
     let addr = p.listener_addr("http").unwrap();
     let client = Client::http1();
     while bad.requests() < 2 {
@@ -329,4 +339,10 @@ async fn active_health_checks_take_a_failing_host_out_and_back() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(spread(6).await.len(), 2, "a passed again");
     p.shutdown().await;
+}
+
+/// Every test above again, with hyper's HTTP/1.1 upstream client in place of the built-in one.
+#[test]
+fn the_suite_holds_with_hypers_http1_client() {
+    mesh_proxy::test_util::rerun_with_hyper_client("the_suite_holds_with_hypers_http1_client");
 }

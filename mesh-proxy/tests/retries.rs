@@ -6,9 +6,9 @@ use std::time::Duration;
 use http::{Request, StatusCode};
 use mesh_core::config::*;
 use mesh_core::stats::StatName;
+use mesh_proxy::RunningProxy;
 use mesh_proxy::body;
 use mesh_proxy::test_util::{Behavior, Client, Upstream};
-use mesh_proxy::{Proxy, RunningProxy};
 
 async fn start(
     ups: &[&Upstream],
@@ -28,7 +28,12 @@ async fn start(
             HttpConnectionManager::with_routes(RouteConfiguration::new("r").with_virtual_host(vh)),
         ))
         .with_cluster(Cluster::new_static("svc", ups.iter().map(|u| u.addr())));
-    let p = Proxy::builder(boot).build().unwrap().start().await.unwrap();
+    let p = mesh_proxy::test_util::builder(boot)
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
     let addr = p.listener_addr("http").unwrap();
     (p, addr)
 }
@@ -151,7 +156,12 @@ async fn a_refused_connection_is_retried() {
             ),
         ))
         .with_cluster(Cluster::new_static("svc", [refused, good.addr()]));
-    let p = Proxy::builder(boot).build().unwrap().start().await.unwrap();
+    let p = mesh_proxy::test_util::builder(boot)
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
     let addr = p.listener_addr("http").unwrap();
     for _ in 0..4 {
         assert_eq!(
@@ -220,7 +230,12 @@ async fn the_route_timeout_bounds_all_attempts() {
             ),
         ))
         .with_cluster(Cluster::new_static("svc", [hung1.addr(), hung2.addr()]));
-    let p = Proxy::builder(boot).build().unwrap().start().await.unwrap();
+    let p = mesh_proxy::test_util::builder(boot)
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
     let addr = p.listener_addr("http").unwrap();
     let started = tokio::time::Instant::now();
     let r = Client::http1().get(addr, "/", &[]).await;
@@ -334,4 +349,10 @@ async fn without_hedging_the_timed_out_attempt_is_cancelled() {
     assert!(started.elapsed() >= Duration::from_secs(2));
     assert_eq!(first.requests(), 1);
     p.shutdown().await;
+}
+
+/// Every test above again, with hyper's HTTP/1.1 upstream client in place of the built-in one.
+#[test]
+fn the_suite_holds_with_hypers_http1_client() {
+    mesh_proxy::test_util::rerun_with_hyper_client("the_suite_holds_with_hypers_http1_client");
 }

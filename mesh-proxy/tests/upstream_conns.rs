@@ -257,3 +257,9 @@ async fn content_length_with_transfer_encoding_is_a_502() {
             >= 1
     );
 }
+
+/// Every test above again, with hyper's HTTP/1.1 upstream client in place of the built-in one.
+#[test]
+fn the_suite_holds_with_hypers_http1_client() {
+    mesh_proxy::test_util::rerun_with_hyper_client("the_suite_holds_with_hypers_http1_client");
+}
