@@ -282,8 +282,15 @@ async fn serve_conn(
         state: Arc::clone(&state),
     });
     let svc_shared = Arc::clone(&shared);
-    let service =
-        service_fn(move |req| conn_manager::serve(req, Arc::clone(&info), Arc::clone(&svc_shared)));
+    // The request's future is boxed: hyper keeps room for the service's future in every
+    // connection, idle or not, and the whole request path is about 4 KiB of it.
+    let service = service_fn(move |req| {
+        Box::pin(conn_manager::serve(
+            req,
+            Arc::clone(&info),
+            Arc::clone(&svc_shared),
+        ))
+    });
     let b = builder(hcm);
     let io = HeadWatch {
         inner: stream,
@@ -462,3 +469,4 @@ impl tokio::io::AsyncWrite for HeadWatch {
         std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
+
