@@ -213,6 +213,9 @@ where
     // The client's hop-by-hop headers go before the proxy adds its own: a header the
     // client names in `Connection` must not take the proxy's forwarding headers with it.
     headers::strip_downstream_hop_by_hop(&mut parts.headers);
+    // The proxy adds up to five headers (forwarding, request id, expected timeout, host):
+    // room for them at once is one rehash of the map instead of one per doubling.
+    parts.headers.reserve(5);
     let downstream = headers::sanitize_request(
         &mut parts.headers,
         &chain.hcm,

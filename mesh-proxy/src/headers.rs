@@ -509,13 +509,8 @@ pub(crate) fn generated(bytes: &[u8]) -> Option<HeaderValue> {
 
 /// A generated header value holding `v` in decimal.
 pub(crate) fn generated_u64(v: u64) -> HeaderValue {
-    use std::io::Write as _;
-    let mut buf = [0u8; 20];
-    let mut w = std::io::Cursor::new(&mut buf[..]);
-    // u64::MAX has 20 digits: the buffer always holds it.
-    let _ = write!(w, "{v}");
-    let n = usize::try_from(w.position()).unwrap_or(0);
-    generated(&buf[..n]).unwrap_or_else(|| HeaderValue::from_static("0"))
+    let mut buf = itoa::Buffer::new();
+    generated(buf.format(v).as_bytes()).unwrap_or_else(|| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]

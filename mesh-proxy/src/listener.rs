@@ -469,4 +469,3 @@ impl tokio::io::AsyncWrite for HeadWatch {
         std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
-

@@ -458,6 +458,8 @@ pub(crate) async fn route(
     }
     let upstream_ms = u64::try_from(sent_at.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (mut head, resp_body) = resp.into_parts();
+    // Room for the headers the proxy adds (service time, server, attempt count, cookie).
+    head.headers.reserve(4);
     // The downstream hears its own protocol version, whatever the upstream spoke (an
     // HTTP/1.0 answer would otherwise cost an HTTP/1.1 client its keep-alive).
     head.version = version;
