@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) upstream: Option<Arc<dyn crate::UpstreamService>>,
     /// Which client sends HTTP/1.1 upstream requests.
     pub(crate) http1_client: crate::Http1Client,
+    /// Which server reads HTTP/1.x downstream.
+    pub(crate) http1_server: crate::Http1Server,
     /// Downstream connections open on every listener, for the overload manager's limit.
     pub(crate) downstream_cx: AtomicU64,
     /// The runtime's admin layer (`POST /runtime_modify`).

@@ -37,6 +37,7 @@ mod conn_manager;
 mod error;
 mod filters;
 mod h1;
+mod h1_server;
 mod headers;
 mod health_check;
 mod in_process;
@@ -90,6 +91,20 @@ pub struct ProxyBuilder {
     upstream: Option<Arc<dyn UpstreamService>>,
     workers: usize,
     http1_client: Http1Client,
+    http1_server: Http1Server,
+}
+
+/// Which server reads HTTP/1.x requests from downstream connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Http1Server {
+    /// The built-in server while requests have no body and ask no upgrade (most GETs): the
+    /// connection's task parses and writes HTTP/1.x itself, with a small read buffer released
+    /// while the connection idles. The first request it does not cover hands the connection
+    /// to hyper for good.
+    #[default]
+    Builtin,
+    /// hyper's server for every connection.
+    Hyper,
 }
 
 /// Which client sends HTTP/1.1 requests to upstream hosts.
@@ -191,6 +206,12 @@ impl ProxyBuilder {
         self
     }
 
+    /// Which server reads HTTP/1.x downstream (default: [`Http1Server::Builtin`]).
+    pub fn http1_server(mut self, server: Http1Server) -> Self {
+        self.http1_server = server;
+        self
+    }
+
     /// Answers every upstream request in process with `service` instead of connecting to
     /// the hosts (see [`Proxy::handle`]). Active health checks still probe the network.
     pub fn upstream_service(mut self, service: impl UpstreamService) -> Self {
@@ -238,6 +259,7 @@ impl ProxyBuilder {
             random: random::Source::new(self.seed),
             upstream: self.upstream,
             http1_client: self.http1_client,
+            http1_server: self.http1_server,
             downstream_cx: AtomicU64::new(0),
             admin_runtime: std::sync::Mutex::default(),
         });
@@ -554,6 +576,7 @@ impl Proxy {
             upstream: None,
             workers: 0,
             http1_client: Http1Client::Builtin,
+            http1_server: Http1Server::Builtin,
         }
     }
 

@@ -209,6 +209,18 @@ pub(crate) async fn run(
 /// hyper's HTTP/1 header limit when none is set.
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
+/// A connection's server: the built-in HTTP/1 one, then (or from the start) hyper's.
+enum Phase<F, H> {
+    Fast(std::pin::Pin<Box<F>>),
+    Hyper(std::pin::Pin<Box<H>>),
+}
+
+/// hyper's read buffer limit for a connection manager: past it, a head is refused (431).
+fn hyper_max_buf(hcm: &HttpConnectionManager) -> usize {
+    let header_bytes = (hcm.max_request_headers_kb as usize).saturating_mul(1024);
+    (header_bytes + 4 * hcm.max_headers_count as usize + 8192).max(8192)
+}
+
 /// Time allowed for an HTTP/1 request head from its first byte: the request headers timeout,
 /// or the request timeout when that is shorter.
 fn header_timeout(hcm: &HttpConnectionManager) -> Option<Duration> {
@@ -221,6 +233,7 @@ fn header_timeout(hcm: &HttpConnectionManager) -> Option<Duration> {
 fn builder(hcm: &HttpConnectionManager) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     let header_bytes = (hcm.max_request_headers_kb as usize).saturating_mul(1024);
+    let max_buf = hyper_max_buf(hcm);
     // hyper's header timeout would also run while a keep-alive connection waits for its next
     // request, closing idle connections long before `idle_timeout`: the connection task runs
     // Envoy's (from the first byte of a head) instead.
@@ -231,7 +244,7 @@ fn builder(hcm: &HttpConnectionManager) -> auto::Builder<TokioExecutor> {
     let mut h1 = b.http1();
     h1.timer(TokioTimer::new())
         .header_read_timeout(None)
-        .max_buf_size((header_bytes + 4 * count + 8192).max(8192))
+        .max_buf_size(max_buf)
         .keep_alive(true);
     // hyper's own limit is 100 headers, kept on the stack; a larger limit costs every
     // connection a heap array (6.8 KiB measured), so it is raised only when needed.
@@ -282,6 +295,14 @@ async fn serve_conn(
         state: Arc::clone(&state),
     });
     let svc_shared = Arc::clone(&shared);
+    let fast = (shared.http1_server == crate::Http1Server::Builtin
+        && hcm.codec_type != CodecType::Http2
+        && hcm.max_headers_count as usize <= HYPER_DEFAULT_MAX_HEADERS)
+        .then(|| crate::h1_server::Fast {
+            info: Arc::clone(&info),
+            shared: Arc::clone(&shared),
+            max_head: hyper_max_buf(hcm),
+        });
     // The request's future is boxed: hyper keeps room for the service's future in every
     // connection, idle or not, and the whole request path is about 4 KiB of it.
     let service = service_fn(move |req| {
@@ -302,8 +323,15 @@ async fn serve_conn(
         sleep: None,
         timeouts: Arc::clone(&chain.stats.rq_header_timeout),
     };
-    let conn = b.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    // The built-in server takes the connection first, when enabled; hyper takes it over
+    // at the first request the built-in one does not cover (see `h1_server`).
+    let mut phase = match &fast {
+        Some(f) => Phase::Fast(Box::pin(crate::h1_server::serve(io, f))),
+        None => Phase::Hyper(Box::pin(b.serve_connection_with_upgrades(
+            TokioIo::new(crate::h1_server::Rewind::new(bytes::Bytes::new(), io)),
+            service.clone(),
+        ))),
+    };
 
     // One timer serves the idle timeout and the connection's maximum age. It fires at most
     // once per idle period: requests do not touch it, and it re-arms itself from
@@ -338,10 +366,33 @@ async fn serve_conn(
             // Read after the waker is registered: a close set meanwhile wakes this task.
             if !closing && state.close.load(Ordering::SeqCst) {
                 closing = true;
-                conn.as_mut().graceful_shutdown();
+                if let Phase::Hyper(conn) = &mut phase {
+                    conn.as_mut().graceful_shutdown();
+                }
             }
-            if conn.as_mut().poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
+            match &mut phase {
+                Phase::Fast(f) => match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(crate::h1_server::Handoff::Closed) => {
+                        return std::task::Poll::Ready(());
+                    }
+                    std::task::Poll::Ready(crate::h1_server::Handoff::ToHyper(io, prefix)) => {
+                        let mut conn = Box::pin(b.serve_connection_with_upgrades(
+                            TokioIo::new(crate::h1_server::Rewind::new(prefix, io)),
+                            service.clone(),
+                        ));
+                        if closing {
+                            conn.as_mut().graceful_shutdown();
+                        }
+                        phase = Phase::Hyper(conn);
+                        continue;
+                    }
+                    std::task::Poll::Pending => {}
+                },
+                Phase::Hyper(conn) => {
+                    if conn.as_mut().poll(cx).is_ready() {
+                        return std::task::Poll::Ready(());
+                    }
+                }
             }
             if closing || timer.as_mut().poll(cx).is_pending() {
                 return std::task::Poll::Pending;
@@ -352,7 +403,11 @@ async fn serve_conn(
                 idle.is_some_and(|t| state.idle_since().is_some_and(|since| now >= since + t));
             if aged || idled {
                 closing = true;
-                conn.as_mut().graceful_shutdown();
+                // The built-in server reads the flag; hyper is told.
+                state.close.store(true, Ordering::SeqCst);
+                if let Phase::Hyper(conn) = &mut phase {
+                    conn.as_mut().graceful_shutdown();
+                }
             } else {
                 timer.as_mut().reset(next_check(now));
             }

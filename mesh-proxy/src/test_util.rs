@@ -359,39 +359,42 @@ pub async fn start_for_cluster(
     (p, addr)
 }
 
-/// The environment variable that makes [`builder`] use hyper's HTTP/1.1 upstream client.
-pub const HTTP1_CLIENT_ENV: &str = "MESH_TEST_HTTP1_CLIENT";
+/// The environment variable that makes [`builder`] use hyper's HTTP/1.1 server and client
+/// in place of the built-in ones.
+pub const HTTP1_ENV: &str = "MESH_TEST_HTTP1";
 
-/// [`crate::Proxy::builder`] with the HTTP/1.1 upstream client the test run asks for: the
-/// built-in one, or hyper's when [`HTTP1_CLIENT_ENV`] is `hyper` (see
-/// [`rerun_with_hyper_client`]).
+/// [`crate::Proxy::builder`] with the HTTP/1.1 server and upstream client the test run asks
+/// for: the built-in ones, or hyper's when [`HTTP1_ENV`] is `hyper` (see
+/// [`rerun_over_hyper`]).
 pub fn builder(bootstrap: mesh_core::config::Bootstrap) -> crate::ProxyBuilder {
-    let client = match std::env::var(HTTP1_CLIENT_ENV).as_deref() {
-        Ok("hyper") => crate::Http1Client::Hyper,
-        _ => crate::Http1Client::Builtin,
-    };
-    crate::Proxy::builder(bootstrap).http1_client(client)
+    let b = crate::Proxy::builder(bootstrap);
+    match std::env::var(HTTP1_ENV).as_deref() {
+        Ok("hyper") => b
+            .http1_client(crate::Http1Client::Hyper)
+            .http1_server(crate::Http1Server::Hyper),
+        _ => b,
+    }
 }
 
-/// Runs the calling test binary again with hyper's HTTP/1.1 upstream client, every test but
-/// `this` (the test that calls it), so a suite holds over both clients. Does nothing in the
-/// second run.
+/// Runs the calling test binary again with hyper's HTTP/1.1 server and upstream client,
+/// every test but `this` (the test that calls it), so a suite holds over the built-in fast
+/// paths and over hyper. Does nothing in the second run.
 ///
 /// # Panics
 /// When a test fails in the second run (with its output), or the binary cannot run.
-pub fn rerun_with_hyper_client(this: &str) {
-    if std::env::var_os(HTTP1_CLIENT_ENV).is_some() {
+pub fn rerun_over_hyper(this: &str) {
+    if std::env::var_os(HTTP1_ENV).is_some() {
         return;
     }
     let exe = std::env::current_exe().expect("the test binary's path");
     let out = std::process::Command::new(exe)
-        .env(HTTP1_CLIENT_ENV, "hyper")
+        .env(HTTP1_ENV, "hyper")
         .args(["--skip", this, "--test-threads", "2"])
         .output()
         .expect("run the test binary again");
     assert!(
         out.status.success(),
-        "the suite fails with hyper's HTTP/1.1 client:\n{}\n{}",
+        "the suite fails over hyper's HTTP/1.1 server and client:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

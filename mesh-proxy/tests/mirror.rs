@@ -128,8 +128,9 @@ async fn trusted_timeout_headers_override_the_route_timeout() {
     p.shutdown().await;
 }
 
-/// Every test above again, with hyper's HTTP/1.1 upstream client in place of the built-in one.
+/// Every test above again, over hyper's HTTP/1.1 server and client in place of the built-in
+/// ones.
 #[test]
-fn the_suite_holds_with_hypers_http1_client() {
-    mesh_proxy::test_util::rerun_with_hyper_client("the_suite_holds_with_hypers_http1_client");
+fn the_suite_holds_over_hyper() {
+    mesh_proxy::test_util::rerun_over_hyper("the_suite_holds_over_hyper");
 }

@@ -1,0 +1,510 @@
+//! The built-in HTTP/1.x server of downstream connections, for the requests it covers.
+//!
+//! The connection's task parses request heads with `httparse`, calls the connection manager,
+//! and writes the response itself: no hyper dispatcher between the socket and the proxy, one
+//! small read buffer that is released while the connection idles, and the response head and
+//! its first body bytes in one write.
+//!
+//! It covers requests without a body (no `Transfer-Encoding`, a `Content-Length` of 0 or
+//! none), with no `Expect` and no upgrade: most GETs. The first request it does not cover (a
+//! body to stream, an upgrade, an HTTP/2 preface, a malformed or oversized head) hands the
+//! connection to hyper, with the bytes read so far replayed first, so hyper serves that
+//! request and every later one on the connection (and answers a bad head as it always does).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Uri, Version};
+use http_body::Body;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::body::ProxyBody;
+use crate::conn_manager::{self, ConnInfo, Shared};
+
+/// Headers the fast path parses; a request with more goes to hyper.
+const MAX_HEADERS: usize = 100;
+/// The read buffer's first size: a small request head fits, and a buffer this size comes
+/// from the allocator's per-thread cache.
+const READ_SIZE: usize = 1024;
+
+/// What the fast path needs of the connection.
+pub(crate) struct Fast {
+    pub(crate) info: Arc<ConnInfo>,
+    pub(crate) shared: Arc<Shared>,
+    /// A head may not grow past this many bytes (hyper's limit on the same connection).
+    pub(crate) max_head: usize,
+}
+
+/// How the fast path left a connection.
+pub(crate) enum Handoff<T> {
+    /// The connection is over (closed by either side, or after a response that closes it).
+    Closed,
+    /// A request it does not cover: hyper takes the connection, starting with these bytes.
+    ToHyper(T, Bytes),
+}
+
+/// A parsed request head, before it becomes a request.
+struct Head {
+    len: usize,
+    method: Method,
+    path: std::ops::Range<usize>,
+    version: Version,
+    headers: Vec<(HeaderName, std::ops::Range<usize>)>,
+    keep_alive: bool,
+}
+
+enum Parsed {
+    Complete(Head),
+    Partial,
+    /// Not for the fast path: hyper answers it.
+    Hyper,
+}
+
+fn parse(buf: &[u8]) -> Parsed {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Hyper,
+    };
+    let Some(method) = req
+        .method
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+    else {
+        return Parsed::Hyper;
+    };
+    if method == Method::CONNECT {
+        return Parsed::Hyper;
+    }
+    let version = match req.version {
+        Some(1) => Version::HTTP_11,
+        Some(0) => Version::HTTP_10,
+        _ => return Parsed::Hyper,
+    };
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| {
+        let start = (s.as_ptr() as usize).wrapping_sub(base);
+        start..start + s.len()
+    };
+    let Some(path) = req.path.map(|p| at(p.as_bytes())) else {
+        return Parsed::Hyper;
+    };
+    let mut keep_alive = version == Version::HTTP_11;
+    let mut headers = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            return Parsed::Hyper;
+        };
+        if name == header::TRANSFER_ENCODING
+            || name == header::EXPECT
+            || name == header::UPGRADE
+            || (name == header::CONTENT_LENGTH && h.value.trim_ascii() != b"0")
+        {
+            return Parsed::Hyper;
+        }
+        if name == header::CONNECTION {
+            for token in h.value.split(|b| *b == b',') {
+                let t = token.trim_ascii();
+                if t.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                } else if t.eq_ignore_ascii_case(b"upgrade") {
+                    return Parsed::Hyper;
+                }
+            }
+        }
+        headers.push((name, at(h.value)));
+    }
+    Parsed::Complete(Head {
+        len,
+        method,
+        path,
+        version,
+        headers,
+        keep_alive,
+    })
+}
+
+/// Builds the request from a parsed head; `None` when a part does not convert (hyper then
+/// answers it).
+fn request(head: &Head, bytes: &Bytes) -> Option<Request<http_body_util::Empty<Bytes>>> {
+    let uri = Uri::from_maybe_shared(bytes.slice(head.path.clone())).ok()?;
+    let mut headers = HeaderMap::with_capacity(head.headers.len() + 5);
+    for (name, value) in &head.headers {
+        let v = HeaderValue::from_maybe_shared(bytes.slice(value.clone())).ok()?;
+        headers.append(name.clone(), v);
+    }
+    let mut req = Request::new(http_body_util::Empty::new());
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = head.version;
+    *req.headers_mut() = headers;
+    Some(req)
+}
+
+/// Serves requests on `io` until the connection ends or a request needs hyper. `closing`
+/// tells it to finish: between requests it stops, and a response in progress is the last.
+pub(crate) async fn serve<T>(mut io: T, fast: &Fast) -> Handoff<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let state = &fast.info.state;
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut first = true;
+    loop {
+        // A request head.
+        let head = loop {
+            if !buf.is_empty() {
+                if first && (buf.starts_with(b"PRI ") || b"PRI ".starts_with(&buf)) {
+                    if buf.len() >= 4 {
+                        // HTTP/2 with prior knowledge.
+                        return Handoff::ToHyper(io, buf.freeze());
+                    }
+                } else {
+                    match parse(&buf) {
+                        Parsed::Complete(h) => break h,
+                        Parsed::Hyper => return Handoff::ToHyper(io, buf.freeze()),
+                        Parsed::Partial if buf.len() > fast.max_head => {
+                            return Handoff::ToHyper(io, buf.freeze());
+                        }
+                        Parsed::Partial => {}
+                    }
+                }
+            }
+            let read = std::future::poll_fn(|cx| poll_fill(&mut io, &mut buf, state, cx)).await;
+            match read {
+                Ok(0) | Err(_) => return Handoff::Closed,
+                Ok(_) => {}
+            }
+        };
+        first = false;
+        // The head is copied out, so the read buffer is never shared and is reused.
+        let bytes = Bytes::copy_from_slice(&buf[..head.len]);
+        let Some(req) = request(&head, &bytes) else {
+            return Handoff::ToHyper(io, buf.freeze());
+        };
+        buf.advance(head.len);
+        let method = head.method;
+        let resp = match Box::pin(conn_manager::serve(
+            req,
+            Arc::clone(&fast.info),
+            Arc::clone(&fast.shared),
+        ))
+        .await
+        {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let keep_alive = head.keep_alive && !state.close.load(Ordering::Acquire);
+        match write_response(&mut io, &mut out, resp, &method, head.version, keep_alive).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                let _ = io.shutdown().await;
+                return Handoff::Closed;
+            }
+        }
+    }
+}
+
+/// Reads into `buf`. While nothing is buffered and the socket has nothing either, the
+/// buffer is released (an idle connection holds none), and a close the connection task
+/// asked for ends the connection.
+fn poll_fill<T: AsyncRead + Unpin>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    state: &conn_manager::ConnState,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if buf.is_empty() && state.close.load(Ordering::Acquire) {
+        return Poll::Ready(Ok(0));
+    }
+    if buf.capacity() - buf.len() < READ_SIZE / 2 {
+        buf.reserve(if buf.is_empty() { READ_SIZE } else { buf.len() });
+    }
+    let read = io.read_buf(buf);
+    let r = std::pin::pin!(read).poll(cx);
+    if r.is_pending() && buf.is_empty() {
+        *buf = BytesMut::new();
+    }
+    r
+}
+
+/// Writes a response; `Ok(true)` when the connection stays open for another request.
+async fn write_response<T>(
+    io: &mut T,
+    out: &mut Vec<u8>,
+    resp: http::Response<ProxyBody>,
+    method: &Method,
+    version: Version,
+    keep_alive: bool,
+) -> io::Result<bool>
+where
+    T: AsyncWrite + Unpin,
+{
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let bodiless = *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let mut headers = parts.headers;
+    // Framing: the length given, else the body's exact size, else chunks (HTTP/1.1) or the
+    // close (HTTP/1.0).
+    let mut framing = Framing::Length(0);
+    let mut keep_alive = keep_alive;
+    if !bodiless {
+        framing = if let Some(n) = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            Framing::Length(n)
+        } else if let Some(n) = body.size_hint().exact() {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            Framing::Length(n)
+        } else if version == Version::HTTP_11 {
+            headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+            Framing::Chunked
+        } else {
+            keep_alive = false;
+            Framing::Close
+        };
+    }
+    if !headers.contains_key(header::DATE) {
+        headers.insert(header::DATE, date());
+    }
+    if !keep_alive {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    } else if version == Version::HTTP_10 {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+
+    out.clear();
+    out.extend_from_slice(if version == Version::HTTP_10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    drop(headers);
+
+    if bodiless {
+        io.write_all(out).await?;
+        return Ok(keep_alive);
+    }
+    let mut left = match framing {
+        Framing::Length(n) => Some(n),
+        _ => None,
+    };
+    // Body frames go out as they come; what is ready with the head shares its write.
+    loop {
+        let frame = std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+            Poll::Pending if !out.is_empty() => Poll::Ready(Some(Err(None))),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Some(e)))),
+        })
+        .await;
+        match frame {
+            // Nothing more yet: send what is buffered, then wait.
+            Some(Err(None)) => {
+                io.write_all(out).await?;
+                out.clear();
+            }
+            Some(Err(Some(_))) => {
+                // The body failed: the response cannot be completed.
+                return Ok(false);
+            }
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue; // trailers are not sent over HTTP/1.1 here
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                if let Some(l) = &mut left {
+                    let n = data.len() as u64;
+                    if n > *l {
+                        return Ok(false);
+                    }
+                    *l -= n;
+                }
+                match framing {
+                    Framing::Chunked => {
+                        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                        out.extend_from_slice(&data);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    _ => out.extend_from_slice(&data),
+                }
+                if out.len() >= 64 * 1024 {
+                    io.write_all(out).await?;
+                    out.clear();
+                }
+            }
+            None => {
+                if framing == Framing::Chunked {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                }
+                if !out.is_empty() {
+                    io.write_all(out).await?;
+                    out.clear();
+                }
+                if left.is_some_and(|l| l > 0) {
+                    // Shorter than its length: the client must not take it as whole.
+                    return Ok(false);
+                }
+                return Ok(keep_alive && framing != Framing::Close);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+/// The `Date` header, formatted once per second per thread.
+fn date() -> HeaderValue {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static CACHE: RefCell<(u64, Option<HeaderValue>)> = const { RefCell::new((0, None)) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs || c.1.is_none() {
+            let v = HeaderValue::from_str(&httpdate::fmt_http_date(now))
+                .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
+            *c = (secs, Some(v));
+        }
+        c.1.clone()
+            .unwrap_or_else(|| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+    })
+}
+
+/// I/O that replays `prefix` before reading on from `inner` (what the fast path read before
+/// it handed the connection to hyper).
+pub(crate) struct Rewind<T> {
+    prefix: Bytes,
+    inner: T,
+}
+
+impl<T> Rewind<T> {
+    pub(crate) fn new(prefix: Bytes, inner: T) -> Self {
+        Self { prefix, inner }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, b)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simple_heads_parse_and_the_rest_goes_to_hyper() {
+        let Parsed::Complete(h) = parse(b"GET /a?b HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n") else {
+            panic!("not parsed");
+        };
+        assert_eq!(h.method, Method::GET);
+        assert!(h.keep_alive);
+        assert_eq!(h.headers.len(), 2);
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            Parsed::Partial
+        ));
+        for hyper in [
+            &b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc"[..],
+            b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+            b"PUT / HTTP/1.1\r\nexpect: 100-continue\r\ncontent-length: 0\r\n\r\n",
+            b"CONNECT x:443 HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(hyper), Parsed::Hyper),
+                "{}",
+                String::from_utf8_lossy(hyper)
+            );
+        }
+        let Parsed::Complete(h) = parse(b"GET / HTTP/1.0\r\n\r\n") else {
+            panic!("not parsed");
+        };
+        assert!(!h.keep_alive, "HTTP/1.0 closes unless asked");
+        let Parsed::Complete(h) = parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n") else {
+            panic!("not parsed");
+        };
+        assert!(h.keep_alive);
+    }
+}
