@@ -193,12 +193,10 @@ where
         };
         buf.advance(head.len);
         let method = head.method;
-        let resp = match Box::pin(conn_manager::serve(
-            req,
-            Arc::clone(&fast.info),
-            Arc::clone(&fast.shared),
-        ))
-        .await
+        // Not boxed: this future is the connection's, allocated once; a box per request of
+        // the request path's ~4 KiB future would cost the allocator's slow path each time.
+        let resp = match conn_manager::serve(req, Arc::clone(&fast.info), Arc::clone(&fast.shared))
+            .await
         {
             Ok(r) => r,
             Err(never) => match never {},
