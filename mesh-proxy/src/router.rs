@@ -4,17 +4,15 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri};
-use mesh_core::config::{RequestMirrorPolicy, UpstreamProtocol};
+use mesh_core::config::UpstreamProtocol;
 use mesh_core::flags::ResponseFlags;
 use mesh_lb::PickContext;
-use mesh_lb::outlier::Outcome;
 use mesh_route::{Forward, Hit, HitAction, RequestInfo};
 use tokio::time::Instant;
 
@@ -24,7 +22,10 @@ use crate::conn_manager::{RequestCtx, authority, local_reply, note_original_path
 use crate::error::Kind;
 use crate::headers::{self, X_ENVOY_OVERLOADED, X_ENVOY_UPSTREAM_SERVICE_TIME};
 
+mod mirror;
+mod outcome;
 mod retry;
+mod timeout;
 
 pub(crate) use retry::RetryRt;
 use retry::{Replay, Retry, X_ENVOY_ATTEMPT_COUNT};
@@ -114,18 +115,13 @@ pub(crate) async fn route(
     // A trusted x-envoy-upstream-rq-timeout-ms replaces the route timeout (external requests
     // lost the header in sanitizing); 0 disables it. The alt-response header turns the 504
     // into a 204.
-    let mut timeout = fwd.action().effective_timeout();
     let envoy_headers = retry::has_envoy_headers(&parts.headers);
-    if envoy_headers {
-        if let Some(ms) = take_header(&mut parts.headers, &X_ENVOY_RQ_TIMEOUT)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            timeout = (ms > 0).then(|| Duration::from_millis(ms));
-        }
-        if take_header(&mut parts.headers, &X_ENVOY_TIMEOUT_ALT).is_some() {
-            cx.timeout_alt_response = true;
-        }
-    }
+    let (timeout, alt_response) = timeout::route_timeout(
+        fwd.action().effective_timeout(),
+        &mut parts.headers,
+        envoy_headers,
+    );
+    cx.timeout_alt_response |= alt_response;
     // Retry headers are consumed (and removed) even when nothing will be retried.
     let retry_rt = chain
         .route_rt(hit.virtual_host().index(), hit.route_index())
@@ -140,10 +136,7 @@ pub(crate) async fn route(
     if let Some(t) = timeout
         && !cx.chain.hcm.suppress_envoy_headers
     {
-        parts.headers.insert(
-            X_ENVOY_EXPECTED_TIMEOUT.clone(),
-            headers::generated_u64(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-        );
+        timeout::tell_upstream(&mut parts.headers, t);
     }
     if upgrade.is_some() {
         retry = None;
@@ -165,15 +158,8 @@ pub(crate) async fn route(
     // Mirrors (SEMANTICS §3.8): the route's policies (else the vhost's, else the config's),
     // each with its fraction of the stream's random value. A mirrored body is kept whole; one
     // over the buffer limit abandons the mirrors.
-    let mut mirrors: Vec<&RequestMirrorPolicy> = if upgrade.is_none() {
-        hit.request_mirror_policies()
-            .iter()
-            .filter(|m| {
-                m.runtime_fraction
-                    .as_ref()
-                    .is_none_or(|f| f.default_value.enabled(random))
-            })
-            .collect()
+    let mut mirrors = if upgrade.is_none() {
+        mirror::policies(&hit, random)
     } else {
         Vec::new()
     };
@@ -194,7 +180,7 @@ pub(crate) async fn route(
     }
     if let Some(r) = &replay {
         for m in mirrors {
-            shadow(cx, &hit, &fwd, &parts, r, m, timeout);
+            mirror::shadow(cx, &hit, &fwd, &parts, r, m, timeout);
         }
     }
     let version = parts.version;
@@ -202,7 +188,7 @@ pub(crate) async fn route(
         .as_ref()
         .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
     let vhost = hit.virtual_host().config();
-    let global = global_timer(timeout.map(|t| (t, Arc::clone(&cx.exchange))));
+    let global = timeout::global(timeout.map(|t| (t, Arc::clone(&cx.exchange))));
     tokio::pin!(global);
 
     // Attempts (SEMANTICS §3.10): normally one at a time; with hedging, a per-try timeout
@@ -215,13 +201,10 @@ pub(crate) async fn route(
         .and(replay.as_ref())
         .map(|_| HeadSnapshot::of(&parts));
     // The per-try timeout, and the per-try idle timeout while no response has come.
-    let per_try = match (
+    let per_try = timeout::per_try(
         retry.as_ref().and_then(|r| r.per_try),
         retry.as_ref().and_then(Retry::per_try_idle),
-    ) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    );
     let mut attempt: u32 = 0;
     // Hosts tried so far, for previous_hosts (only a retried request needs them).
     let mut tried = Tried::default();
@@ -340,10 +323,9 @@ pub(crate) async fn route(
                 for a in attempts.drain(..) {
                     cluster.stats.rq_active.dec();
                     if !a.hedged {
-                        report_outlier(cx, &cluster, a.index, &timeout());
+                        outcome::report_outlier(cx, &cluster, a.index, &timeout());
                     }
-                    a.pool.host_stats.rq_total.fetch_add(1, Ordering::Relaxed);
-                    a.pool.host_stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
+                    outcome::record_host(&a.pool, outcome::HostResult::Timeout);
                 }
                 return failure(cx, &cluster, crate::Error::new(Kind::Timeout, None));
             }
@@ -355,7 +337,7 @@ pub(crate) async fn route(
                     let a = &mut attempts[i];
                     a.hedged = true;
                     let index = a.index;
-                    report_outlier(
+                    outcome::report_outlier(
                         cx,
                         &cluster,
                         index,
@@ -398,7 +380,7 @@ pub(crate) async fn route(
         }
         // A hedged attempt's host was charged its timeout already.
         if !(a.hedged && per_try_fired) {
-            report_outlier(cx, &cluster, a.index, &result);
+            outcome::report_outlier(cx, &cluster, a.index, &result);
         }
         let retriable = match (&retry, &result) {
             (Some(r), Ok((resp, _))) => r.retriable_response(resp.status(), resp.headers()),
@@ -421,8 +403,7 @@ pub(crate) async fn route(
         let waiting = !attempts.is_empty() || backoff.is_some();
         if waiting || take_retry(cx, &cluster, r, &limits, &mut retry_slots) {
             // Retried, or (hedging) another attempt may still answer: this result is dropped.
-            a.pool.host_stats.rq_total.fetch_add(1, Ordering::Relaxed);
-            a.pool.host_stats.rq_error.fetch_add(1, Ordering::Relaxed);
+            outcome::record_host(&a.pool, outcome::HostResult::Error);
             drop(result);
             if !waiting {
                 backoff = Some(Box::pin(tokio::time::sleep(
@@ -439,23 +420,11 @@ pub(crate) async fn route(
     let host_attempts = attempt;
     let per_try_idle = retry.as_ref().and_then(Retry::per_try_idle);
 
-    let hs = &pool.host_stats;
-    hs.rq_total.fetch_add(1, Ordering::Relaxed);
+    outcome::record_host(&pool, outcome::HostResult::of(&result));
     let (resp, lease) = match result {
         Ok(r) => r,
-        Err(e) => {
-            hs.rq_error.fetch_add(1, Ordering::Relaxed);
-            if e.is_timeout() {
-                hs.rq_timeout.fetch_add(1, Ordering::Relaxed);
-            }
-            return failure(cx, &cluster, e);
-        }
+        Err(e) => return failure(cx, &cluster, e),
     };
-    if head_is_5xx(&resp) {
-        hs.rq_error.fetch_add(1, Ordering::Relaxed);
-    } else {
-        hs.rq_success.fetch_add(1, Ordering::Relaxed);
-    }
     let upstream_ms = u64::try_from(sent_at.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (mut head, resp_body) = resp.into_parts();
     // Room for the headers the proxy adds (service time, server, attempt count, cookie).
@@ -515,94 +484,6 @@ pub(crate) async fn route(
             }
         });
     Response::from_parts(head, body::boxed(body))
-}
-
-/// Sends a fire-and-forget copy of the request to a mirror cluster, its host suffixed
-/// `-shadow` (unless disabled); the copy's response is read and dropped, and nothing about it
-/// reaches the downstream response.
-fn shadow(
-    cx: &RequestCtx,
-    hit: &Hit<'_>,
-    fwd: &Forward<'_>,
-    parts: &Parts,
-    replay: &Replay,
-    m: &RequestMirrorPolicy,
-    timeout: Option<Duration>,
-) {
-    let name = match &m.cluster_header {
-        Some(h) => match parts.headers.get(h.as_str()).and_then(|v| v.to_str().ok()) {
-            Some(n) if !n.is_empty() => n,
-            _ => return,
-        },
-        None => m.cluster.as_str(),
-    };
-    let Some(cluster) = cx.snapshot.value.clusters.get(name).cloned() else {
-        return;
-    };
-    let Some(i) = cluster
-        .lb
-        .pick_index_with(&PickContext::new(crate::random::next_u64()))
-    else {
-        return;
-    };
-    let Some(body) = replay.body() else { return };
-    let mut req = build_request(
-        cx,
-        hit,
-        fwd,
-        &cluster,
-        &cluster.lb.hosts()[i],
-        clone_parts(parts),
-        body,
-        false,
-    );
-    if !m.disable_shadow_host_suffix_append {
-        shadow_host(&mut req);
-    }
-    let pool = Arc::clone(&cluster.pools[i]);
-    let limits = Arc::clone(cluster.lb.breakers(fwd.action().priority));
-    cluster.stats.rq_total.inc();
-    let send = send(cx, &pool, &limits, req, false);
-    tokio::spawn(async move {
-        let done = match timeout {
-            Some(t) => tokio::time::timeout(t, send).await.ok(),
-            None => Some(send.await),
-        };
-        if let Some(Ok((resp, lease))) = done
-            && http_body_util::BodyExt::collect(resp.into_body())
-                .await
-                .is_ok()
-            && let Some(lease) = lease
-        {
-            lease.release();
-        }
-    });
-}
-
-/// `host[:port]` becomes `host-shadow[:port]`, in the `Host` header and the URI.
-fn shadow_host(req: &mut Request<ProxyBody>) {
-    let suffix = |a: &str| {
-        let (host, port) = headers::strip_port(a);
-        match port {
-            Some(p) => format!("{host}-shadow:{p}"),
-            None => format!("{host}-shadow"),
-        }
-    };
-    if let Some(h) = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        && let Ok(v) = HeaderValue::from_str(&suffix(h))
-    {
-        req.headers_mut().insert(header::HOST, v);
-    }
-    if let Some(a) = req.uri().authority().map(|a| suffix(a.as_str())) {
-        let mut p = req.uri().clone().into_parts();
-        p.authority = a.parse().ok();
-        if let Ok(u) = Uri::from_parts(p) {
-            *req.uri_mut() = u;
-        }
-    }
 }
 
 type SendResult = Result<(Response<UpstreamBody>, Option<crate::upstream::Lease>), crate::Error>;
@@ -694,16 +575,6 @@ fn buffer_limit(hit: &Hit<'_>) -> usize {
         .map_or(DEFAULT_BUFFER_LIMIT, |l| l as usize)
 }
 
-/// Completes when the route's global timeout expires: `timeout` after the downstream request
-/// is complete; never when the timeout is disabled.
-async fn global_timer(timeout: Option<(Duration, Arc<crate::body::Exchange>)>) {
-    let Some((t, exchange)) = timeout else {
-        return std::future::pending().await;
-    };
-    let at = exchange.request_done().await;
-    tokio::time::sleep_until(at + t).await;
-}
-
 /// The hosts a request has tried. The first is kept inline: a request that is never retried
 /// allocates nothing for it.
 #[derive(Default)]
@@ -755,48 +626,6 @@ fn pick_host(
     Some(index)
 }
 
-/// Feeds one attempt's result to outlier detection (breaker overflows are not fed).
-fn report_outlier(
-    cx: &RequestCtx,
-    cluster: &ClusterRt,
-    index: usize,
-    result: &Result<(Response<UpstreamBody>, Option<crate::upstream::Lease>), crate::Error>,
-) {
-    let Some(od) = cluster.lb.outlier() else {
-        return;
-    };
-    let outcome = match result {
-        Ok((resp, _)) => Some(Outcome::Http(resp.status().as_u16())),
-        Err(e) if e.is_overflow() => None,
-        Err(e) if e.kind() == Kind::Timeout => Some(Outcome::Timeout),
-        Err(_) => Some(Outcome::ConnectFailed),
-    };
-    if let Some(o) = outcome {
-        od.report(index, o, cx.epoch.elapsed());
-    }
-}
-
-static X_ENVOY_RQ_TIMEOUT: http::HeaderName =
-    http::HeaderName::from_static("x-envoy-upstream-rq-timeout-ms");
-static X_ENVOY_TIMEOUT_ALT: http::HeaderName =
-    http::HeaderName::from_static("x-envoy-upstream-rq-timeout-alt-response");
-static X_ENVOY_EXPECTED_TIMEOUT: http::HeaderName =
-    http::HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
-
-/// Removes a header and returns its value as text.
-fn take_header(h: &mut http::HeaderMap, n: &http::HeaderName) -> Option<String> {
-    h.remove(n).and_then(|v| v.to_str().ok().map(str::to_owned))
-}
-
-fn clone_parts(p: &Parts) -> Parts {
-    let (mut n, ()) = Request::new(()).into_parts();
-    n.method = p.method.clone();
-    n.uri = p.uri.clone();
-    n.version = p.version;
-    n.headers = p.headers.clone();
-    n
-}
-
 /// What `%OPERATOR%` header values read about this request.
 fn request_info(cx: &RequestCtx, version: http::Version) -> RequestInfo<'static> {
     RequestInfo {
@@ -809,10 +638,6 @@ fn request_info(cx: &RequestCtx, version: http::Version) -> RequestInfo<'static>
         }),
         request_headers: None,
     }
-}
-
-fn head_is_5xx<B>(resp: &Response<B>) -> bool {
-    resp.status().is_server_error()
 }
 
 /// A request head kept for retries. Taking it costs one allocation and a reference-count
