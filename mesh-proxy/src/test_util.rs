@@ -399,3 +399,16 @@ pub fn rerun_over_hyper(this: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An address whose connections are refused: a socket bound to a loopback port and never
+/// listening. The port stays reserved while the returned socket lives, so no listener
+/// another test binds meanwhile can take it (a port freed by dropping a listener can be).
+///
+/// # Panics
+/// If no loopback socket can be bound.
+pub fn refused_addr() -> (SocketAddr, tokio::net::TcpSocket) {
+    let s = tokio::net::TcpSocket::new_v4().expect("a socket");
+    s.bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("bind 127.0.0.1:0");
+    (s.local_addr().expect("a bound address"), s)
+}

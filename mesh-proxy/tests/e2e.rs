@@ -185,10 +185,7 @@ async fn upstream_keep_alive_reuses_connections() {
 #[tokio::test]
 async fn local_replies_carry_envoy_statuses() {
     // A port that refuses connections: bind, note the address, close.
-    let refused = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let (refused, _reserved) = mesh_proxy::test_util::refused_addr();
     let mut empty = Cluster::new_static("empty", []);
     empty.connect_timeout = Duration::from_secs(1);
     let routes = RouteConfiguration::new("r").with_virtual_host(
@@ -454,10 +451,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_ones() {
 async fn access_log_lines_carry_envoy_flags() {
     let slow = Upstream::start("slow", Behavior::Stall).await;
     let ok = Upstream::start("ok", Behavior::Identify).await;
-    let refused = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let (refused, _reserved) = mesh_proxy::test_util::refused_addr();
     let mut timeout_route = Route::prefix("/slow", "slow");
     if let Action::Route(a) = &mut timeout_route.action {
         a.timeout = Some(Duration::from_secs(1));

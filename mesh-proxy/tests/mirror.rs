@@ -28,10 +28,7 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 async fn copies_go_to_the_shadow_with_a_suffixed_host() {
     let main = Upstream::start("main", Behavior::Identify).await;
     let shadow = Upstream::start("shadow", Behavior::Identify).await;
-    let refused = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let (refused, _reserved) = mesh_proxy::test_util::refused_addr();
     let mirror = |c: &str| RequestMirrorPolicy {
         cluster: c.into(),
         ..RequestMirrorPolicy::default()

@@ -138,10 +138,7 @@ async fn the_third_attempt_carries_its_count_upstream() {
 #[tokio::test]
 async fn a_refused_connection_is_retried() {
     let good = Upstream::start("good", Behavior::Identify).await;
-    let refused = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let (refused, _reserved) = mesh_proxy::test_util::refused_addr();
     let mut route = Route::prefix("/", "svc");
     if let Action::Route(a) = &mut route.action {
         a.retry_policy = Some(policy("connect-failure", 1));
