@@ -13,7 +13,7 @@ use http::{Request, Response, StatusCode, Uri};
 use mesh_core::config::UpstreamProtocol;
 use mesh_core::flags::ResponseFlags;
 use mesh_lb::PickContext;
-use mesh_route::{Forward, Hit, HitAction, RequestInfo};
+use mesh_route::{Forward, Hit, RequestInfo};
 use tokio::time::Instant;
 
 use crate::body::{self, ProxyBody, Tracked, UpstreamBody};
@@ -22,11 +22,13 @@ use crate::conn_manager::{RequestCtx, authority, local_reply, note_original_path
 use crate::error::Kind;
 use crate::headers::{self, X_ENVOY_OVERLOADED, X_ENVOY_UPSTREAM_SERVICE_TIME};
 
+mod decision;
 mod mirror;
 mod outcome;
 mod retry;
 mod timeout;
 
+use decision::Decision;
 pub(crate) use retry::RetryRt;
 use retry::{Replay, Retry, X_ENVOY_ATTEMPT_COUNT};
 
@@ -45,102 +47,25 @@ pub(crate) async fn route(
 ) -> Response<ProxyBody> {
     let chain = Arc::clone(&cx.chain);
     let random = cx.random;
-    let Some(hit) = cached.or_else(|| chain.routes.find(&parts, random)) else {
-        return local_reply(
-            cx,
-            reply(StatusCode::NOT_FOUND, "", ResponseFlags::NO_ROUTE_FOUND),
-        );
+    let hit = match cached {
+        Some(h) => Some(h),
+        None => chain.routes.find(&parts, random),
     };
-    if let Some(log) = &mut cx.log {
-        log.route_name = Some(hit.route_name().to_owned());
-    }
-    let fwd = match hit.action() {
-        HitAction::Forward(f) => f,
-        HitAction::Redirect(_, status) => {
-            // `apply_response_headers` sets `Location` before the route's own mutations.
-            let mut r = reply(status, "", ResponseFlags::empty());
-            hit.apply_response_headers_with(&mut r.headers, &request_info(cx, parts.version));
-            return local_reply(cx, r);
-        }
-        HitAction::DirectResponse(status, body) => {
-            let mut r = reply(status, body.unwrap_or(""), ResponseFlags::empty());
-            hit.apply_response_headers_with(&mut r.headers, &request_info(cx, parts.version));
-            return local_reply(cx, r);
-        }
-        HitAction::ClusterNotFound(status) => {
-            return local_reply(cx, reply(status, "", ResponseFlags::NO_CLUSTER_FOUND));
-        }
-    };
-    let cluster_name = fwd.cluster(&parts);
-    if let Some(log) = &mut cx.log {
-        log.upstream_cluster = Some(cluster_name.to_owned());
-    }
-    let Some(cluster) = cx.snapshot.value.clusters.get(cluster_name).cloned() else {
-        let status = StatusCode::from_u16(fwd.action().cluster_not_found_response_code)
-            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return local_reply(cx, reply(status, "", ResponseFlags::NO_CLUSTER_FOUND));
-    };
-
-    // Upgrades (WebSocket) pass only when the connection manager or the route allows them.
-    let upgrade = headers::requested_upgrade(&parts.headers);
-    if let Some(kind) = &upgrade
-        && !upgrade_allowed(cx, &fwd, kind)
-    {
-        return local_reply(cx, reply(StatusCode::FORBIDDEN, "", ResponseFlags::empty()));
-    }
-
-    // max_requests: a request over the limit fails fast (503, x-envoy-overloaded, UO).
-    let limits = Arc::clone(cluster.lb.breakers(fwd.action().priority));
-    let rq_slot = match limits.try_request() {
-        Ok(p) => p,
-        Err(o) => {
-            return failure(
-                cx,
-                &cluster,
-                crate::Error::new(Kind::Overflow, Some(o.into())),
-            );
-        }
-    };
-
-    // Consistent-hash clusters pick by the route's hash policies (random without a key).
-    let mut set_cookie = None;
-    let mut pick = PickContext::new(random);
-    if cluster.lb.policy().uses_hash()
-        && let Some(policies) = chain.hash_policies(hit.virtual_host().index(), hit.route_index())
-    {
-        let h = policies.hash(&parts, Some(cx.filter_cx.downstream_remote().ip()));
-        pick = pick.with_hash(h.hash);
-        set_cookie = h.set_cookie;
-    }
-    // A trusted x-envoy-upstream-rq-timeout-ms replaces the route timeout (external requests
-    // lost the header in sanitizing); 0 disables it. The alt-response header turns the 504
-    // into a 204.
-    let envoy_headers = retry::has_envoy_headers(&parts.headers);
-    let (timeout, alt_response) = timeout::route_timeout(
-        fwd.action().effective_timeout(),
-        &mut parts.headers,
-        envoy_headers,
-    );
-    cx.timeout_alt_response |= alt_response;
-    // Retry headers are consumed (and removed) even when nothing will be retried.
-    let retry_rt = chain
-        .route_rt(hit.virtual_host().index(), hit.route_index())
-        .and_then(|r| r.retry.as_ref());
-    let mut retry = Retry::new(
-        retry_rt,
-        hit.hedge_policy(),
-        &mut parts,
+    let Decision {
+        hit,
+        fwd,
+        cluster,
+        upgrade,
+        limits,
+        rq_slot,
+        pick,
+        set_cookie,
         timeout,
-        envoy_headers,
-    );
-    if let Some(t) = timeout
-        && !cx.chain.hcm.suppress_envoy_headers
-    {
-        timeout::tell_upstream(&mut parts.headers, t);
-    }
-    if upgrade.is_some() {
-        retry = None;
-    }
+        mut retry,
+    } = match decision::decide(cx, &chain, &mut parts, hit) {
+        Ok(d) => d,
+        Err(reply) => return reply,
+    };
     // A retried request's body is kept for replay, up to the buffer limit; a larger one is
     // sent once and not retried.
     let mut once_body = Some(req_body);
