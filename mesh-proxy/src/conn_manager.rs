@@ -177,6 +177,7 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + Unpin + 'static,
     B::Error: Into<mesh_core::BoxError>,
 {
+    let _in_flight = crate::load::InFlight::enter();
     let stream = conn.state.begin();
     let n = conn.state.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let snapshot = shared.store.load_full();

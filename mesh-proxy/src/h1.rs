@@ -110,10 +110,10 @@ impl Conn {
     ) -> Result<Result<http::Response<ResponseBody>, H1Error>, NotSent> {
         let (parts, body) = req.into_parts();
         encode_head(&mut self.out, &parts);
-        // The write waits for the runtime's other ready tasks, as Envoy defers writes to the
-        // end of its event loop's pass: under load, the requests that arrived together reach
-        // the upstream together, with one wake-up of it rather than one each.
-        tokio::task::yield_now().await;
+        // Under load, the requests that arrived together reach the upstream together, with
+        // one wake-up of it rather than one each; unloaded, at once. (This request is one of
+        // those in flight.)
+        crate::load::defer_write(1).await;
         // Nothing is sent until the first byte is written: a connection that fails there
         // (closed by the upstream while idle) gives the request back.
         let written = match self.io.write(&self.out).await {

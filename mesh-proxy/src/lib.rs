@@ -42,6 +42,7 @@ mod headers;
 mod health_check;
 mod in_process;
 mod listener;
+mod load;
 mod path;
 mod random;
 mod router;
