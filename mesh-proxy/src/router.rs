@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
@@ -12,9 +11,7 @@ use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri};
 use mesh_core::config::UpstreamProtocol;
 use mesh_core::flags::ResponseFlags;
-use mesh_lb::PickContext;
 use mesh_route::{Forward, Hit, RequestInfo};
-use tokio::time::Instant;
 
 use crate::body::{self, ProxyBody, Tracked, UpstreamBody};
 use crate::compile::ClusterRt;
@@ -22,6 +19,7 @@ use crate::conn_manager::{RequestCtx, authority, local_reply, note_original_path
 use crate::error::Kind;
 use crate::headers::{self, X_ENVOY_OVERLOADED, X_ENVOY_UPSTREAM_SERVICE_TIME};
 
+mod attempts;
 mod decision;
 mod mirror;
 mod outcome;
@@ -116,234 +114,30 @@ pub(crate) async fn route(
     let global = timeout::global(timeout.map(|t| (t, Arc::clone(&cx.exchange))));
     tokio::pin!(global);
 
-    // Attempts (SEMANTICS §3.10): normally one at a time; with hedging, a per-try timeout
-    // starts another attempt and leaves the late one running, and the first response that is
-    // not retried wins. Dropping `attempts` cancels whatever is still in flight.
-    let hedge = retry.as_ref().is_some_and(|r| r.hedge) && replay.is_some();
-    // The first attempt takes the request head; a retry rebuilds it from this snapshot.
-    let snapshot = retry
-        .as_ref()
-        .and(replay.as_ref())
-        .map(|_| HeadSnapshot::of(&parts));
-    // The per-try timeout, and the per-try idle timeout while no response has come.
-    let per_try = timeout::per_try(
-        retry.as_ref().and_then(|r| r.per_try),
-        retry.as_ref().and_then(Retry::per_try_idle),
-    );
-    let mut attempt: u32 = 0;
-    // Hosts tried so far, for previous_hosts (only a retried request needs them).
-    let mut tried = Tried::default();
-    let mut retry_slots = Vec::new();
-    let mut attempts: Vec<Attempt> = Vec::with_capacity(1);
-    let mut backoff: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    let mut start = true;
-    // The pending retry follows a per-try timeout.
-    let mut timeout_retry = false;
-    let (pool, result, sent_at, _active) = loop {
-        if std::mem::take(&mut start) {
-            attempt += 1;
-            let Some(index) = pick_host(
-                &cluster,
-                &pick.with_attempt(attempt - 1),
-                &fwd.action().metadata_match,
-                &tried,
-                retry.as_ref(),
-            ) else {
-                if !attempts.is_empty() {
-                    // A hedged attempt is still running: it may yet answer.
-                    continue;
-                }
-                cluster.stats.no_healthy.inc();
-                return local_reply(
-                    cx,
-                    reply(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "no healthy upstream",
-                        ResponseFlags::NO_HEALTHY_UPSTREAM,
-                    ),
-                );
-            };
-            if retry.is_some() {
-                tried.push(index);
-            }
-            let host = Arc::clone(&cluster.lb.hosts()[index]);
-            let pool = Arc::clone(&cluster.pools[index]);
-            if let Some(log) = &mut cx.log {
-                log.upstream_host = Some(pool.address().to_string());
-            }
-            let (p, body) = match &replay {
-                Some(r) => (
-                    match &snapshot {
-                        Some(s) if attempt > 1 => s.parts(),
-                        _ => parts_take(&mut parts),
-                    },
-                    r.body().unwrap_or_else(body::empty),
-                ),
-                None => (
-                    parts_take(&mut parts),
-                    once_body.take().unwrap_or_else(body::empty),
-                ),
-            };
-            let mut upstream_req =
-                build_request(cx, &hit, &fwd, &cluster, &host, p, body, upgrade.is_some());
-            if vhost.include_request_attempt_count {
-                upstream_req
-                    .headers_mut()
-                    .insert(X_ENVOY_ATTEMPT_COUNT.clone(), HeaderValue::from(attempt));
-            }
-            // A retry after a per-try timeout says so upstream (Envoy's
-            // x-envoy-is-timeout-retry), unless Envoy's headers are suppressed.
-            if timeout_retry && !cx.chain.hcm.suppress_envoy_headers {
-                upstream_req.headers_mut().insert(
-                    X_ENVOY_IS_TIMEOUT_RETRY.clone(),
-                    HeaderValue::from_static("true"),
-                );
-            }
-            cluster.stats.rq_total.inc();
-            cluster.stats.rq_active.inc();
-            let send = send(cx, &pool, &limits, upstream_req, upgrade.is_some());
-            attempts.push(Attempt {
-                index,
-                active: host.start_request(),
-                sent_at: Instant::now(),
-                send,
-                per_try: per_try.map(|d| Box::pin(tokio::time::sleep(d))),
-                hedged: false,
-                pool,
-            });
-        }
-
-        let event = std::future::poll_fn(|tcx| {
-            for (i, a) in attempts.iter_mut().enumerate() {
-                if let Poll::Ready(r) = a.send.as_mut().poll(tcx) {
-                    return Poll::Ready(Event::Done(i, r));
-                }
-                if let Some(t) = &mut a.per_try
-                    && t.as_mut().poll(tcx).is_ready()
-                {
-                    a.per_try = None;
-                    return Poll::Ready(Event::PerTry(i));
-                }
-            }
-            if let Some(b) = &mut backoff
-                && b.as_mut().poll(tcx).is_ready()
-            {
-                backoff = None;
-                return Poll::Ready(Event::Backoff);
-            }
-            if global.as_mut().poll(tcx).is_ready() {
-                return Poll::Ready(Event::Global);
-            }
-            Poll::Pending
-        })
-        .await;
-
-        let (a, result, per_try_fired) = match event {
-            Event::Backoff => {
-                start = true;
-                continue;
-            }
-            Event::Global => {
-                let timeout = || Err(crate::Error::new(Kind::Timeout, None));
-                for a in attempts.drain(..) {
-                    cluster.stats.rq_active.dec();
-                    if !a.hedged {
-                        outcome::report_outlier(cx, &cluster, a.index, &timeout());
-                    }
-                    outcome::record_host(&a.pool, outcome::HostResult::Timeout);
-                }
-                return failure(cx, &cluster, crate::Error::new(Kind::Timeout, None));
-            }
-            Event::PerTry(i) => {
-                cluster.stats.rq_per_try_timeout.inc();
-                if hedge {
-                    // Hedging: the late attempt keeps running; its host is charged the
-                    // timeout now, and another attempt starts if the policy allows one.
-                    let a = &mut attempts[i];
-                    a.hedged = true;
-                    let index = a.index;
-                    outcome::report_outlier(
-                        cx,
-                        &cluster,
-                        index,
-                        &Err(crate::Error::new(Kind::Timeout, None)),
-                    );
-                    if backoff.is_some() {
-                        continue; // a retry is already on its way
-                    }
-                    if let Some(r) = retry.as_mut()
-                        && take_retry(cx, &cluster, r, &limits, &mut retry_slots)
-                    {
-                        backoff = Some(Box::pin(tokio::time::sleep(
-                            r.next_backoff(cx.filter_cx.random_u64()),
-                        )));
-                        timeout_retry = true;
-                        continue;
-                    }
-                    // No retry left: the attempt is given up, as without hedging.
-                }
-                let a = attempts.swap_remove(i);
-                cluster.stats.rq_active.dec();
-                let e = crate::Error::new(Kind::Timeout, Some("per-try timeout".into()));
-                (a, Err(e), true)
-            }
-            Event::Done(i, r) => {
-                let a = attempts.swap_remove(i);
-                cluster.stats.rq_active.dec();
-                (a, r, false)
-            }
-        };
-        // An attempt that failed because the downstream body did is the client's fault: no
-        // outlier report, no retry, no error charged to the host.
-        if result.is_err()
-            && let Some(fault) = cx.exchange.fault.get()
-        {
-            for _ in attempts.drain(..) {
-                cluster.stats.rq_active.dec();
-            }
-            return downstream_failure(cx, fault);
-        }
-        // A hedged attempt's host was charged its timeout already.
-        if !(a.hedged && per_try_fired) {
-            outcome::report_outlier(cx, &cluster, a.index, &result);
-        }
-        let retriable = match (&retry, &result) {
-            (Some(r), Ok((resp, _))) => r.retriable_response(resp.status(), resp.headers()),
-            (Some(r), Err(e)) => r.retriable_error(e.kind(), per_try_fired),
-            (None, _) => false,
-        };
-        if !retriable {
-            if attempt > 1
-                && result
-                    .as_ref()
-                    .is_ok_and(|(resp, _)| !resp.status().is_server_error())
-            {
-                cluster.stats.rq_retry_success.inc();
-            }
-            break (a.pool, result, a.sent_at, a.active);
-        }
-        let Some(r) = retry.as_mut() else {
-            break (a.pool, result, a.sent_at, a.active);
-        };
-        let waiting = !attempts.is_empty() || backoff.is_some();
-        if waiting || take_retry(cx, &cluster, r, &limits, &mut retry_slots) {
-            // Retried, or (hedging) another attempt may still answer: this result is dropped.
-            outcome::record_host(&a.pool, outcome::HostResult::Error);
-            drop(result);
-            if !waiting {
-                backoff = Some(Box::pin(tokio::time::sleep(
-                    r.next_backoff(cx.filter_cx.random_u64()),
-                )));
-                timeout_retry = per_try_fired;
-            }
-            continue;
-        }
-        break (a.pool, result, a.sent_at, a.active);
-    };
-    drop(attempts);
-    drop(parts);
-    let host_attempts = attempt;
+    // The per-try idle timeout also bounds the response body (below).
     let per_try_idle = retry.as_ref().and_then(Retry::per_try_idle);
+    let target = attempts::Target {
+        hit: &hit,
+        fwd: &fwd,
+        cluster: &cluster,
+        limits: &limits,
+        pick,
+        upgrade: upgrade.is_some(),
+    };
+    let mut attempts = attempts::Attempts::new(target, retry, parts, once_body, replay.as_ref());
+    let settled = attempts.run(cx, global.as_mut()).await;
+    // Whatever is still in flight (a hedged attempt) is cancelled now.
+    drop(attempts);
+    let (pool, result, sent_at, host_attempts, _active) = match settled {
+        attempts::Settled::Done {
+            pool,
+            result,
+            sent_at,
+            attempts,
+            active,
+        } => (pool, result, sent_at, attempts, active),
+        attempts::Settled::Reply(r) => return r,
+    };
 
     outcome::record_host(&pool, outcome::HostResult::of(&result));
     let (resp, lease) = match result {
@@ -440,55 +234,6 @@ fn send(
     }
 }
 
-/// One upstream attempt in flight.
-struct Attempt {
-    index: usize,
-    pool: Arc<crate::upstream::HostPool>,
-    active: mesh_lb::ActiveRequest,
-    sent_at: Instant,
-    send: Pin<Box<dyn Future<Output = SendResult> + Send>>,
-    /// The per-try (or per-try idle) timer, until it fires.
-    per_try: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Its per-try timeout fired and, hedging, another attempt was started beside it.
-    hedged: bool,
-}
-
-/// What the attempt loop woke up for. A short-lived value on the loop's stack: boxing the
-/// large `Done` would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
-enum Event {
-    Done(usize, SendResult),
-    PerTry(usize),
-    Backoff,
-    Global,
-}
-
-/// Takes one retry when the policy and the cluster's `max_retries` / retry budget allow it,
-/// counting it; otherwise records why not (URX or UO) and returns false.
-fn take_retry(
-    cx: &mut RequestCtx,
-    cluster: &ClusterRt,
-    r: &mut Retry<'_>,
-    limits: &Arc<mesh_lb::breaker::Limits>,
-    slots: &mut Vec<mesh_lb::breaker::Permit>,
-) -> bool {
-    if r.remaining == 0 {
-        cx.filter_cx
-            .set_flag(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
-        cluster.stats.rq_retry_limit_exceeded.inc();
-        return false;
-    }
-    let Ok(slot) = limits.try_retry() else {
-        // max_retries / the retry budget: the last failure is returned.
-        cx.filter_cx.set_flag(ResponseFlags::UPSTREAM_OVERFLOW);
-        return false;
-    };
-    slots.push(slot);
-    r.remaining -= 1;
-    cluster.stats.rq_retry.inc();
-    true
-}
-
 /// Envoy's per-connection buffer default, used when neither the route nor the vhost sets
 /// `per_request_buffer_limit_bytes`.
 const DEFAULT_BUFFER_LIMIT: usize = 1024 * 1024;
@@ -498,57 +243,6 @@ fn buffer_limit(hit: &Hit<'_>) -> usize {
         .and_then(|r| r.per_request_buffer_limit_bytes)
         .or(hit.virtual_host().config().per_request_buffer_limit_bytes)
         .map_or(DEFAULT_BUFFER_LIMIT, |l| l as usize)
-}
-
-/// The hosts a request has tried. The first is kept inline: a request that is never retried
-/// allocates nothing for it.
-#[derive(Default)]
-struct Tried {
-    first: Option<usize>,
-    more: Vec<usize>,
-}
-
-impl Tried {
-    fn push(&mut self, index: usize) {
-        if self.first.is_none() {
-            self.first = Some(index);
-        } else {
-            self.more.push(index);
-        }
-    }
-
-    fn contains(&self, index: usize) -> bool {
-        self.first == Some(index) || self.more.contains(&index)
-    }
-}
-
-/// Picks a host; with `previous_hosts`, re-picks up to `host_selection_retry_max_attempts`
-/// times to avoid hosts this request already tried, then takes the last pick.
-/// A route's `metadata_match` selects a subset of a cluster with `lb_subset_config`.
-fn pick_host(
-    cluster: &ClusterRt,
-    pick: &PickContext,
-    metadata_match: &std::collections::BTreeMap<String, serde_json::Value>,
-    tried: &Tried,
-    retry: Option<&Retry<'_>>,
-) -> Option<usize> {
-    let once = || {
-        if metadata_match.is_empty() {
-            cluster.lb.pick_index_with(pick)
-        } else {
-            cluster.lb.pick_index_matching(metadata_match, pick)
-        }
-    };
-    let mut index = once()?;
-    if let Some(r) = retry {
-        for _ in 0..r.host_reselects() {
-            if !tried.contains(index) {
-                break;
-            }
-            index = once()?;
-        }
-    }
-    Some(index)
 }
 
 /// What `%OPERATOR%` header values read about this request.
@@ -563,49 +257,6 @@ fn request_info(cx: &RequestCtx, version: http::Version) -> RequestInfo<'static>
         }),
         request_headers: None,
     }
-}
-
-/// A request head kept for retries. Taking it costs one allocation and a reference-count
-/// increment per header (no hashing); the header map is rebuilt only when a retry happens.
-struct HeadSnapshot {
-    method: http::Method,
-    uri: Uri,
-    version: http::Version,
-    headers: Vec<(header::HeaderName, HeaderValue)>,
-}
-
-impl HeadSnapshot {
-    fn of(p: &Parts) -> Self {
-        let mut headers = Vec::with_capacity(p.headers.len());
-        headers.extend(p.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        Self {
-            method: p.method.clone(),
-            uri: p.uri.clone(),
-            version: p.version,
-            headers,
-        }
-    }
-
-    fn parts(&self) -> Parts {
-        let (mut p, ()) = Request::new(()).into_parts();
-        p.method = self.method.clone();
-        p.uri = self.uri.clone();
-        p.version = self.version;
-        p.headers.reserve(self.headers.len());
-        for (k, v) in &self.headers {
-            p.headers.append(k.clone(), v.clone());
-        }
-        p
-    }
-}
-
-fn parts_take(parts: &mut Parts) -> Parts {
-    let (mut p, ()) = Request::new(()).into_parts();
-    p.method = parts.method.clone();
-    p.uri = std::mem::take(&mut parts.uri);
-    p.version = parts.version;
-    p.headers = std::mem::take(&mut parts.headers);
-    p
 }
 
 fn stream_idle(cx: &RequestCtx, fwd: &Forward<'_>) -> Duration {
