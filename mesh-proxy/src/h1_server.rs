@@ -96,6 +96,8 @@ fn parse(buf: &[u8]) -> Parsed {
         return Parsed::Hyper;
     };
     let mut keep_alive = version == Version::HTTP_11;
+    // Any `close` token closes, whatever else the header says (RFC 9112 §9.6).
+    let mut close = false;
     let mut headers = Vec::with_capacity(req.headers.len());
     for h in req.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
@@ -112,7 +114,7 @@ fn parse(buf: &[u8]) -> Parsed {
             for token in h.value.split(|b| *b == b',') {
                 let t = token.trim_ascii();
                 if t.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
+                    close = true;
                 } else if t.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive = true;
                 } else if t.eq_ignore_ascii_case(b"upgrade") {
@@ -128,7 +130,7 @@ fn parse(buf: &[u8]) -> Parsed {
         path,
         version,
         headers,
-        keep_alive,
+        keep_alive: keep_alive && !close,
     })
 }
 
@@ -179,6 +181,11 @@ where
                     }
                 }
             }
+            // Bytes of the next head that came with the last request: the request header
+            // timeout runs for them too (the connection's I/O saw them arrive mid-request).
+            if !buf.is_empty() && state.active.load(Ordering::Acquire) == 0 {
+                state.head_pending.store(true, Ordering::Release);
+            }
             let read = std::future::poll_fn(|cx| poll_fill(&mut io, &mut buf, state, cx)).await;
             match read {
                 Ok(0) | Err(_) => return Handoff::Closed,
@@ -195,11 +202,34 @@ where
         let method = head.method;
         // Not boxed: this future is the connection's, allocated once; a box per request of
         // the request path's ~4 KiB future would cost the allocator's slow path each time.
-        let resp = match conn_manager::serve(req, Arc::clone(&fast.info), Arc::clone(&fast.shared))
-            .await
-        {
-            Ok(r) => r,
-            Err(never) => match never {},
+        let serve = conn_manager::serve(req, Arc::clone(&fast.info), Arc::clone(&fast.shared));
+        let mut serve = std::pin::pin!(serve);
+        // While the request is served, the socket is watched as hyper does: a client that
+        // closes cancels its request (dropping it resets the upstream side); what a
+        // pipelining client sends meanwhile is kept for the next request.
+        let mut watching = true;
+        let resp = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = serve.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            while watching {
+                if buf.len() >= fast.max_head {
+                    watching = false;
+                    break;
+                }
+                match poll_read_more(&mut io, &mut buf, cx) {
+                    Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Pending => break,
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        let resp = match resp {
+            Some(Ok(r)) => r,
+            Some(Err(never)) => match never {},
+            None => return Handoff::Closed,
         };
         let keep_alive = head.keep_alive && !state.close.load(Ordering::Acquire);
         match write_response(&mut io, &mut out, resp, &method, head.version, keep_alive).await {
@@ -221,18 +251,28 @@ fn poll_fill<T: AsyncRead + Unpin>(
     state: &conn_manager::ConnState,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    if buf.is_empty() && state.close.load(Ordering::Acquire) {
+    // Between requests (a partial head is not a request yet), a close ends the connection.
+    if state.close.load(Ordering::Acquire) {
         return Poll::Ready(Ok(0));
     }
-    if buf.capacity() - buf.len() < READ_SIZE / 2 {
-        buf.reserve(if buf.is_empty() { READ_SIZE } else { buf.len() });
-    }
-    let read = io.read_buf(buf);
-    let r = std::pin::pin!(read).poll(cx);
+    let r = poll_read_more(io, buf, cx);
     if r.is_pending() && buf.is_empty() {
         *buf = BytesMut::new();
     }
     r
+}
+
+/// Reads once into `buf` (tokio's read: a short read clears the socket's readiness).
+fn poll_read_more<T: AsyncRead + Unpin>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < READ_SIZE / 2 {
+        buf.reserve(if buf.is_empty() { READ_SIZE } else { buf.len() });
+    }
+    let read = io.read_buf(buf);
+    std::pin::pin!(read).poll(cx)
 }
 
 /// Writes a response; `Ok(true)` when the connection stays open for another request.
@@ -507,5 +547,14 @@ mod tests {
             panic!("not parsed");
         };
         assert!(h.keep_alive);
+        for close in [
+            &b"GET / HTTP/1.1\r\nConnection: close, keep-alive\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n",
+        ] {
+            let Parsed::Complete(h) = parse(close) else {
+                panic!("not parsed");
+            };
+            assert!(!h.keep_alive, "any close token closes");
+        }
     }
 }

@@ -455,12 +455,15 @@ impl HostPool {
                     // At the limit, another worker's idle connection serves rather than
                     // waiting for one of this worker's.
                     steal = true;
-                    if self.has_idle() {
+                    if self.has_idle(client) {
                         continue;
                     }
                     match limits.try_connection() {
                         Ok(slot) => slot,
                         Err(_) => {
+                            // An idle connection of the other client holds a slot this
+                            // request could use: close it, and wait for its slot.
+                            drop(self.take_idle_other(client));
                             released.await;
                             continue;
                         }
@@ -541,12 +544,20 @@ impl HostPool {
         }
     }
 
-    fn has_idle(&self) -> bool {
-        !self
-            .idle
+    /// Whether an idle connection of `client` waits in the pool.
+    fn has_idle(&self, client: Client) -> bool {
+        self.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+            .iter()
+            .any(|c| c.client() == client)
+    }
+
+    /// Takes the least recently used idle connection of the other client, to be closed.
+    fn take_idle_other(&self, client: Client) -> Option<H1Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let at = idle.iter().position(|c| c.client() != client)?;
+        Some(idle.remove(at))
     }
 }
 

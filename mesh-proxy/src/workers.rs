@@ -101,6 +101,12 @@ pub(crate) fn bind_shared(
     addr: SocketAddr,
     n: usize,
 ) -> std::io::Result<Vec<std::net::TcpListener>> {
+    // SO_REUSEPORT would let these sockets share a port that another process (or another
+    // listener of this proxy) already serves, splitting its connections silently: a plain
+    // bind first finds such a conflict, as a bind without workers would.
+    if addr.port() != 0 {
+        drop(std::net::TcpListener::bind(addr)?);
+    }
     let mut out = Vec::with_capacity(n);
     let mut at = addr;
     for _ in 0..n {

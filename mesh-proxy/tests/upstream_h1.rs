@@ -22,6 +22,8 @@ struct Scripted {
     addr: SocketAddr,
     heads: mpsc::UnboundedReceiver<String>,
     accepted: mpsc::UnboundedReceiver<()>,
+    /// One message per connection the proxy closed while the script waited on it.
+    closed: mpsc::UnboundedReceiver<()>,
 }
 
 /// What the upstream does after a request head.
@@ -31,6 +33,8 @@ enum Step {
     Answer(&'static [u8]),
     /// Writes these bytes and closes the connection.
     AnswerAndClose(&'static [u8]),
+    /// Never answers: waits for the proxy to close the connection, and reports it.
+    Hang,
 }
 
 impl Scripted {
@@ -40,10 +44,12 @@ impl Scripted {
         let addr = l.local_addr().unwrap();
         let (head_tx, heads) = mpsc::unbounded_channel();
         let (acc_tx, accepted) = mpsc::unbounded_channel();
+        let (closed_tx, closed) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Ok((mut s, _)) = l.accept().await {
                 let _ = acc_tx.send(());
-                let (script, head_tx) = (script.clone(), head_tx.clone());
+                let (script, head_tx, closed_tx) =
+                    (script.clone(), head_tx.clone(), closed_tx.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     for step in script {
@@ -57,6 +63,11 @@ impl Scripted {
                                 s.write_all(b).await.unwrap();
                                 return;
                             }
+                            Step::Hang => {
+                                let _ = s.read_to_end(&mut buf).await;
+                                let _ = closed_tx.send(());
+                                return;
+                            }
                         }
                     }
                     // Script over: hold the connection until the peer closes it.
@@ -68,6 +79,7 @@ impl Scripted {
             addr,
             heads,
             accepted,
+            closed,
         }
     }
 
@@ -263,6 +275,72 @@ async fn a_body_cut_short_resets_the_downstream_stream() {
         // body that looks complete.
         if let Ok(resp) = sender.send_request(req).await {
             assert!(resp.into_body().collect().await.is_err());
+        }
+        p.shutdown().await;
+    })
+    .await
+    .expect("within the limit");
+}
+
+/// A client that goes away cancels its request: the upstream connection carrying it is
+/// closed, rather than left to the route's timeout (as hyper's server did it).
+#[tokio::test]
+async fn a_client_that_closes_cancels_its_upstream_request() {
+    tokio::time::timeout(LIMIT, async {
+        let mut up = Scripted::start(vec![Step::Hang]).await;
+        let (p, addr) = proxy_to(up.addr).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        up.heads.recv().await.unwrap();
+        drop(s);
+        up.closed
+            .recv()
+            .await
+            .expect("the upstream connection closes");
+        p.shutdown().await;
+    })
+    .await
+    .expect("within the limit (the route timeout is 15 s)");
+}
+
+/// At `max_connections`, an idle connection of hyper's client (left by a request with a
+/// body) gives its slot to a request for the built-in client, and the other way round.
+#[tokio::test]
+async fn both_clients_share_max_connections() {
+    tokio::time::timeout(LIMIT, async {
+        let up =
+            mesh_proxy::test_util::Upstream::start("up", mesh_proxy::test_util::Behavior::Identify)
+                .await;
+        let mut cluster = Cluster::new_static("up", [up.addr()]);
+        cluster.circuit_breakers.thresholds.push(Thresholds {
+            max_connections: 1,
+            ..Thresholds::default()
+        });
+        let boot = Bootstrap::default()
+            .with_listener(Listener::http(
+                "http",
+                "127.0.0.1:0".parse().unwrap(),
+                HttpConnectionManager::with_routes(RouteConfiguration::new("r").with_virtual_host(
+                    VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "up")),
+                )),
+            ))
+            .with_cluster(cluster);
+        let p = Proxy::builder(boot).build().unwrap().start().await.unwrap();
+        let addr = p.listener_addr("http").unwrap();
+        let client = mesh_proxy::test_util::Client::http1();
+        for i in 0..4 {
+            let req = if i % 2 == 0 {
+                Request::post(format!("http://{addr}/"))
+                    .body(body::full("a body"))
+                    .unwrap()
+            } else {
+                Request::get(format!("http://{addr}/"))
+                    .body(body::empty())
+                    .unwrap()
+            };
+            assert_eq!(client.send(req).await.status, StatusCode::OK, "request {i}");
         }
         p.shutdown().await;
     })

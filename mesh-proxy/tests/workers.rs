@@ -178,3 +178,23 @@ async fn a_port_in_use_is_a_bind_error_with_workers() {
         .unwrap_err();
     assert!(err.is_bind(), "{err}");
 }
+
+/// A port another process serves with `SO_REUSEPORT` is not shared silently.
+#[tokio::test]
+async fn a_port_shared_with_reuseport_elsewhere_is_a_bind_error() {
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.set_reuseport(true).unwrap();
+    other.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = other.local_addr().unwrap();
+    let _other = other.listen(16).unwrap();
+    let mut b = boot("127.0.0.1:1".parse().unwrap(), None);
+    b.listeners[0].address = addr;
+    let err = Proxy::builder(b)
+        .workers(WORKERS)
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.is_bind(), "{err}");
+}
