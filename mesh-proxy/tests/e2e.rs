@@ -271,10 +271,7 @@ async fn unfinished_headers_are_cut_at_request_headers_timeout() {
             .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "a"))),
     );
     hcm.request_headers_timeout = Some(Duration::from_secs(2));
-    let boot = Bootstrap::default()
-        .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
-        .with_cluster(Cluster::new_static("a", [a.addr()]));
-    let (proxy, addr) = start(boot).await;
+    let (proxy, addr) = start_hcm(hcm, a.addr()).await;
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nx-slow: ")
         .await
@@ -535,10 +532,7 @@ async fn max_requests_per_connection_closes_after_the_last_response() {
             .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "a"))),
     );
     hcm.max_requests_per_connection = Some(2);
-    let boot = Bootstrap::default()
-        .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
-        .with_cluster(Cluster::new_static("a", [a.addr()]));
-    let (proxy, addr) = start(boot).await;
+    let (proxy, addr) = start_hcm(hcm, a.addr()).await;
     let (mut sender, conn) = h1_connection(addr).await;
     for _ in 0..2 {
         let req = Request::get("/")
@@ -562,10 +556,7 @@ async fn max_requests_per_connection_closes_after_the_last_response() {
 /// Opens a connection, makes one request, and returns how long (virtual time) the proxy kept
 /// the connection open afterwards.
 async fn open_after_one_request(hcm: HttpConnectionManager, upstream: SocketAddr) -> Duration {
-    let boot = Bootstrap::default()
-        .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
-        .with_cluster(Cluster::new_static("a", [upstream]));
-    let (proxy, addr) = start(boot).await;
+    let (proxy, addr) = start_hcm(hcm, upstream).await;
     let (mut sender, conn) = h1_connection(addr).await;
     let req = Request::get("/")
         .header("host", "x")
@@ -580,6 +571,14 @@ async fn open_after_one_request(hcm: HttpConnectionManager, upstream: SocketAddr
     let open = idle_since.elapsed();
     proxy.shutdown().await;
     open
+}
+
+/// A proxy with `hcm` on its listener `http` and the cluster `a` of `upstream`.
+async fn start_hcm(hcm: HttpConnectionManager, upstream: SocketAddr) -> (RunningProxy, SocketAddr) {
+    let boot = Bootstrap::default()
+        .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
+        .with_cluster(Cluster::new_static("a", [upstream]));
+    start(boot).await
 }
 
 fn hcm_to_a() -> HttpConnectionManager {
@@ -620,10 +619,7 @@ async fn a_partial_head_does_not_keep_an_idle_connection_open() {
         let mut hcm = hcm_to_a();
         hcm.idle_timeout = Duration::from_secs(30);
         hcm.request_headers_timeout = headers_timeout;
-        let boot = Bootstrap::default()
-            .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
-            .with_cluster(Cluster::new_static("a", [a.addr()]));
-        let (proxy, addr) = start(boot).await;
+        let (proxy, addr) = start_hcm(hcm, a.addr()).await;
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\nG")
             .await
@@ -651,10 +647,7 @@ async fn the_idle_timeout_counts_from_the_last_request() {
     let a = Upstream::start("a", Behavior::Identify).await;
     let mut hcm = hcm_to_a();
     hcm.idle_timeout = Duration::from_secs(30);
-    let boot = Bootstrap::default()
-        .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
-        .with_cluster(Cluster::new_static("a", [a.addr()]));
-    let (proxy, addr) = start(boot).await;
+    let (proxy, addr) = start_hcm(hcm, a.addr()).await;
     let (mut sender, conn) = h1_connection(addr).await;
     let opened = tokio::time::Instant::now();
     let mut conn = std::pin::pin!(conn);

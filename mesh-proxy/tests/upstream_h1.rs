@@ -108,6 +108,11 @@ async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
 }
 
 async fn proxy_to(upstream: SocketAddr) -> (RunningProxy, SocketAddr) {
+    proxy_to_cluster(Cluster::new_static("up", [upstream])).await
+}
+
+/// A proxy routing everything to `cluster` (named `up`).
+async fn proxy_to_cluster(cluster: Cluster) -> (RunningProxy, SocketAddr) {
     let boot = Bootstrap::default()
         .with_listener(Listener::http(
             "http",
@@ -116,7 +121,7 @@ async fn proxy_to(upstream: SocketAddr) -> (RunningProxy, SocketAddr) {
                 VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "up")),
             )),
         ))
-        .with_cluster(Cluster::new_static("up", [upstream]));
+        .with_cluster(cluster);
     let p = Proxy::builder(boot)
         .http1_client(Http1Client::Builtin)
         .build()
@@ -318,17 +323,7 @@ async fn both_clients_share_max_connections() {
             max_connections: 1,
             ..Thresholds::default()
         });
-        let boot = Bootstrap::default()
-            .with_listener(Listener::http(
-                "http",
-                "127.0.0.1:0".parse().unwrap(),
-                HttpConnectionManager::with_routes(RouteConfiguration::new("r").with_virtual_host(
-                    VirtualHost::new("all", ["*"]).with_route(Route::prefix("/", "up")),
-                )),
-            ))
-            .with_cluster(cluster);
-        let p = Proxy::builder(boot).build().unwrap().start().await.unwrap();
-        let addr = p.listener_addr("http").unwrap();
+        let (p, addr) = proxy_to_cluster(cluster).await;
         let client = mesh_proxy::test_util::Client::http1();
         for i in 0..4 {
             let req = if i % 2 == 0 {
