@@ -22,7 +22,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
@@ -209,19 +209,41 @@ impl Conn {
 
 /// Reads once into `buf`.
 async fn read_more(io: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    std::future::poll_fn(|cx| poll_read_more(io, buf, cx)).await
+    std::future::poll_fn(|cx| poll_read_more(io, buf, READ_SIZE, cx)).await
 }
 
-fn poll_read_more(
-    io: &mut TcpStream,
+/// Reads once into `buf`, first making room for about `size` bytes when less than half of
+/// that is free (an empty buffer gets `size`; a partly filled one doubles).
+pub(crate) fn poll_read_more<T: AsyncRead + Unpin>(
+    io: &mut T,
     buf: &mut BytesMut,
+    size: usize,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    buf.reserve(READ_SIZE);
+    if buf.capacity() - buf.len() < size / 2 {
+        buf.reserve(if buf.is_empty() {
+            size
+        } else {
+            buf.len().max(size)
+        });
+    }
     // tokio's own read: a read that does not fill the buffer clears the socket's readiness
     // (the kernel buffer is drained), so an idle check later costs no system call.
     let read = io.read_buf(buf);
     std::pin::pin!(read).poll(cx)
+}
+
+/// One parsed header as a name and a value sharing `copy`, the copy of the parsed bytes
+/// that began at address `base` (httparse's slices point into those bytes).
+pub(crate) fn header_from(
+    h: &httparse::Header<'_>,
+    copy: &Bytes,
+    base: usize,
+) -> Option<(HeaderName, HeaderValue)> {
+    let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+    let at = (h.value.as_ptr() as usize).wrapping_sub(base);
+    let value = HeaderValue::from_maybe_shared(copy.slice(at..at + h.value.len())).ok()?;
+    Some((name, value))
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -316,12 +338,8 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, H1Error> {
     let mut length: Option<u64> = None;
     let mut chunked = None;
     for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| H1Error::Protocol("invalid header name"))?;
-        // The value's place in the parsed buffer is its place in the copy.
-        let at = (h.value.as_ptr() as usize).wrapping_sub(base);
-        let value = HeaderValue::from_maybe_shared(head.slice(at..at + h.value.len()))
-            .map_err(|_| H1Error::Protocol("invalid header value"))?;
+        let (name, value) =
+            header_from(h, &head, base).ok_or(H1Error::Protocol("invalid header"))?;
         if name == header::CONTENT_LENGTH {
             let n = parse_length(h.value)?;
             if length.is_some_and(|l| l != n) {
@@ -460,17 +478,8 @@ impl ResponseBody {
                     return Poll::Ready(None);
                 }
                 Decoder::Length(left) => {
-                    if conn.buf.is_empty()
-                        && ready!(poll_read_more(&mut conn.io, &mut conn.buf, cx))? == 0
-                    {
-                        return Poll::Ready(Some(Err(Self::eof())));
-                    }
-                    let take = conn
-                        .buf
-                        .len()
-                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
-                    *left -= take as u64;
-                    let data = conn.buf.split_to(take).freeze();
+                    let data = ready!(poll_take(conn, *left, cx))?;
+                    *left -= data.len() as u64;
                     if *left == 0 {
                         self.finish();
                     }
@@ -478,7 +487,7 @@ impl ResponseBody {
                 }
                 Decoder::Eof => {
                     if conn.buf.is_empty()
-                        && ready!(poll_read_more(&mut conn.io, &mut conn.buf, cx))? == 0
+                        && ready!(poll_read_more(&mut conn.io, &mut conn.buf, READ_SIZE, cx))? == 0
                     {
                         self.finish();
                         return Poll::Ready(None);
@@ -503,23 +512,16 @@ impl ResponseBody {
                                     "chunk size line too long",
                                 ))));
                             }
-                            if ready!(poll_read_more(&mut conn.io, &mut conn.buf, cx))? == 0 {
+                            if ready!(poll_read_more(&mut conn.io, &mut conn.buf, READ_SIZE, cx))?
+                                == 0
+                            {
                                 return Poll::Ready(Some(Err(Self::eof())));
                             }
                         }
                     },
                     Chunk::Data(left) => {
-                        if conn.buf.is_empty()
-                            && ready!(poll_read_more(&mut conn.io, &mut conn.buf, cx))? == 0
-                        {
-                            return Poll::Ready(Some(Err(Self::eof())));
-                        }
-                        let take = conn
-                            .buf
-                            .len()
-                            .min(usize::try_from(left).unwrap_or(usize::MAX));
-                        let data = conn.buf.split_to(take).freeze();
-                        let left = left - take as u64;
+                        let data = ready!(poll_take(conn, left, cx))?;
+                        let left = left - data.len() as u64;
                         *state = if left == 0 {
                             Chunk::DataEnd
                         } else {
@@ -529,7 +531,9 @@ impl ResponseBody {
                     }
                     Chunk::DataEnd => {
                         if conn.buf.len() < 2 {
-                            if ready!(poll_read_more(&mut conn.io, &mut conn.buf, cx))? == 0 {
+                            if ready!(poll_read_more(&mut conn.io, &mut conn.buf, READ_SIZE, cx))?
+                                == 0
+                            {
                                 return Poll::Ready(Some(Err(Self::eof())));
                             }
                             continue;
@@ -561,7 +565,13 @@ impl ResponseBody {
                                         "trailers too large",
                                     ))));
                                 }
-                                if ready!(poll_read_more(&mut conn.io, &mut conn.buf, cx))? == 0 {
+                                if ready!(poll_read_more(
+                                    &mut conn.io,
+                                    &mut conn.buf,
+                                    READ_SIZE,
+                                    cx
+                                ))? == 0
+                                {
                                     return Poll::Ready(Some(Err(Self::eof())));
                                 }
                             }
@@ -604,6 +614,21 @@ impl Body for ResponseBody {
     }
 }
 
+/// Up to `left` bytes of a body, reading when nothing is buffered; the end of the stream
+/// before them is an error.
+fn poll_take(conn: &mut Conn, left: u64, cx: &mut Context<'_>) -> Poll<Result<Bytes, H1Error>> {
+    if conn.buf.is_empty()
+        && ready!(poll_read_more(&mut conn.io, &mut conn.buf, READ_SIZE, cx))? == 0
+    {
+        return Poll::Ready(Err(ResponseBody::eof()));
+    }
+    let take = conn
+        .buf
+        .len()
+        .min(usize::try_from(left).unwrap_or(usize::MAX));
+    Poll::Ready(Ok(conn.buf.split_to(take).freeze()))
+}
+
 fn find_crlf(b: &[u8]) -> Option<usize> {
     b.windows(2).position(|w| w == b"\r\n")
 }
@@ -642,11 +667,10 @@ fn parse_trailers(block: &Bytes) -> Result<HeaderMap, H1Error> {
         _ => return Err(H1Error::Protocol("malformed trailers")),
     };
     let mut map = HeaderMap::with_capacity(parsed.len());
+    let base = block.as_ptr() as usize;
     for h in parsed {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| H1Error::Protocol("invalid trailer name"))?;
-        let value = HeaderValue::from_maybe_shared(block.slice_ref(h.value))
-            .map_err(|_| H1Error::Protocol("invalid trailer value"))?;
+        let (name, value) =
+            header_from(h, block, base).ok_or(H1Error::Protocol("invalid trailer"))?;
         map.append(name, value);
     }
     Ok(map)

@@ -18,13 +18,14 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 use http_body::Body;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::body::ProxyBody;
 use crate::conn_manager::{self, ConnInfo, Shared};
+use crate::h1::poll_read_more;
 
 /// Headers the fast path parses; a request with more goes to hyper.
 const MAX_HEADERS: usize = 100;
@@ -48,16 +49,16 @@ pub(crate) enum Handoff<T> {
     ToHyper(T, Bytes),
 }
 
-/// A parsed request head, before it becomes a request.
+/// A parsed request head, as the request the connection manager takes.
 struct Head {
+    /// Its length in the read buffer.
     len: usize,
-    method: Method,
-    path: std::ops::Range<usize>,
-    version: Version,
-    headers: Vec<(HeaderName, std::ops::Range<usize>)>,
+    request: Request<http_body_util::Empty<Bytes>>,
     keep_alive: bool,
 }
 
+/// A short-lived value, once per request: boxing the head would cost an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Parsed {
     Complete(Head),
     Partial,
@@ -87,20 +88,23 @@ fn parse(buf: &[u8]) -> Parsed {
         Some(0) => Version::HTTP_10,
         _ => return Parsed::Hyper,
     };
+    // The head is copied out once: the request's URI and header values share the copy, and
+    // the read buffer is never shared, so it is reused as it is.
+    let copy = Bytes::copy_from_slice(&buf[..len]);
     let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| {
-        let start = (s.as_ptr() as usize).wrapping_sub(base);
-        start..start + s.len()
-    };
-    let Some(path) = req.path.map(|p| at(p.as_bytes())) else {
+    let Some(uri) = req.path.and_then(|p| {
+        let at = (p.as_ptr() as usize).wrapping_sub(base);
+        Uri::from_maybe_shared(copy.slice(at..at + p.len())).ok()
+    }) else {
         return Parsed::Hyper;
     };
     let mut keep_alive = version == Version::HTTP_11;
     // Any `close` token closes, whatever else the header says (RFC 9112 §9.6).
     let mut close = false;
-    let mut headers = Vec::with_capacity(req.headers.len());
+    // Room for the headers the proxy adds.
+    let mut headers = HeaderMap::with_capacity(req.headers.len() + 5);
     for h in req.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+        let Some((name, value)) = crate::h1::header_from(h, &copy, base) else {
             return Parsed::Hyper;
         };
         if name == header::TRANSFER_ENCODING
@@ -122,33 +126,18 @@ fn parse(buf: &[u8]) -> Parsed {
                 }
             }
         }
-        headers.push((name, at(h.value)));
+        headers.append(name, value);
     }
+    let mut request = Request::new(http_body_util::Empty::new());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = headers;
     Parsed::Complete(Head {
         len,
-        method,
-        path,
-        version,
-        headers,
+        request,
         keep_alive: keep_alive && !close,
     })
-}
-
-/// Builds the request from a parsed head; `None` when a part does not convert (hyper then
-/// answers it).
-fn request(head: &Head, bytes: &Bytes) -> Option<Request<http_body_util::Empty<Bytes>>> {
-    let uri = Uri::from_maybe_shared(bytes.slice(head.path.clone())).ok()?;
-    let mut headers = HeaderMap::with_capacity(head.headers.len() + 5);
-    for (name, value) in &head.headers {
-        let v = HeaderValue::from_maybe_shared(bytes.slice(value.clone())).ok()?;
-        headers.append(name.clone(), v);
-    }
-    let mut req = Request::new(http_body_util::Empty::new());
-    *req.method_mut() = head.method.clone();
-    *req.uri_mut() = uri;
-    *req.version_mut() = head.version;
-    *req.headers_mut() = headers;
-    Some(req)
 }
 
 /// Serves requests on `io` until the connection ends or a request needs hyper. `closing`
@@ -193,13 +182,9 @@ where
             }
         };
         first = false;
-        // The head is copied out, so the read buffer is never shared and is reused.
-        let bytes = Bytes::copy_from_slice(&buf[..head.len]);
-        let Some(req) = request(&head, &bytes) else {
-            return Handoff::ToHyper(io, buf.freeze());
-        };
         buf.advance(head.len);
-        let method = head.method;
+        let req = head.request;
+        let (method, version) = (req.method().clone(), req.version());
         // Not boxed: this future is the connection's, allocated once; a box per request of
         // the request path's ~4 KiB future would cost the allocator's slow path each time.
         let serve = conn_manager::serve(req, Arc::clone(&fast.info), Arc::clone(&fast.shared));
@@ -217,7 +202,7 @@ where
                     watching = false;
                     break;
                 }
-                match poll_read_more(&mut io, &mut buf, cx) {
+                match poll_read_more(&mut io, &mut buf, READ_SIZE, cx) {
                     Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
                     Poll::Ready(Ok(_)) => {}
                     Poll::Pending => break,
@@ -232,7 +217,7 @@ where
             None => return Handoff::Closed,
         };
         let keep_alive = head.keep_alive && !state.close.load(Ordering::Acquire);
-        match write_response(&mut io, &mut out, resp, &method, head.version, keep_alive).await {
+        match write_response(&mut io, &mut out, resp, &method, version, keep_alive).await {
             Ok(true) => {}
             Ok(false) | Err(_) => {
                 let _ = io.shutdown().await;
@@ -255,24 +240,11 @@ fn poll_fill<T: AsyncRead + Unpin>(
     if state.close.load(Ordering::Acquire) {
         return Poll::Ready(Ok(0));
     }
-    let r = poll_read_more(io, buf, cx);
+    let r = poll_read_more(io, buf, READ_SIZE, cx);
     if r.is_pending() && buf.is_empty() {
         *buf = BytesMut::new();
     }
     r
-}
-
-/// Reads once into `buf` (tokio's read: a short read clears the socket's readiness).
-fn poll_read_more<T: AsyncRead + Unpin>(
-    io: &mut T,
-    buf: &mut BytesMut,
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<usize>> {
-    if buf.capacity() - buf.len() < READ_SIZE / 2 {
-        buf.reserve(if buf.is_empty() { READ_SIZE } else { buf.len() });
-    }
-    let read = io.read_buf(buf);
-    std::pin::pin!(read).poll(cx)
 }
 
 /// Writes a response; `Ok(true)` when the connection stays open for another request.
@@ -518,9 +490,9 @@ mod tests {
         let Parsed::Complete(h) = parse(b"GET /a?b HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n") else {
             panic!("not parsed");
         };
-        assert_eq!(h.method, Method::GET);
+        assert_eq!(h.request.method(), Method::GET);
         assert!(h.keep_alive);
-        assert_eq!(h.headers.len(), 2);
+        assert_eq!(h.request.headers().len(), 2);
         assert!(matches!(
             parse(b"GET / HTTP/1.1\r\nHost: x\r\n"),
             Parsed::Partial
