@@ -349,12 +349,7 @@ pub async fn start_for_cluster(
             HttpConnectionManager::with_routes(routes),
         ))
         .with_cluster(cluster);
-    let p = builder(boot)
-        .build()
-        .expect("the test config builds")
-        .start()
-        .await
-        .expect("the test listener binds");
+    let p = start(boot).await;
     let addr = p.listener_addr("http").expect("the listener is named http");
     (p, addr)
 }
@@ -411,4 +406,17 @@ pub fn refused_addr() -> (SocketAddr, tokio::net::TcpSocket) {
     s.bind("127.0.0.1:0".parse().expect("an address"))
         .expect("bind 127.0.0.1:0");
     (s.local_addr().expect("a bound address"), s)
+}
+
+/// Builds and starts a proxy for `bootstrap` with [`builder`].
+///
+/// # Panics
+/// If the config does not build or a listener cannot bind.
+pub async fn start(bootstrap: mesh_core::config::Bootstrap) -> crate::RunningProxy {
+    builder(bootstrap)
+        .build()
+        .expect("a valid config")
+        .start()
+        .await
+        .expect("listeners bound")
 }

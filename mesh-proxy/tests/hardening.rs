@@ -19,12 +19,7 @@ fn to(cluster: &str) -> RouteConfiguration {
 }
 
 async fn start(b: Bootstrap) -> (RunningProxy, SocketAddr) {
-    let running = mesh_proxy::test_util::builder(b)
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let running = mesh_proxy::test_util::start(b).await;
     let addr = running.listener_addr("http").unwrap();
     (running, addr)
 }

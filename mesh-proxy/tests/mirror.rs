@@ -54,12 +54,7 @@ async fn copies_go_to_the_shadow_with_a_suffixed_host() {
         .with_cluster(Cluster::new_static("shadow", [shadow.addr()]))
         .with_cluster(Cluster::new_static("dead", [refused]))
         .with_cluster(Cluster::new_static("never", [shadow.addr()]));
-    let p = mesh_proxy::test_util::builder(boot)
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let p = mesh_proxy::test_util::start(boot).await;
     let addr = p.listener_addr("http").unwrap();
     for _ in 0..5 {
         let r = Client::http1()
@@ -93,12 +88,7 @@ async fn trusted_timeout_headers_override_the_route_timeout() {
     let boot = Bootstrap::default()
         .with_listener(Listener::http("http", "127.0.0.1:0".parse().unwrap(), hcm))
         .with_cluster(Cluster::new_static("slow", [slow.addr()]));
-    let p = mesh_proxy::test_util::builder(boot)
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let p = mesh_proxy::test_util::start(boot).await;
     let addr = p.listener_addr("http").unwrap();
     let c = Client::http1();
     let started = tokio::time::Instant::now();

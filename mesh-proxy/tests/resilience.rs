@@ -192,12 +192,7 @@ async fn route_metadata_match_selects_a_subset() {
             HttpConnectionManager::with_routes(routes),
         ))
         .with_cluster(c);
-    let p = mesh_proxy::test_util::builder(boot)
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let p = mesh_proxy::test_util::start(boot).await;
     let addr = p.listener_addr("http").unwrap();
     let client = Client::http1();
 
@@ -245,12 +240,7 @@ async fn admin_clusters_shows_an_ejected_host() {
     boot.admin = Some(Admin {
         address: "127.0.0.1:0".parse().unwrap(),
     });
-    let p = mesh_proxy::test_util::builder(boot)
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let p = mesh_proxy::test_util::start(boot).await;
     let addr = p.listener_addr("http").unwrap();
     let client = Client::http1();
     while bad.requests() < 2 {

@@ -28,12 +28,7 @@ async fn start(
             HttpConnectionManager::with_routes(RouteConfiguration::new("r").with_virtual_host(vh)),
         ))
         .with_cluster(Cluster::new_static("svc", ups.iter().map(|u| u.addr())));
-    let p = mesh_proxy::test_util::builder(boot)
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let p = mesh_proxy::test_util::start(boot).await;
     let addr = p.listener_addr("http").unwrap();
     (p, addr)
 }
@@ -153,12 +148,7 @@ async fn a_refused_connection_is_retried() {
             ),
         ))
         .with_cluster(Cluster::new_static("svc", [refused, good.addr()]));
-    let p = mesh_proxy::test_util::builder(boot)
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let p = mesh_proxy::test_util::start(boot).await;
     let addr = p.listener_addr("http").unwrap();
     for _ in 0..4 {
         assert_eq!(
@@ -227,12 +217,7 @@ async fn the_route_timeout_bounds_all_attempts() {
             ),
         ))
         .with_cluster(Cluster::new_static("svc", [hung1.addr(), hung2.addr()]));
-    let p = mesh_proxy::test_util::builder(boot)
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let p = mesh_proxy::test_util::start(boot).await;
     let addr = p.listener_addr("http").unwrap();
     let started = tokio::time::Instant::now();
     let r = Client::http1().get(addr, "/", &[]).await;

@@ -47,6 +47,17 @@ async fn start(b: Bootstrap) -> (RunningProxy, SocketAddr) {
     (running, addr)
 }
 
+/// Why a proxy with workers for `b` does not start.
+async fn start_error(b: Bootstrap) -> mesh_proxy::Error {
+    Proxy::builder(b)
+        .workers(WORKERS)
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap_err()
+}
+
 /// Sends `n` requests, one after another, on one new HTTP/1.1 connection.
 async fn requests_on_one_connection(addr: SocketAddr, n: usize) -> Vec<StatusCode> {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -169,13 +180,7 @@ async fn a_port_in_use_is_a_bind_error_with_workers() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut b = boot("127.0.0.1:1".parse().unwrap(), None);
     b.listeners[0].address = taken.local_addr().unwrap();
-    let err = Proxy::builder(b)
-        .workers(WORKERS)
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap_err();
+    let err = start_error(b).await;
     assert!(err.is_bind(), "{err}");
 }
 
@@ -189,12 +194,6 @@ async fn a_port_shared_with_reuseport_elsewhere_is_a_bind_error() {
     let _other = other.listen(16).unwrap();
     let mut b = boot("127.0.0.1:1".parse().unwrap(), None);
     b.listeners[0].address = addr;
-    let err = Proxy::builder(b)
-        .workers(WORKERS)
-        .build()
-        .unwrap()
-        .start()
-        .await
-        .unwrap_err();
+    let err = start_error(b).await;
     assert!(err.is_bind(), "{err}");
 }
