@@ -254,19 +254,36 @@ fn is_idempotent(m: &Method) -> bool {
 }
 
 fn wants_close(version: Version, headers: &HeaderMap) -> bool {
-    let mut close = version == Version::HTTP_10;
+    let mut c = ConnectionTokens::default();
     for v in headers.get_all(header::CONNECTION) {
-        for token in v.as_bytes().split(|b| *b == b',') {
+        c.read(v.as_bytes());
+    }
+    c.close || (version == Version::HTTP_10 && !c.keep_alive)
+}
+
+/// What a message's `Connection` header values say (RFC 9112 §9.6): tokens are
+/// case-insensitive and comma-separated, over any number of header lines.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ConnectionTokens {
+    pub(crate) close: bool,
+    pub(crate) keep_alive: bool,
+    pub(crate) upgrade: bool,
+}
+
+impl ConnectionTokens {
+    /// Adds one header value's tokens.
+    pub(crate) fn read(&mut self, value: &[u8]) {
+        for token in value.split(|b| *b == b',') {
             let t = token.trim_ascii();
             if t.eq_ignore_ascii_case(b"close") {
-                return true;
-            }
-            if t.eq_ignore_ascii_case(b"keep-alive") {
-                close = false;
+                self.close = true;
+            } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if t.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
             }
         }
     }
-    close
 }
 
 /// Encodes a request head with an empty body: the request line in origin form and the

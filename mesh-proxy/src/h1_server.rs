@@ -98,9 +98,7 @@ fn parse(buf: &[u8]) -> Parsed {
     }) else {
         return Parsed::Hyper;
     };
-    let mut keep_alive = version == Version::HTTP_11;
-    // Any `close` token closes, whatever else the header says (RFC 9112 §9.6).
-    let mut close = false;
+    let mut connection = crate::h1::ConnectionTokens::default();
     // Room for the headers the proxy adds.
     let mut headers = HeaderMap::with_capacity(req.headers.len() + 5);
     for h in req.headers.iter() {
@@ -115,19 +113,15 @@ fn parse(buf: &[u8]) -> Parsed {
             return Parsed::Hyper;
         }
         if name == header::CONNECTION {
-            for token in h.value.split(|b| *b == b',') {
-                let t = token.trim_ascii();
-                if t.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive = true;
-                } else if t.eq_ignore_ascii_case(b"upgrade") {
-                    return Parsed::Hyper;
-                }
-            }
+            connection.read(h.value);
         }
         headers.append(name, value);
     }
+    if connection.upgrade {
+        return Parsed::Hyper;
+    }
+    // Any `close` token closes, whatever else the header says; HTTP/1.0 closes unless asked.
+    let keep_alive = !connection.close && (version == Version::HTTP_11 || connection.keep_alive);
     let mut request = Request::new(http_body_util::Empty::new());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
@@ -136,7 +130,7 @@ fn parse(buf: &[u8]) -> Parsed {
     Parsed::Complete(Head {
         len,
         request,
-        keep_alive: keep_alive && !close,
+        keep_alive,
     })
 }
 
