@@ -20,6 +20,7 @@
 //! bootstrap.validate().unwrap();
 //! ```
 
+mod chain_select;
 pub mod cluster;
 pub mod duration;
 pub mod endpoint;
@@ -32,6 +33,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::chain_select::{Connection, select_chain};
 pub use self::cluster::*;
 pub use self::endpoint::*;
 pub use self::listener::*;

@@ -178,8 +178,7 @@ impl Runtime {
             return;
         }
         for l in &mut b.listeners {
-            for fc in &mut l.filter_chains {
-                let hcm = &mut fc.http_connection_manager;
+            for hcm in l.hcms_mut() {
                 for f in &mut hcm.http_filters {
                     filter(
                         self,

@@ -143,6 +143,11 @@ impl StatName {
         Self::tagged("cluster", "envoy_cluster_name", cluster, stat)
     }
 
+    /// A TCP proxy stat: `tcp.<stat_prefix>.<stat>`.
+    pub fn tcp(stat_prefix: &str, stat: &str) -> Self {
+        Self::tagged("tcp", "envoy_tcp_prefix", stat_prefix, stat)
+    }
+
     /// An HTTP connection manager stat: `http.<stat_prefix>.<stat>`.
     pub fn http(stat_prefix: &str, stat: &str) -> Self {
         Self::tagged("http", "envoy_http_conn_manager_prefix", stat_prefix, stat)

@@ -293,14 +293,8 @@ fn router_must_be_last_and_listeners_need_chains() {
         ..HttpConnectionManager::default()
     };
     let mut l = Listener::http("l", "127.0.0.1:1".parse().unwrap(), hcm);
-    let empty = Listener {
-        name: "e".into(),
-        address: "127.0.0.1:2".parse().unwrap(),
-        filter_chains: vec![],
-    };
-    l.filter_chains[0]
-        .http_connection_manager
-        .max_request_headers_kb = 0;
+    let empty = Listener::new("e", "127.0.0.1:2".parse().unwrap(), vec![]);
+    l.filter_chains[0].hcm_mut().unwrap().max_request_headers_kb = 0;
     let b = Bootstrap::default().with_listener(l).with_listener(empty);
     let e = errors(&b);
     let h = "listeners[0].filter_chains[0].filters[0].typed_config";

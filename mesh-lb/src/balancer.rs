@@ -89,7 +89,9 @@ impl Policy {
     /// The policy a cluster configures.
     pub fn from_cluster(c: &Cluster) -> Self {
         match c.lb_policy {
-            LbPolicy::RoundRobin => Self::RoundRobin,
+            // An ORIGINAL_DST cluster has no hosts to balance: the proxy connects where each
+            // connection was going.
+            LbPolicy::RoundRobin | LbPolicy::ClusterProvided => Self::RoundRobin,
             LbPolicy::LeastRequest => Self::LeastRequest {
                 choice_count: c.least_request.choice_count,
                 active_request_bias: c.least_request.active_request_bias,

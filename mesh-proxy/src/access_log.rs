@@ -34,6 +34,7 @@ enum Token {
     UpstreamHost,
     UpstreamCluster,
     DownstreamRemoteAddress,
+    DownstreamLocalAddress,
     RouteName,
 }
 
@@ -55,6 +56,9 @@ pub(crate) struct LogRecord {
     pub(crate) upstream_host: Option<String>,
     pub(crate) upstream_cluster: Option<String>,
     pub(crate) downstream_remote: Option<std::net::SocketAddr>,
+    /// Where the connection was going: the listener's address, or the original destination
+    /// the `original_dst` listener filter restored.
+    pub(crate) downstream_local: Option<std::net::SocketAddr>,
     pub(crate) route_name: Option<String>,
 }
 
@@ -137,6 +141,7 @@ impl AccessLogger {
                 Token::UpstreamHost => r.upstream_host.clone(),
                 Token::UpstreamCluster => r.upstream_cluster.clone(),
                 Token::DownstreamRemoteAddress => r.downstream_remote.map(|a| a.to_string()),
+                Token::DownstreamLocalAddress => r.downstream_local.map(|a| a.to_string()),
                 Token::RouteName => r.route_name.clone().filter(|s| !s.is_empty()),
             };
             match v {
@@ -191,6 +196,7 @@ fn parse(fmt: &str) -> Result<Vec<Token>, FormatError> {
                 "UPSTREAM_HOST" => Token::UpstreamHost,
                 "UPSTREAM_CLUSTER" => Token::UpstreamCluster,
                 "DOWNSTREAM_REMOTE_ADDRESS" => Token::DownstreamRemoteAddress,
+                "DOWNSTREAM_LOCAL_ADDRESS" => Token::DownstreamLocalAddress,
                 "ROUTE_NAME" => Token::RouteName,
                 other => return Err(FormatError(format!("unsupported operator %{other}%"))),
             }

@@ -619,8 +619,8 @@ fn config_dump(inner: &Inner, q: &HashMap<String, String>) -> Response<ProxyBody
     };
     let mut route_configs = Vec::new();
     for l in &b.listeners {
-        for fc in &l.filter_chains {
-            if let RouteSource::RouteConfig(rc) = &fc.http_connection_manager.route {
+        for hcm in l.hcms() {
+            if let RouteSource::RouteConfig(rc) = &hcm.route {
                 route_configs.push(json!({
                     "route_config": with_type("envoy.config.route.v3.RouteConfiguration", dump::route_configuration(rc)),
                     "last_updated": updated,

@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::HeaderName;
+use std::net::SocketAddr;
+
 use mesh_core::config::{
-    Bootstrap, Cluster, FieldError, HttpConnectionManager, ROUTER_FILTER, RouteConfiguration,
-    RouteSource, ValidationError,
+    Bootstrap, Cluster, FieldError, FilterChainMatch, HttpConnectionManager, ListenerFilter,
+    NetworkFilter, ROUTER_FILTER, RouteConfiguration, RouteSource, ValidationError,
 };
 use mesh_core::filter::{FilterRegistry, HttpFilter};
 use mesh_core::stats::{Counter, Gauge, Histogram, Registry, StatName};
@@ -34,12 +36,70 @@ impl Compiled {
     pub(crate) fn listener(&self, name: &str) -> Option<&ListenerRt> {
         self.listeners.iter().find(|l| l.name == name)
     }
+
+    /// The listener configured for `destination`, where a listener with `use_original_dst`
+    /// hands a connection: the one with that exact address, else one on the unspecified
+    /// address of the same family and port, else one on any unspecified address and port.
+    pub(crate) fn listener_for(&self, destination: SocketAddr) -> Option<&ListenerRt> {
+        let ip = destination.ip().to_canonical();
+        let port = destination.port();
+        let on_port = |l: &&ListenerRt| l.address.port() == port;
+        let listeners = || self.listeners.iter().filter(on_port);
+        listeners()
+            .find(|l| l.address.ip().to_canonical() == ip)
+            .or_else(|| {
+                listeners().find(|l| {
+                    l.address.ip().is_unspecified() && l.address.is_ipv4() == ip.is_ipv4()
+                })
+            })
+            .or_else(|| listeners().find(|l| l.address.ip().is_unspecified()))
+    }
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct ListenerRt {
     pub(crate) name: String,
-    pub(crate) chains: Vec<Arc<ChainRt>>,
+    /// The configured address (port 0 when the kernel picks it).
+    pub(crate) address: SocketAddr,
+    /// The chains in [`Listener::chains`] order (the default chain last), aligned with
+    /// `matches`.
+    pub(crate) chains: Vec<Chain>,
+    /// Each filter chain's match (the default chain has none).
+    pub(crate) matches: Vec<FilterChainMatch>,
+    /// Whether the last of `chains` is the default chain.
+    pub(crate) has_default: bool,
+    pub(crate) use_original_dst: bool,
+    pub(crate) listener_filters: Vec<ListenerFilter>,
+    pub(crate) filters_timeout: std::time::Duration,
+    pub(crate) continue_on_timeout: bool,
+}
+
+impl ListenerRt {
+    /// The chain (and its index) that serves `conn`: the most specific match, else the
+    /// default chain.
+    pub(crate) fn chain_for(
+        &self,
+        conn: &mesh_core::config::Connection,
+    ) -> Option<(usize, &Chain)> {
+        let i = mesh_core::config::select_chain(&self.matches, conn)
+            .or_else(|| self.has_default.then(|| self.chains.len() - 1))?;
+        self.chains.get(i).map(|c| (i, c))
+    }
+
+    /// The HTTP chain at `i`.
+    pub(crate) fn http_chain(&self, i: usize) -> Option<&Arc<ChainRt>> {
+        match self.chains.get(i)? {
+            Chain::Http(c) => Some(c),
+            Chain::Tcp(_) => None,
+        }
+    }
+}
+
+/// A compiled filter chain: an HTTP connection manager or a TCP proxy.
+#[derive(Debug, Clone)]
+pub(crate) enum Chain {
+    Http(Arc<ChainRt>),
+    Tcp(Arc<crate::tcp_proxy::TcpChainRt>),
 }
 
 /// Everything one filter chain's HTTP connection manager needs per request.
@@ -171,6 +231,8 @@ pub(crate) struct ClusterRt {
     pub(crate) config: Cluster,
     pub(crate) lb: ClusterLb,
     pub(crate) pools: Vec<Arc<HostPool>>,
+    /// The connection stats every host's pool shares (and the TCP proxy counts into).
+    pub(crate) pool_stats: Arc<PoolStats>,
     pub(crate) stats: ClusterStats,
     /// When outlier detection last swept, in ms of the proxy's clock.
     pub(crate) last_sweep: std::sync::atomic::AtomicU64,
@@ -188,6 +250,9 @@ pub(crate) struct ClusterStats {
     pub(crate) rq_retry_success: Arc<Counter>,
     pub(crate) rq_retry_limit_exceeded: Arc<Counter>,
     pub(crate) rq_per_try_timeout: Arc<Counter>,
+    /// Bytes read from and written to upstream connections (counted by the TCP proxy).
+    pub(crate) cx_rx_bytes: Arc<Counter>,
+    pub(crate) cx_tx_bytes: Arc<Counter>,
 }
 
 impl ClusterStats {
@@ -204,6 +269,8 @@ impl ClusterStats {
             rq_retry_success: c("upstream_rq_retry_success"),
             rq_retry_limit_exceeded: c("upstream_rq_retry_limit_exceeded"),
             rq_per_try_timeout: c("upstream_rq_per_try_timeout"),
+            cx_rx_bytes: c("upstream_cx_rx_bytes_total"),
+            cx_tx_bytes: c("upstream_cx_tx_bytes_total"),
         }
     }
 }
@@ -254,9 +321,22 @@ pub(crate) fn compile(
     let mut listeners = Vec::new();
     for (i, l) in bootstrap.listeners.iter().enumerate() {
         let mut chains = Vec::new();
-        for (k, fc) in l.filter_chains.iter().enumerate() {
-            let p = format!("listeners[{i}].filter_chains[{k}].filters[0].typed_config");
-            let hcm = &fc.http_connection_manager;
+        for (k, fc) in l.chains().enumerate() {
+            let p = if k < l.filter_chains.len() {
+                format!("listeners[{i}].filter_chains[{k}].filters[0].typed_config")
+            } else {
+                format!("listeners[{i}].default_filter_chain.filters[0].typed_config")
+            };
+            let hcm = match &fc.filter {
+                NetworkFilter::HttpConnectionManager(h) => h,
+                NetworkFilter::TcpProxy(t) => {
+                    match crate::tcp_proxy::TcpChainRt::new(t, stats) {
+                        Ok(rt) => chains.push(Chain::Tcp(Arc::new(rt))),
+                        Err(e) => err(format!("{p}.access_log"), e.to_string()),
+                    }
+                    continue;
+                }
+            };
             let rc: Option<&RouteConfiguration> = match &hcm.route {
                 RouteSource::RouteConfig(rc) => Some(rc),
                 RouteSource::Rds(name) => bootstrap.route_configs.iter().find(|r| &r.name == name),
@@ -331,20 +411,31 @@ pub(crate) fn compile(
                 })
                 .unwrap_or_default();
             if let (Some(routes), Some(rc)) = (routes, rc) {
-                chains.push(Arc::new(ChainRt {
+                chains.push(Chain::Http(Arc::new(ChainRt {
                     per_route: compile_routes(rc),
-                    hcm: hcm.clone(),
+                    hcm: (**hcm).clone(),
                     routes,
                     filters,
                     internal_only,
                     access_logs,
                     stats: HcmStats::new(stats, &hcm.stat_prefix),
-                }));
+                })));
             }
         }
         listeners.push(ListenerRt {
             name: l.name.clone(),
+            address: l.address,
             chains,
+            matches: l
+                .filter_chains
+                .iter()
+                .map(|fc| fc.filter_chain_match.clone())
+                .collect(),
+            has_default: l.default_filter_chain.is_some(),
+            use_original_dst: l.use_original_dst,
+            listener_filters: l.listener_filters.clone(),
+            filters_timeout: l.listener_filters_timeout,
+            continue_on_timeout: l.continue_on_listener_filters_timeout,
         });
     }
 
@@ -467,6 +558,7 @@ fn compile_cluster(
         config: c.clone(),
         lb,
         pools,
+        pool_stats,
         stats: ClusterStats::new(stats, &c.name),
         last_sweep: std::sync::atomic::AtomicU64::new(previous_sweep),
     })
@@ -538,8 +630,8 @@ mod tests {
             .unwrap();
         // The connection manager, its route table and filters: the same objects.
         assert!(Arc::ptr_eq(
-            &first.listeners[0].chains[0],
-            &next.listeners[0].chains[0]
+            first.listeners[0].http_chain(0).unwrap(),
+            next.listeners[0].http_chain(0).unwrap()
         ));
         // The cluster that did not change is the same; the one that did keeps host 1's pool.
         assert!(Arc::ptr_eq(

@@ -184,7 +184,7 @@ where
     let Some(chain) = snapshot
         .value
         .listener(&conn.listener)
-        .and_then(|l| l.chains.get(conn.chain))
+        .and_then(|l| l.http_chain(conn.chain))
         .cloned()
     else {
         let mut resp = Response::new(body::full("listener removed"));
@@ -262,6 +262,7 @@ where
         } else {
             SocketAddr::new(downstream.client, 0)
         }),
+        downstream_local: Some(conn.local),
         ..LogRecord::default()
     });
     let mut cx = RequestCtx {

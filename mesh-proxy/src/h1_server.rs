@@ -419,6 +419,7 @@ fn date() -> HeaderValue {
 
 /// I/O that replays `prefix` before reading on from `inner` (what the fast path read before
 /// it handed the connection to hyper).
+#[derive(Debug)]
 pub(crate) struct Rewind<T> {
     prefix: Bytes,
     inner: T,

@@ -41,12 +41,14 @@ mod h1_server;
 mod headers;
 mod health_check;
 mod in_process;
+mod inspect;
 mod listener;
 mod load;
 mod path;
 mod random;
 mod router;
 pub mod source;
+mod tcp_proxy;
 mod trace;
 mod upstream;
 mod workers;
@@ -325,6 +327,8 @@ struct ListenerHandle {
 enum Bound {
     One(tokio::net::TcpListener),
     PerWorker(Vec<std::net::TcpListener>),
+    /// `bind_to_port: false`: reached only by hand-off from a `use_original_dst` listener.
+    Unbound,
 }
 
 impl Bound {
@@ -332,6 +336,7 @@ impl Bound {
         match self {
             Self::One(l) => l.local_addr().ok(),
             Self::PerWorker(ls) => ls.first().and_then(|l| l.local_addr().ok()),
+            Self::Unbound => None,
         }
     }
 }
@@ -409,7 +414,10 @@ impl Inner {
             let mut fresh = Vec::new();
             for l in &bootstrap.listeners {
                 match current.iter().find(|h| h.config.name == l.name) {
-                    Some(h) if h.config.address == l.address || h.addr == l.address => {
+                    Some(h)
+                        if h.config.bind_to_port == l.bind_to_port
+                            && (h.config.address == l.address || h.addr == l.address) =>
+                    {
                         keep.push(l.name.clone());
                     }
                     _ => fresh.push(l.clone()),
@@ -491,7 +499,7 @@ impl Inner {
                 rx,
                 self.drain_time,
             ))],
-            (Bound::PerWorker(_), None) => Vec::new(),
+            (Bound::PerWorker(_), None) | (Bound::Unbound, _) => Vec::new(),
         };
         ListenerHandle {
             config,
@@ -711,7 +719,9 @@ impl Proxy {
 
 /// Binds a listener's address: one socket, or one per worker (`workers` > 0).
 fn bind(l: &Listener, workers: usize) -> Result<Bound, Error> {
-    let bound = if workers == 0 {
+    let bound = if !l.bind_to_port {
+        Ok(Bound::Unbound)
+    } else if workers == 0 {
         std::net::TcpListener::bind(l.address)
             .and_then(|s| {
                 s.set_nonblocking(true)?;

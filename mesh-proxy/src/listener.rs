@@ -157,6 +157,10 @@ pub(crate) async fn run(
         &address,
         "downstream_global_cx_overflow",
     ));
+    let no_match = shared.stats.counter(mesh_core::stats::StatName::listener(
+        &address,
+        "no_filter_chain_match",
+    ));
     // Envoy's per-worker listener stat, when this loop runs on a worker.
     let worker_cx = crate::workers::current().map(|w| {
         let stat = mesh_core::stats::StatName::listener_worker(&address, w, "downstream_cx_total");
@@ -179,6 +183,7 @@ pub(crate) async fn run(
                 while conns.try_join_next().is_some() {}
                 let shared = Arc::clone(&shared);
                 let name = Arc::clone(&name);
+                let no_match = Arc::clone(&no_match);
                 let state = Arc::new(ConnState::default());
                 if states.len() >= 64 && states.len() > 2 * conns.len() {
                     states.retain(|s| s.strong_count() > 0);
@@ -186,8 +191,7 @@ pub(crate) async fn run(
                 states.push(Arc::downgrade(&state));
                 conns.spawn(async move {
                     let _slot = slot;
-                    let local = stream.local_addr().unwrap_or(remote);
-                    serve_conn(stream, remote, local, name, shared, state).await;
+                    dispatch(stream, remote, name, shared, state, &no_match).await;
                 });
             }
             _ = shutdown.wait_for(|s| *s) => break,
@@ -204,6 +208,116 @@ pub(crate) async fn run(
     if drained.is_err() {
         conns.abort_all();
     }
+}
+
+/// Runs the listener's filters on a new connection, hands it to the listener for its original
+/// destination (with `use_original_dst`), chooses the filter chain and serves the connection
+/// with it.
+async fn dispatch(
+    mut stream: TcpStream,
+    remote: std::net::SocketAddr,
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+    no_match: &mesh_core::stats::Counter,
+) {
+    use mesh_core::config::ListenerFilterKind as Kind;
+    let local = stream.local_addr().unwrap_or(remote);
+    let snapshot = shared.store.load_full();
+    let Some(mut l) = snapshot.value.listener(&name) else {
+        return;
+    };
+    let runs = |l: &crate::compile::ListenerRt, kind: Kind, port: u16| {
+        l.listener_filters
+            .iter()
+            .any(|f| f.kind == kind && f.runs_for(port))
+    };
+    let restore = l.use_original_dst || runs(l, Kind::OriginalDst, local.port());
+    let destination = if restore {
+        crate::inspect::original_dst(&stream, local).unwrap_or(local)
+    } else {
+        local
+    };
+    if l.use_original_dst
+        && destination != local
+        && let Some(target) = snapshot.value.listener_for(destination)
+    {
+        l = target;
+    }
+    let mut conn = mesh_core::config::Connection::new(remote, destination);
+    let http = runs(l, Kind::HttpInspector, destination.port());
+    let tls = runs(l, Kind::TlsInspector, destination.port());
+    let mut prefix = bytes::Bytes::new();
+    if http || tls {
+        let found = crate::inspect::inspect(
+            &mut stream,
+            http,
+            tls,
+            l.filters_timeout,
+            l.continue_on_timeout,
+        )
+        .await;
+        let Some(found) = found else {
+            return;
+        };
+        if let Some(hello) = found.tls {
+            conn.transport_protocol = "tls";
+            conn.server_name = hello.server_name;
+            conn.application_protocols = hello.alpn;
+        } else if let Some(p) = found.http {
+            conn.application_protocols = vec![p.to_owned()];
+        }
+        prefix = found.prefix;
+    }
+    let Some((index, chain)) = l.chain_for(&conn) else {
+        no_match.inc();
+        tracing::debug!(listener = %l.name, remote = %remote, destination = %destination, "no filter chain matches the connection");
+        return;
+    };
+    let chain = chain.clone();
+    let name: Arc<str> = if l.name.as_str() == &*name {
+        name
+    } else {
+        l.name.as_str().into()
+    };
+    drop(snapshot);
+    match chain {
+        crate::compile::Chain::Http(chain) => {
+            let _ = stream.set_nodelay(true);
+            let conn = Accepted {
+                stream,
+                prefix,
+                remote,
+                local: destination,
+                listener: name,
+                index,
+            };
+            serve_conn(conn, chain, shared, state).await;
+        }
+        crate::compile::Chain::Tcp(chain) => {
+            let down = crate::tcp_proxy::Downstream {
+                stream,
+                remote,
+                local: destination,
+                prefix,
+            };
+            crate::tcp_proxy::serve(down, chain, shared).await;
+        }
+    }
+}
+
+/// A connection handed to an HTTP chain.
+struct Accepted {
+    stream: TcpStream,
+    /// Bytes the listener filters read.
+    prefix: bytes::Bytes,
+    remote: std::net::SocketAddr,
+    /// The destination (the original one, when restored).
+    local: std::net::SocketAddr,
+    /// The listener serving it (after any hand-off).
+    listener: Arc<str>,
+    /// The chain's index in the listener.
+    index: usize,
 }
 
 /// hyper's HTTP/1 header limit when none is set.
@@ -265,25 +379,19 @@ fn builder(hcm: &HttpConnectionManager) -> auto::Builder<TokioExecutor> {
 }
 
 async fn serve_conn(
-    stream: TcpStream,
-    remote: std::net::SocketAddr,
-    local: std::net::SocketAddr,
-    listener: Arc<str>,
+    accepted: Accepted,
+    chain: Arc<crate::compile::ChainRt>,
     shared: Arc<Shared>,
     state: Arc<ConnState>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let chain = {
-        let snap = shared.store.load();
-        let Some(c) = snap
-            .value
-            .listener(&listener)
-            .and_then(|l| l.chains.first())
-        else {
-            return;
-        };
-        Arc::clone(c)
-    };
+    let Accepted {
+        stream,
+        prefix,
+        remote,
+        local,
+        listener,
+        index,
+    } = accepted;
     chain.stats.cx_total.inc();
     chain.stats.cx_active.inc();
     let hcm = &chain.hcm;
@@ -291,7 +399,7 @@ async fn serve_conn(
         remote,
         local,
         listener,
-        chain: 0,
+        chain: index,
         state: Arc::clone(&state),
     });
     let svc_shared = Arc::clone(&shared);
@@ -314,7 +422,7 @@ async fn serve_conn(
     });
     let b = builder(hcm);
     let io = HeadWatch {
-        inner: stream,
+        inner: crate::h1_server::Rewind::new(prefix, stream),
         state: Arc::clone(&state),
         timeout: header_timeout(hcm),
         watched: true,
@@ -427,7 +535,7 @@ async fn serve_conn(
 /// `PRI `) is never watched: its streams are not heads on the connection.
 #[derive(Debug)]
 struct HeadWatch {
-    inner: TcpStream,
+    inner: crate::h1_server::Rewind<TcpStream>,
     state: Arc<ConnState>,
     timeout: Option<Duration>,
     /// False once the connection is known to be HTTP/2.

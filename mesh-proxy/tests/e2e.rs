@@ -68,7 +68,7 @@ async fn two_services_with(
             .with_route(Route::prefix("/b", "b")),
     );
     let mut l = listener(routes);
-    hcm(&mut l.filter_chains[0].http_connection_manager);
+    hcm(l.filter_chains[0].hcm_mut().unwrap());
     let boot = Bootstrap::default()
         .with_listener(l)
         .with_cluster(Cluster::new_static("a", [a.addr()]).with_protocol(protocol))

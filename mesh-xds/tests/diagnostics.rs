@@ -17,6 +17,7 @@ static_resources:
     per_connection_buffer_limit_bytes: 32768
     listener_filters:
     - name: envoy.filters.listener.tls_inspector
+      filter_disabled: { destination_port_range: { start: 80, end: 81 } }
     address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }
     filter_chains:
     - filters:
@@ -39,11 +40,10 @@ static_resources:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
               start_child_span: true
     - filters:
-      - name: envoy.filters.network.tcp_proxy
+      - name: envoy.filters.network.redis_proxy
         typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: tcp
-          cluster: web
+          "@type": type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy
+          stat_prefix: redis
   clusters:
   - name: web
     type: LOGICAL_DNS
@@ -74,7 +74,6 @@ fn every_unsupported_field_warns_once_with_its_path() {
         "stats_flush_interval",
         "static_resources.secrets",
         "listeners[0].per_connection_buffer_limit_bytes",
-        "listeners[0].listener_filters",
         &format!("{HCM}.route_config.virtual_hosts[0].rate_limits"),
         &format!("{HCM}.route_config.virtual_hosts[0].routes[0].decorator"),
         &format!("{HCM}.route_config.virtual_hosts[0].routes[0].route.cors"),
@@ -296,8 +295,8 @@ static_resources:
               - match: { prefix: / }
   clusters:
   - name: web
-    type: ORIGINAL_DST
-    lb_policy: CLUSTER_PROVIDED
+    type: REDIS_CLUSTER
+    lb_policy: LOAD_BALANCING_POLICY_CONFIG
     connect_timeout: soon
     circuit_breakers: { thresholds: [{ max_connections: -1 }] }
     health_checks: [{ timeout: 1s, http_health_check: { path: /healthz } }]
@@ -352,7 +351,7 @@ static_resources:
     filter_chains:
     - filters:
       - name: tcp
-        typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy }
+        typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy }
     - filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:

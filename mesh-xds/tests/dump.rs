@@ -88,8 +88,7 @@ fn wire_round_trip(mut r: Resource) {
     match &mut r {
         Resource::Route(rc) => routes(rc),
         Resource::Listener(l) => {
-            for fc in &mut l.filter_chains {
-                let h = &mut fc.http_connection_manager;
+            for h in l.hcms_mut() {
                 if h.server_name.is_empty() {
                     h.server_name = "envoy".into();
                 }
@@ -535,7 +534,7 @@ admin:
 fn every_field_kind_round_trips() {
     let b = load(RICH_YAML);
     // The file does hold what it claims to: a spot check of each kind.
-    let hcm = &b.listeners[0].filter_chains[0].http_connection_manager;
+    let hcm = b.listeners[0].filter_chains[0].hcm().unwrap();
     assert_eq!(hcm.http_filters.len(), 4);
     assert_eq!(hcm.access_log.len(), 3);
     let RouteSource::RouteConfig(rc) = &hcm.route else {
@@ -1983,6 +1982,8 @@ mod generated {
                     maglev_table_size: maglev,
                     lb_subset_config: None,
                     locality_weighted_lb: panic % 2 == 1,
+                    upstream_bind_config: (panic % 3 == 0)
+                        .then(|| std::net::IpAddr::from([127, 0, 0, 6])),
                 }
             })
     }
@@ -2000,4 +2001,162 @@ mod generated {
             round_trip_routes(&rc, "generated");
         }
     }
+}
+
+/// Istio's sidecar layout in Envoy's own words: a capturing listener that hands connections
+/// on, a listener that does not bind, inspectors, chains matched on port, prefix, ALPN and
+/// source, a TCP proxy, a default chain, and ORIGINAL_DST clusters.
+const SIDECAR: &str = r#"
+static_resources:
+  listeners:
+  - name: virtualOutbound
+    address: { socket_address: { address: 0.0.0.0, port_value: 15001 } }
+    use_original_dst: true
+    traffic_direction: OUTBOUND
+    filter_chains:
+    - name: virtualOutbound-blackhole
+      filter_chain_match: { destination_port: 15001 }
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: BlackHoleCluster
+          cluster: BlackHoleCluster
+    default_filter_chain:
+      name: virtualOutbound-catchall-tcp
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: PassthroughCluster
+          cluster: PassthroughCluster
+          idle_timeout: 30s
+          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format: { text_format: "%DOWNSTREAM_LOCAL_ADDRESS% %UPSTREAM_HOST%\n" }
+  - name: 10.96.0.20_3306
+    address: { socket_address: { address: 10.96.0.20, port_value: 3306 } }
+    bind_to_port: false
+    listener_filters:
+    - name: envoy.filters.listener.http_inspector
+      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector }
+      filter_disabled:
+        or_match:
+          rules:
+          - destination_port_range: { start: 3306, end: 3307 }
+          - destination_port_range: { start: 15021, end: 15022 }
+    - name: envoy.filters.listener.tls_inspector
+      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }
+    listener_filters_timeout: 2s
+    continue_on_listener_filters_timeout: true
+    filter_chains:
+    - filter_chain_match:
+        prefix_ranges: [{ address_prefix: 10.96.0.0, prefix_len: 16 }]
+        application_protocols: [http/1.1, h2c]
+        source_type: SAME_IP_OR_LOOPBACK
+        source_prefix_ranges: [{ address_prefix: 127.0.0.0, prefix_len: 8 }]
+        direct_source_prefix_ranges: [{ address_prefix: 127.0.0.1, prefix_len: 32 }]
+        source_ports: [5000, 5001]
+        server_names: [db.example.com, "*.example.com"]
+        transport_protocol: tls
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: outbound|3306||mysql
+          weighted_clusters:
+            clusters:
+            - { name: PassthroughCluster, weight: 90 }
+            - { name: InboundPassthroughClusterIpv4, weight: 10 }
+          max_connect_attempts: 3
+  clusters:
+  - name: PassthroughCluster
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    connect_timeout: 10s
+  - name: InboundPassthroughClusterIpv4
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    connect_timeout: 10s
+    upstream_bind_config: { source_address: { address: 127.0.0.6, port_value: 0 } }
+  - name: BlackHoleCluster
+    type: STATIC
+    connect_timeout: 10s
+    load_assignment: { cluster_name: BlackHoleCluster }
+"#;
+
+#[test]
+fn the_sidecar_listener_layout_round_trips() {
+    let b = load(SIDECAR);
+    let outbound = &b.listeners[0];
+    assert!(outbound.use_original_dst && outbound.bind_to_port);
+    assert_eq!(outbound.filter_chains[0].name, "virtualOutbound-blackhole");
+    let catchall = outbound.default_filter_chain.as_deref().unwrap();
+    let NetworkFilter::TcpProxy(t) = &catchall.filter else {
+        panic!("tcp_proxy expected");
+    };
+    assert_eq!(
+        t.clusters,
+        [TcpCluster {
+            name: "PassthroughCluster".into(),
+            weight: 1
+        }]
+    );
+    assert_eq!(t.idle_timeout, secs(30.0));
+    let mysql = &b.listeners[1];
+    assert!(!mysql.bind_to_port);
+    assert_eq!(
+        mysql.listener_filters[0],
+        ListenerFilter {
+            kind: ListenerFilterKind::HttpInspector,
+            disabled_ports: vec![
+                PortRange {
+                    start: 3306,
+                    end: 3307
+                },
+                PortRange {
+                    start: 15021,
+                    end: 15022
+                }
+            ],
+        }
+    );
+    assert!(!mysql.listener_filters[0].runs_for(3306));
+    assert!(mysql.listener_filters[0].runs_for(3307));
+    let m = &mysql.filter_chains[0].filter_chain_match;
+    assert_eq!(m.source_type, SourceType::SameIpOrLoopback);
+    assert_eq!(m.source_ports, [5000, 5001]);
+    assert_eq!(b.clusters[0].discovery_type, DiscoveryType::OriginalDst);
+    assert_eq!(
+        b.clusters[1].upstream_bind_config,
+        Some([127, 0, 0, 6].into())
+    );
+    round_trip(&b);
+}
+
+#[test]
+fn listener_filters_and_tcp_proxies_that_cannot_run_are_errors() {
+    let yaml = SIDECAR
+        .replace("envoy.filters.listener.tls_inspector", "envoy.filters.listener.proxy_protocol")
+        .replace(
+            "extensions.filters.listener.tls_inspector.v3.TlsInspector",
+            "extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
+        )
+        .replace("cluster: BlackHoleCluster\n", "cluster: nowhere\n")
+        .replace("type: ORIGINAL_DST\n    lb_policy: CLUSTER_PROVIDED\n    connect_timeout: 10s\n  - name: Inbound", "type: ORIGINAL_DST\n    connect_timeout: 10s\n  - name: Inbound");
+    let err = parse_bootstrap(&yaml).unwrap_err();
+    let mut paths: Vec<&str> = err.field_errors().iter().map(|e| e.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "clusters[0].lb_policy",
+            "listeners[0].filter_chains[0].filters[0].typed_config.cluster",
+            "listeners[1].listener_filters[1]",
+        ],
+        "{err}"
+    );
+    assert!(err.to_string().contains("proxy_protocol"), "{err}");
 }

@@ -116,9 +116,10 @@ static_resources:
             server_names: vec!["example.com".into()],
             transport_protocol: Some("raw_buffer".into()),
             application_protocols: vec!["h2".into(), "http/1.1".into()],
+            ..FilterChainMatch::default()
         }
     );
-    let h = &fc.http_connection_manager;
+    let h = fc.hcm().unwrap();
     let expected = HttpConnectionManager {
         stat_prefix: "edge".into(),
         codec_type: CodecType::Http2,
@@ -217,7 +218,7 @@ static_resources:
     // Every setting survives the dump.
     let back = parse_bootstrap(&mesh_xds::envoy::dump::bootstrap(&b).to_string()).unwrap();
     assert_eq!(
-        back.value.listeners[0].filter_chains[0].http_connection_manager,
+        *back.value.listeners[0].filter_chains[0].hcm().unwrap(),
         expected
     );
 }
@@ -861,7 +862,8 @@ static_resources:
     .unwrap();
     assert!(
         b.value.listeners[0].filter_chains[0]
-            .http_connection_manager
+            .hcm()
+            .unwrap()
             .http_filters
             .is_empty()
     );
@@ -915,7 +917,8 @@ fn camel_case_typed_config_is_recognised_whatever_the_filter_name() {
     assert_eq!(b.warnings.len(), 1, "{:?}", b.warnings);
     assert!(b.warnings[0].path.ends_with("typed_config.http_filters"));
     let f = &b.value.listeners[0].filter_chains[0]
-        .http_connection_manager
+        .hcm()
+        .unwrap()
         .http_filters[0];
     assert_eq!(f.type_url.as_deref(), Some("acme.X"));
     // User data keeps its keys as written.
@@ -1004,9 +1007,7 @@ static_resources:
           {extra}
 "#
         ));
-        b.listeners[0].filter_chains[0]
-            .http_connection_manager
-            .clone()
+        b.listeners[0].filter_chains[0].hcm().unwrap().clone()
     };
     assert_eq!(hcm("").request_headers_timeout, Some(secs(10.0)));
     assert_eq!(hcm("").request_timeout, None);

@@ -81,9 +81,7 @@ fn compiles(b: &mesh_core::config::Bootstrap) {
     b.validate().expect("translated config validates");
     for l in &b.listeners {
         for fc in &l.filter_chains {
-            if let mesh_core::config::RouteSource::RouteConfig(rc) =
-                &fc.http_connection_manager.route
-            {
+            if let mesh_core::config::RouteSource::RouteConfig(rc) = &fc.hcm().unwrap().route {
                 mesh_route::RouteTable::compile(rc)
                     .unwrap_or_else(|e| panic!("route table {}: {e}", rc.name));
             }
@@ -147,10 +145,7 @@ fn reviews_80_20_is_weighted_to_subset_clusters() {
         return;
     };
     let b = istio::translate(&res, &sidecar()).unwrap().value;
-    let rc = match &b.listeners[0].filter_chains[0]
-        .http_connection_manager
-        .route
-    {
+    let rc = match &b.listeners[0].filter_chains[0].hcm().unwrap().route {
         mesh_core::config::RouteSource::RouteConfig(rc) => rc.clone(),
         other => panic!("inline routes expected, got {other:?}"),
     };
@@ -188,9 +183,8 @@ fn reviews_50_v3_splits_between_v1_and_v3() {
         return;
     };
     let b = istio::translate(&res, &sidecar()).unwrap().value;
-    let mesh_core::config::RouteSource::RouteConfig(rc) = &b.listeners[0].filter_chains[0]
-        .http_connection_manager
-        .route
+    let mesh_core::config::RouteSource::RouteConfig(rc) =
+        &b.listeners[0].filter_chains[0].hcm().unwrap().route
     else {
         panic!("inline routes expected");
     };
@@ -265,7 +259,7 @@ fn bookinfo_gateway_listens_on_the_mapped_port() {
     let l = &b.listeners[0];
     assert_eq!(l.address.port(), 18080);
     assert_eq!(l.name, "127.0.0.1_18080");
-    let hcm = &l.filter_chains[0].http_connection_manager;
+    let hcm = l.filter_chains[0].hcm().unwrap();
     assert!(hcm.use_remote_address);
     let mesh_core::config::RouteSource::RouteConfig(rc) = &hcm.route else {
         panic!("inline routes expected");

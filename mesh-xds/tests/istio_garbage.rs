@@ -303,7 +303,7 @@ proptest! {
                 b.value.validate().unwrap_or_else(|e| panic!("{e}\n{text}"));
                 for l in &b.value.listeners {
                     if let mesh_core::config::RouteSource::RouteConfig(rc) =
-                        &l.filter_chains[0].http_connection_manager.route
+                        &l.filter_chains[0].hcm().unwrap().route
                     {
                         mesh_route::RouteTable::compile(rc).unwrap_or_else(|e| panic!("{e}\n{text}"));
                     }

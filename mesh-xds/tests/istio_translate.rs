@@ -57,7 +57,7 @@ fn translate_with(extra: &str, opts: &Options) -> Loaded<Bootstrap> {
 fn compiles(b: &Bootstrap) {
     b.validate().unwrap();
     for l in &b.listeners {
-        if let RouteSource::RouteConfig(rc) = &l.filter_chains[0].http_connection_manager.route {
+        if let RouteSource::RouteConfig(rc) = &l.filter_chains[0].hcm().unwrap().route {
             mesh_route::RouteTable::compile(rc).unwrap();
         }
     }
@@ -71,10 +71,7 @@ fn sidecar(extra: &str) -> Loaded<Bootstrap> {
 }
 
 fn routes(b: &Bootstrap) -> &RouteConfiguration {
-    match &b.listeners[0].filter_chains[0]
-        .http_connection_manager
-        .route
-    {
+    match &b.listeners[0].filter_chains[0].hcm().unwrap().route {
         RouteSource::RouteConfig(rc) => rc,
         other => panic!("inline routes expected, got {other:?}"),
     }
@@ -622,7 +619,7 @@ fn fault_becomes_per_route_filter_config() {
         rs[1].typed_per_filter_config["envoy.filters.http.fault"],
         json!({"abort": {"http_status": 500, "percentage": {"numerator": 1000000, "denominator": "MILLION"}}})
     );
-    let hcm = &b.value.listeners[0].filter_chains[0].http_connection_manager;
+    let hcm = b.value.listeners[0].filter_chains[0].hcm().unwrap();
     let names: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["envoy.filters.http.fault"]);
 
@@ -638,7 +635,7 @@ fn fault_becomes_per_route_filter_config() {
 #[test]
 fn no_fault_filter_without_faults() {
     let b = sidecar("");
-    let hcm = &b.value.listeners[0].filter_chains[0].http_connection_manager;
+    let hcm = b.value.listeners[0].filter_chains[0].hcm().unwrap();
     assert!(hcm.http_filters.is_empty());
 }
 
@@ -801,7 +798,7 @@ fn cors_policy_becomes_per_route_filter_config() {
             "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
         })
     );
-    let hcm = &b.value.listeners[0].filter_chains[0].http_connection_manager;
+    let hcm = b.value.listeners[0].filter_chains[0].hcm().unwrap();
     assert_eq!(hcm.http_filters[0].name, "envoy.filters.http.cors");
 }
 
@@ -813,7 +810,7 @@ fn sidecar_vhosts_domains_and_default_routes() {
     let l = &b.listeners[0];
     assert_eq!(l.name, "127.0.0.1_15001");
     assert_eq!(
-        l.filter_chains[0].http_connection_manager.upgrade_configs,
+        l.filter_chains[0].hcm().unwrap().upgrade_configs,
         [mesh_core::config::UpgradeConfig::websocket()],
         "Istio allows WebSocket upgrades on every connection manager"
     );
@@ -1013,7 +1010,7 @@ fn gateway_listeners_vhosts_and_port_map() {
         (l.name.as_str(), l.address.port()),
         ("127.0.0.1_18080", 18080)
     );
-    let hcm = &l.filter_chains[0].http_connection_manager;
+    let hcm = l.filter_chains[0].hcm().unwrap();
     assert!(hcm.use_remote_address);
     let rc = routes(&b.value);
     assert_eq!(rc.name, "http.80");
@@ -1282,7 +1279,7 @@ spec:
         let b = translate_with(gateway, o).value;
         assert!(!b.listeners.is_empty());
         for l in &b.listeners {
-            let hcm = &l.filter_chains[0].http_connection_manager;
+            let hcm = l.filter_chains[0].hcm().unwrap();
             assert!(hcm.normalize_path, "{}", l.name);
             assert!(!hcm.merge_slashes, "{}", l.name);
             assert_eq!(

@@ -154,7 +154,7 @@ async fn a_change_to_every_type_goes_out_clusters_first_routes_last() {
         c.connect_timeout = Duration::from_secs(2);
     }
     if let Resource::Listener(l) = &mut changed[2] {
-        l.filter_chains[0].http_connection_manager.stat_prefix = "changed".into();
+        l.filter_chains[0].hcm_mut().unwrap().stat_prefix = "changed".into();
     }
     changed[3] =
         Resource::Route(RouteConfiguration::new("routes").with_virtual_host(
@@ -185,7 +185,7 @@ async fn a_nacked_version_is_recorded_and_not_sent_again() {
     // A new listener version, NACKed.
     let mut next = view(1, "web");
     if let Resource::Listener(l) = &mut next[2] {
-        l.filter_chains[0].http_connection_manager.stat_prefix = "bad".into();
+        l.filter_chains[0].hcm_mut().unwrap().stat_prefix = "bad".into();
     }
     cache.set_snapshot("n", Snapshot::new(next.clone()));
     let r = s.next().await;

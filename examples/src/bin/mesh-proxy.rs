@@ -671,7 +671,7 @@ fn print_error(e: &dyn std::error::Error) {
 fn strip_access_logs(b: &mut Bootstrap) {
     for l in &mut b.listeners {
         for fc in &mut l.filter_chains {
-            fc.http_connection_manager.access_log.clear();
+            fc.hcm_mut().unwrap().access_log.clear();
         }
     }
 }

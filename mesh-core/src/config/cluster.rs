@@ -61,6 +61,10 @@ pub struct Cluster {
     /// default off): after the priority, a locality is chosen by its effective weight, then a
     /// host within it.
     pub locality_weighted_lb: bool,
+    /// The local address upstream connections are made from (Envoy's
+    /// `upstream_bind_config.source_address`; default the kernel's choice). Istio's inbound
+    /// passthrough clusters connect from 127.0.0.6, which its iptables rules leave alone.
+    pub upstream_bind_config: Option<std::net::IpAddr>,
 }
 
 impl Default for Cluster {
@@ -86,6 +90,7 @@ impl Default for Cluster {
             maglev_table_size: 65537,
             lb_subset_config: None,
             locality_weighted_lb: false,
+            upstream_bind_config: None,
         }
     }
 }
@@ -135,6 +140,10 @@ pub enum DiscoveryType {
     StrictDns,
     /// Endpoints from EDS.
     Eds,
+    /// No endpoints of its own: each connection goes where the downstream connection was
+    /// going, its original destination (Envoy's `ORIGINAL_DST`, Istio's
+    /// `PassthroughCluster`).
+    OriginalDst,
 }
 
 /// Balancing policy.
@@ -152,6 +161,8 @@ pub enum LbPolicy {
     RingHash,
     /// Maglev.
     Maglev,
+    /// The cluster chooses the host itself (`CLUSTER_PROVIDED`, for `ORIGINAL_DST`).
+    ClusterProvided,
 }
 
 /// Upstream HTTP version.

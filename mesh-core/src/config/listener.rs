@@ -14,46 +14,303 @@ pub struct Listener {
     pub name: String,
     /// Address to bind (port 0 picks a free port).
     pub address: SocketAddr,
-    /// Filter chains; the first whose match fits the connection serves it.
+    /// Filter chains; the most specific whose match fits the connection serves it (Envoy's
+    /// order, see [`FilterChainMatch`]).
     pub filter_chains: Vec<FilterChain>,
+    /// The chain for connections no chain matches (default none: such a connection is
+    /// closed).
+    #[serde(default)]
+    pub default_filter_chain: Option<Box<FilterChain>>,
+    /// Whether to bind [`Listener::address`] (default true). A listener that does not bind is
+    /// reached only by hand-off from a listener with [`Listener::use_original_dst`].
+    #[serde(default = "yes")]
+    pub bind_to_port: bool,
+    /// Hand each connection to the listener configured for its original destination (the
+    /// address before an iptables `REDIRECT`), when there is one (default false). Implies the
+    /// `original_dst` listener filter.
+    #[serde(default)]
+    pub use_original_dst: bool,
+    /// Listener filters, run in order on each accepted connection before a chain is chosen.
+    #[serde(default)]
+    pub listener_filters: Vec<ListenerFilter>,
+    /// Time the listener filters may wait for the connection's first bytes (default 15 s;
+    /// zero waits for ever).
+    #[serde(default = "listener_filters_timeout", with = "super::duration")]
+    pub listener_filters_timeout: Duration,
+    /// When the listener filters time out, choose a chain with what they found so far instead
+    /// of closing the connection (default false).
+    #[serde(default)]
+    pub continue_on_listener_filters_timeout: bool,
 }
 
+fn yes() -> bool {
+    true
+}
+
+fn listener_filters_timeout() -> Duration {
+    DEFAULT_LISTENER_FILTERS_TIMEOUT
+}
+
+/// Envoy's default [`Listener::listener_filters_timeout`].
+pub const DEFAULT_LISTENER_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
+
 impl Listener {
-    /// An HTTP listener with one filter chain using `hcm`.
-    pub fn http(name: impl Into<String>, address: SocketAddr, hcm: HttpConnectionManager) -> Self {
+    /// A listener with these chains and every other setting at its default.
+    pub fn new(
+        name: impl Into<String>,
+        address: SocketAddr,
+        filter_chains: Vec<FilterChain>,
+    ) -> Self {
         Self {
             name: name.into(),
             address,
-            filter_chains: vec![FilterChain {
-                filter_chain_match: FilterChainMatch::default(),
-                http_connection_manager: hcm,
-            }],
+            filter_chains,
+            default_filter_chain: None,
+            bind_to_port: true,
+            use_original_dst: false,
+            listener_filters: Vec::new(),
+            listener_filters_timeout: DEFAULT_LISTENER_FILTERS_TIMEOUT,
+            continue_on_listener_filters_timeout: false,
         }
+    }
+
+    /// An HTTP listener with one filter chain using `hcm`.
+    pub fn http(name: impl Into<String>, address: SocketAddr, hcm: HttpConnectionManager) -> Self {
+        Self::new(name, address, vec![FilterChain::http(hcm)])
+    }
+
+    /// The chains a connection may be given: the filter chains, then the default one.
+    pub fn chains(&self) -> impl Iterator<Item = &FilterChain> {
+        self.filter_chains
+            .iter()
+            .chain(self.default_filter_chain.as_deref())
+    }
+
+    /// The chains, to change them.
+    pub fn chains_mut(&mut self) -> impl Iterator<Item = &mut FilterChain> {
+        self.filter_chains
+            .iter_mut()
+            .chain(self.default_filter_chain.as_deref_mut())
+    }
+
+    /// The HTTP connection managers of [`Listener::chains`].
+    pub fn hcms(&self) -> impl Iterator<Item = &HttpConnectionManager> {
+        self.chains().filter_map(FilterChain::hcm)
+    }
+
+    /// The HTTP connection managers, to change them.
+    pub fn hcms_mut(&mut self) -> impl Iterator<Item = &mut HttpConnectionManager> {
+        self.chains_mut().filter_map(FilterChain::hcm_mut)
     }
 }
 
-/// A filter chain: which connections it serves, and the HTTP connection manager that serves them.
+/// A listener filter: it looks at a new connection before a filter chain is chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerFilter {
+    /// Which filter.
+    pub kind: ListenerFilterKind,
+    /// Destination ports the filter does not run for (Envoy's `filter_disabled` with
+    /// `destination_port_range` predicates, as Istio writes them for its inspectors).
+    #[serde(default)]
+    pub disabled_ports: Vec<PortRange>,
+}
+
+impl ListenerFilter {
+    /// The filter, enabled on every port.
+    pub fn new(kind: ListenerFilterKind) -> Self {
+        Self {
+            kind,
+            disabled_ports: Vec::new(),
+        }
+    }
+
+    /// Whether the filter runs for a connection to `port`.
+    pub fn runs_for(&self, port: u16) -> bool {
+        !self.disabled_ports.iter().any(|r| r.contains(port))
+    }
+}
+
+/// A range of ports, `start` included, `end` excluded (Envoy's `Int32Range`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRange {
+    /// The first port in the range.
+    pub start: u32,
+    /// The first port after it.
+    pub end: u32,
+}
+
+impl PortRange {
+    /// Whether `port` lies in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.start..self.end).contains(&u32::from(port))
+    }
+}
+
+/// The listener filters the proxy runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerFilterKind {
+    /// `envoy.filters.listener.original_dst`: the connection's destination becomes the one it
+    /// had before an iptables `REDIRECT` (`SO_ORIGINAL_DST`).
+    OriginalDst,
+    /// `envoy.filters.listener.http_inspector`: reads the first bytes to tell HTTP/1.x and
+    /// HTTP/2 prior knowledge (ALPN `http/1.0`, `http/1.1`, `h2c`) from anything else.
+    HttpInspector,
+    /// `envoy.filters.listener.tls_inspector`: reads a TLS ClientHello for the transport
+    /// protocol (`tls`), the server name and the offered ALPN protocols.
+    TlsInspector,
+}
+
+/// A filter chain: which connections it serves, and the network filter that serves them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FilterChain {
+    /// The chain's name (Istio names them, e.g. `0.0.0.0_9080`); may be empty.
+    #[serde(default)]
+    pub name: String,
     /// Which connections this chain serves (empty matches all).
     #[serde(default)]
     pub filter_chain_match: FilterChainMatch,
     /// The terminal network filter.
-    pub http_connection_manager: HttpConnectionManager,
+    pub filter: NetworkFilter,
 }
 
-/// Envoy's `FilterChainMatch` (the subset that can be evaluated without TLS for now).
+impl FilterChain {
+    /// A chain serving every connection with `hcm`.
+    pub fn http(hcm: HttpConnectionManager) -> Self {
+        Self {
+            name: String::new(),
+            filter_chain_match: FilterChainMatch::default(),
+            filter: NetworkFilter::HttpConnectionManager(Box::new(hcm)),
+        }
+    }
+
+    /// A chain serving every connection with `tcp`.
+    pub fn tcp(tcp: TcpProxy) -> Self {
+        Self {
+            name: String::new(),
+            filter_chain_match: FilterChainMatch::default(),
+            filter: NetworkFilter::TcpProxy(tcp),
+        }
+    }
+
+    /// The chain's HTTP connection manager, when it has one.
+    pub fn hcm(&self) -> Option<&HttpConnectionManager> {
+        match &self.filter {
+            NetworkFilter::HttpConnectionManager(h) => Some(h),
+            NetworkFilter::TcpProxy(_) => None,
+        }
+    }
+
+    /// The chain's HTTP connection manager, to change it.
+    pub fn hcm_mut(&mut self) -> Option<&mut HttpConnectionManager> {
+        match &mut self.filter {
+            NetworkFilter::HttpConnectionManager(h) => Some(h),
+            NetworkFilter::TcpProxy(_) => None,
+        }
+    }
+}
+
+/// The network filter that serves a chain's connections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkFilter {
+    /// `envoy.filters.network.http_connection_manager`.
+    HttpConnectionManager(Box<HttpConnectionManager>),
+    /// `envoy.filters.network.tcp_proxy`.
+    TcpProxy(TcpProxy),
+}
+
+/// Envoy's `tcp_proxy`: each connection is streamed, both ways, to a host of a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TcpProxy {
+    /// Stats prefix: stats are `tcp.<stat_prefix>.*`.
+    pub stat_prefix: String,
+    /// The upstream cluster, or clusters with weights (one is picked per connection).
+    pub clusters: Vec<TcpCluster>,
+    /// Close both sides after this long without a byte either way (default 1 h; zero
+    /// disables).
+    #[serde(with = "super::duration")]
+    pub idle_timeout: Duration,
+    /// Connection attempts before giving up (default 1).
+    pub max_connect_attempts: u32,
+    /// Access logs, written when the connection closes.
+    pub access_log: Vec<AccessLog>,
+}
+
+impl Default for TcpProxy {
+    fn default() -> Self {
+        Self {
+            stat_prefix: String::new(),
+            clusters: Vec::new(),
+            idle_timeout: Duration::from_secs(3600),
+            max_connect_attempts: 1,
+            access_log: Vec::new(),
+        }
+    }
+}
+
+impl TcpProxy {
+    /// A TCP proxy to one cluster, stats under `tcp.<stat_prefix>`.
+    pub fn to_cluster(stat_prefix: impl Into<String>, cluster: impl Into<String>) -> Self {
+        Self {
+            stat_prefix: stat_prefix.into(),
+            clusters: vec![TcpCluster {
+                name: cluster.into(),
+                weight: 1,
+            }],
+            ..Self::default()
+        }
+    }
+}
+
+/// A `tcp_proxy` upstream cluster and its weight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpCluster {
+    /// The cluster's name.
+    pub name: String,
+    /// Relative weight (1 when the proxy names a single cluster).
+    pub weight: u32,
+}
+
+/// Envoy's `FilterChainMatch`. Criteria are compared in Envoy's order, each keeping only the
+/// most specific chains that fit: destination port, destination IP, server name, transport
+/// protocol, application protocols, direct source IP, source type, source IP, source port. A
+/// criterion a chain sets and the connection does not fit rules the chain out.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FilterChainMatch {
     /// Original destination port.
     pub destination_port: Option<u16>,
-    /// SNI names.
+    /// Original destination IP ranges (`prefix_ranges`); the longest prefix wins.
+    pub prefix_ranges: Vec<CidrRange>,
+    /// SNI names: exact, or `*.` wildcards (the longest suffix wins).
     pub server_names: Vec<String>,
     /// `raw_buffer` or `tls`.
     pub transport_protocol: Option<String>,
-    /// ALPN protocols.
+    /// ALPN protocols (from the TLS inspector, or `http/1.1`/`h2c` from the HTTP inspector).
     pub application_protocols: Vec<String>,
+    /// The peer's IP ranges, before any proxy protocol.
+    pub direct_source_prefix_ranges: Vec<CidrRange>,
+    /// Local or external peers.
+    pub source_type: SourceType,
+    /// The client's IP ranges.
+    pub source_prefix_ranges: Vec<CidrRange>,
+    /// The client's ports.
+    pub source_ports: Vec<u16>,
+}
+
+/// `FilterChainMatch.source_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SourceType {
+    /// Any peer (default).
+    #[default]
+    Any,
+    /// The peer is this host: its address is the local address or a loopback one.
+    SameIpOrLoopback,
+    /// Any other peer.
+    External,
 }
 
 /// Which HTTP versions the connection manager accepts.

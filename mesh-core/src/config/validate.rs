@@ -87,15 +87,36 @@ pub(super) fn bootstrap(b: &Bootstrap) -> Result<(), ValidationError> {
                 format!("address {} is already used by listeners[{j}]", l.address),
             );
         }
-        if l.filter_chains.is_empty() {
+        if l.filter_chains.is_empty() && l.default_filter_chain.is_none() {
             errs.push(
                 format!("{p}.filter_chains"),
                 "a listener needs at least one filter chain",
             );
         }
+        let mut seen: Vec<(&FilterChainMatch, usize)> = Vec::new();
         for (k, fc) in l.filter_chains.iter().enumerate() {
-            let hp = format!("{p}.filter_chains[{k}].filters[0].typed_config");
-            hcm(&fc.http_connection_manager, &hp, b, &clusters, &mut errs);
+            let cp = format!("{p}.filter_chains[{k}]");
+            chain_match(&fc.filter_chain_match, &cp, &mut errs);
+            if let Some((_, j)) = seen
+                .iter()
+                .find(|(m, _)| m.same_rules(&fc.filter_chain_match))
+            {
+                errs.push(
+                    format!("{cp}.filter_chain_match"),
+                    format!("the same matching rules as filter_chains[{j}]: no connection could tell them apart"),
+                );
+            }
+            seen.push((&fc.filter_chain_match, k));
+            network_filter(&fc.filter, &cp, b, &clusters, &mut errs);
+        }
+        if let Some(fc) = &l.default_filter_chain {
+            network_filter(
+                &fc.filter,
+                &format!("{p}.default_filter_chain"),
+                b,
+                &clusters,
+                &mut errs,
+            );
         }
     }
 
@@ -162,6 +183,91 @@ pub(super) fn bootstrap(b: &Bootstrap) -> Result<(), ValidationError> {
         Ok(())
     } else {
         Err(ValidationError { errors: errs.0 })
+    }
+}
+
+fn network_filter(
+    f: &NetworkFilter,
+    chain: &str,
+    b: &Bootstrap,
+    clusters: &HashSet<&str>,
+    errs: &mut Errors,
+) {
+    let p = format!("{chain}.filters[0].typed_config");
+    match f {
+        NetworkFilter::HttpConnectionManager(h) => hcm(h, &p, b, clusters, errs),
+        NetworkFilter::TcpProxy(t) => tcp_proxy(t, &p, clusters, errs),
+    }
+}
+
+fn tcp_proxy(t: &TcpProxy, p: &str, clusters: &HashSet<&str>, errs: &mut Errors) {
+    if t.stat_prefix.is_empty() {
+        errs.push(format!("{p}.stat_prefix"), "must not be empty");
+    }
+    match t.clusters.as_slice() {
+        [] => errs.push(
+            format!("{p}.cluster"),
+            "a cluster or weighted_clusters is required",
+        ),
+        [one] => {
+            if !clusters.contains(one.name.as_str()) {
+                errs.push(
+                    format!("{p}.cluster"),
+                    format!("unknown cluster {:?}", one.name),
+                );
+            }
+        }
+        many => {
+            for (i, c) in many.iter().enumerate() {
+                let cp = format!("{p}.weighted_clusters.clusters[{i}]");
+                if !clusters.contains(c.name.as_str()) {
+                    errs.push(
+                        format!("{cp}.name"),
+                        format!("unknown cluster {:?}", c.name),
+                    );
+                }
+                if c.weight == 0 {
+                    errs.push(format!("{cp}.weight"), "must be greater than 0");
+                }
+            }
+        }
+    }
+    if t.max_connect_attempts == 0 {
+        errs.push(format!("{p}.max_connect_attempts"), "must be at least 1");
+    }
+}
+
+/// Envoy's rules for `server_names`: exact names, or one leading `*.` wildcard.
+fn chain_match(m: &FilterChainMatch, chain: &str, errs: &mut Errors) {
+    let p = format!("{chain}.filter_chain_match");
+    for (i, n) in m.server_names.iter().enumerate() {
+        let bad = n.is_empty() || n == "*" || n.strip_prefix("*.").unwrap_or(n).contains('*');
+        if bad {
+            errs.push(
+                format!("{p}.server_names[{i}]"),
+                format!(
+                    "{n:?} is not a server name: use an exact name or a leading \"*.\" wildcard"
+                ),
+            );
+        }
+    }
+    for (name, ranges) in [
+        ("prefix_ranges", &m.prefix_ranges),
+        (
+            "direct_source_prefix_ranges",
+            &m.direct_source_prefix_ranges,
+        ),
+        ("source_prefix_ranges", &m.source_prefix_ranges),
+    ] {
+        for (i, r) in ranges.iter().enumerate() {
+            let max = if r.address_prefix.is_ipv4() { 32 } else { 128 };
+            if r.prefix_len > max {
+                errs.push(
+                    format!("{p}.{name}[{i}].prefix_len"),
+                    format!("{} is longer than the address ({max} bits)", r.prefix_len),
+                );
+            }
+        }
     }
 }
 
@@ -404,6 +510,27 @@ fn route(
 fn cluster(c: &Cluster, p: &str, errs: &mut Errors) {
     if c.connect_timeout.is_zero() {
         errs.push(format!("{p}.connect_timeout"), "must be greater than 0");
+    }
+    // Envoy's rules: an ORIGINAL_DST cluster picks its host itself and has none configured.
+    let original_dst = c.discovery_type == DiscoveryType::OriginalDst;
+    if original_dst != (c.lb_policy == LbPolicy::ClusterProvided) {
+        errs.push(
+            format!("{p}.lb_policy"),
+            if original_dst {
+                "an ORIGINAL_DST cluster needs lb_policy CLUSTER_PROVIDED"
+            } else {
+                "CLUSTER_PROVIDED is only for ORIGINAL_DST clusters"
+            },
+        );
+    }
+    if original_dst {
+        if c.load_assignment.is_some() {
+            errs.push(
+                format!("{p}.load_assignment"),
+                "an ORIGINAL_DST cluster takes no endpoints: it connects where each connection was going",
+            );
+        }
+        return;
     }
     // An EDS cluster holds the endpoints EDS delivered, once they arrived.
     if c.discovery_type == DiscoveryType::Eds && c.load_assignment.is_none() {

@@ -32,11 +32,11 @@ pub(crate) fn cluster(cx: &mut Cx, v: &Value, path: String, remap: &mut Remap) -
                 cx.warn(tp, "LOGICAL_DNS is treated as STRICT_DNS");
             }
             Some("EDS") => c.discovery_type = DiscoveryType::Eds,
-            Some("ORIGINAL_DST") => cx.error(tp, "ORIGINAL_DST clusters are not supported"),
+            Some("ORIGINAL_DST") => c.discovery_type = DiscoveryType::OriginalDst,
             _ => cx.error(
                 tp,
                 format!(
-                    "unsupported cluster type {}; expected STATIC, STRICT_DNS, LOGICAL_DNS or EDS",
+                    "unsupported cluster type {}; expected STATIC, STRICT_DNS, LOGICAL_DNS, EDS or ORIGINAL_DST",
                     show(tv)
                 ),
             ),
@@ -53,11 +53,12 @@ pub(crate) fn cluster(cx: &mut Cx, v: &Value, path: String, remap: &mut Remap) -
             Some("RANDOM") => LbPolicy::Random,
             Some("RING_HASH") => LbPolicy::RingHash,
             Some("MAGLEV") => LbPolicy::Maglev,
+            Some("CLUSTER_PROVIDED") => LbPolicy::ClusterProvided,
             _ => {
                 cx.error(
                     lp,
                     format!(
-                        "unsupported lb_policy {}; expected ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH or MAGLEV",
+                        "unsupported lb_policy {}; expected ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, MAGLEV or CLUSTER_PROVIDED",
                         show(lv)
                     ),
                 );
@@ -70,6 +71,41 @@ pub(crate) fn cluster(cx: &mut Cx, v: &Value, path: String, remap: &mut Remap) -
         "load_balancing_policy",
         "load_balancing_policy is not supported; use lb_policy",
     );
+    if let Some(mut b) = o.obj(cx, "upstream_bind_config") {
+        if let Some(mut a) = b.obj(cx, "source_address") {
+            let ap = a.child("address");
+            match a
+                .string(cx, "address")
+                .map(|s| s.parse::<std::net::IpAddr>())
+            {
+                Some(Ok(ip)) => c.upstream_bind_config = Some(ip),
+                Some(Err(_)) => cx.error(ap, "not an IP address"),
+                None => cx.error(ap, "address is required"),
+            }
+            if a.u16(cx, "port_value").is_some_and(|p| p != 0) {
+                cx.warn(
+                    a.child("port_value"),
+                    "ignored: upstream connections bind any free port",
+                );
+            }
+            a.ignore(cx, "protocol");
+            a.finish(cx);
+        }
+        b.finish(cx);
+    }
+    if let Some(mut d) = o.obj(cx, "original_dst_lb_config") {
+        d.reject(
+            cx,
+            "use_http_header",
+            "choosing the original destination by header is not supported",
+        );
+        d.reject(
+            cx,
+            "upstream_port_override",
+            "upstream_port_override is not supported",
+        );
+        d.finish(cx);
+    }
 
     let la = o.value(cx, "load_assignment");
     let hosts = o.value(cx, "hosts");

@@ -70,8 +70,10 @@ use mesh_core::config::{
     duration,
 };
 use mesh_core::config::{
-    Cluster, EscapedSlashesAction, Http2Options, LbSubsetConfig, LbSubsetFallbackPolicy,
-    LbSubsetSelectorFallbackPolicy, ROUTER_FILTER, UnderscoresAction,
+    CidrRange, Cluster, DEFAULT_LISTENER_FILTERS_TIMEOUT, EscapedSlashesAction, Http2Options,
+    LbSubsetConfig, LbSubsetFallbackPolicy, LbSubsetSelectorFallbackPolicy, ListenerFilter,
+    ListenerFilterKind, NetworkFilter, PortRange, ROUTER_FILTER, SourceType, TcpProxy,
+    UnderscoresAction,
 };
 use serde_json::{Map, Value};
 
@@ -80,6 +82,8 @@ const HCM_NAME: &str = "envoy.filters.network.http_connection_manager";
 const HCM: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
+const TCP_PROXY_NAME: &str = "envoy.filters.network.tcp_proxy";
+const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 const TYPED_STRUCT: &str = "xds.type.v3.TypedStruct";
 const STDOUT_LOG: &str = "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
 const STDERR_LOG: &str = "envoy.extensions.access_loggers.stream.v3.StderrAccessLog";
@@ -264,6 +268,62 @@ pub fn listener(l: &Listener) -> Value {
     out.str("name", &l.name);
     out.set("address", socket_address(l.address));
     out.list("filter_chains", l.filter_chains.iter().map(filter_chain));
+    if let Some(fc) = &l.default_filter_chain {
+        out.set("default_filter_chain", filter_chain(fc));
+    }
+    if !l.bind_to_port {
+        out.set("bind_to_port", false);
+    }
+    out.flag("use_original_dst", l.use_original_dst);
+    out.list(
+        "listener_filters",
+        l.listener_filters.iter().map(listener_filter),
+    );
+    if l.listener_filters_timeout != DEFAULT_LISTENER_FILTERS_TIMEOUT {
+        out.set("listener_filters_timeout", dur(l.listener_filters_timeout));
+    }
+    out.flag(
+        "continue_on_listener_filters_timeout",
+        l.continue_on_listener_filters_timeout,
+    );
+    out.into()
+}
+
+fn listener_filter(f: &ListenerFilter) -> Value {
+    let (name, ty) = match f.kind {
+        ListenerFilterKind::OriginalDst => (
+            "envoy.filters.listener.original_dst",
+            "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
+        ),
+        ListenerFilterKind::HttpInspector => (
+            "envoy.filters.listener.http_inspector",
+            "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
+        ),
+        ListenerFilterKind::TlsInspector => (
+            "envoy.filters.listener.tls_inspector",
+            "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+        ),
+    };
+    let mut out = Obj::new();
+    out.str("name", name);
+    out.set("typed_config", Obj::typed(ty));
+    let range = |r: &PortRange| {
+        json_obj([(
+            "destination_port_range",
+            json_obj([("start", r.start.into()), ("end", r.end.into())]),
+        )])
+    };
+    match f.disabled_ports.as_slice() {
+        [] => {}
+        [one] => out.set("filter_disabled", range(one)),
+        many => out.set(
+            "filter_disabled",
+            json_obj([(
+                "or_match",
+                json_obj([("rules", Value::Array(many.iter().map(range).collect()))]),
+            )]),
+        ),
+    }
     out.into()
 }
 
@@ -282,28 +342,87 @@ fn address(host: &str, port: u16) -> Value {
 
 fn filter_chain(fc: &FilterChain) -> Value {
     let mut out = Obj::new();
+    out.str("name", &fc.name);
     out.message("filter_chain_match", chain_match(&fc.filter_chain_match));
-    let mut hcm = Obj::new();
-    hcm.set("name", HCM_NAME);
-    hcm.set(
-        "typed_config",
-        http_connection_manager(&fc.http_connection_manager),
-    );
-    out.set("filters", Value::Array(vec![hcm.into()]));
+    let mut f = Obj::new();
+    match &fc.filter {
+        NetworkFilter::HttpConnectionManager(h) => {
+            f.set("name", HCM_NAME);
+            f.set("typed_config", http_connection_manager(h));
+        }
+        NetworkFilter::TcpProxy(t) => {
+            f.set("name", TCP_PROXY_NAME);
+            f.set("typed_config", tcp_proxy(t));
+        }
+    }
+    out.set("filters", Value::Array(vec![f.into()]));
     out.into()
+}
+
+fn tcp_proxy(t: &TcpProxy) -> Value {
+    let mut out = Obj::typed(TCP_PROXY);
+    out.str("stat_prefix", &t.stat_prefix);
+    match t.clusters.as_slice() {
+        [one] if one.weight == 1 => out.str("cluster", &one.name),
+        many => {
+            let clusters = many.iter().map(|c| {
+                json_obj([
+                    ("name", c.name.as_str().into()),
+                    ("weight", c.weight.into()),
+                ])
+            });
+            out.set(
+                "weighted_clusters",
+                json_obj([("clusters", Value::Array(clusters.collect()))]),
+            );
+        }
+    }
+    if t.idle_timeout != TcpProxy::default().idle_timeout {
+        out.set("idle_timeout", dur(t.idle_timeout));
+    }
+    if t.max_connect_attempts != 1 {
+        out.set("max_connect_attempts", t.max_connect_attempts);
+    }
+    out.list("access_log", t.access_log.iter().map(access_log));
+    out.into()
+}
+
+fn cidr(r: &CidrRange) -> Value {
+    json_obj([
+        ("address_prefix", r.address_prefix.to_string().into()),
+        ("prefix_len", r.prefix_len.into()),
+    ])
 }
 
 fn chain_match(m: &FilterChainMatch) -> Obj {
     let mut out = Obj::new();
     out.opt("destination_port", m.destination_port);
+    out.list("prefix_ranges", m.prefix_ranges.iter().map(cidr));
     out.strings("server_names", &m.server_names);
     out.opt_str("transport_protocol", m.transport_protocol.as_deref());
     out.strings("application_protocols", &m.application_protocols);
+    out.list(
+        "direct_source_prefix_ranges",
+        m.direct_source_prefix_ranges.iter().map(cidr),
+    );
+    match m.source_type {
+        SourceType::Any => {}
+        SourceType::SameIpOrLoopback => out.set("source_type", "SAME_IP_OR_LOOPBACK"),
+        SourceType::External => out.set("source_type", "EXTERNAL"),
+    }
+    out.list(
+        "source_prefix_ranges",
+        m.source_prefix_ranges.iter().map(cidr),
+    );
+    out.list(
+        "source_ports",
+        m.source_ports.iter().map(|p| Value::from(*p)),
+    );
     out
 }
 
 /// The `HttpConnectionManager` typed config, with its `@type`.
-fn http_connection_manager(h: &HttpConnectionManager) -> Value {
+pub(crate) fn http_connection_manager(h: &HttpConnectionManager) -> Value {
     let mut out = Obj::typed(HCM);
     out.str("stat_prefix", &h.stat_prefix);
     match h.codec_type {
@@ -364,12 +483,7 @@ fn http_connection_manager(h: &HttpConnectionManager) -> Value {
     out.flag("use_remote_address", h.use_remote_address);
     out.nonzero("xff_num_trusted_hops", h.xff_num_trusted_hops);
     if !h.internal_address_config.cidr_ranges.is_empty() {
-        let ranges = h.internal_address_config.cidr_ranges.iter().map(|r| {
-            json_obj([
-                ("address_prefix", r.address_prefix.to_string().into()),
-                ("prefix_len", r.prefix_len.into()),
-            ])
-        });
+        let ranges = h.internal_address_config.cidr_ranges.iter().map(cidr);
         let mut iac = Obj::new();
         iac.list("cidr_ranges", ranges);
         out.set("internal_address_config", iac);
@@ -1074,6 +1188,7 @@ pub fn cluster(c: &Cluster) -> Value {
             DiscoveryType::Static => "STATIC",
             DiscoveryType::StrictDns => "STRICT_DNS",
             DiscoveryType::Eds => "EDS",
+            DiscoveryType::OriginalDst => "ORIGINAL_DST",
         },
     );
     out.set("connect_timeout", dur(c.connect_timeout));
@@ -1083,10 +1198,20 @@ pub fn cluster(c: &Cluster) -> Value {
         LbPolicy::Random => Some("RANDOM"),
         LbPolicy::RingHash => Some("RING_HASH"),
         LbPolicy::Maglev => Some("MAGLEV"),
+        LbPolicy::ClusterProvided => Some("CLUSTER_PROVIDED"),
     };
     out.opt("lb_policy", policy);
     if let Some(la) = &c.load_assignment {
         out.set("load_assignment", cluster_load_assignment(la));
+    }
+    if let Some(ip) = c.upstream_bind_config {
+        out.set(
+            "upstream_bind_config",
+            json_obj([(
+                "source_address",
+                json_obj([("address", ip.to_string().into()), ("port_value", 0.into())]),
+            )]),
+        );
     }
     if let Some(options) = http_protocol_options(c) {
         out.set(

@@ -3,9 +3,10 @@
 use std::net::{IpAddr, SocketAddr};
 
 use mesh_core::config::{
-    AccessLog, AccessLogSink, CidrRange, CodecType, EscapedSlashesAction, FilterChain,
-    FilterChainMatch, HttpConnectionManager, HttpFilterConfig, Listener, ROUTER_FILTER,
-    RouteSource, Tracing, UnderscoresAction,
+    AccessLog, AccessLogSink, CidrRange, CodecType, DEFAULT_LISTENER_FILTERS_TIMEOUT,
+    EscapedSlashesAction, FilterChain, FilterChainMatch, HttpConnectionManager, HttpFilterConfig,
+    Listener, ListenerFilter, ListenerFilterKind, NetworkFilter, PortRange, ROUTER_FILTER,
+    RouteSource, SourceType, TcpCluster, TcpProxy, Tracing, UnderscoresAction,
 };
 use serde_json::Value;
 
@@ -20,6 +21,28 @@ const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
 const STDOUT_LOG: &str = "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
 const STDERR_LOG: &str = "envoy.extensions.access_loggers.stream.v3.StderrAccessLog";
 const FILE_LOG: &str = "envoy.extensions.access_loggers.file.v3.FileAccessLog";
+
+const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+const TCP_PROXY_NAME: &str = "envoy.filters.network.tcp_proxy";
+
+/// The listener filters the proxy runs: names and type names.
+const LISTENER_FILTERS: &[(&str, &str, ListenerFilterKind)] = &[
+    (
+        "envoy.filters.listener.original_dst",
+        "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
+        ListenerFilterKind::OriginalDst,
+    ),
+    (
+        "envoy.filters.listener.http_inspector",
+        "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
+        ListenerFilterKind::HttpInspector,
+    ),
+    (
+        "envoy.filters.listener.tls_inspector",
+        "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+        ListenerFilterKind::TlsInspector,
+    ),
+];
 
 /// A `config.listener.v3.Listener`; `path` is `listeners[i]`.
 pub(crate) fn listener(
@@ -41,20 +64,37 @@ pub(crate) fn listener(
             filter_chains.push(fc);
         }
     }
-    if let Some((cv, cp)) = o.value(cx, "default_filter_chain") {
-        // Envoy uses it when no chain matches: as the last chain (matching everything) it
-        // serves the same connections.
-        if let Some(mut fc) = filter_chain(cx, cv, cp.clone()) {
-            fc.filter_chain_match = FilterChainMatch::default();
-            remap.add(at_chain(&lp, filter_chains.len()), cp);
-            filter_chains.push(fc);
+    let default_filter_chain = o
+        .value(cx, "default_filter_chain")
+        .and_then(|(cv, cp)| filter_chain(cx, cv, cp))
+        .map(Box::new);
+    let mut listener_filters = Vec::new();
+    for (fv, fp) in o.list(cx, "listener_filters") {
+        if let Some(f) = listener_filter(cx, fv, fp) {
+            listener_filters.push(f);
         }
     }
+    let bind_to_port = o.bool(cx, "bind_to_port").unwrap_or(true);
+    let use_original_dst = o.bool(cx, "use_original_dst").unwrap_or(false);
+    let listener_filters_timeout = o
+        .duration(cx, "listener_filters_timeout")
+        .unwrap_or(DEFAULT_LISTENER_FILTERS_TIMEOUT);
+    let continue_on_listener_filters_timeout = o
+        .bool(cx, "continue_on_listener_filters_timeout")
+        .unwrap_or(false);
+    // Istio writes these; they change nothing the proxy does.
+    o.ignore(cx, "traffic_direction");
     o.unsupported(
         cx,
-        "listener_filters",
-        "listener filters are not supported yet, ignored",
+        "per_connection_buffer_limit_bytes",
+        "ignored: connections are buffered per read",
     );
+    if o.bool(cx, "transparent") == Some(true) {
+        cx.error(
+            o.child("transparent"),
+            "transparent (TPROXY) listeners are not supported; capture with iptables REDIRECT",
+        );
+    }
     o.reject(cx, "udp_listener_config", "UDP listeners are not supported");
     o.reject(
         cx,
@@ -64,18 +104,87 @@ pub(crate) fn listener(
     o.reject(cx, "api_listener", "API listeners are not supported");
     o.finish(cx);
     let address = address?;
-    Some(Listener {
+    let mut l = Listener::new(
         // Envoy names unnamed listeners itself; the address is unique among listeners.
-        name: name
-            .filter(|n| !n.is_empty())
+        name.filter(|n| !n.is_empty())
             .unwrap_or_else(|| format!("{}_{}", address.ip(), address.port())),
         address,
         filter_chains,
-    })
+    );
+    l.default_filter_chain = default_filter_chain;
+    l.bind_to_port = bind_to_port;
+    l.use_original_dst = use_original_dst;
+    l.listener_filters = listener_filters;
+    l.listener_filters_timeout = listener_filters_timeout;
+    l.continue_on_listener_filters_timeout = continue_on_listener_filters_timeout;
+    Some(l)
 }
 
 fn at_chain(listener: &str, k: usize) -> String {
     format!("{listener}.filter_chains[{k}]")
+}
+
+/// A listener filter; one the proxy cannot run is an error (it would misread the bytes it
+/// expects to consume, or skip what it enforces).
+fn listener_filter(cx: &mut Cx, v: &Value, path: String) -> Option<ListenerFilter> {
+    let mut o = Obj::new(cx, v, path)?;
+    let name = o.string(cx, "name").unwrap_or_default();
+    let ty = o
+        .value(cx, "typed_config")
+        .and_then(|(tv, _)| type_name(tv))
+        .map(str::to_owned);
+    let kind = LISTENER_FILTERS
+        .iter()
+        .find(|(n, t, _)| ty.as_deref().map_or(*n == name, |ty| ty == *t))
+        .map(|(_, _, k)| *k);
+    let mut disabled_ports = Vec::new();
+    if let Some((dv, dp)) = o.value(cx, "filter_disabled") {
+        port_predicate(cx, dv, dp, &mut disabled_ports);
+    }
+    let at = o.path().to_owned();
+    o.finish(cx);
+    match kind {
+        Some(kind) => Some(ListenerFilter {
+            kind,
+            disabled_ports,
+        }),
+        None => {
+            cx.error(
+                at,
+                format!(
+                    "listener filter {:?} is not supported (original_dst, http_inspector and tls_inspector are)",
+                    ty.as_deref().unwrap_or(&name)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A `ListenerFilterChainMatchPredicate` made of destination port ranges (alone or in an
+/// `or_match`), the form Istio writes.
+fn port_predicate(cx: &mut Cx, v: &Value, path: String, out: &mut Vec<PortRange>) {
+    let Some(mut o) = Obj::new(cx, v, path) else {
+        return;
+    };
+    if let Some(mut r) = o.obj(cx, "destination_port_range") {
+        let start = r.u32(cx, "start").unwrap_or(0);
+        let end = r.u32(cx, "end").unwrap_or(0);
+        r.finish(cx);
+        out.push(PortRange { start, end });
+    } else if let Some(mut m) = o.obj(cx, "or_match") {
+        for (rv, rp) in m.list(cx, "rules") {
+            port_predicate(cx, rv, rp, out);
+        }
+        m.finish(cx);
+    } else {
+        cx.error(
+            o.path().to_owned(),
+            "only destination_port_range predicates, alone or in or_match, are supported",
+        );
+        return;
+    }
+    o.finish(cx);
 }
 
 /// An `Address` whose `socket_address` must hold an IP literal.
@@ -93,22 +202,41 @@ pub(crate) fn ip_address(cx: &mut Cx, v: &Value, path: String) -> Option<SocketA
     }
 }
 
+/// The terminal network filters the proxy runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Terminal {
+    Http,
+    Tcp,
+}
+
+fn terminal(v: &Value) -> Option<Terminal> {
+    let name = peek(v, "name").and_then(Value::as_str).unwrap_or("");
+    match peek(v, "typed_config").and_then(type_name) {
+        Some(HCM) => Some(Terminal::Http),
+        Some(TCP_PROXY) => Some(Terminal::Tcp),
+        Some(_) => None,
+        None if name == HCM_NAME => Some(Terminal::Http),
+        None if name == TCP_PROXY_NAME => Some(Terminal::Tcp),
+        None => None,
+    }
+}
+
 /// A filter chain, or `None` (with a warning) when it cannot be served here.
 fn filter_chain(cx: &mut Cx, v: &Value, path: String) -> Option<FilterChain> {
     let mut o = Obj::new(cx, v, path)?;
     let filters = o.list(cx, "filters");
-    // Classify first: a chain with a network filter other than the connection manager is
-    // skipped whole, with one warning per such filter and nothing else reported inside it.
+    // Classify first: a chain with a network filter other than the connection manager or the
+    // TCP proxy is skipped whole, with one warning per such filter and nothing else reported
+    // inside it.
     let mut skip = false;
     for (fv, fp) in &filters {
-        let name = peek(fv, "name").and_then(Value::as_str).unwrap_or("");
-        let ty = peek(fv, "typed_config").and_then(type_name);
-        let is_hcm = ty == Some(HCM) || (ty.is_none() && name == HCM_NAME);
-        if !is_hcm {
+        if terminal(fv).is_none() {
+            let name = peek(fv, "name").and_then(Value::as_str).unwrap_or("");
+            let ty = peek(fv, "typed_config").and_then(type_name);
             cx.warn(
                 fp.clone(),
                 format!(
-                    "network filter {:?} is not supported yet (only the HTTP connection manager is); filter chain skipped",
+                    "network filter {:?} is not supported yet (only the HTTP connection manager and tcp_proxy are); filter chain skipped",
                     ty.unwrap_or(name)
                 ),
             );
@@ -118,7 +246,7 @@ fn filter_chain(cx: &mut Cx, v: &Value, path: String) -> Option<FilterChain> {
     if filters.len() > 1 && !skip {
         cx.error(
             o.child("filters"),
-            "only one HTTP connection manager per filter chain is allowed",
+            "a filter chain takes one terminal filter (an HTTP connection manager or a tcp_proxy)",
         );
     }
     if skip {
@@ -127,7 +255,7 @@ fn filter_chain(cx: &mut Cx, v: &Value, path: String) -> Option<FilterChain> {
     let Some((fv, fp)) = filters.into_iter().next() else {
         cx.warn(
             o.child("filters"),
-            "a filter chain without the HTTP connection manager is not supported yet; filter chain skipped",
+            "a filter chain without a network filter serves nothing; filter chain skipped",
         );
         return None;
     };
@@ -136,13 +264,18 @@ fn filter_chain(cx: &mut Cx, v: &Value, path: String) -> Option<FilterChain> {
         None => FilterChainMatch::default(),
     };
     o.reject(cx, "transport_socket", TLS_UNSUPPORTED);
-    o.ignore(cx, "name");
+    let name = o.string(cx, "name").unwrap_or_default();
     o.finish(cx);
 
+    let kind = terminal(fv);
     let mut f = Obj::new(cx, fv, fp)?;
     f.ignore(cx, "name");
-    let hcm = match f.value(cx, "typed_config") {
-        Some((tv, tp)) => http_connection_manager(cx, tv, tp),
+    let filter = match f.value(cx, "typed_config") {
+        Some((tv, tp)) if kind == Some(Terminal::Tcp) => {
+            tcp_proxy(cx, tv, tp).map(NetworkFilter::TcpProxy)
+        }
+        Some((tv, tp)) => http_connection_manager(cx, tv, tp)
+            .map(|h| NetworkFilter::HttpConnectionManager(Box::new(h))),
         None => {
             cx.error(f.child("typed_config"), "typed_config is required");
             None
@@ -150,21 +283,110 @@ fn filter_chain(cx: &mut Cx, v: &Value, path: String) -> Option<FilterChain> {
     };
     f.finish(cx);
     Some(FilterChain {
+        name,
         filter_chain_match,
-        http_connection_manager: hcm?,
+        filter: filter?,
     })
 }
 
+/// `envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`.
+fn tcp_proxy(cx: &mut Cx, v: &Value, path: String) -> Option<TcpProxy> {
+    let mut o = Obj::new(cx, v, path)?;
+    o.ignore(cx, "@type");
+    let mut t = TcpProxy {
+        stat_prefix: o.string(cx, "stat_prefix").unwrap_or_default(),
+        ..TcpProxy::default()
+    };
+    if let Some(c) = o.string(cx, "cluster") {
+        t.clusters.push(TcpCluster { name: c, weight: 1 });
+    }
+    if let Some(mut w) = o.obj(cx, "weighted_clusters") {
+        if !t.clusters.is_empty() {
+            cx.error(
+                w.path().to_owned(),
+                "give cluster or weighted_clusters, not both",
+            );
+        }
+        for (cv, cp) in w.list(cx, "clusters") {
+            let Some(mut c) = Obj::new(cx, cv, cp) else {
+                continue;
+            };
+            let name = c.string(cx, "name").unwrap_or_default();
+            let weight = c.u32(cx, "weight").unwrap_or(0);
+            c.reject(
+                cx,
+                "metadata_match",
+                "subset selection in tcp_proxy is not supported",
+            );
+            c.finish(cx);
+            t.clusters.push(TcpCluster { name, weight });
+        }
+        w.finish(cx);
+    }
+    if let Some(d) = o.duration(cx, "idle_timeout") {
+        t.idle_timeout = d;
+    }
+    if let Some(n) = o.u32(cx, "max_connect_attempts") {
+        t.max_connect_attempts = n;
+    }
+    for (lv, lp) in o.list(cx, "access_log") {
+        if let Some(l) = access_log(cx, lv, lp) {
+            t.access_log.push(l);
+        }
+    }
+    o.reject(
+        cx,
+        "metadata_match",
+        "subset selection in tcp_proxy is not supported",
+    );
+    o.reject(
+        cx,
+        "tunneling_config",
+        "tunneling TCP over HTTP is not supported",
+    );
+    o.finish(cx);
+    Some(t)
+}
+
 fn chain_match(cx: &mut Cx, mut o: Obj<'_>) -> FilterChainMatch {
+    let mut ranges = |o: &mut Obj<'_>, key: &str| -> Vec<CidrRange> {
+        o.list(cx, key)
+            .into_iter()
+            .filter_map(|(v, p)| cidr_range(cx, v, p))
+            .collect()
+    };
+    let prefix_ranges = ranges(&mut o, "prefix_ranges");
+    let direct_source_prefix_ranges = ranges(&mut o, "direct_source_prefix_ranges");
+    let source_prefix_ranges = ranges(&mut o, "source_prefix_ranges");
+    let source_ports = o
+        .list(cx, "source_ports")
+        .into_iter()
+        .filter_map(|(v, p)| {
+            super::as_u64(cx, v, &p, u64::from(u16::MAX)).and_then(|n| u16::try_from(n).ok())
+        })
+        .collect();
     let m = FilterChainMatch {
         destination_port: o.u16(cx, "destination_port"),
+        prefix_ranges,
         server_names: o.strings(cx, "server_names"),
         transport_protocol: o.string(cx, "transport_protocol"),
         application_protocols: o.strings(cx, "application_protocols"),
+        direct_source_prefix_ranges,
+        source_type: o
+            .enumeration(cx, "source_type", SOURCE_TYPES)
+            .unwrap_or_default(),
+        source_prefix_ranges,
+        source_ports,
     };
     o.finish(cx);
     m
 }
+
+const SOURCE_TYPES: &[(&str, SourceType)] = &[
+    ("ANY", SourceType::Any),
+    ("SAME_IP_OR_LOOPBACK", SourceType::SameIpOrLoopback),
+    ("EXTERNAL", SourceType::External),
+];
 
 const UNDERSCORES: &[(&str, UnderscoresAction)] = &[
     ("ALLOW", UnderscoresAction::Allow),

@@ -878,13 +878,10 @@ impl Worker {
             }
         }
         for l in self.all_listeners() {
-            let waits = l
-                .filter_chains
-                .iter()
-                .any(|fc| match &fc.http_connection_manager.route {
-                    RouteSource::Rds(n) => !rds.contains_key(n),
-                    RouteSource::RouteConfig(_) => false,
-                });
+            let waits = l.hcms().any(|hcm| match &hcm.route {
+                RouteSource::Rds(n) => !rds.contains_key(n),
+                RouteSource::RouteConfig(_) => false,
+            });
             if waits {
                 w.insert((ResourceType::Listener, l.name.clone()));
             }
@@ -996,8 +993,8 @@ impl Worker {
         let mut add_routes =
             |l: &mesh_core::config::Listener,
              from: &dyn Fn(&str) -> Option<mesh_core::config::RouteConfiguration>| {
-                for fc in &l.filter_chains {
-                    if let RouteSource::Rds(n) = &fc.http_connection_manager.route
+                for hcm in l.hcms() {
+                    if let RouteSource::Rds(n) = &hcm.route
                         && !routes.iter().any(|r| &r.name == n)
                     {
                         // Missing only when the listener waited its initial fetch timeout out: an
@@ -1023,13 +1020,10 @@ impl Worker {
                 ));
                 continue;
             }
-            let warm = l
-                .filter_chains
-                .iter()
-                .all(|fc| match &fc.http_connection_manager.route {
-                    RouteSource::Rds(n) => rds.contains_key(n),
-                    RouteSource::RouteConfig(_) => true,
-                });
+            let warm = l.hcms().all(|hcm| match &hcm.route {
+                RouteSource::Rds(n) => rds.contains_key(n),
+                RouteSource::RouteConfig(_) => true,
+            });
             if warm || self.timed_out(&(ResourceType::Listener, name.clone())) {
                 add_routes(l, &accepted_routes);
                 b.listeners.push(l.clone());
@@ -1083,8 +1077,8 @@ impl Worker {
     fn refresh_names(&mut self) -> [bool; 2] {
         let mut routes = BTreeSet::new();
         for l in self.all_listeners() {
-            for fc in &l.filter_chains {
-                if let RouteSource::Rds(n) = &fc.http_connection_manager.route {
+            for hcm in l.hcms() {
+                if let RouteSource::Rds(n) = &hcm.route {
                     routes.insert(n.clone());
                 }
             }

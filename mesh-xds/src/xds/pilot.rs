@@ -216,15 +216,15 @@ pub fn split(b: &Bootstrap) -> Vec<Resource> {
     let mut routes: BTreeMap<String, RouteConfiguration> = BTreeMap::new();
     for l in &b.listeners {
         let mut l = l.clone();
-        for (i, fc) in l.filter_chains.iter_mut().enumerate() {
-            let hcm = &mut fc.http_connection_manager;
+        let name = l.name.clone();
+        for (i, hcm) in l.hcms_mut().enumerate() {
             if let RouteSource::RouteConfig(rc) = &hcm.route {
                 let mut rc = rc.clone();
                 if rc.name.is_empty() || routes.get(&rc.name).is_some_and(|r| *r != rc) {
                     rc.name = if i == 0 {
-                        l.name.clone()
+                        name.clone()
                     } else {
-                        format!("{}_{i}", l.name)
+                        format!("{name}_{i}")
                     };
                 }
                 // Over RDS, Envoy does not check cluster names (the clusters may come later).
@@ -263,8 +263,7 @@ fn grpc_view(b: &Bootstrap, split: &[Resource]) -> Snapshot {
             }),
     );
     for l in &b.listeners {
-        for fc in &l.filter_chains {
-            let hcm = &fc.http_connection_manager;
+        for hcm in l.hcms() {
             let RouteSource::RouteConfig(rc) = &hcm.route else {
                 continue;
             };
@@ -274,11 +273,7 @@ fn grpc_view(b: &Bootstrap, split: &[Resource]) -> Snapshot {
                 rc.name.clone()
             };
             // The connection manager as the sidecar has it, its routes over RDS.
-            let mut typed = crate::envoy::dump::listener(&mesh_core::config::Listener {
-                filter_chains: vec![fc.clone()],
-                ..l.clone()
-            })["filter_chains"][0]["filters"][0]["typed_config"]
-                .clone();
+            let mut typed = crate::envoy::dump::http_connection_manager(hcm);
             if let Value::Object(m) = &mut typed {
                 m.remove("route_config");
                 m.insert(
