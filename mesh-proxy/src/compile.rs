@@ -231,6 +231,8 @@ pub(crate) struct ClusterRt {
     pub(crate) config: Cluster,
     pub(crate) lb: ClusterLb,
     pub(crate) pools: Vec<Arc<HostPool>>,
+    /// The hosts of an `ORIGINAL_DST` cluster, one per destination.
+    pub(crate) original_dst: Option<crate::original_dst::OriginalDstHosts>,
     /// The connection stats every host's pool shares (and the TCP proxy counts into).
     pub(crate) pool_stats: Arc<PoolStats>,
     pub(crate) stats: ClusterStats,
@@ -524,15 +526,9 @@ fn compile_cluster(
     let previous_sweep = previous.map_or(0, |p| {
         p.last_sweep.load(std::sync::atomic::Ordering::Relaxed)
     });
+    let original_dst_previous = previous.and_then(|p| p.original_dst.as_ref());
     let previous: &[Arc<HostPool>] = previous.map_or(&[], |p| &p.pools);
-    let pool_stats = Arc::new(PoolStats {
-        cx_total: stats.counter(StatName::cluster(&c.name, "upstream_cx_total")),
-        cx_active: stats.gauge(StatName::cluster(&c.name, "upstream_cx_active")),
-        cx_connect_fail: stats.counter(StatName::cluster(&c.name, "upstream_cx_connect_fail")),
-        cx_connect_timeout: stats
-            .counter(StatName::cluster(&c.name, "upstream_cx_connect_timeout")),
-        cx_protocol_error: stats.counter(StatName::cluster(&c.name, "upstream_cx_protocol_error")),
-    });
+    let pool_stats = Arc::new(PoolStats::new(stats, &c.name));
     let pools = lb
         .hosts()
         .iter()
@@ -558,6 +554,15 @@ fn compile_cluster(
         config: c.clone(),
         lb,
         pools,
+        original_dst: (c.discovery_type == mesh_core::config::DiscoveryType::OriginalDst).then(
+            || {
+                crate::original_dst::OriginalDstHosts::new(
+                    c,
+                    Arc::clone(&pool_stats),
+                    original_dst_previous,
+                )
+            },
+        ),
         pool_stats,
         stats: ClusterStats::new(stats, &c.name),
         last_sweep: std::sync::atomic::AtomicU64::new(previous_sweep),

@@ -44,6 +44,7 @@ mod in_process;
 mod inspect;
 mod listener;
 mod load;
+mod original_dst;
 mod path;
 mod random;
 mod router;
@@ -753,6 +754,9 @@ async fn sweep_outliers(shared: Arc<Shared>) {
         for c in snap.value.clusters.values() {
             for p in &c.pools {
                 p.expire(at);
+            }
+            if let Some(hosts) = &c.original_dst {
+                hosts.cleanup(at);
             }
             let Some(od) = c.lb.outlier() else { continue };
             let last = Duration::from_millis(c.last_sweep.load(Ordering::Relaxed));

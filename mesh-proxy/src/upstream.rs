@@ -38,6 +38,21 @@ pub(crate) struct PoolStats {
     pub(crate) cx_protocol_error: Arc<Counter>,
 }
 
+impl PoolStats {
+    /// The stats of cluster `name`.
+    pub(crate) fn new(r: &mesh_core::stats::Registry, name: &str) -> Self {
+        use mesh_core::stats::StatName;
+        let c = |s: &str| r.counter(StatName::cluster(name, s));
+        Self {
+            cx_total: c("upstream_cx_total"),
+            cx_active: r.gauge(StatName::cluster(name, "upstream_cx_active")),
+            cx_connect_fail: c("upstream_cx_connect_fail"),
+            cx_connect_timeout: c("upstream_cx_connect_timeout"),
+            cx_protocol_error: c("upstream_cx_protocol_error"),
+        }
+    }
+}
+
 /// Per-host counters, shown by the admin `/clusters` endpoint.
 #[derive(Debug, Default)]
 pub(crate) struct HostStats {
@@ -57,6 +72,8 @@ pub(crate) struct ConnLimits {
     pub(crate) idle_timeout: Duration,
     pub(crate) max_requests: Option<u32>,
     pub(crate) max_age: Option<Duration>,
+    /// The local address connections are made from (`upstream_bind_config`).
+    pub(crate) source: Option<std::net::IpAddr>,
 }
 
 impl ConnLimits {
@@ -66,6 +83,7 @@ impl ConnLimits {
             idle_timeout: c.idle_timeout,
             max_requests: c.max_requests_per_connection.filter(|n| *n > 0),
             max_age: c.max_connection_duration,
+            source: c.upstream_bind_config,
         }
     }
 }
@@ -236,7 +254,12 @@ impl HostPool {
     }
 
     async fn connect(&self) -> Result<TokioIo<TcpStream>, Error> {
-        let connect = TcpStream::connect((self.address.host.as_str(), self.address.port));
+        let connect = async {
+            match self.address.socket_addr() {
+                Some(a) => crate::tcp_proxy::connect_from(a, self.limits.source).await,
+                None => TcpStream::connect((self.address.host.as_str(), self.address.port)).await,
+            }
+        };
         let stream = match tokio::time::timeout(self.limits.connect_timeout, connect).await {
             Err(_) => {
                 self.stats.cx_connect_timeout.inc();

@@ -140,13 +140,25 @@ impl<'r, 'h> Attempts<'r, 'h> {
         loop {
             if std::mem::take(&mut start) {
                 self.attempt += 1;
-                let Some(index) = pick_host(
-                    self.t.cluster,
-                    &self.t.pick.with_attempt(self.attempt - 1),
-                    &self.t.fwd.action().metadata_match,
-                    &self.tried,
-                    self.retry.as_ref(),
-                ) else {
+                let picked = match &self.t.cluster.original_dst {
+                    // ORIGINAL_DST: where the downstream connection was going.
+                    Some(hosts) => {
+                        let e = hosts.get(cx.filter_cx.downstream_local());
+                        Some((NO_INDEX, Arc::clone(&e.host), Arc::clone(&e.pool)))
+                    }
+                    None => pick_host(
+                        self.t.cluster,
+                        &self.t.pick.with_attempt(self.attempt - 1),
+                        &self.t.fwd.action().metadata_match,
+                        &self.tried,
+                        self.retry.as_ref(),
+                    )
+                    .map(|i| {
+                        let c = self.t.cluster;
+                        (i, Arc::clone(&c.lb.hosts()[i]), Arc::clone(&c.pools[i]))
+                    }),
+                };
+                let Some((index, host, pool)) = picked else {
                     if !self.in_flight.is_empty() {
                         // A hedged attempt is still running: it may yet answer.
                         continue;
@@ -164,8 +176,6 @@ impl<'r, 'h> Attempts<'r, 'h> {
                 if self.retry.is_some() {
                     self.tried.push(index);
                 }
-                let host = Arc::clone(&self.t.cluster.lb.hosts()[index]);
-                let pool = Arc::clone(&self.t.cluster.pools[index]);
                 if let Some(log) = &mut cx.log {
                     log.upstream_host = Some(pool.address().to_string());
                 }
@@ -436,6 +446,9 @@ impl Tried {
         self.first == Some(index) || self.more.contains(&index)
     }
 }
+
+/// The index of a host that is not one of the balancer's (an `ORIGINAL_DST` cluster's).
+pub(super) const NO_INDEX: usize = usize::MAX;
 
 /// Picks a host; with `previous_hosts`, re-picks up to `host_selection_retry_max_attempts`
 /// times to avoid hosts this request already tried, then takes the last pick.

@@ -68,6 +68,7 @@ pub(super) fn report_outlier(
     result: &SendResult,
 ) {
     if let Some(od) = cluster.lb.outlier()
+        && index < cluster.lb.hosts().len()
         && let Some(o) = outlier_outcome(result)
     {
         od.report(index, o, cx.epoch.elapsed());
