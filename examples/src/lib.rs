@@ -4,6 +4,7 @@
 //! - [`bookinfo`]: Istio's Bookinfo demo (six workloads, a sidecar and an ingress gateway
 //!   from Istio YAML) and its scenarios;
 //! - [`files`]: stamps of config files, for watchers;
+//! - [`iptables`]: the traffic capture of Istio's sidecar (`mesh-proxy iptables`);
 //! - [`api_key`]: the filter of the `custom-filter` example (a user's own filter, registered by
 //!   name and configured from YAML);
 //! - [`route_check`]: the `mesh-route-check` tool, which runs Envoy `router_check_tool` test
@@ -20,4 +21,5 @@ pub mod api_key;
 pub mod bookinfo;
 pub mod demo;
 pub mod files;
+pub mod iptables;
 pub mod route_check;

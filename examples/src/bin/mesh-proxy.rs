@@ -276,10 +276,144 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Install the iptables rules of Istio's sidecar capture (what `istio-iptables` installs
+    /// in a pod: outbound TCP to the proxy's port, inbound to its inbound port, the proxy's own
+    /// connections left alone), or remove them with --clean. Runs Debian's `iptables`; needs
+    /// root (CAP_NET_ADMIN) in the pod's network namespace.
+    Iptables {
+        /// Print the rules instead of installing them.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+        /// Remove the rules instead.
+        #[arg(long)]
+        clean: bool,
+        /// The proxy's outbound port.
+        #[arg(short = 'p', long = "envoy-port", default_value_t = 15001)]
+        proxy_port: u16,
+        /// The proxy's inbound port.
+        #[arg(short = 'z', long = "inbound-capture-port", default_value_t = 15006)]
+        inbound_port: u16,
+        /// The proxy's user id (its connections are not captured).
+        #[arg(short = 'u', long = "proxy-uid", default_value_t = 1337)]
+        uid: u32,
+        /// The proxy's group id (default: the user id).
+        #[arg(short = 'g', long = "proxy-gid")]
+        gid: Option<u32>,
+        /// Outbound destinations to capture: `*` or comma-separated IPv4 CIDRs.
+        #[arg(short = 'i', long = "istio-service-cidr", default_value = "*")]
+        include_cidrs: String,
+        /// Outbound destinations never captured (comma-separated IPv4 CIDRs).
+        #[arg(short = 'x', long = "istio-service-exclude-cidr", default_value = "")]
+        exclude_cidrs: String,
+        /// Outbound ports never captured (comma-separated).
+        #[arg(short = 'o', long = "outbound-ports-exclude", default_value = "")]
+        exclude_outbound_ports: String,
+        /// Inbound ports to capture: `*` or comma-separated.
+        #[arg(short = 'b', long = "istio-inbound-ports", default_value = "*")]
+        inbound_ports: String,
+        /// Inbound ports never captured (comma-separated).
+        #[arg(
+            short = 'd',
+            long = "istio-local-exclude-ports",
+            default_value = "15090,15021,15020"
+        )]
+        exclude_inbound_ports: String,
+        /// Inbound capture mode (only REDIRECT).
+        #[arg(
+            short = 'm',
+            long = "istio-inbound-interception-mode",
+            default_value = "REDIRECT"
+        )]
+        mode: String,
+    },
+}
+
+/// `mesh-proxy iptables`: prints, installs or removes the capture rules.
+fn iptables(cmd: &Command) -> ExitCode {
+    let Command::Iptables {
+        dry_run,
+        clean,
+        proxy_port,
+        inbound_port,
+        uid,
+        gid,
+        include_cidrs,
+        exclude_cidrs,
+        exclude_outbound_ports,
+        inbound_ports,
+        exclude_inbound_ports,
+        mode,
+    } = cmd
+    else {
+        return ExitCode::FAILURE;
+    };
+    use mesh_examples::iptables::{Capture, split_list};
+    let ports = |option: &str, s: &str| -> Result<Vec<u16>, String> {
+        split_list(s)
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .map_err(|_| format!("{option}: {p:?} is not a port"))
+            })
+            .collect()
+    };
+    let capture = (|| {
+        Ok::<_, String>(Capture {
+            proxy_port: *proxy_port,
+            inbound_port: *inbound_port,
+            proxy_uid: *uid,
+            proxy_gid: gid.unwrap_or(*uid),
+            include_outbound_cidrs: split_list(include_cidrs),
+            exclude_outbound_cidrs: split_list(exclude_cidrs),
+            exclude_outbound_ports: ports("-o", exclude_outbound_ports)?,
+            include_inbound_ports: split_list(inbound_ports),
+            exclude_inbound_ports: ports("-d", exclude_inbound_ports)?,
+            inbound_mode: mode.clone(),
+        })
+    })();
+    let rules = match capture.and_then(|c| {
+        if *clean {
+            Ok(c.cleanup_rules())
+        } else {
+            c.rules().map_err(|e| e.to_string())
+        }
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for rule in &rules {
+        if *dry_run {
+            println!("iptables {rule}");
+            continue;
+        }
+        let status = std::process::Command::new("iptables")
+            .args(rule.split_whitespace())
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            // Removing what is not there is not an error.
+            _ if *clean => {}
+            Ok(s) => {
+                eprintln!("error: iptables {rule}: {s}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("error: cannot run iptables ({e}); install Debian's iptables package");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(cmd @ Command::Iptables { .. }) = &cli.command {
+        return iptables(cmd);
+    }
     let log_level = init_logging();
     if let Some(Command::Validate {
         file,
