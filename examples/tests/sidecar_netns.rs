@@ -153,167 +153,77 @@ fn serve(ns: &str, specs: &[&str]) -> ProxyProcess {
     p
 }
 
-/// The sidecar's bootstrap, in Istio's layout (names included); `catchall` is the cluster of
-/// connections to addresses no service owns: `PassthroughCluster` (ALLOW_ANY) or
-/// `BlackHoleCluster` (REGISTRY_ONLY).
-fn sidecar_config(catchall: &str) -> String {
-    let log = r#"
-          access_log:
-          - name: envoy.access_loggers.stdout
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
-              log_format: { text_format: "access %UPSTREAM_CLUSTER% %DOWNSTREAM_LOCAL_ADDRESS% %UPSTREAM_HOST% %BYTES_RECEIVED%\n" }"#;
-    let tcp = |name: &str, prefix: &str, cluster: &str| {
-        format!(
-            r#"
-    - name: {name}
-      filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: {prefix}
-          cluster: {cluster}{log}"#
-        )
-    };
-    let hcm = |prefix: &str, routes: &str| {
-        format!(
-            r#"
-      filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: {prefix}
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes: {routes}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}{log}"#
-        )
-    };
-    let reviews_routes = r#"
-              - match: { prefix: /, headers: [{ name: end-user, string_match: { exact: jason } }] }
-                route: { cluster: "outbound|9080|v2|reviews.default.svc.cluster.local" }
-              - match: { prefix: / }
-                route: { cluster: "outbound|9080|v1|reviews.default.svc.cluster.local" }"#;
-    let inbound_routes = r#"
-              - match: { prefix: / }
-                route: { cluster: "inbound|8080||", timeout: 0s }"#;
-    let blackhole_chain = tcp(
-        "virtualOutbound-blackhole",
-        "BlackHoleCluster",
-        "BlackHoleCluster",
-    );
-    let catchall_chain = tcp("virtualOutbound-catchall-tcp", catchall, catchall);
-    let inbound_loop = tcp(
-        "virtualInbound-blackhole",
-        "BlackHoleCluster",
-        "BlackHoleCluster",
-    );
-    let inbound_passthrough = tcp(
-        "virtualInbound",
-        "InboundPassthroughClusterIpv4",
-        "InboundPassthroughClusterIpv4",
-    );
-    let echo_chain = tcp(
-        "",
-        "outbound|7777||echo.default.svc.cluster.local",
-        "outbound|7777||echo.default.svc.cluster.local",
-    );
-    let reviews_hcm = hcm("outbound_0.0.0.0_9080", reviews_routes);
-    let inbound_hcm = hcm("inbound_0.0.0.0_8080", inbound_routes);
-    let static_cluster = |name: &str, ip: &str, port: u16| {
-        format!(
-            r#"
-  - name: "{name}"
-    type: STATIC
-    connect_timeout: 10s
-    load_assignment:
-      cluster_name: "{name}"
-      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }} }} }}] }}]"#
-        )
-    };
-    let v1 = static_cluster(
-        "outbound|9080|v1|reviews.default.svc.cluster.local",
-        V1_IP,
-        9080,
-    );
-    let v2 = static_cluster(
-        "outbound|9080|v2|reviews.default.svc.cluster.local",
-        V2_IP,
-        9080,
-    );
-    let echo = static_cluster("outbound|7777||echo.default.svc.cluster.local", V1_IP, 7777);
+/// The mesh as Istio YAML: reviews (two pods, subsets by version, a VirtualService sending
+/// `end-user: jason` to v2), a TCP echo service with a `tcp[]` route, and the application
+/// itself (productpage, the workload this sidecar's labels select). Each service has a virtual
+/// IP, as Kubernetes gives it.
+fn istio_yaml() -> String {
     format!(
         r#"
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 15000 }} }}
-static_resources:
-  listeners:
-  - name: virtualOutbound
-    address: {{ socket_address: {{ address: 0.0.0.0, port_value: 15001 }} }}
-    use_original_dst: true
-    filter_chains:
-    - filter_chain_match: {{ destination_port: 15001 }}{blackhole_chain_body}
-    default_filter_chain:{catchall_body}
-  - name: 0.0.0.0_9080
-    address: {{ socket_address: {{ address: 0.0.0.0, port_value: 9080 }} }}
-    bind_to_port: false
-    filter_chains:
-    - name: 0.0.0.0_9080{reviews_hcm}
-  - name: {ECHO_VIP}_7777
-    address: {{ socket_address: {{ address: {ECHO_VIP}, port_value: 7777 }} }}
-    bind_to_port: false
-    filter_chains:{echo_chain}
-  - name: virtualInbound
-    address: {{ socket_address: {{ address: 0.0.0.0, port_value: 15006 }} }}
-    listener_filters:
-    - name: envoy.filters.listener.original_dst
-    - name: envoy.filters.listener.http_inspector
-    filter_chains:
-    - filter_chain_match: {{ destination_port: 15006 }}{inbound_loop_body}
-    - name: 0.0.0.0_8080
-      filter_chain_match: {{ destination_port: 8080, application_protocols: [http/1.1, h2c] }}{inbound_hcm}
-    default_filter_chain:{inbound_passthrough_body}
-  clusters:
-  - name: PassthroughCluster
-    type: ORIGINAL_DST
-    lb_policy: CLUSTER_PROVIDED
-    connect_timeout: 10s
-  - name: BlackHoleCluster
-    type: STATIC
-    connect_timeout: 10s
-    load_assignment: {{ cluster_name: BlackHoleCluster }}
-  - name: InboundPassthroughClusterIpv4
-    type: ORIGINAL_DST
-    lb_policy: CLUSTER_PROVIDED
-    connect_timeout: 10s
-    upstream_bind_config: {{ source_address: {{ address: 127.0.0.6, port_value: 0 }} }}
-  - name: "inbound|8080||"
-    type: ORIGINAL_DST
-    lb_policy: CLUSTER_PROVIDED
-    connect_timeout: 10s
-    upstream_bind_config: {{ source_address: {{ address: 127.0.0.6, port_value: 0 }} }}{v1}{v2}{echo}
-"#,
-        blackhole_chain_body = chain_body(&blackhole_chain),
-        catchall_body = chain_body(&catchall_chain),
-        inbound_loop_body = chain_body(&inbound_loop),
-        inbound_passthrough_body = chain_body(&inbound_passthrough),
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{ name: reviews }}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  addresses: [{REVIEWS_VIP}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{ number: 9080, name: http, protocol: HTTP }}]
+  endpoints:
+  - {{ address: {V1_IP}, labels: {{ app: reviews, version: v1 }} }}
+  - {{ address: {V2_IP}, labels: {{ app: reviews, version: v2 }} }}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{ name: reviews }}
+spec:
+  host: reviews
+  subsets:
+  - {{ name: v1, labels: {{ version: v1 }} }}
+  - {{ name: v2, labels: {{ version: v2 }} }}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{ name: reviews }}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{{ headers: {{ end-user: {{ exact: jason }} }} }}]
+    route: [{{ destination: {{ host: reviews, subset: v2 }} }}]
+  - route: [{{ destination: {{ host: reviews, subset: v1 }} }}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{ name: echo }}
+spec:
+  hosts: [echo.default.svc.cluster.local]
+  addresses: [{ECHO_VIP}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{ number: 7777, name: tcp-echo, protocol: TCP }}]
+  endpoints: [{{ address: {V1_IP}, labels: {{ app: echo }} }}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{ name: echo }}
+spec:
+  hosts: [echo]
+  tcp:
+  - match: [{{ port: 7777 }}]
+    route: [{{ destination: {{ host: echo, port: {{ number: 7777 }} }} }}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{ name: productpage }}
+spec:
+  hosts: [productpage.default.svc.cluster.local]
+  addresses: [10.96.0.30]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{ number: 8080, name: http, protocol: HTTP }}]
+  endpoints: [{{ address: {APP_IP}, labels: {{ app: productpage }} }}]
+"#
     )
-}
-
-/// A `tcp()` chain as the body of a list item that already has its first line (drops the
-/// leading `- name:` line, keeping the filters).
-fn chain_body(chain: &str) -> String {
-    let mut lines = chain.lines().skip(2); // the empty first line and `- name: …`
-    let mut out = String::new();
-    for l in lines.by_ref() {
-        out.push('\n');
-        out.push_str(l);
-    }
-    out
 }
 
 struct Sidecar {
@@ -321,14 +231,11 @@ struct Sidecar {
 }
 
 impl Sidecar {
-    /// Starts the sidecar in the application namespace as uid/gid 1337 and waits until it is
-    /// ready.
-    fn start(net: &Net, catchall: &str) -> Self {
-        let config = temp_file(
-            &format!("sidecar-{catchall}.yaml"),
-            &sidecar_config(catchall),
-        );
-        let config = config.to_str().unwrap().to_owned();
+    /// Starts the sidecar in the application namespace as uid/gid 1337, from the Istio YAML
+    /// with `policy` (`allow-any` or `registry-only`), and waits until it is ready.
+    fn start(net: &Net, policy: &str) -> Self {
+        let istio = temp_file("mesh.yaml", &istio_yaml());
+        let istio = istio.to_str().unwrap();
         let args = net.exec(
             &net.app,
             &[
@@ -339,13 +246,21 @@ impl Sidecar {
                 env!("CARGO_BIN_EXE_mesh-proxy"),
                 "--concurrency",
                 "1",
-                "--config",
+                "--admin",
+                "127.0.0.1:15000",
+                "--istio",
+                istio,
+                "--role",
+                "sidecar",
+                "--labels",
+                "app=productpage",
+                "--access-log",
+                "/dev/stdout",
+                "--outbound-traffic-policy",
+                policy,
             ],
         );
-        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        args.push(config);
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let proc = ProxyProcess::spawn_program(refs[0], &refs[1..]);
+        let proc = ProxyProcess::spawn_program(args[0], &args[1..]);
         proc.read_until(|l| l == "mesh-proxy: ready");
         Self { proc }
     }
@@ -354,7 +269,7 @@ impl Sidecar {
     fn logged(&self, destination: &str) -> String {
         let lines = self
             .proc
-            .read_until(|l| l.starts_with("access ") && l.contains(destination));
+            .read_until(|l| l.starts_with('[') && l.contains(destination));
         lines.last().cloned().unwrap_or_default()
     }
 }
@@ -386,7 +301,7 @@ fn the_sidecar_captures_outbound_and_inbound_traffic() {
     );
     let _app = serve(&net.app, &["whoami:0.0.0.0:8080"]);
     run(&net.exec(&net.app, &[env!("CARGO_BIN_EXE_mesh-proxy"), "iptables"]));
-    let sidecar = Sidecar::start(&net, "PassthroughCluster");
+    let sidecar = Sidecar::start(&net, "allow-any");
 
     // HTTP to the service's virtual address, by plain socket: through the sidecar, which
     // routes by the VirtualService's header match to subset v2 or v1.
@@ -443,7 +358,7 @@ fn the_sidecar_captures_outbound_and_inbound_traffic() {
     drop(sidecar);
 
     // REGISTRY_ONLY: the same address is refused by the BlackHoleCluster, and counted.
-    let _sidecar = Sidecar::start(&net, "BlackHoleCluster");
+    let _sidecar = Sidecar::start(&net, "registry-only");
     let out = run(&net.exec(&net.app, &["python3", peer, "send", PODS_IP, "7777", "x\n"]));
     assert!(out.is_empty() || out == "closed", "{out:?}");
     assert_eq!(

@@ -257,6 +257,17 @@ pub enum Role {
         /// The workload's labels (for `sourceLabels` matches).
         labels: BTreeMap<String, String>,
     },
+    /// A sidecar behind the iptables capture (`mesh-proxy iptables`), in Istio's listener
+    /// layout: `virtualOutbound` on 0.0.0.0:15001 hands each connection to the listener for
+    /// its original destination (`0.0.0.0_<port>` for HTTP ports, `<VIP>_<port>` for TCP
+    /// services, neither bound), else passes it through or drops it per
+    /// [`Options::outbound_traffic_policy`]; `virtualInbound` on 0.0.0.0:15006 serves the
+    /// ports of the workload `labels` select (`inbound|<port>||` clusters).
+    CapturedSidecar {
+        /// The workload's labels: they select its WorkloadEntries or ServiceEntry endpoints
+        /// (the inbound ports) and `sourceLabels` matches.
+        labels: BTreeMap<String, String>,
+    },
     /// A gateway: listeners from the Gateways whose selector matches `labels`.
     Gateway {
         /// The gateway workload's labels (`istio: ingressgateway`).
@@ -278,6 +289,28 @@ pub struct Options {
     pub domain_suffix: String,
     /// The address listeners bind (default 127.0.0.1).
     pub bind_address: IpAddr,
+    /// Where a captured sidecar sends connections to addresses no service owns (meshConfig
+    /// `outboundTrafficPolicy.mode`, default `ALLOW_ANY`).
+    pub outbound_traffic_policy: OutboundTrafficPolicy,
+    /// meshConfig `accessLogFile`: every connection manager and TCP proxy logs there in
+    /// [`ISTIO_ACCESS_LOG_FORMAT`] (default none).
+    pub access_log: Option<mesh_core::config::AccessLogSink>,
+}
+
+/// Istio's default access-log format, without the operators the proxy does not produce
+/// (`%RESPONSE_CODE_DETAILS%`, `%CONNECTION_TERMINATION_DETAILS%`,
+/// `%UPSTREAM_TRANSPORT_FAILURE_REASON%`, `%UPSTREAM_LOCAL_ADDRESS%`,
+/// `%REQUESTED_SERVER_NAME%`).
+pub const ISTIO_ACCESS_LOG_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %ROUTE_NAME%\n";
+
+/// meshConfig `outboundTrafficPolicy.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutboundTrafficPolicy {
+    /// `ALLOW_ANY`: to where they were going (`PassthroughCluster`).
+    #[default]
+    AllowAny,
+    /// `REGISTRY_ONLY`: refused (`BlackHoleCluster`; HTTP gets 502).
+    RegistryOnly,
 }
 
 impl Options {
@@ -332,6 +365,14 @@ impl Options {
         })
     }
 
+    /// A sidecar behind the iptables capture ([`Role::CapturedSidecar`]), no labels (other
+    /// settings as [`Options::sidecar`]).
+    pub fn captured_sidecar() -> Self {
+        Self::with_role(Role::CapturedSidecar {
+            labels: BTreeMap::new(),
+        })
+    }
+
     /// Options for a role with every other setting at its default.
     pub fn with_role(role: Role) -> Self {
         Self {
@@ -339,7 +380,21 @@ impl Options {
             namespace: "default".into(),
             domain_suffix: "cluster.local".into(),
             bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
+            access_log: None,
         }
+    }
+
+    /// Sets meshConfig `accessLogFile` (builder style).
+    pub fn access_log(mut self, sink: mesh_core::config::AccessLogSink) -> Self {
+        self.access_log = Some(sink);
+        self
+    }
+
+    /// Sets the outbound traffic policy (builder style; a captured sidecar's).
+    pub fn outbound_traffic_policy(mut self, policy: OutboundTrafficPolicy) -> Self {
+        self.outbound_traffic_policy = policy;
+        self
     }
 
     /// Sets the proxy's namespace (builder style).
@@ -378,7 +433,9 @@ impl Options {
     {
         let new = new.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         match &mut self.role {
-            Role::Sidecar { labels, .. } | Role::Gateway { labels, .. } => *labels = new,
+            Role::Sidecar { labels, .. }
+            | Role::CapturedSidecar { labels }
+            | Role::Gateway { labels, .. } => *labels = new,
         }
         self
     }
@@ -690,6 +747,25 @@ pub(crate) fn port_selector(cx: &mut Cx, v: &Value, path: &str) -> Option<u16> {
     let n = o.u16(cx, "number");
     o.finish(cx);
     n
+}
+
+/// An IP address (a /32 or /128) or a CIDR, as Istio writes `destinationSubnets` and
+/// ServiceEntry `addresses`.
+pub(crate) fn cidr(s: &str) -> Option<mesh_core::config::CidrRange> {
+    let (ip, len) = match s.split_once('/') {
+        Some((ip, len)) => (ip, Some(len)),
+        None => (s, None),
+    };
+    let address_prefix: IpAddr = ip.parse().ok()?;
+    let max = if address_prefix.is_ipv4() { 32 } else { 128 };
+    let prefix_len = match len {
+        Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max)?,
+        None => max,
+    };
+    Some(mesh_core::config::CidrRange {
+        address_prefix,
+        prefix_len,
+    })
 }
 
 /// Resolves a host per SEMANTICS.md §8.1: `*` and names with a dot unchanged (lower-cased), a

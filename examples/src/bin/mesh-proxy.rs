@@ -50,9 +50,25 @@ struct Cli {
     /// Which proxy to build from the Istio YAML.
     #[arg(long, value_enum, requires = "istio")]
     role: Option<Role>,
-    /// Sidecar: the port of the outbound listener (on 127.0.0.1).
-    #[arg(long, value_name = "PORT", required_if_eq("role", "sidecar"))]
+    /// Sidecar: one outbound listener on 127.0.0.1:PORT that routes by Host, for setups
+    /// without traffic capture. Without it, a sidecar has Istio's listener layout behind
+    /// `mesh-proxy iptables`: virtualOutbound on 0.0.0.0:15001, virtualInbound on 15006.
+    #[arg(long, value_name = "PORT")]
     outbound_port: Option<u16>,
+    /// Captured sidecar: where connections to addresses no service owns go (meshConfig
+    /// outboundTrafficPolicy.mode).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        default_value = "allow-any",
+        requires = "istio"
+    )]
+    outbound_traffic_policy: TrafficPolicy,
+    /// meshConfig accessLogFile: every listener logs there in Istio's format (`/dev/stdout`
+    /// and `/dev/stderr` are the streams).
+    #[arg(long, value_name = "PATH", requires = "istio")]
+    access_log: Option<String>,
     /// The proxy's workload labels, `k=v[,k=v…]`: a gateway's Gateway selector, a
     /// sidecar's `sourceLabels`.
     #[arg(long, value_name = "LABELS", value_parser = parse_labels, requires = "istio")]
@@ -164,6 +180,7 @@ fn parse_port_map(s: &str) -> Result<PortMap, String> {
         .map(PortMap)
 }
 
+use mesh_core::config::AccessLogSink;
 use mesh_examples::files::Stamp;
 
 /// Where the config comes from, to load it again on reload.
@@ -188,7 +205,15 @@ impl Source {
         }
         let labels = cli.labels.clone().unwrap_or_default().0;
         let options = match cli.role? {
-            Role::Sidecar => mesh_xds::istio::Options::sidecar(cli.outbound_port?).labels(labels),
+            Role::Sidecar => match cli.outbound_port {
+                Some(port) => mesh_xds::istio::Options::sidecar(port),
+                None => mesh_xds::istio::Options::captured_sidecar(),
+            }
+            .labels(labels)
+            .outbound_traffic_policy(match cli.outbound_traffic_policy {
+                TrafficPolicy::AllowAny => mesh_xds::istio::OutboundTrafficPolicy::AllowAny,
+                TrafficPolicy::RegistryOnly => mesh_xds::istio::OutboundTrafficPolicy::RegistryOnly,
+            }),
             Role::Gateway => cli
                 .port_map
                 .iter()
@@ -198,6 +223,12 @@ impl Source {
                 }),
         }
         .namespace(cli.namespace.clone());
+        let options = match cli.access_log.as_deref() {
+            None => options,
+            Some("/dev/stdout") => options.access_log(AccessLogSink::Stdout),
+            Some("/dev/stderr") => options.access_log(AccessLogSink::Stderr),
+            Some(path) => options.access_log(AccessLogSink::File(path.into())),
+        };
         Some(Self::Istio {
             paths: cli.istio.clone(),
             options,
@@ -256,6 +287,15 @@ fn parse_admin_addr(s: &str) -> Result<SocketAddr, String> {
     }
     s.parse()
         .map_err(|e| format!("{s:?} is neither a port nor an address: {e}"))
+}
+
+/// meshConfig `outboundTrafficPolicy.mode`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TrafficPolicy {
+    /// ALLOW_ANY: to where they were going.
+    AllowAny,
+    /// REGISTRY_ONLY: refused.
+    RegistryOnly,
 }
 
 #[derive(Debug, Subcommand)]

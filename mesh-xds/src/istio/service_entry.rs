@@ -14,7 +14,8 @@ pub struct ServiceEntry {
     pub meta: Meta,
     /// `hosts`, as written.
     pub hosts: Vec<String>,
-    /// `addresses` (parsed; virtual IPs are not supported).
+    /// `addresses`: virtual IPs (the captured sidecar's listeners for TCP ports, and domains of
+    /// its routes).
     pub addresses: Vec<String>,
     /// `ports`.
     pub ports: Vec<ServicePort>,
@@ -138,12 +139,6 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> ServiceEntry {
         }
     }
     se.addresses = s.strings(cx, "addresses");
-    if !se.addresses.is_empty() {
-        cx.warn(
-            s.child("addresses"),
-            "addresses (virtual IPs) are not supported: services are matched by Host only",
-        );
-    }
     let mut port_names = std::collections::BTreeSet::new();
     let mut port_numbers = std::collections::BTreeSet::new();
     for (v, p) in s.list(cx, "ports") {

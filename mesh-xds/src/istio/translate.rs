@@ -2,6 +2,7 @@
 //! checks and clusters. Routes, virtual hosts and listeners are in [`route`].
 
 mod route;
+mod sidecar;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -9,7 +10,8 @@ use std::time::Duration;
 
 use mesh_core::config::{
     Bootstrap, CircuitBreakers, Cluster, ClusterLoadAssignment, DiscoveryType, FieldError, HashOn,
-    HashPolicy, LbEndpoint, LbPolicy, Locality, LocalityLbEndpoints, Thresholds, UpstreamProtocol,
+    HashPolicy, LbEndpoint, LbPolicy, Locality, LocalityLbEndpoints, NetworkFilter, Thresholds,
+    UpstreamProtocol,
 };
 
 use super::{
@@ -50,8 +52,44 @@ pub fn translate(res: &Resources, opts: &Options) -> Result<Loaded<Bootstrap>, L
         } => b
             .listeners
             .push(route::sidecar(&mut cx, &reg, *outbound_port, labels)),
+        Role::CapturedSidecar { labels } => {
+            let (listeners, clusters) = sidecar::captured(&mut cx, &reg, labels);
+            b.listeners = listeners;
+            b.clusters.extend(clusters);
+        }
         Role::Gateway { labels, port_map } => {
             b.listeners = route::gateways(&mut cx, &reg, labels, port_map);
+        }
+    }
+    if let Some(sink) = &opts.access_log {
+        let log = mesh_core::config::AccessLog {
+            sink: sink.clone(),
+            format: Some(super::ISTIO_ACCESS_LOG_FORMAT.into()),
+        };
+        for fc in b.listeners.iter_mut().flat_map(|l| l.chains_mut()) {
+            match &mut fc.filter {
+                NetworkFilter::HttpConnectionManager(h) => h.access_log.push(log.clone()),
+                NetworkFilter::TcpProxy(t) => t.access_log.push(log.clone()),
+            }
+        }
+    }
+    if !matches!(opts.role, Role::CapturedSidecar { .. }) {
+        // Only the captured layout has listeners per virtual IP and TCP proxies.
+        for se in &res.service_entries {
+            if !se.addresses.is_empty() {
+                cx.warn(
+                    se.meta.path("ServiceEntry", "spec.addresses"),
+                    "addresses (virtual IPs) serve only the captured sidecar (--role sidecar without --outbound-port); here services are matched by Host",
+                );
+            }
+        }
+        for vs in &res.virtual_services {
+            if !vs.tcp.is_empty() {
+                cx.warn(
+                    vs.meta.path("VirtualService", "spec.tcp"),
+                    "TCP routes serve only the captured sidecar (--role sidecar without --outbound-port), ignored here",
+                );
+            }
         }
     }
     if !cx.errors.is_empty() {

@@ -19,6 +19,33 @@ pub struct VirtualService {
     pub gateways: Vec<String>,
     /// `spec.http`, in order.
     pub http: Vec<HttpRoute>,
+    /// `spec.tcp`, in order (served by the captured sidecar layout).
+    pub tcp: Vec<TcpRoute>,
+}
+
+/// One `tcp[]` rule: layer-4 matches (OR of blocks; empty matches every connection) and the
+/// weighted destinations a matching connection goes to.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TcpRoute {
+    /// `match[]`.
+    pub matches: Vec<L4Match>,
+    /// `route[]`.
+    pub route: Vec<RouteDestination>,
+}
+
+/// A `tcp[].match[]` block.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct L4Match {
+    /// `destinationSubnets`: IPv4 or IPv6 addresses or CIDRs.
+    pub destination_subnets: Vec<String>,
+    /// `port` (0 or absent: any).
+    pub port: Option<u16>,
+    /// `sourceLabels`.
+    pub source_labels: BTreeMap<String, String>,
+    /// `sourceNamespace`.
+    pub source_namespace: Option<String>,
+    /// `gateways`.
+    pub gateways: Vec<String>,
 }
 
 /// One `http[]` rule.
@@ -301,11 +328,11 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> VirtualService 
             vs.http.push(r);
         }
     }
-    s.unsupported(
-        cx,
-        "tcp",
-        "TCP routes are not supported (the proxy serves HTTP only), ignored",
-    );
+    for (v, p) in s.list(cx, "tcp") {
+        if let Some(r) = tcp_route(cx, v, p) {
+            vs.tcp.push(r);
+        }
+    }
     s.unsupported(
         cx,
         "tls",
@@ -316,6 +343,69 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> VirtualService 
     }
     vs.meta = meta;
     vs
+}
+
+fn tcp_route(cx: &mut Cx, v: &Value, path: String) -> Option<TcpRoute> {
+    let mut o = Obj::new(cx, v, path)?;
+    let mut r = TcpRoute::default();
+    for (mv, mp) in o.list(cx, "match") {
+        let Some(mut m) = Obj::new(cx, mv, mp) else {
+            continue;
+        };
+        let mut l4 = L4Match {
+            destination_subnets: m.strings(cx, "destinationSubnets"),
+            ..L4Match::default()
+        };
+        for (i, subnet) in l4.destination_subnets.iter().enumerate() {
+            if super::cidr(subnet).is_none() {
+                cx.error(
+                    format!("{}[{i}]", m.child("destinationSubnets")),
+                    format!("{subnet:?} is not an IP address or CIDR"),
+                );
+            }
+        }
+        if let Some(n) = m.u64(cx, "port").filter(|n| *n != 0) {
+            match super::rules::port(n) {
+                Ok(()) => l4.port = Some(n as u16),
+                Err(e) => cx.error(m.child("port"), e),
+            }
+        }
+        if let Some((v, p)) = m.value(cx, "sourceLabels") {
+            l4.source_labels = string_map(cx, v, &p);
+        }
+        l4.source_namespace = m.string(cx, "sourceNamespace");
+        l4.gateways = m.strings(cx, "gateways");
+        m.finish(cx);
+        r.matches.push(l4);
+    }
+    for (dv, dp) in o.list(cx, "route") {
+        let Some(mut d) = Obj::new(cx, dv, dp) else {
+            continue;
+        };
+        let destination = match d.required(cx, "destination") {
+            Some((v, p)) => destination(cx, v, p).unwrap_or_default(),
+            None => Destination::default(),
+        };
+        let weight = match d.i64(cx, "weight") {
+            Some(w) if w < 0 => {
+                cx.error(d.child("weight"), format!("weight {w} < 0"));
+                0
+            }
+            Some(w) => u32::try_from(w).unwrap_or(u32::MAX),
+            None => 0,
+        };
+        d.finish(cx);
+        r.route.push(RouteDestination {
+            destination,
+            weight,
+            headers: Headers::default(),
+        });
+    }
+    if r.route.is_empty() {
+        cx.error(o.child("route"), "TCP route is required");
+    }
+    o.finish(cx);
+    Some(r)
 }
 
 fn http_route(cx: &mut Cx, v: &Value, path: String) -> Option<HttpRoute> {

@@ -50,6 +50,41 @@ pub(super) fn sidecar(
     labels: &BTreeMap<String, String>,
 ) -> Listener {
     let opts = reg.opts;
+    let rc = sidecar_routes(cx, reg, labels, outbound_port.to_string(), None);
+    Listener::http(
+        format!("{}_{outbound_port}", opts.bind_address),
+        SocketAddr::new(opts.bind_address, outbound_port),
+        outbound_hcm(rc, format!("outbound_{outbound_port}")),
+    )
+}
+
+/// A sidecar's outbound connection manager for `rc`.
+pub(super) fn outbound_hcm(rc: RouteConfiguration, stat_prefix: String) -> HttpConnectionManager {
+    HttpConnectionManager {
+        stat_prefix,
+        http_filters: filters_for(&rc),
+        upgrade_configs: vec![UpgradeConfig::websocket()],
+        // meshConfig.pathNormalization's default (BASE): RFC 3986 normalisation, escaped
+        // slashes kept, as pilot sets it on every connection manager.
+        normalize_path: true,
+        tracing: Some(istio_tracing()),
+        ..HttpConnectionManager::with_routes(rc)
+    }
+}
+
+/// A sidecar's outbound routes: a virtual host per service and HTTP port, the mesh-bound
+/// VirtualServices' routes or a default route in each. With `only_port` (the captured layout's
+/// route configuration of one port), only that port's virtual hosts, their domains without
+/// ports (the configuration ignores the port in `Host`) plus the services' virtual IPs;
+/// without it, every port's, with `host:port` domains.
+pub(super) fn sidecar_routes(
+    cx: &mut Cx,
+    reg: &Registry<'_>,
+    labels: &BTreeMap<String, String>,
+    name: String,
+    only_port: Option<u16>,
+) -> RouteConfiguration {
+    let opts = reg.opts;
     let mesh: Vec<&VirtualService> = reg
         .res
         .virtual_services
@@ -81,7 +116,8 @@ pub(super) fn sidecar(
             }
         }
     }
-    let mut rc = RouteConfiguration::new(outbound_port.to_string());
+    let mut rc = RouteConfiguration::new(name);
+    rc.ignore_port_in_host_matching = only_port.is_some();
     rc.validate_clusters = Some(false);
     rc.max_direct_response_body_size_bytes = MAX_DIRECT_RESPONSE_BODY;
     let mut domains = HashSet::new();
@@ -101,12 +137,16 @@ pub(super) fn sidecar(
         }
     };
     for s in &reg.services {
-        let http: Vec<u16> = s.http_ports().map(|p| p.number).collect();
+        let mut http: Vec<u16> = s.http_ports().map(|p| p.number).collect();
         let Some(&first) = http.first() else {
             continue;
         };
         let default_port = if http.contains(&80) { 80 } else { first };
-        let names = alt_names(&s.host, &opts.namespace, &opts.domain_suffix);
+        let mut names = alt_names(&s.host, &opts.namespace, &opts.domain_suffix);
+        if let Some(p) = only_port {
+            http.retain(|n| *n == p);
+            names.extend(s.se.addresses.iter().filter(|a| !a.contains('/')).cloned());
+        }
         let vs = exact.get(&s.host).copied().or_else(|| {
             wild.iter()
                 .filter(|(w, _)| wildcard_covers(w, &s.host))
@@ -115,11 +155,13 @@ pub(super) fn sidecar(
         });
         for &port in &http {
             let mut vh = VirtualHost::new(format!("{}:{port}", s.host), Vec::<String>::new());
-            if port == default_port {
+            if port == default_port || only_port.is_some() {
                 vh.domains.extend(names.iter().cloned());
             }
-            vh.domains
-                .extend(names.iter().map(|n| format!("{n}:{port}")));
+            if only_port.is_none() {
+                vh.domains
+                    .extend(names.iter().map(|n| format!("{n}:{port}")));
+            }
             let ctx = Context {
                 gateway: "mesh".into(),
                 port,
@@ -134,6 +176,9 @@ pub(super) fn sidecar(
         }
     }
     // VirtualService hosts with no ServiceEntry: port 80 only, as pilot does.
+    if only_port.is_some_and(|p| p != 80) {
+        return rc;
+    }
     let ctx = Context {
         gateway: "mesh".into(),
         port: 80,
@@ -151,27 +196,13 @@ pub(super) fn sidecar(
             continue;
         }
         let mut vh = VirtualHost::new(format!("{host}:80"), [host.clone()]);
-        if host != "*" {
+        if host != "*" && only_port.is_none() {
             vh.domains.push(format!("{host}:80"));
         }
         vh.routes = vs_routes(reg, vs, &ctx);
         add_vhost(cx, &mut rc, vh);
     }
-    let hcm = HttpConnectionManager {
-        stat_prefix: format!("outbound_{outbound_port}"),
-        http_filters: filters_for(&rc),
-        upgrade_configs: vec![UpgradeConfig::websocket()],
-        // meshConfig.pathNormalization's default (BASE): RFC 3986 normalisation, escaped
-        // slashes kept, as pilot sets it on every connection manager.
-        normalize_path: true,
-        tracing: Some(istio_tracing()),
-        ..HttpConnectionManager::with_routes(rc)
-    };
-    Listener::http(
-        format!("{}_{outbound_port}", opts.bind_address),
-        SocketAddr::new(opts.bind_address, outbound_port),
-        hcm,
-    )
+    rc
 }
 
 /// The names a sidecar uses for a host: the FQDN, and for `name.ns.svc.<suffix>` hosts

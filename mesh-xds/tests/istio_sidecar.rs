@@ -1,0 +1,320 @@
+//! The captured sidecar's layout from Istio YAML (issue #14, SEMANTICS.md §10): Istio's
+//! listener and cluster names, chain matches, TCP routes and the outbound traffic policy.
+
+use std::net::SocketAddr;
+
+use mesh_core::config::{
+    AccessLogSink, Action, Bootstrap, CidrRange, ClusterSpecifier, DiscoveryType, FilterChain,
+    Listener, ListenerFilterKind, NetworkFilter, RouteSource, TcpCluster, TcpProxy,
+};
+use mesh_xds::istio::{self, Options, OutboundTrafficPolicy};
+
+const MESH: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: reviews }
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  addresses: [10.96.0.10]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{ number: 9080, name: http, protocol: HTTP }]
+  endpoints:
+  - { address: 10.1.0.3, labels: { app: reviews, version: v1 } }
+  - { address: 10.1.0.4, labels: { app: reviews, version: v2 } }
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: db }
+spec:
+  host: db
+  subsets:
+  - { name: primary, labels: { role: primary } }
+  - { name: replica, labels: { role: replica } }
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: db }
+spec:
+  hosts: [db.default.svc.cluster.local]
+  addresses: [10.96.0.20]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{ number: 5432, name: tcp-postgres, protocol: TCP }]
+  endpoints:
+  - { address: 10.1.0.5, labels: { role: primary } }
+  - { address: 10.1.0.6, labels: { role: replica } }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: db }
+spec:
+  hosts: [db]
+  tcp:
+  - match: [{ port: 5432, destinationSubnets: [10.96.0.20/32], sourceLabels: { app: other } }]
+    route: [{ destination: { host: db, subset: replica } }]
+  - match: [{ port: 5432, destinationSubnets: [10.96.0.0/16] }]
+    route:
+    - { destination: { host: db, subset: primary }, weight: 80 }
+    - { destination: { host: db, subset: replica }, weight: 20 }
+  - route: [{ destination: { host: db, subset: primary } }]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: cache }
+spec:
+  hosts: [cache.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{ number: 6379, name: redis, protocol: REDIS }]
+  endpoints: [{ address: 10.1.0.7 }]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: productpage }
+spec:
+  hosts: [productpage.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - { number: 9080, name: http, protocol: HTTP, targetPort: 8080 }
+  - { number: 9090, name: tcp-metrics, protocol: TCP }
+  endpoints: [{ address: 10.1.0.1, labels: { app: productpage } }]
+"#;
+
+fn translate(opts: Options) -> Bootstrap {
+    let res = istio::parse_str(MESH, "mesh.yaml", "default").unwrap();
+    assert_eq!(res.warnings, [], "{:?}", res.warnings);
+    let b = istio::translate(&res.value, &opts.labels([("app", "productpage")])).unwrap();
+    b.value.validate().unwrap();
+    b.value
+}
+
+fn listener<'a>(b: &'a Bootstrap, name: &str) -> &'a Listener {
+    b.listeners
+        .iter()
+        .find(|l| l.name == name)
+        .unwrap_or_else(|| panic!("no listener {name}: {:?}", names(b)))
+}
+
+fn names(b: &Bootstrap) -> Vec<&str> {
+    b.listeners.iter().map(|l| l.name.as_str()).collect()
+}
+
+fn tcp(fc: &FilterChain) -> &TcpProxy {
+    match &fc.filter {
+        NetworkFilter::TcpProxy(t) => t,
+        NetworkFilter::HttpConnectionManager(_) => panic!("tcp_proxy expected in {}", fc.name),
+    }
+}
+
+fn cidr(s: &str) -> CidrRange {
+    let (a, l) = s.split_once('/').unwrap();
+    CidrRange {
+        address_prefix: a.parse().unwrap(),
+        prefix_len: l.parse().unwrap(),
+    }
+}
+
+#[test]
+fn the_listeners_have_istios_names_and_shape() {
+    let b = translate(Options::captured_sidecar());
+    assert_eq!(
+        names(&b),
+        [
+            "virtualOutbound",
+            "0.0.0.0_9080",
+            "10.96.0.20_5432",
+            "0.0.0.0_6379",
+            "0.0.0.0_9090",
+            "virtualInbound"
+        ]
+    );
+    let out = listener(&b, "virtualOutbound");
+    assert_eq!(out.address, "0.0.0.0:15001".parse::<SocketAddr>().unwrap());
+    assert!(out.use_original_dst && out.bind_to_port);
+    let chains: Vec<&str> = out.filter_chains.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        chains,
+        ["virtualOutbound-blackhole", "virtualOutbound-catchall-tcp"]
+    );
+    assert_eq!(
+        out.filter_chains[0].filter_chain_match.destination_port,
+        Some(15001)
+    );
+    assert_eq!(
+        tcp(&out.filter_chains[1]).clusters,
+        [TcpCluster {
+            name: "PassthroughCluster".into(),
+            weight: 1
+        }]
+    );
+
+    // HTTP port 9080: not bound, routes named by the port, the service's names and virtual IP
+    // as domains, the catch-all last.
+    let http = listener(&b, "0.0.0.0_9080");
+    assert!(!http.bind_to_port);
+    let hcm = http.filter_chains[0].hcm().unwrap();
+    let RouteSource::RouteConfig(rc) = &hcm.route else {
+        panic!("inline routes");
+    };
+    assert_eq!(rc.name, "9080");
+    assert!(rc.ignore_port_in_host_matching);
+    let vh = &rc.virtual_hosts[0];
+    assert_eq!(vh.name, "reviews.default.svc.cluster.local:9080");
+    for d in ["reviews", "reviews.default.svc.cluster.local", "10.96.0.10"] {
+        assert!(vh.domains.iter().any(|x| x == d), "{d} in {:?}", vh.domains);
+    }
+    let last = rc.virtual_hosts.last().unwrap();
+    assert_eq!(
+        (last.name.as_str(), &last.domains[..]),
+        ("allow_any", &["*".to_string()][..])
+    );
+    let Action::Route(a) = &last.routes[0].action else {
+        panic!("a route to PassthroughCluster");
+    };
+    assert_eq!(
+        a.cluster,
+        ClusterSpecifier::Cluster("PassthroughCluster".into())
+    );
+
+    // A TCP service without a virtual IP listens on the port; with one, on it.
+    let cache = listener(&b, "0.0.0.0_6379");
+    assert_eq!(
+        tcp(&cache.filter_chains[0]).clusters[0].name,
+        "outbound|6379||cache.default.svc.cluster.local"
+    );
+
+    // Inbound: the workload's ports (target ports), HTTP and TCP, around the loop guard and
+    // the passthrough.
+    let inb = listener(&b, "virtualInbound");
+    assert_eq!(inb.address, "0.0.0.0:15006".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        inb.listener_filters[0].kind,
+        ListenerFilterKind::OriginalDst
+    );
+    let chains: Vec<(&str, Option<u16>)> = inb
+        .filter_chains
+        .iter()
+        .map(|c| (c.name.as_str(), c.filter_chain_match.destination_port))
+        .collect();
+    assert_eq!(
+        chains,
+        [
+            ("virtualInbound-blackhole", Some(15006)),
+            ("0.0.0.0_8080", Some(8080)),
+            ("0.0.0.0_9090", Some(9090)),
+            ("virtualInbound", None)
+        ]
+    );
+    assert!(inb.filter_chains[1].hcm().is_some());
+    assert_eq!(
+        tcp(&inb.filter_chains[2]).clusters[0].name,
+        "inbound|9090||"
+    );
+
+    // The clusters Istio adds.
+    let cluster = |n: &str| b.clusters.iter().find(|c| c.name == n).unwrap();
+    for n in [
+        "PassthroughCluster",
+        "InboundPassthroughClusterIpv4",
+        "inbound|8080||",
+    ] {
+        assert_eq!(cluster(n).discovery_type, DiscoveryType::OriginalDst, "{n}");
+    }
+    assert_eq!(
+        cluster("inbound|8080||").upstream_bind_config,
+        Some([127, 0, 0, 6].into())
+    );
+    assert_eq!(cluster("PassthroughCluster").upstream_bind_config, None);
+    assert!(
+        cluster("BlackHoleCluster")
+            .load_assignment
+            .as_ref()
+            .unwrap()
+            .endpoints
+            .is_empty()
+    );
+}
+
+#[test]
+fn tcp_routes_become_chains_on_destination_subnets_with_weights() {
+    let b = translate(Options::captured_sidecar());
+    let db = listener(&b, "10.96.0.20_5432");
+    // The first rule wants other source labels: skipped. The second matches 10.96.0.0/16 with
+    // weights; the third, without a match, takes the rest and ends the list.
+    assert_eq!(db.filter_chains.len(), 2, "{:#?}", db.filter_chains);
+    assert_eq!(
+        db.filter_chains[0].filter_chain_match.prefix_ranges,
+        [cidr("10.96.0.0/16")]
+    );
+    assert_eq!(
+        tcp(&db.filter_chains[0]).clusters,
+        [
+            TcpCluster {
+                name: "outbound|5432|primary|db.default.svc.cluster.local".into(),
+                weight: 80
+            },
+            TcpCluster {
+                name: "outbound|5432|replica|db.default.svc.cluster.local".into(),
+                weight: 20
+            },
+        ]
+    );
+    assert!(
+        db.filter_chains[1]
+            .filter_chain_match
+            .prefix_ranges
+            .is_empty()
+    );
+    assert_eq!(
+        tcp(&db.filter_chains[1]).clusters[0].name,
+        "outbound|5432|primary|db.default.svc.cluster.local"
+    );
+}
+
+#[test]
+fn registry_only_drops_unknown_destinations_and_access_logs_everywhere() {
+    let b = translate(
+        Options::captured_sidecar()
+            .outbound_traffic_policy(OutboundTrafficPolicy::RegistryOnly)
+            .access_log(AccessLogSink::Stdout),
+    );
+    let out = listener(&b, "virtualOutbound");
+    assert_eq!(
+        tcp(&out.filter_chains[1]).clusters[0].name,
+        "BlackHoleCluster"
+    );
+    let hcm = listener(&b, "0.0.0.0_9080").filter_chains[0].hcm().unwrap();
+    let RouteSource::RouteConfig(rc) = &hcm.route else {
+        panic!("inline routes");
+    };
+    let last = rc.virtual_hosts.last().unwrap();
+    assert_eq!(last.name, "block_all");
+    assert!(matches!(&last.routes[0].action, Action::DirectResponse(d) if d.status == 502));
+    // meshConfig accessLogFile: every chain logs, HTTP and TCP.
+    for l in &b.listeners {
+        for fc in l.chains() {
+            let logs = match &fc.filter {
+                NetworkFilter::HttpConnectionManager(h) => &h.access_log,
+                NetworkFilter::TcpProxy(t) => &t.access_log,
+            };
+            assert_eq!(logs.len(), 1, "{} {}", l.name, fc.name);
+        }
+    }
+}
+
+#[test]
+fn the_host_routed_sidecar_warns_about_what_only_the_captured_one_serves() {
+    let res = istio::parse_str(MESH, "mesh.yaml", "default").unwrap();
+    let b = istio::translate(&res.value, &Options::sidecar(15001)).unwrap();
+    let paths: Vec<&str> = b.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert!(
+        paths.contains(&"db.default VirtualService: spec.tcp"),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"reviews.default ServiceEntry: spec.addresses"),
+        "{paths:?}"
+    );
+}
