@@ -79,7 +79,19 @@ spec:
   ports:
   - { number: 9080, name: http, protocol: HTTP, targetPort: 8080 }
   - { number: 9090, name: tcp-metrics, protocol: TCP }
+  - { number: 9091, name: admin }
   endpoints: [{ address: 10.1.0.1, labels: { app: productpage } }]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: legacy }
+spec:
+  hosts: [legacy.default.svc.cluster.local]
+  addresses: [10.96.0.40]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{ number: 7070, name: custom }]
+  endpoints: [{ address: 10.1.0.8 }]
 "#;
 
 fn translate(opts: Options) -> Bootstrap {
@@ -127,6 +139,8 @@ fn the_listeners_have_istios_names_and_shape() {
             "10.96.0.20_5432",
             "0.0.0.0_6379",
             "0.0.0.0_9090",
+            "0.0.0.0_9091",
+            "10.96.0.40_7070",
             "virtualInbound"
         ]
     );
@@ -204,6 +218,8 @@ fn the_listeners_have_istios_names_and_shape() {
             ("virtualInbound-blackhole", Some(15006)),
             ("0.0.0.0_8080", Some(8080)),
             ("0.0.0.0_9090", Some(9090)),
+            ("0.0.0.0_9091", Some(9091)),
+            ("0.0.0.0_9091", Some(9091)),
             ("virtualInbound", None)
         ]
     );
@@ -317,4 +333,47 @@ fn the_host_routed_sidecar_warns_about_what_only_the_captured_one_serves() {
         paths.contains(&"reviews.default ServiceEntry: spec.addresses"),
         "{paths:?}"
     );
+}
+
+/// A port whose name names no protocol is sniffed: the HTTP inspector sends HTTP to the routes
+/// and the rest to the TCP proxy, outbound and inbound; inbound, the inspector runs only on
+/// such ports.
+#[test]
+fn ports_without_a_protocol_are_sniffed() {
+    let b = translate(Options::captured_sidecar());
+    let legacy = listener(&b, "10.96.0.40_7070");
+    assert_eq!(
+        legacy.listener_filters[0].kind,
+        ListenerFilterKind::HttpInspector
+    );
+    let [http, tcp_chain] = &legacy.filter_chains[..] else {
+        panic!("two chains: {:#?}", legacy.filter_chains);
+    };
+    assert_eq!(
+        http.filter_chain_match.application_protocols,
+        ["http/1.1", "h2c", "http/1.0"]
+    );
+    assert!(http.hcm().is_some());
+    assert_eq!(
+        tcp(tcp_chain).clusters[0].name,
+        "outbound|7070||legacy.default.svc.cluster.local"
+    );
+
+    let inb = listener(&b, "virtualInbound");
+    let sniff = inb
+        .listener_filters
+        .iter()
+        .find(|f| f.kind == ListenerFilterKind::HttpInspector)
+        .expect("the HTTP inspector");
+    assert!(sniff.runs_for(9091));
+    for port in [8080, 9090, 9092, 15006, 1] {
+        assert!(!sniff.runs_for(port), "{port}");
+    }
+    let on_9091: Vec<bool> = inb
+        .filter_chains
+        .iter()
+        .filter(|c| c.filter_chain_match.destination_port == Some(9091))
+        .map(|c| c.hcm().is_some())
+        .collect();
+    assert_eq!(on_9091, [true, false]);
 }

@@ -61,6 +61,36 @@ impl ServicePort {
         )
     }
 
+    /// Whether Istio would sniff the port's protocol: no `protocol`, and a name that does not
+    /// start with a known one (`http`, `http2`, `grpc`, `grpc-web`, `tcp`, `tls`, `https`,
+    /// `mongo`, `mysql`, `redis`, `udp`, alone or before `-`). The captured sidecar inspects
+    /// such a port's connections: HTTP goes to its routes, anything else to its TCP proxy.
+    pub fn is_sniffed(&self) -> bool {
+        if !self.protocol.is_empty() {
+            return false;
+        }
+        let prefix = self
+            .name
+            .split('-')
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        !matches!(
+            prefix.as_str(),
+            "HTTP"
+                | "HTTP2"
+                | "HTTP_PROXY"
+                | "GRPC"
+                | "TCP"
+                | "TLS"
+                | "HTTPS"
+                | "MONGO"
+                | "MYSQL"
+                | "REDIS"
+                | "UDP"
+        )
+    }
+
     /// Whether the upstream speaks HTTP/2 (HTTP2, GRPC).
     pub fn is_http2(&self) -> bool {
         matches!(self.protocol.as_str(), "HTTP2" | "GRPC" | "GRPC-WEB")

@@ -24,8 +24,8 @@ use std::time::Duration;
 use mesh_core::config::{
     Action, Cluster, ClusterLoadAssignment, DirectResponseAction, DiscoveryType, FilterChain,
     FilterChainMatch, HttpConnectionManager, LbPolicy, Listener, ListenerFilter,
-    ListenerFilterKind, PathMatch, Route, RouteAction, RouteConfiguration, RouteMatch, TcpCluster,
-    TcpProxy, VirtualHost,
+    ListenerFilterKind, PathMatch, PortRange, Route, RouteAction, RouteConfiguration, RouteMatch,
+    TcpCluster, TcpProxy, VirtualHost,
 };
 
 use super::route::{outbound_hcm, sidecar_routes};
@@ -61,7 +61,9 @@ pub(super) fn captured(
     let http_ports: BTreeSet<u16> = reg
         .services
         .iter()
-        .flat_map(|s| s.http_ports().map(|p| p.number))
+        .flat_map(|s| s.se.ports.iter())
+        .filter(|p| p.is_http() && !p.is_sniffed())
+        .map(|p| p.number)
         .collect();
     for &port in &http_ports {
         let mut rc = sidecar_routes(cx, reg, labels, port.to_string(), Some(port));
@@ -77,7 +79,7 @@ pub(super) fn captured(
         listeners.push(l);
     }
 
-    // TCP ports: by virtual IP, else on the port.
+    // TCP ports, and ports whose protocol is sniffed: by virtual IP, else on the port.
     let mut taken: BTreeSet<SocketAddr> = http_ports
         .iter()
         .map(|p| SocketAddr::new(ANY, *p))
@@ -91,7 +93,7 @@ pub(super) fn captured(
                 .map(|c| c.address_prefix)
                 .collect();
         let vs = mesh_vs(reg, &s.host);
-        for port in s.se.ports.iter().filter(|p| !p.is_http()) {
+        for port in s.se.ports.iter().filter(|p| !p.is_http() || p.is_sniffed()) {
             let addrs: Vec<IpAddr> = if vips.is_empty() {
                 vec![ANY]
             } else {
@@ -114,21 +116,42 @@ pub(super) fn captured(
                     Some(vs) => tcp_chains(reg, vs, port.number, labels),
                     None => Vec::new(),
                 };
-                let chains = if chains.is_empty() {
+                let mut chains = if chains.is_empty() {
                     vec![FilterChain::tcp(TcpProxy::to_cluster(&default, &default))]
                 } else {
                     chains
                 };
                 let name = format!("{ip}_{}", port.number);
+                let mut filters = Vec::new();
+                if port.is_sniffed() {
+                    // HTTP, told by the inspector, goes to the port's routes.
+                    let mut rc = sidecar_routes(
+                        cx,
+                        reg,
+                        labels,
+                        format!("{}:{}", s.host, port.number),
+                        Some(port.number),
+                    );
+                    rc.virtual_hosts.push(catchall_vhost(policy));
+                    let mut http = FilterChain::http(outbound_hcm(
+                        rc,
+                        format!("outbound_{ip}_{}", port.number),
+                    ));
+                    http.name.clone_from(&name);
+                    http.filter_chain_match.application_protocols = http_alpn();
+                    chains.insert(0, http);
+                    filters.push(ListenerFilter::new(ListenerFilterKind::HttpInspector));
+                }
                 let mut l = Listener::new(name, address, chains);
                 l.bind_to_port = false;
+                l.listener_filters = filters;
                 listeners.push(l);
             }
         }
     }
 
     // Inbound: the ports of the workload the labels select.
-    let mut inbound: BTreeMap<u16, bool> = BTreeMap::new();
+    let mut inbound: BTreeMap<u16, Proto> = BTreeMap::new();
     if !labels.is_empty() {
         for s in &reg.services {
             for e in &s.endpoints {
@@ -142,7 +165,14 @@ pub(super) fn captured(
                         .copied()
                         .or(port.target_port)
                         .unwrap_or(port.number);
-                    inbound.entry(target).or_insert(port.is_http());
+                    let proto = if port.is_sniffed() {
+                        Proto::Sniffed
+                    } else if port.is_http() {
+                        Proto::Http
+                    } else {
+                        Proto::Tcp
+                    };
+                    inbound.entry(target).or_insert(proto);
                 }
             }
         }
@@ -167,6 +197,39 @@ pub(super) fn captured(
         clusters.push(original_dst(&inbound_cluster(*port), Some(INBOUND_SOURCE)));
     }
     (listeners, clusters)
+}
+
+/// How an inbound port is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Http,
+    Tcp,
+    /// Told apart per connection by the HTTP inspector.
+    Sniffed,
+}
+
+/// The protocols the HTTP inspector reports for HTTP.
+fn http_alpn() -> Vec<String> {
+    vec!["http/1.1".into(), "h2c".into(), "http/1.0".into()]
+}
+
+/// The ports not in `ports`, as ranges (where a listener filter is disabled).
+fn other_ports(ports: &BTreeSet<u16>) -> Vec<PortRange> {
+    let mut out = Vec::new();
+    let mut start = 0u32;
+    for &p in ports {
+        if u32::from(p) > start {
+            out.push(PortRange {
+                start,
+                end: u32::from(p),
+            });
+        }
+        start = u32::from(p) + 1;
+    }
+    if start < 65536 {
+        out.push(PortRange { start, end: 65536 });
+    }
+    out
 }
 
 fn inbound_cluster(port: u16) -> String {
@@ -206,24 +269,45 @@ fn virtual_outbound(catchall: &str) -> Listener {
     l
 }
 
-fn virtual_inbound(ports: &BTreeMap<u16, bool>) -> Listener {
+fn virtual_inbound(ports: &BTreeMap<u16, Proto>) -> Listener {
     let mut blackhole = tcp_chain("virtualInbound-blackhole", BLACKHOLE);
     blackhole.filter_chain_match.destination_port = Some(INBOUND_PORT);
     let mut chains = vec![blackhole];
-    for (&port, &http) in ports {
+    for (&port, &proto) in ports {
         let cluster = inbound_cluster(port);
-        let mut chain = if http {
-            FilterChain::http(inbound_hcm(port, &cluster))
-        } else {
-            FilterChain::tcp(TcpProxy::to_cluster(&cluster, &cluster))
-        };
-        chain.name = format!("0.0.0.0_{port}");
-        chain.filter_chain_match.destination_port = Some(port);
-        chains.push(chain);
+        let name = format!("0.0.0.0_{port}");
+        if proto != Proto::Tcp {
+            let mut chain = FilterChain::http(inbound_hcm(port, &cluster));
+            chain.name.clone_from(&name);
+            chain.filter_chain_match.destination_port = Some(port);
+            if proto == Proto::Sniffed {
+                chain.filter_chain_match.application_protocols = http_alpn();
+            }
+            chains.push(chain);
+        }
+        if proto != Proto::Http {
+            let mut chain = FilterChain::tcp(TcpProxy::to_cluster(&cluster, &cluster));
+            chain.name = name;
+            chain.filter_chain_match.destination_port = Some(port);
+            chains.push(chain);
+        }
     }
     chains.push(tcp_chain("virtualInbound", INBOUND_PASSTHROUGH));
     let mut l = Listener::new("virtualInbound", SocketAddr::new(ANY, INBOUND_PORT), chains);
     l.listener_filters = vec![ListenerFilter::new(ListenerFilterKind::OriginalDst)];
+    let sniffed: BTreeSet<u16> = ports
+        .iter()
+        .filter(|(_, p)| **p == Proto::Sniffed)
+        .map(|(port, _)| *port)
+        .collect();
+    if !sniffed.is_empty() {
+        // Only where a port is sniffed: elsewhere the inspector would hold a connection whose
+        // server speaks first.
+        l.listener_filters.push(ListenerFilter {
+            kind: ListenerFilterKind::HttpInspector,
+            disabled_ports: other_ports(&sniffed),
+        });
+    }
     l
 }
 
