@@ -9,6 +9,10 @@
 //!   `ApiListener`s named `<host>:<port>` for every service port (fully qualified, and the
 //!   short forms users type: `reviews:9080`), with the sidecar's routes, clusters and
 //!   endpoints, so `xds:///reviews.default.svc.cluster.local:9080` resolves.
+//! - A sidecar whose metadata says `INTERCEPTION_MODE: REDIRECT` (as Istio's agent writes it
+//!   for a pod behind `istio-iptables`) and names no `MESH_OUTBOUND_PORT` gets the captured
+//!   layout (`virtualOutbound` on 15001, `virtualInbound` on 15006, a listener per service
+//!   port); its `LABELS` select the workload whose ports it serves inbound.
 //! - Two extensions for running on a laptop: `MESH_OUTBOUND_PORT` (the sidecar's outbound
 //!   listener port, default 15001) and `MESH_PORT_MAP` (`"80=18080,443=18443"`: a gateway
 //!   binds a server port elsewhere, as a Kubernetes Service's targetPort would).
@@ -31,6 +35,21 @@
 //! assert_eq!(view.kind, ProxyKind::Gateway);
 //! assert_eq!(view.namespace, "istio-system");
 //! assert_eq!(view.labels["istio"], "ingressgateway");
+//!
+//! // A pod's sidecar behind istio-iptables: Istio's listener layout.
+//! let mut node = Node {
+//!     id: "sidecar~10.1.0.1~productpage-v1-7d.default~default.svc.cluster.local".into(),
+//!     ..Node::default()
+//! };
+//! node.metadata.insert("INTERCEPTION_MODE".into(), "REDIRECT".into());
+//! node.metadata.insert("LABELS".into(), serde_json::json!({"app": "productpage"}));
+//! let view = NodeView::of(&node);
+//! assert!(view.captured);
+//! let resources = mesh_xds::istio::Resources::default();
+//! let (snapshot, _) = mesh_xds::xds::pilot::view(&resources, &view).unwrap();
+//! let listeners: Vec<&str> =
+//!     snapshot.names(mesh_xds::xds::resource::ResourceType::Listener).collect();
+//! assert!(listeners.contains(&"virtualOutbound") && listeners.contains(&"virtualInbound"));
 //! ```
 
 use std::collections::BTreeMap;
@@ -72,6 +91,9 @@ pub struct NodeView {
     pub outbound_port: u16,
     /// Gateway server port → port bound (`MESH_PORT_MAP`).
     pub port_map: BTreeMap<u16, u16>,
+    /// A sidecar behind the iptables capture (`INTERCEPTION_MODE: REDIRECT`, no
+    /// `MESH_OUTBOUND_PORT`): Istio's listener layout.
+    pub captured: bool,
 }
 
 /// The sidecar outbound port when the node does not name one (Istio's).
@@ -112,11 +134,11 @@ impl NodeView {
             Value::String(s) => s.parse().ok(),
             _ => None,
         };
-        let outbound_port = node
-            .metadata
-            .get("MESH_OUTBOUND_PORT")
-            .and_then(port)
-            .unwrap_or(DEFAULT_OUTBOUND_PORT);
+        let named_port = node.metadata.get("MESH_OUTBOUND_PORT").and_then(port);
+        let captured = kind == ProxyKind::Sidecar
+            && named_port.is_none()
+            && meta_str("INTERCEPTION_MODE") == Some("REDIRECT");
+        let outbound_port = named_port.unwrap_or(DEFAULT_OUTBOUND_PORT);
         let port_map = meta_str("MESH_PORT_MAP")
             .map(|s| {
                 s.split(',')
@@ -133,6 +155,7 @@ impl NodeView {
             labels,
             outbound_port,
             port_map,
+            captured,
         }
     }
 
@@ -149,17 +172,21 @@ impl NodeView {
             .map(|(a, b)| format!("{a}={b}"))
             .collect();
         format!(
-            "{:?}|{}|{}|{}|{}",
+            "{:?}|{}|{}|{}|{}|{}",
             self.kind,
             self.namespace,
             labels.join(","),
             self.outbound_port,
-            ports.join(",")
+            ports.join(","),
+            self.captured
         )
     }
 
     fn options(&self) -> Options {
         let role = match self.kind {
+            ProxyKind::Sidecar if self.captured => Role::CapturedSidecar {
+                labels: self.labels.clone(),
+            },
             ProxyKind::Sidecar | ProxyKind::Grpc => Role::Sidecar {
                 outbound_port: self.outbound_port,
                 labels: self.labels.clone(),
