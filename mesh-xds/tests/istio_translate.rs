@@ -1215,12 +1215,13 @@ metadata: { name: s }
         paths,
         [
             "r.default VirtualService: spec.http[0].bogus",
-            "r.default VirtualService: spec.tcp",
             "f.yaml[1]",
             "f.yaml[2]"
         ]
     );
-    assert!(l.warnings[2].message.contains("PeerAuthentication"));
+    assert!(l.warnings[1].message.contains("PeerAuthentication"));
+    // TCP routes are read (the captured sidecar serves them).
+    assert_eq!(l.value.virtual_services[0].tcp.len(), 1);
     assert!(l.clone().strict().is_err());
     assert_eq!(l.value.virtual_services.len(), 1);
 }
