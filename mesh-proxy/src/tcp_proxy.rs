@@ -23,6 +23,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+mod pipe;
+
 use crate::access_log::{AccessLogger, FormatError, LogRecord};
 use crate::compile::ClusterRt;
 use crate::conn_manager::Shared;
@@ -323,7 +325,7 @@ async fn copy_both(
     if !prefix.is_empty() && up.write_all(&prefix).await.is_err() {
         return false;
     }
-    let copy = tokio::io::copy_bidirectional(down, up);
+    let copy = pipe::copy_both(down, up);
     tokio::pin!(copy);
     let idle_at = |last_ms: u64| began + Duration::from_millis(last_ms) + idle;
     let timer = tokio::time::sleep_until(idle_at(0));
