@@ -232,8 +232,10 @@ struct Sidecar {
 
 impl Sidecar {
     /// Starts the sidecar in the application namespace as uid/gid 1337, from the Istio YAML
-    /// with `policy` (`allow-any` or `registry-only`), and waits until it is ready.
-    fn start(net: &Net, policy: &str) -> Self {
+    /// with `policy` (`allow-any` or `registry-only`) and one more flag `log` (`--no-access-log`
+    /// drops the access logs again, `-v`… anything harmless keeps them), and waits until it is
+    /// ready.
+    fn start(net: &Net, policy: &str, log: &str) -> Self {
         let istio = temp_file("mesh.yaml", &istio_yaml());
         let istio = istio.to_str().unwrap();
         let args = net.exec(
@@ -256,6 +258,7 @@ impl Sidecar {
                 "app=productpage",
                 "--access-log",
                 "/dev/stdout",
+                log,
                 "--outbound-traffic-policy",
                 policy,
             ],
@@ -301,7 +304,7 @@ fn the_sidecar_captures_outbound_and_inbound_traffic() {
     );
     let _app = serve(&net.app, &["whoami:0.0.0.0:8080"]);
     run(&net.exec(&net.app, &[env!("CARGO_BIN_EXE_mesh-proxy"), "iptables"]));
-    let sidecar = Sidecar::start(&net, "allow-any");
+    let sidecar = Sidecar::start(&net, "allow-any", "--namespace=default");
 
     // HTTP to the service's virtual address, by plain socket: through the sidecar, which
     // routes by the VirtualService's header match to subset v2 or v1.
@@ -358,7 +361,8 @@ fn the_sidecar_captures_outbound_and_inbound_traffic() {
     drop(sidecar);
 
     // REGISTRY_ONLY: the same address is refused by the BlackHoleCluster, and counted.
-    let _sidecar = Sidecar::start(&net, "registry-only");
+    // (Without access logs: HTTP and TCP chains alike lose them.)
+    let _sidecar = Sidecar::start(&net, "registry-only", "--no-access-log");
     let out = run(&net.exec(&net.app, &["python3", peer, "send", PODS_IP, "7777", "x\n"]));
     assert!(out.is_empty() || out == "closed", "{out:?}");
     assert_eq!(

@@ -180,7 +180,7 @@ fn parse_port_map(s: &str) -> Result<PortMap, String> {
         .map(PortMap)
 }
 
-use mesh_core::config::AccessLogSink;
+use mesh_core::config::{AccessLogSink, NetworkFilter};
 use mesh_examples::files::Stamp;
 
 /// Where the config comes from, to load it again on reload.
@@ -843,9 +843,10 @@ fn print_error(e: &dyn std::error::Error) {
 }
 
 fn strip_access_logs(b: &mut Bootstrap) {
-    for l in &mut b.listeners {
-        for fc in &mut l.filter_chains {
-            fc.hcm_mut().unwrap().access_log.clear();
+    for fc in b.listeners.iter_mut().flat_map(|l| l.chains_mut()) {
+        match &mut fc.filter {
+            NetworkFilter::HttpConnectionManager(h) => h.access_log.clear(),
+            NetworkFilter::TcpProxy(t) => t.access_log.clear(),
         }
     }
 }
