@@ -123,6 +123,16 @@ pub(crate) async fn serve(down: Downstream, chain: Arc<TcpChainRt>, shared: Arc<
         return;
     };
     log.upstream_cluster = Some(cluster.config.name.clone());
+    // The cluster's max_connections, as Envoy's tcp_proxy honours it: the slot is held for
+    // the connection's life.
+    let breakers = cluster
+        .lb
+        .breakers(mesh_core::config::RoutingPriority::Default);
+    let Ok(_slot) = breakers.try_connection() else {
+        log.flags |= ResponseFlags::UPSTREAM_OVERFLOW;
+        finish(&chain, &mut log, began);
+        return;
+    };
     let mut upstream = None;
     for _ in 0..chain.config.max_connect_attempts.max(1) {
         let Some(target) = target(cluster, down.local, &shared) else {

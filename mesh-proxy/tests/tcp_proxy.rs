@@ -274,3 +274,34 @@ async fn a_refused_upstream_closes_the_connection() {
         2
     );
 }
+
+/// The cluster's `max_connections` holds for TCP: a connection over it is closed and counted
+/// (`upstream_cx_overflow`).
+#[tokio::test]
+async fn max_connections_limits_tcp_connections() {
+    let echo = echo_server().await;
+    let mut c = Cluster::new_static("echo", [echo]);
+    c.circuit_breakers.thresholds = vec![Thresholds {
+        max_connections: 1,
+        ..Thresholds::default()
+    }];
+    let l = Listener::new(
+        "l",
+        "127.0.0.1:0".parse().unwrap(),
+        vec![tcp("echo", "echo")],
+    );
+    let (p, addr) = start(l, vec![c]).await;
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    first.write_all(b"a\n").await.unwrap();
+    let mut buf = [0u8; 2];
+    first.read_exact(&mut buf).await.unwrap();
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    assert_closed(&mut second).await;
+    assert_eq!(
+        counter(&p, StatName::cluster("echo", "upstream_cx_overflow")),
+        1
+    );
+    // The first connection is unaffected.
+    first.shutdown().await.unwrap();
+    assert_eq!(read_to_end(&mut first).await, "bye\n");
+}
