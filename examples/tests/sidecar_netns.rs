@@ -358,6 +358,23 @@ fn the_sidecar_captures_outbound_and_inbound_traffic() {
         stat(&net, "cluster.PassthroughCluster.upstream_cx_total"),
         1
     );
+    // The config dump reads like `istioctl proxy-config listener`.
+    let dump = run(&net.exec(
+        &net.app,
+        &["curl", "-sS", "http://127.0.0.1:15000/config_dump"],
+    ));
+    for name in [
+        "virtualOutbound",
+        "virtualInbound",
+        "0.0.0.0_9080",
+        "10.96.0.20_7777",
+        "inbound|8080||",
+    ] {
+        assert!(
+            dump.contains(&format!("\"{name}\"")),
+            "{name} not in the config dump"
+        );
+    }
     drop(sidecar);
 
     // REGISTRY_ONLY: the same address is refused by the BlackHoleCluster, and counted.

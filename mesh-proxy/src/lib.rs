@@ -526,6 +526,7 @@ impl Inner {
         self.quit.notify_waiters();
     }
 
+    /// Every listener's name and address, bound or not (the admin's `/listeners`, as Envoy's).
     pub(crate) fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
         self.lock_listeners()
             .iter()
@@ -779,17 +780,24 @@ pub struct RunningProxy {
 }
 
 impl RunningProxy {
-    /// Every listener's name and bound address (port 0 in the config is resolved here).
+    /// Every bound listener's name and address (port 0 in the config is resolved here).
+    /// Listeners with `bind_to_port: false` are not listed: they have no socket.
     pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.inner.listener_addrs()
+        self.inner
+            .lock_listeners()
+            .iter()
+            .filter(|h| h.config.bind_to_port)
+            .map(|h| (h.config.name.clone(), h.addr))
+            .collect()
     }
 
-    /// The bound address of the listener named `name`.
+    /// The bound address of the listener named `name` (`None` when it has none, or does not
+    /// bind).
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
         self.inner
             .lock_listeners()
             .iter()
-            .find(|h| h.config.name == name)
+            .find(|h| h.config.name == name && h.config.bind_to_port)
             .map(|h| h.addr)
     }
 
