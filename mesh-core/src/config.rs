@@ -26,6 +26,7 @@ pub mod duration;
 pub mod endpoint;
 pub mod listener;
 pub mod route;
+pub mod tls;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ pub use self::cluster::*;
 pub use self::endpoint::*;
 pub use self::listener::*;
 pub use self::route::*;
+pub use self::tls::*;
 pub use self::validate::{FieldError, ValidationError};
 
 /// The root of the config model.

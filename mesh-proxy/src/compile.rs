@@ -68,6 +68,8 @@ pub(crate) struct ListenerRt {
     pub(crate) matches: Vec<FilterChainMatch>,
     /// Whether the last of `chains` is the default chain.
     pub(crate) has_default: bool,
+    /// Each chain's TLS, when it terminates TLS (aligned with `chains`).
+    pub(crate) tls: Vec<Option<crate::tls::ServerTls>>,
     pub(crate) use_original_dst: bool,
     pub(crate) listener_filters: Vec<ListenerFilter>,
     pub(crate) filters_timeout: std::time::Duration,
@@ -323,12 +325,24 @@ pub(crate) fn compile(
     let mut listeners = Vec::new();
     for (i, l) in bootstrap.listeners.iter().enumerate() {
         let mut chains = Vec::new();
+        let mut tls = Vec::new();
         for (k, fc) in l.chains().enumerate() {
-            let p = if k < l.filter_chains.len() {
-                format!("listeners[{i}].filter_chains[{k}].filters[0].typed_config")
+            let chain_path = if k < l.filter_chains.len() {
+                format!("listeners[{i}].filter_chains[{k}]")
             } else {
-                format!("listeners[{i}].default_filter_chain.filters[0].typed_config")
+                format!("listeners[{i}].default_filter_chain")
             };
+            let p = format!("{chain_path}.filters[0].typed_config");
+            tls.push(fc.transport_socket.as_ref().and_then(|t| {
+                crate::tls::ServerTls::new(t)
+                    .map_err(|e| {
+                        err(
+                            format!("{chain_path}.transport_socket.typed_config.{}", e.field),
+                            e.message,
+                        );
+                    })
+                    .ok()
+            }));
             let hcm = match &fc.filter {
                 NetworkFilter::HttpConnectionManager(h) => h,
                 NetworkFilter::TcpProxy(t) => {
@@ -434,6 +448,7 @@ pub(crate) fn compile(
                 .map(|fc| fc.filter_chain_match.clone())
                 .collect(),
             has_default: l.default_filter_chain.is_some(),
+            tls,
             use_original_dst: l.use_original_dst,
             listener_filters: l.listener_filters.clone(),
             filters_timeout: l.listener_filters_timeout,

@@ -50,6 +50,7 @@ mod random;
 mod router;
 pub mod source;
 mod tcp_proxy;
+mod tls;
 mod trace;
 mod upstream;
 mod workers;

@@ -161,6 +161,7 @@ pub(crate) async fn run(
         &address,
         "no_filter_chain_match",
     ));
+    let tls_stats = crate::tls::TlsStats::new(&shared.stats, &address);
     // Envoy's per-worker listener stat, when this loop runs on a worker.
     let worker_cx = crate::workers::current().map(|w| {
         let stat = mesh_core::stats::StatName::listener_worker(&address, w, "downstream_cx_total");
@@ -184,6 +185,7 @@ pub(crate) async fn run(
                 let shared = Arc::clone(&shared);
                 let name = Arc::clone(&name);
                 let no_match = Arc::clone(&no_match);
+                let tls_stats = tls_stats.clone();
                 let state = Arc::new(ConnState::default());
                 if states.len() >= 64 && states.len() > 2 * conns.len() {
                     states.retain(|s| s.strong_count() > 0);
@@ -191,7 +193,7 @@ pub(crate) async fn run(
                 states.push(Arc::downgrade(&state));
                 conns.spawn(async move {
                     let _slot = slot;
-                    dispatch(stream, remote, name, shared, state, &no_match).await;
+                    dispatch(stream, remote, name, shared, state, &no_match, &tls_stats).await;
                 });
             }
             _ = shutdown.wait_for(|s| *s) => break,
@@ -220,6 +222,7 @@ async fn dispatch(
     shared: Arc<Shared>,
     state: Arc<ConnState>,
     no_match: &mesh_core::stats::Counter,
+    tls_stats: &crate::tls::TlsStats,
 ) {
     use mesh_core::config::ListenerFilterKind as Kind;
     let local = stream.local_addr().unwrap_or(remote);
@@ -275,42 +278,67 @@ async fn dispatch(
         return;
     };
     let chain = chain.clone();
+    let tls = l.tls.get(index).cloned().flatten();
     let name: Arc<str> = if l.name.as_str() == &*name {
         name
     } else {
         l.name.as_str().into()
     };
     drop(snapshot);
-    match chain {
-        crate::compile::Chain::Http(chain) => {
-            let _ = stream.set_nodelay(true);
-            let conn = Accepted {
-                stream,
-                prefix,
-                remote,
-                local: destination,
-                listener: name,
-                index,
-            };
-            serve_conn(conn, chain, shared, state).await;
+    let conn = Accepted {
+        remote,
+        local: destination,
+        listener: name,
+        index,
+    };
+    let _ = stream.set_nodelay(true);
+    let io = crate::h1_server::Rewind::new(prefix, stream);
+    let Some(tls) = tls else {
+        serve_chain(io, conn, chain, shared, state).await;
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::clone(&tls.config));
+    match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+        Ok(Ok(tls_stream)) => {
+            tls_stats.handshake.inc();
+            serve_chain(tls_stream, conn, chain, shared, state).await;
         }
+        Ok(Err(e)) => {
+            tls_stats.failed(&e);
+            tracing::debug!(listener = %conn.listener, remote = %remote, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            tls_stats.connection_error.inc();
+            tracing::debug!(listener = %conn.listener, remote = %remote, "TLS handshake timed out");
+        }
+    }
+}
+
+/// Serves a connection (plain or TLS) with its chain.
+async fn serve_chain<T>(
+    io: T,
+    conn: Accepted,
+    chain: crate::compile::Chain,
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    match chain {
+        crate::compile::Chain::Http(chain) => serve_conn(io, conn, chain, shared, state).await,
         crate::compile::Chain::Tcp(chain) => {
             let down = crate::tcp_proxy::Downstream {
-                stream,
-                remote,
-                local: destination,
-                prefix,
+                stream: io,
+                remote: conn.remote,
+                local: conn.local,
             };
             crate::tcp_proxy::serve(down, chain, shared).await;
         }
     }
 }
 
-/// A connection handed to an HTTP chain.
+/// Where a connection is served: its peers and the listener chain that took it.
 struct Accepted {
-    stream: TcpStream,
-    /// Bytes the listener filters read.
-    prefix: bytes::Bytes,
     remote: std::net::SocketAddr,
     /// The destination (the original one, when restored).
     local: std::net::SocketAddr,
@@ -378,15 +406,16 @@ fn builder(hcm: &HttpConnectionManager) -> auto::Builder<TokioExecutor> {
     }
 }
 
-async fn serve_conn(
+async fn serve_conn<T>(
+    stream: T,
     accepted: Accepted,
     chain: Arc<crate::compile::ChainRt>,
     shared: Arc<Shared>,
     state: Arc<ConnState>,
-) {
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let Accepted {
-        stream,
-        prefix,
         remote,
         local,
         listener,
@@ -422,7 +451,7 @@ async fn serve_conn(
     });
     let b = builder(hcm);
     let io = HeadWatch {
-        inner: crate::h1_server::Rewind::new(prefix, stream),
+        inner: stream,
         state: Arc::clone(&state),
         timeout: header_timeout(hcm),
         watched: true,
@@ -534,8 +563,8 @@ async fn serve_conn(
 /// head that arrives in one piece costs no timer. An HTTP/2 connection (its preface starts
 /// `PRI `) is never watched: its streams are not heads on the connection.
 #[derive(Debug)]
-struct HeadWatch {
-    inner: crate::h1_server::Rewind<TcpStream>,
+struct HeadWatch<T> {
+    inner: T,
     state: Arc<ConnState>,
     timeout: Option<Duration>,
     /// False once the connection is known to be HTTP/2.
@@ -548,7 +577,7 @@ struct HeadWatch {
     timeouts: Arc<mesh_core::stats::Counter>,
 }
 
-impl tokio::io::AsyncRead for HeadWatch {
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for HeadWatch<T> {
     fn poll_read(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -597,7 +626,7 @@ impl tokio::io::AsyncRead for HeadWatch {
     }
 }
 
-impl tokio::io::AsyncWrite for HeadWatch {
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for HeadWatch<T> {
     fn poll_write(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,

@@ -15,11 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use mesh_core::config::{DiscoveryType, TcpProxy};
 use mesh_core::flags::ResponseFlags;
 use mesh_core::stats::{Counter, Registry, StatName};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -89,20 +88,22 @@ impl TcpChainRt {
     }
 }
 
-/// A downstream connection as the listener hands it over.
+/// A downstream connection as the listener hands it over (plain or TLS; bytes the listener
+/// filters read are replayed by the stream itself).
 #[derive(Debug)]
-pub(crate) struct Downstream {
-    pub(crate) stream: TcpStream,
+pub(crate) struct Downstream<S> {
+    pub(crate) stream: S,
     /// The client.
     pub(crate) remote: SocketAddr,
     /// Where the client was going: the original destination when it was restored.
     pub(crate) local: SocketAddr,
-    /// Bytes the listener filters already read, to send first.
-    pub(crate) prefix: Bytes,
 }
 
 /// Proxies one connection until both directions have ended or the idle timeout passes.
-pub(crate) async fn serve(down: Downstream, chain: Arc<TcpChainRt>, shared: Arc<Shared>) {
+pub(crate) async fn serve<S>(down: Downstream<S>, chain: Arc<TcpChainRt>, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     chain.stats.cx_total.inc();
     let start = SystemTime::now();
     let began = Instant::now();
@@ -184,7 +185,6 @@ pub(crate) async fn serve(down: Downstream, chain: Arc<TcpChainRt>, shared: Arc<
     let timed_out = copy_both(
         &mut down_io,
         &mut up_io,
-        down.prefix,
         chain.config.idle_timeout,
         &activity,
         began,
@@ -319,22 +319,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 }
 
-/// Copies both ways (the listener filters' `prefix` first) until both directions end, or the
-/// connection idles past `idle` (zero: never). Returns whether the idle timeout ended it.
+/// Copies both ways until both directions end, or the connection idles past `idle` (zero:
+/// never). Returns whether the idle timeout ended it.
 ///
 /// A drain does not end it: as in Envoy, a draining listener's TCP connections run on until
 /// the drain time is over.
-async fn copy_both(
-    down: &mut Counted<TcpStream>,
+async fn copy_both<S>(
+    down: &mut Counted<S>,
     up: &mut Counted<TcpStream>,
-    prefix: Bytes,
     idle: Duration,
     activity: &AtomicU64,
     began: Instant,
-) -> bool {
-    if !prefix.is_empty() && up.write_all(&prefix).await.is_err() {
-        return false;
-    }
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let copy = pipe::copy_both(down, up);
     tokio::pin!(copy);
     let idle_at = |last_ms: u64| began + Duration::from_millis(last_ms) + idle;

@@ -80,6 +80,7 @@ pub(crate) mod endpoint;
 pub(crate) mod listener;
 pub(crate) mod route;
 mod schema;
+pub(crate) mod tls;
 
 use std::collections::BTreeSet;
 use std::fmt;

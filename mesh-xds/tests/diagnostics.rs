@@ -493,10 +493,11 @@ static_resources:
     );
 }
 
-/// A config that asks for TLS is never served without it (issue #11): a transport socket on a
-/// filter chain or a cluster is an error, not a warning.
+/// A config that asks for TLS is never served without it (issue #11): a TLS transport socket
+/// without its context on a filter chain, and any on a cluster (upstream TLS is not built
+/// yet), is an error, not a warning.
 #[test]
-fn a_transport_socket_is_an_error() {
+fn a_transport_socket_that_cannot_be_honoured_is_an_error() {
     let yaml = r#"
 static_resources:
   listeners:
@@ -523,12 +524,18 @@ static_resources:
     assert_eq!(
         paths,
         [
-            "listeners[0].filter_chains[0].transport_socket",
+            "listeners[0].filter_chains[0].transport_socket.typed_config",
             "clusters[0].transport_socket"
         ]
     );
     assert!(
-        errors[0].message.contains("cannot be honoured"),
+        errors[0]
+            .message
+            .contains("DownstreamTlsContext is required"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].message.contains("cannot be honoured"),
         "{errors:?}"
     );
 }

@@ -2160,3 +2160,120 @@ fn listener_filters_and_tcp_proxies_that_cannot_run_are_errors() {
     );
     assert!(err.to_string().contains("proxy_protocol"), "{err}");
 }
+
+/// A filter chain that terminates TLS, in Envoy's words: read, dumped and read back, over the
+/// file and the wire alike.
+#[test]
+fn a_downstream_tls_context_round_trips() {
+    let yaml = r#"
+static_resources:
+  listeners:
+  - name: https
+    address: { socket_address: { address: 0.0.0.0, port_value: 8443 } }
+    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }
+    filter_chains:
+    - filter_chain_match: { server_names: [www.example.com] }
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: { filename: /etc/certs/www.crt }
+              private_key: { filename: /etc/certs/www.key }
+            alpn_protocols: [h2, http/1.1]
+            tls_params:
+              tls_minimum_protocol_version: TLSv1_2
+              tls_maximum_protocol_version: TLSv1_3
+              cipher_suites: [ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256]
+            validation_context:
+              trusted_ca: { inline_string: "-----BEGIN CERTIFICATE-----\n" }
+              match_typed_subject_alt_names:
+              - { san_type: URI, matcher: { exact: "spiffe://cluster.local/ns/default/sa/web" } }
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: www
+          cluster: www
+  clusters:
+  - name: www
+    connect_timeout: 1s
+    load_assignment: { cluster_name: www }
+"#;
+    let b = load(yaml);
+    let t = b.listeners[0].filter_chains[0]
+        .transport_socket
+        .as_ref()
+        .unwrap();
+    assert!(t.require_client_certificate);
+    let c = &t.common_tls_context;
+    assert_eq!(
+        c.tls_certificates[0].certificate_chain,
+        DataSource::Filename("/etc/certs/www.crt".into())
+    );
+    assert_eq!(c.alpn_protocols, ["h2", "http/1.1"]);
+    assert_eq!(
+        c.tls_params.minimum_protocol_version,
+        Some(TlsVersion::V1_2)
+    );
+    let v = c.validation_context.as_ref().unwrap();
+    assert_eq!(v.match_typed_subject_alt_names[0].san_type, SanType::Uri);
+    round_trip(&b);
+}
+
+/// In a TLS context, a field the proxy does not read is an error (it may restrict whom to
+/// trust), and so is a transport socket other than TLS.
+#[test]
+fn what_a_tls_context_asks_and_the_proxy_cannot_honour_is_an_error() {
+    let yaml = r#"
+static_resources:
+  listeners:
+  - name: https
+    address: { socket_address: { address: 0.0.0.0, port_value: 8443 } }
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          ocsp_staple_policy: MUST_STAPLE
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: { filename: /c }
+              private_key: { filename: /k }
+            validation_context:
+              trusted_ca: { filename: /ca }
+              crl: { filename: /crl }
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: www
+          cluster: www
+    - transport_socket:
+        name: envoy.transport_sockets.alts
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: www2
+          cluster: www
+  clusters:
+  - name: www
+    connect_timeout: 1s
+    load_assignment: { cluster_name: www }
+"#;
+    let err = parse_bootstrap(yaml).unwrap_err();
+    let paths: Vec<&str> = err.field_errors().iter().map(|e| e.path.as_str()).collect();
+    let tls = "listeners[0].filter_chains[0].transport_socket.typed_config";
+    for want in [
+        format!("{tls}.ocsp_staple_policy"),
+        format!("{tls}.common_tls_context.validation_context.crl"),
+        "listeners[0].filter_chains[1].transport_socket".to_owned(),
+    ] {
+        assert!(paths.contains(&want.as_str()), "{want} in {paths:?}");
+    }
+}

@@ -172,6 +172,10 @@ pub struct FilterChain {
     pub filter_chain_match: FilterChainMatch,
     /// The terminal network filter.
     pub filter: NetworkFilter,
+    /// TLS the chain terminates before its filter sees the bytes (`transport_socket`
+    /// `envoy.transport_sockets.tls`; default none: plain text).
+    #[serde(default)]
+    pub transport_socket: Option<super::tls::DownstreamTlsContext>,
 }
 
 impl FilterChain {
@@ -181,6 +185,7 @@ impl FilterChain {
             name: String::new(),
             filter_chain_match: FilterChainMatch::default(),
             filter: NetworkFilter::HttpConnectionManager(Box::new(hcm)),
+            transport_socket: None,
         }
     }
 
@@ -190,6 +195,7 @@ impl FilterChain {
             name: String::new(),
             filter_chain_match: FilterChainMatch::default(),
             filter: NetworkFilter::TcpProxy(tcp),
+            transport_socket: None,
         }
     }
 

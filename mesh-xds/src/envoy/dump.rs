@@ -70,9 +70,10 @@ use mesh_core::config::{
     duration,
 };
 use mesh_core::config::{
-    CidrRange, Cluster, DEFAULT_LISTENER_FILTERS_TIMEOUT, EscapedSlashesAction, Http2Options,
-    LbSubsetConfig, LbSubsetFallbackPolicy, LbSubsetSelectorFallbackPolicy, ListenerFilter,
-    ListenerFilterKind, NetworkFilter, PortRange, ROUTER_FILTER, SourceType, TcpProxy,
+    CidrRange, Cluster, CommonTlsContext, DEFAULT_LISTENER_FILTERS_TIMEOUT, DataSource,
+    DownstreamTlsContext, EscapedSlashesAction, Http2Options, LbSubsetConfig,
+    LbSubsetFallbackPolicy, LbSubsetSelectorFallbackPolicy, ListenerFilter, ListenerFilterKind,
+    NetworkFilter, PortRange, ROUTER_FILTER, SanType, SourceType, TcpProxy, TlsVersion,
     UnderscoresAction,
 };
 use serde_json::{Map, Value};
@@ -356,7 +357,82 @@ fn filter_chain(fc: &FilterChain) -> Value {
         }
     }
     out.set("filters", Value::Array(vec![f.into()]));
+    if let Some(t) = &fc.transport_socket {
+        out.set(
+            "transport_socket",
+            json_obj([
+                ("name", "envoy.transport_sockets.tls".into()),
+                ("typed_config", downstream_tls(t)),
+            ]),
+        );
+    }
     out.into()
+}
+
+fn downstream_tls(t: &DownstreamTlsContext) -> Value {
+    let mut out = Obj::typed("envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext");
+    out.message("common_tls_context", common_tls(&t.common_tls_context));
+    out.flag("require_client_certificate", t.require_client_certificate);
+    out.into()
+}
+
+fn common_tls(c: &CommonTlsContext) -> Obj {
+    let mut out = Obj::new();
+    out.list(
+        "tls_certificates",
+        c.tls_certificates.iter().map(|cert| {
+            json_obj([
+                ("certificate_chain", data_source(&cert.certificate_chain)),
+                ("private_key", data_source(&cert.private_key)),
+            ])
+        }),
+    );
+    out.strings("alpn_protocols", &c.alpn_protocols);
+    let version = |v: TlsVersion| match v {
+        TlsVersion::V1_2 => "TLSv1_2",
+        TlsVersion::V1_3 => "TLSv1_3",
+    };
+    let mut p = Obj::new();
+    p.opt(
+        "tls_minimum_protocol_version",
+        c.tls_params.minimum_protocol_version.map(version),
+    );
+    p.opt(
+        "tls_maximum_protocol_version",
+        c.tls_params.maximum_protocol_version.map(version),
+    );
+    p.strings("cipher_suites", &c.tls_params.cipher_suites);
+    out.message("tls_params", p);
+    if let Some(v) = &c.validation_context {
+        let mut vc = Obj::new();
+        if let Some(ca) = &v.trusted_ca {
+            vc.set("trusted_ca", data_source(ca));
+        }
+        vc.list(
+            "match_typed_subject_alt_names",
+            v.match_typed_subject_alt_names.iter().map(|m| {
+                let t = match m.san_type {
+                    SanType::Dns => "DNS",
+                    SanType::Uri => "URI",
+                    SanType::Email => "EMAIL",
+                    SanType::IpAddress => "IP_ADDRESS",
+                };
+                json_obj([
+                    ("san_type", t.into()),
+                    ("matcher", string_matcher(&m.matcher)),
+                ])
+            }),
+        );
+        out.set("validation_context", vc);
+    }
+    out
+}
+
+fn data_source(d: &DataSource) -> Value {
+    match d {
+        DataSource::Filename(f) => json_obj([("filename", f.as_str().into())]),
+        DataSource::InlineString(s) => json_obj([("inline_string", s.as_str().into())]),
+    }
 }
 
 fn tcp_proxy(t: &TcpProxy) -> Value {

@@ -10,9 +10,7 @@ use mesh_core::config::{
 };
 use serde_json::Value;
 
-use super::{
-    Cx, Obj, Remap, TLS_UNSUPPORTED, UNKNOWN, endpoint, join, peek, route, show, type_name,
-};
+use super::{Cx, Obj, Remap, UNKNOWN, endpoint, join, peek, route, show, type_name};
 
 const HCM: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
@@ -263,7 +261,9 @@ fn filter_chain(cx: &mut Cx, v: &Value, path: String) -> Option<FilterChain> {
         Some(m) => chain_match(cx, m),
         None => FilterChainMatch::default(),
     };
-    o.reject(cx, "transport_socket", TLS_UNSUPPORTED);
+    let transport_socket = o
+        .value(cx, "transport_socket")
+        .and_then(|(v, p)| super::tls::downstream_socket(cx, v, p));
     let name = o.string(cx, "name").unwrap_or_default();
     o.finish(cx);
 
@@ -286,6 +286,7 @@ fn filter_chain(cx: &mut Cx, v: &Value, path: String) -> Option<FilterChain> {
         name,
         filter_chain_match,
         filter: filter?,
+        transport_socket,
     })
 }
 

@@ -612,7 +612,7 @@ fn non_empty(cx: &mut Cx, v: &Value, path: &str) -> Option<String> {
 }
 
 /// A `type.matcher.v3.StringMatcher`.
-fn string_matcher(cx: &mut Cx, v: &Value, path: String) -> Option<StringMatcher> {
+pub(crate) fn string_matcher(cx: &mut Cx, v: &Value, path: String) -> Option<StringMatcher> {
     let mut o = Obj::new(cx, v, path)?;
     let mut patterns = Vec::new();
     if let Some(s) = o.string(cx, "exact") {

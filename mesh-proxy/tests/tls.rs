@@ -1,0 +1,266 @@
+//! TLS a listener terminates (issue #15): certificates picked by SNI, HTTP/1.1 and HTTP/2 by
+//! ALPN, checked with curl and openssl against a CA made here; and certificates that cannot
+//! serve are config errors naming the file and the field.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+
+use mesh_core::config::*;
+use mesh_core::stats::StatName;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+/// A CA and certificates it signs, written as PEM files in a fresh directory.
+struct Pki {
+    dir: PathBuf,
+    ca: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+impl Pki {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("mesh-tls-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "mesh test CA");
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = params.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        Self { dir, ca, ca_key }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).to_str().unwrap().to_owned()
+    }
+
+    /// A server certificate for `host`, as `<host>.crt` and `<host>.key`.
+    fn leaf(&self, host: &str) -> TlsCertificate {
+        let mut params = CertificateParams::new(vec![host.to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, host);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        std::fs::write(self.dir.join(format!("{host}.crt")), cert.pem()).unwrap();
+        std::fs::write(self.dir.join(format!("{host}.key")), key.serialize_pem()).unwrap();
+        TlsCertificate {
+            certificate_chain: DataSource::Filename(self.path(&format!("{host}.crt"))),
+            private_key: DataSource::Filename(self.path(&format!("{host}.key"))),
+        }
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A chain answering `body` for every request, over TLS with `cert` for `server_names`.
+fn chain(server_names: &[&str], cert: TlsCertificate, body: &str) -> FilterChain {
+    let mut route = Route::prefix("/", "unused");
+    route.action = Action::DirectResponse(DirectResponseAction {
+        status: 200,
+        body: Some(body.into()),
+    });
+    let routes = RouteConfiguration::new("r")
+        .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(route));
+    let mut c = FilterChain::http(HttpConnectionManager::with_routes(routes));
+    c.filter_chain_match.server_names = server_names.iter().map(|s| s.to_string()).collect();
+    c.transport_socket = Some(DownstreamTlsContext {
+        common_tls_context: CommonTlsContext {
+            tls_certificates: vec![cert],
+            alpn_protocols: vec!["h2".into(), "http/1.1".into()],
+            ..CommonTlsContext::default()
+        },
+        require_client_certificate: false,
+    });
+    c
+}
+
+fn listener(chains: Vec<FilterChain>) -> Bootstrap {
+    let mut l = Listener::new("https", "127.0.0.1:0".parse().unwrap(), chains);
+    l.listener_filters = vec![ListenerFilter::new(ListenerFilterKind::TlsInspector)];
+    Bootstrap::default().with_listener(l)
+}
+
+/// curl over TLS to `host` (resolved to the listener), trusting `ca`: the body and the HTTP
+/// version, or curl's error.
+async fn curl(addr: SocketAddr, host: &str, ca: &str, http2: bool) -> Result<String, String> {
+    let url = format!("https://{host}:{}/", addr.port());
+    let resolve = format!("{host}:{}:127.0.0.1", addr.port());
+    let version = if http2 { "--http2" } else { "--http1.1" };
+    let (ca, version) = (ca.to_owned(), version.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "--cacert",
+                &ca,
+                "--resolve",
+                &resolve,
+            ])
+            .args([version.as_str(), "-w", " %{http_version}", &url])
+            .output()
+            .expect("run curl");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hostnames_two_certificates_over_http1_and_http2() {
+    let pki = Pki::new("sni");
+    let b = listener(vec![
+        chain(&["a.example.test"], pki.leaf("a.example.test"), "served a"),
+        chain(&["*.example.test"], pki.leaf("b.example.test"), "served b"),
+    ]);
+    let p = mesh_proxy::test_util::start(b).await;
+    let addr = p.listener_addr("https").unwrap();
+    let ca = pki.path("ca.pem");
+    for http2 in [false, true] {
+        let v = if http2 { "2" } else { "1.1" };
+        assert_eq!(
+            curl(addr, "a.example.test", &ca, http2).await.unwrap(),
+            format!("served a {v}")
+        );
+        assert_eq!(
+            curl(addr, "b.example.test", &ca, http2).await.unwrap(),
+            format!("served b {v}")
+        );
+    }
+    // A name the certificate does not cover fails verification in the client.
+    let err = curl(addr, "c.example.test", &ca, false).await.unwrap_err();
+    assert!(err.contains("SSL") || err.contains("certificate"), "{err}");
+    let handshakes = p
+        .stats()
+        .counter(StatName::listener(&addr.to_string(), "ssl.handshake"))
+        .get();
+    assert!(handshakes >= 4, "{handshakes}");
+
+    // openssl shows the chain the name picked.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("openssl")
+            .args(["s_client", "-connect", &addr.to_string()])
+            .args([
+                "-servername",
+                "b.example.test",
+                "-CAfile",
+                &ca,
+                "-showcerts",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run openssl")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("CN = b.example.test"), "{text}");
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+}
+
+fn build_error(b: Bootstrap) -> String {
+    match mesh_proxy::test_util::builder(b).build() {
+        Ok(_) => panic!("the config should be refused"),
+        Err(e) => {
+            assert!(e.is_config(), "{e}");
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(inner) = source {
+                s.push_str(&format!(" | {inner}"));
+                source = inner.source();
+            }
+            s
+        }
+    }
+}
+
+#[test]
+fn certificates_that_cannot_serve_are_errors_naming_the_file_and_the_field() {
+    let pki = Pki::new("bad");
+    let a = pki.leaf("a.example.test");
+    let b = pki.leaf("b.example.test");
+    let field = "listeners[0].filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificates[0]";
+
+    // A key that is not the certificate's.
+    let mismatched = TlsCertificate {
+        certificate_chain: a.certificate_chain.clone(),
+        private_key: b.private_key.clone(),
+    };
+    let e = build_error(listener(vec![chain(&[], mismatched, "x")]));
+    assert!(e.contains(field) && e.contains("a.example.test.crt"), "{e}");
+
+    // Malformed PEM.
+    std::fs::write(
+        pki.dir.join("garbage.crt"),
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n",
+    )
+    .unwrap();
+    let garbage = TlsCertificate {
+        certificate_chain: DataSource::Filename(pki.path("garbage.crt")),
+        private_key: a.private_key.clone(),
+    };
+    let e = build_error(listener(vec![chain(&[], garbage, "x")]));
+    assert!(
+        e.contains(&format!("{field}.certificate_chain")) && e.contains("garbage.crt"),
+        "{e}"
+    );
+
+    // A file that is not there.
+    let missing = TlsCertificate {
+        certificate_chain: a.certificate_chain.clone(),
+        private_key: DataSource::Filename(pki.path("missing.key")),
+    };
+    let e = build_error(listener(vec![chain(&[], missing, "x")]));
+    assert!(
+        e.contains(&format!("{field}.private_key.filename")) && e.contains("missing.key"),
+        "{e}"
+    );
+
+    // An empty file.
+    std::fs::write(pki.dir.join("empty.crt"), "").unwrap();
+    let empty = TlsCertificate {
+        certificate_chain: DataSource::Filename(pki.path("empty.crt")),
+        private_key: a.private_key.clone(),
+    };
+    let e = build_error(listener(vec![chain(&[], empty, "x")]));
+    assert!(e.contains("no certificate"), "{e}");
+}
+
+/// A reload whose certificate cannot serve is refused; the running certificate keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_certificate_on_reload_keeps_the_old_one_serving() {
+    let pki = Pki::new("reload");
+    let good = listener(vec![chain(&[], pki.leaf("a.example.test"), "v1")]);
+    let p = mesh_proxy::test_util::start(good.clone()).await;
+    let addr = p.listener_addr("https").unwrap();
+    let ca = pki.path("ca.pem");
+    assert_eq!(
+        curl(addr, "a.example.test", &ca, false).await.unwrap(),
+        "v1 1.1"
+    );
+    let mut bad = good.clone();
+    bad.listeners[0].filter_chains[0]
+        .transport_socket
+        .as_mut()
+        .unwrap()
+        .common_tls_context
+        .tls_certificates[0]
+        .private_key =
+        DataSource::InlineString("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n".into());
+    let e = p.reload(bad).await.unwrap_err();
+    assert!(e.is_config(), "{e}");
+    assert_eq!(
+        curl(addr, "a.example.test", &ca, true).await.unwrap(),
+        "v1 2"
+    );
+}
