@@ -9,13 +9,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_core::config::{DataSource, DownstreamTlsContext, TlsVersion};
+use mesh_core::config::{
+    DataSource, DownstreamTlsContext, SdsSecretConfig, TlsCertificate, TlsVersion,
+};
 use mesh_core::stats::{Counter, Registry, StatName};
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::time::Instant;
 
 /// How long a client may take to complete its handshake.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -128,6 +132,166 @@ fn restricted(names: &[String]) -> Result<Arc<CryptoProvider>, TlsError> {
     Ok(Arc::new(p))
 }
 
+/// A certificate and key loaded together: the key must be the certificate's.
+fn certified_key(
+    cert: &TlsCertificate,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let chain_field = "common_tls_context.tls_certificates[0].certificate_chain";
+    let key_field = "common_tls_context.tls_certificates[0].private_key";
+    let chain = certificates(&cert.certificate_chain, chain_field)?;
+    let key_pem = read(&cert.private_key, key_field)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        err(
+            key_field,
+            format!(
+                "{}: not a PEM private key: {e}",
+                cert.private_key.describe()
+            ),
+        )
+    })?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+        err(
+            "common_tls_context.tls_certificates[0]",
+            format!(
+                "{} and {}: {e}",
+                cert.certificate_chain.describe(),
+                cert.private_key.describe()
+            ),
+        )
+    })
+}
+
+/// How often the certificate files are looked at for a rotation, at most (on a handshake).
+const ROTATION_CHECK: Duration = Duration::from_secs(1);
+
+/// What a certificate file looked like: its modification time and length.
+type Stamp = Option<(std::time::SystemTime, u64)>;
+
+fn stamp_path(path: &str) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn stamp(source: &DataSource) -> Stamp {
+    match source {
+        DataSource::Filename(f) => stamp_path(f),
+        DataSource::InlineString(_) => None,
+    }
+}
+
+/// Where a server's certificate comes from.
+#[derive(Debug)]
+enum CertSource {
+    /// `tls_certificates[0]`.
+    Files(TlsCertificate),
+    /// `tls_certificate_sds_secret_configs[0]`: an SDS file naming the certificate.
+    Sds(SdsSecretConfig),
+}
+
+impl CertSource {
+    /// The certificate, its files read now.
+    fn load(&self, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
+        match self {
+            Self::Files(cert) => certified_key(cert, provider),
+            Self::Sds(sds) => certified_key(&self.sds_certificate(sds)?, provider),
+        }
+    }
+
+    fn sds_certificate(&self, sds: &SdsSecretConfig) -> Result<TlsCertificate, TlsError> {
+        let field = "common_tls_context.tls_certificate_sds_secret_configs[0]";
+        let text = std::fs::read_to_string(&sds.path).map_err(|e| {
+            err(
+                format!("{field}.sds_config.path_config_source.path"),
+                format!("cannot read {}: {e}", sds.path),
+            )
+        })?;
+        mesh_xds::envoy::parse_sds_certificate(&text, &sds.name)
+            .map_err(|e| err(field, format!("{}: {e}", sds.path)))
+    }
+
+    /// What the files behind the certificate look like now.
+    fn stamps(&self) -> Vec<Stamp> {
+        match self {
+            Self::Files(c) => vec![stamp(&c.certificate_chain), stamp(&c.private_key)],
+            Self::Sds(sds) => {
+                let mut v = vec![stamp_path(&sds.path)];
+                if let Ok(c) = self.sds_certificate(sds) {
+                    v.push(stamp(&c.certificate_chain));
+                    v.push(stamp(&c.private_key));
+                }
+                v
+            }
+        }
+    }
+
+    fn describe(&self) -> &str {
+        match self {
+            Self::Files(c) => c.certificate_chain.describe(),
+            Self::Sds(s) => &s.path,
+        }
+    }
+}
+
+/// The server's certificate, rotated when its files change: at most once a second, on a
+/// handshake, the files (an SDS file and the files it names, or the certificate and key
+/// files) are looked at; when they changed and load (the key the certificate's), new
+/// handshakes use them. Connections open keep theirs. A rotation caught half-written (a new
+/// certificate with the old key) is retried at the next look; until then the previous
+/// certificate serves.
+#[derive(Debug)]
+struct RotatingCert {
+    source: CertSource,
+    provider: Arc<CryptoProvider>,
+    current: arc_swap::ArcSwap<CertifiedKey>,
+    stamps: std::sync::Mutex<(Vec<Stamp>, Instant)>,
+}
+
+impl RotatingCert {
+    fn new(source: CertSource, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
+        let stamps = (source.stamps(), Instant::now());
+        let key = source.load(&provider)?;
+        Ok(Self {
+            source,
+            provider,
+            current: arc_swap::ArcSwap::from_pointee(key),
+            stamps: std::sync::Mutex::new(stamps),
+        })
+    }
+
+    fn check(&self) {
+        let Ok(mut s) = self.stamps.try_lock() else {
+            return; // another handshake is looking
+        };
+        let now = Instant::now();
+        if now.duration_since(s.1) < ROTATION_CHECK {
+            return;
+        }
+        s.1 = now;
+        let stamps = self.source.stamps();
+        if stamps == s.0 {
+            return;
+        }
+        match self.source.load(&self.provider) {
+            Ok(k) => {
+                self.current.store(Arc::new(k));
+                s.0 = stamps;
+                tracing::info!(certificate = %self.source.describe(), "TLS certificate rotated");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rotated TLS certificate cannot serve yet; the previous one still serves");
+            }
+        }
+    }
+}
+
+impl rustls::server::ResolvesServerCert for RotatingCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.check();
+        Some(self.current.load_full())
+    }
+}
+
 /// A compiled server-side context.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerTls {
@@ -138,9 +302,13 @@ impl ServerTls {
     /// Reads and checks the certificates and keys of `t`.
     pub(crate) fn new(t: &DownstreamTlsContext) -> Result<Self, TlsError> {
         let c = &t.common_tls_context;
-        let cert = match c.tls_certificates.as_slice() {
-            [one] => one,
-            [] => {
+        let cert = match (
+            c.tls_certificates.as_slice(),
+            c.tls_certificate_sds_secret_configs.as_slice(),
+        ) {
+            ([one], []) => CertSource::Files(one.clone()),
+            ([], [sds]) => CertSource::Sds(sds.clone()),
+            ([], []) => {
                 return Err(err(
                     "common_tls_context.tls_certificates",
                     "a server needs a certificate and its key",
@@ -153,20 +321,8 @@ impl ServerTls {
                 ));
             }
         };
-        let chain_field = "common_tls_context.tls_certificates[0].certificate_chain";
-        let key_field = "common_tls_context.tls_certificates[0].private_key";
-        let chain = certificates(&cert.certificate_chain, chain_field)?;
-        let key_pem = read(&cert.private_key, key_field)?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-            err(
-                key_field,
-                format!(
-                    "{}: not a PEM private key: {e}",
-                    cert.private_key.describe()
-                ),
-            )
-        })?;
         let provider = restricted(&c.tls_params.cipher_suites)?;
+        let resolver = Arc::new(RotatingCert::new(cert, Arc::clone(&provider))?);
         let min = c
             .tls_params
             .minimum_protocol_version
@@ -219,16 +375,7 @@ impl ServerTls {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let mut config = builder.with_single_cert(chain, key).map_err(|e| {
-            err(
-                "common_tls_context.tls_certificates[0]",
-                format!(
-                    "{} and {}: {e}",
-                    cert.certificate_chain.describe(),
-                    cert.private_key.describe()
-                ),
-            )
-        })?;
+        let mut config = builder.with_cert_resolver(resolver);
         config.alpn_protocols = c
             .alpn_protocols
             .iter()

@@ -38,15 +38,24 @@ impl Pki {
 
     /// A server certificate for `host`, as `<host>.crt` and `<host>.key`.
     fn leaf(&self, host: &str) -> TlsCertificate {
+        self.leaf_named(host, host, host)
+    }
+
+    /// A server certificate for `host` with common name `cn`, as `<stem>.crt` and
+    /// `<stem>.key` (written through a temporary file and a rename, as a rotation does).
+    fn leaf_named(&self, host: &str, cn: &str, stem: &str) -> TlsCertificate {
         let mut params = CertificateParams::new(vec![host.to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, host);
+        params.distinguished_name.push(DnType::CommonName, cn);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        std::fs::write(self.dir.join(format!("{host}.crt")), cert.pem()).unwrap();
-        std::fs::write(self.dir.join(format!("{host}.key")), key.serialize_pem()).unwrap();
+        for (ext, text) in [("key", key.serialize_pem()), ("crt", cert.pem())] {
+            let tmp = self.dir.join(format!("{stem}.{ext}.tmp"));
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, self.dir.join(format!("{stem}.{ext}"))).unwrap();
+        }
         TlsCertificate {
-            certificate_chain: DataSource::Filename(self.path(&format!("{host}.crt"))),
-            private_key: DataSource::Filename(self.path(&format!("{host}.key"))),
+            certificate_chain: DataSource::Filename(self.path(&format!("{stem}.crt"))),
+            private_key: DataSource::Filename(self.path(&format!("{stem}.key"))),
         }
     }
 }
@@ -262,5 +271,126 @@ async fn a_bad_certificate_on_reload_keeps_the_old_one_serving() {
     assert_eq!(
         curl(addr, "a.example.test", &ca, true).await.unwrap(),
         "v1 2"
+    );
+}
+
+/// The subject common name the listener presents for `host`, read by openssl.
+async fn served_cn(addr: SocketAddr, host: &str, ca: &str) -> String {
+    let (host, ca) = (host.to_owned(), ca.to_owned());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("openssl")
+            .args(["s_client", "-connect", &addr.to_string()])
+            .args(["-servername", &host, "-CAfile", &ca])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run openssl")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("subject=CN = ").map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Certificate files replaced while requests run: new handshakes get the new certificate,
+/// and no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_certificate_serves_new_handshakes_without_a_failed_request() {
+    let pki = Pki::new("rotate");
+    let first = pki.leaf_named("a.example.test", "first", "a");
+    let p = mesh_proxy::test_util::start(listener(vec![chain(&[], first, "ok")])).await;
+    let addr = p.listener_addr("https").unwrap();
+    let ca = pki.path("ca.pem");
+    assert_eq!(served_cn(addr, "a.example.test", &ca).await, "first");
+
+    // Requests on new connections, one after another, while the files change.
+    let (stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
+    let load_ca = ca.clone();
+    let load = tokio::spawn(async move {
+        let mut done = 0;
+        for _ in 0..500 {
+            if stop.try_recv().is_ok() {
+                break;
+            }
+            let r = curl(addr, "a.example.test", &load_ca, done % 2 == 1).await;
+            assert!(r.as_deref().is_ok_and(|b| b.starts_with("ok ")), "{r:?}");
+            done += 1;
+        }
+        done
+    });
+    pki.leaf_named("a.example.test", "second", "a");
+    // The files are looked at once a second: wait (bounded) until a handshake shows it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while served_cn(addr, "a.example.test", &ca).await != "second" {
+        assert!(tokio::time::Instant::now() < deadline, "never rotated");
+    }
+    stop_tx.send(()).unwrap();
+    let done = load.await.unwrap();
+    assert!(done > 0);
+}
+
+/// Envoy's SDS-from-file form: the certificate the SDS file names serves, and when the file
+/// is rewritten to name another, new handshakes get that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sds_file_names_the_certificate_and_is_followed() {
+    let pki = Pki::new("sds");
+    let sds = |stem: &str| {
+        format!(
+            r#"
+resources:
+- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+  name: default
+  tls_certificate:
+    certificate_chain: {{ filename: {} }}
+    private_key: {{ filename: {} }}
+"#,
+            pki.path(&format!("{stem}.crt")),
+            pki.path(&format!("{stem}.key"))
+        )
+    };
+    pki.leaf_named("a.example.test", "from sds", "one");
+    let path = pki.path("sds.yaml");
+    std::fs::write(&path, sds("one")).unwrap();
+    let mut c = chain(&[], pki.leaf("unused.example.test"), "ok");
+    let ctx = &mut c.transport_socket.as_mut().unwrap().common_tls_context;
+    ctx.tls_certificates.clear();
+    ctx.tls_certificate_sds_secret_configs = vec![SdsSecretConfig {
+        name: "default".into(),
+        path: path.clone(),
+    }];
+    let p = mesh_proxy::test_util::start(listener(vec![c])).await;
+    let addr = p.listener_addr("https").unwrap();
+    let ca = pki.path("ca.pem");
+    assert_eq!(served_cn(addr, "a.example.test", &ca).await, "from sds");
+    assert_eq!(
+        curl(addr, "a.example.test", &ca, true).await.unwrap(),
+        "ok 2"
+    );
+
+    pki.leaf_named("a.example.test", "rotated by sds", "two");
+    let tmp = pki.path("sds.yaml.tmp");
+    std::fs::write(&tmp, sds("two")).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while served_cn(addr, "a.example.test", &ca).await != "rotated by sds" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the SDS file was not followed"
+        );
+    }
+
+    // An SDS file naming no such secret is a config error naming the file.
+    let mut bad = chain(&[], pki.leaf("unused.example.test"), "x");
+    let ctx = &mut bad.transport_socket.as_mut().unwrap().common_tls_context;
+    ctx.tls_certificates.clear();
+    ctx.tls_certificate_sds_secret_configs = vec![SdsSecretConfig {
+        name: "other".into(),
+        path: path.clone(),
+    }];
+    let e = build_error(listener(vec![bad]));
+    assert!(
+        e.contains("no secret named \"other\"") && e.contains("sds.yaml"),
+        "{e}"
     );
 }

@@ -281,6 +281,55 @@ pub fn parse_route_configuration(text: &str) -> Result<Loaded<RouteConfiguration
     })
 }
 
+/// The TLS certificate of the secret named `name` in the text of an SDS file (Envoy's
+/// `path_config_source` form: `resources:` holding `Secret`s, each with `name` and
+/// `tls_certificate`).
+///
+/// # Errors
+/// [`LoadError::Syntax`] when the text is not YAML or JSON; [`LoadError::Invalid`] when no
+/// secret has that name or the secret is not a TLS certificate, with the path at fault.
+pub fn parse_sds_certificate(
+    text: &str,
+    name: &str,
+) -> Result<mesh_core::config::TlsCertificate, LoadError> {
+    let doc = parse_text(text)?;
+    let mut cx = Cx::default();
+    let mut found = None;
+    if let Some(mut o) = Obj::new(&mut cx, &doc, String::new()) {
+        o.ignore(&mut cx, "version_info");
+        o.ignore(&mut cx, "type_url");
+        for (rv, rp) in o.list(&mut cx, "resources") {
+            if peek(rv, "name").and_then(Value::as_str) != Some(name) {
+                continue;
+            }
+            let Some(mut r) = Obj::new(&mut cx, rv, rp) else {
+                continue;
+            };
+            r.ignore(&mut cx, "@type");
+            r.ignore(&mut cx, "name");
+            match r.value(&mut cx, "tls_certificate") {
+                Some((tv, tp)) => found = tls::certificate(&mut cx, tv, tp),
+                None => cx.error(
+                    r.child("tls_certificate"),
+                    "the secret holds no tls_certificate",
+                ),
+            }
+            r.finish(&mut cx);
+        }
+        o.finish(&mut cx);
+    }
+    match found {
+        Some(c) if cx.errors.is_empty() => Ok(c),
+        _ if !cx.errors.is_empty() => Err(LoadError::Invalid { errors: cx.errors }),
+        _ => Err(LoadError::Invalid {
+            errors: vec![FieldError {
+                path: "resources".into(),
+                message: format!("no secret named {name:?}"),
+            }],
+        }),
+    }
+}
+
 /// Envoy refuses a field its schema does not have: each becomes an error (in place of the
 /// "ignored" warning the reader gave it), and what is left among the warnings are fields Envoy
 /// has that this proxy does not implement.

@@ -2199,12 +2199,38 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
           stat_prefix: www
           cluster: www
+    - filter_chain_match: { server_names: [sds.example.com] }
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_certificate_sds_secret_configs:
+            - name: default
+              sds_config: { path_config_source: { path: /etc/istio/sds.yaml } }
+      filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: sds
+          cluster: www
   clusters:
   - name: www
     connect_timeout: 1s
     load_assignment: { cluster_name: www }
 "#;
     let b = load(yaml);
+    let sds = b.listeners[0].filter_chains[1]
+        .transport_socket
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        sds.common_tls_context.tls_certificate_sds_secret_configs,
+        [SdsSecretConfig {
+            name: "default".into(),
+            path: "/etc/istio/sds.yaml".into()
+        }]
+    );
     let t = b.listeners[0].filter_chains[0]
         .transport_socket
         .as_ref()

@@ -98,6 +98,9 @@ pub struct CommonTlsContext {
     /// This side's certificates (a server picks by the client's SNI and key type; Envoy allows
     /// one per key type).
     pub tls_certificates: Vec<TlsCertificate>,
+    /// This side's certificate from SDS files (Envoy's `tls_certificate_sds_secret_configs`
+    /// with a `path_config_source`): followed as the files change.
+    pub tls_certificate_sds_secret_configs: Vec<SdsSecretConfig>,
     /// ALPN protocols offered or accepted, in preference order (`h2`, `http/1.1`).
     pub alpn_protocols: Vec<String>,
     /// Versions and cipher suites.
@@ -114,4 +117,14 @@ pub struct DownstreamTlsContext {
     pub common_tls_context: CommonTlsContext,
     /// Refuse clients without a certificate the validation context accepts (mutual TLS).
     pub require_client_certificate: bool,
+}
+
+/// A secret from an SDS file: the file holds a `DiscoveryResponse`-shaped list of `Secret`
+/// resources (YAML or JSON), and the one named `name` is used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SdsSecretConfig {
+    /// The secret's name.
+    pub name: String,
+    /// The SDS file (`sds_config.path_config_source.path`).
+    pub path: String,
 }

@@ -387,6 +387,21 @@ fn common_tls(c: &CommonTlsContext) -> Obj {
             ])
         }),
     );
+    out.list(
+        "tls_certificate_sds_secret_configs",
+        c.tls_certificate_sds_secret_configs.iter().map(|s| {
+            json_obj([
+                ("name", s.name.as_str().into()),
+                (
+                    "sds_config",
+                    json_obj([(
+                        "path_config_source",
+                        json_obj([("path", s.path.as_str().into())]),
+                    )]),
+                ),
+            ])
+        }),
+    );
     out.strings("alpn_protocols", &c.alpn_protocols);
     let version = |v: TlsVersion| match v {
         TlsVersion::V1_2 => "TLSv1_2",

@@ -5,8 +5,8 @@
 //! security, and serving without it would give less than was asked.
 
 use mesh_core::config::{
-    CommonTlsContext, DataSource, DownstreamTlsContext, SanMatcher, SanType, TlsCertificate,
-    TlsParams, TlsVersion, ValidationContext,
+    CommonTlsContext, DataSource, DownstreamTlsContext, SanMatcher, SanType, SdsSecretConfig,
+    TlsCertificate, TlsParams, TlsVersion, ValidationContext,
 };
 use serde_json::Value;
 
@@ -66,7 +66,11 @@ fn downstream(cx: &mut Cx, v: &Value, path: String) -> Option<DownstreamTlsConte
             "common_tls_context is required",
         ),
     }
-    if d.common_tls_context.tls_certificates.is_empty() {
+    if d.common_tls_context.tls_certificates.is_empty()
+        && d.common_tls_context
+            .tls_certificate_sds_secret_configs
+            .is_empty()
+    {
         cx.error(
             o.child("common_tls_context.tls_certificates"),
             "a server needs a certificate and its key",
@@ -100,6 +104,18 @@ fn common(cx: &mut Cx, v: &Value, path: String) -> Option<CommonTlsContext> {
             c.tls_certificates.push(cert);
         }
     }
+    for (sv, sp) in o.list(cx, "tls_certificate_sds_secret_configs") {
+        if let Some(sds) = sds_config(cx, sv, sp) {
+            c.tls_certificate_sds_secret_configs.push(sds);
+        }
+    }
+    let sources = c.tls_certificates.len() + c.tls_certificate_sds_secret_configs.len();
+    if sources > 1 {
+        cx.error(
+            o.path().to_owned(),
+            "one certificate (tls_certificates or tls_certificate_sds_secret_configs) per context is supported",
+        );
+    }
     c.alpn_protocols = o.strings(cx, "alpn_protocols");
     if let Some((pv, pp)) = o.value(cx, "tls_params") {
         c.tls_params = params(cx, pv, pp);
@@ -111,7 +127,7 @@ fn common(cx: &mut Cx, v: &Value, path: String) -> Option<CommonTlsContext> {
     Some(c)
 }
 
-fn certificate(cx: &mut Cx, v: &Value, path: String) -> Option<TlsCertificate> {
+pub(crate) fn certificate(cx: &mut Cx, v: &Value, path: String) -> Option<TlsCertificate> {
     let mut o = Obj::new(cx, v, path)?;
     let chain = o
         .required(cx, "certificate_chain")
@@ -124,6 +140,37 @@ fn certificate(cx: &mut Cx, v: &Value, path: String) -> Option<TlsCertificate> {
         certificate_chain: chain?,
         private_key: key?,
     })
+}
+
+/// An `SdsSecretConfig` whose `sds_config` is a file (`path_config_source`, or the older
+/// `path`); SDS over a control plane is an error until it is built.
+fn sds_config(cx: &mut Cx, v: &Value, path: String) -> Option<SdsSecretConfig> {
+    let mut o = Obj::new(cx, v, path)?;
+    let name = o.string(cx, "name").unwrap_or_default();
+    let mut file = None;
+    match o.obj(cx, "sds_config") {
+        Some(mut s) => {
+            if let Some(mut p) = s.obj(cx, "path_config_source") {
+                file = p.string(cx, "path");
+                p.ignore(cx, "watched_directory");
+                strict_finish(cx, p);
+            } else {
+                file = s.string(cx, "path");
+            }
+            s.ignore(cx, "resource_api_version");
+            let at = s.path().to_owned();
+            strict_finish(cx, s);
+            if file.is_none() {
+                cx.error(
+                    at,
+                    "only SDS from a file (path_config_source) is supported; SDS from a control plane is not yet",
+                );
+            }
+        }
+        None => cx.error(o.child("sds_config"), "sds_config is required"),
+    }
+    strict_finish(cx, o);
+    Some(SdsSecretConfig { name, path: file? })
 }
 
 /// A `DataSource`: `filename` or `inline_string` (`inline_bytes`, base64 in JSON, is read as
