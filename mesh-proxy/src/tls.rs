@@ -381,10 +381,17 @@ impl ServerTls {
             .iter()
             .map(|p| p.as_bytes().to_vec())
             .collect();
-        // Resumption: stateless tickets and a session cache, as Envoy offers both.
-        config.ticketer = rustls::crypto::ring::Ticketer::new()
-            .map_err(|e| err("common_tls_context", e.to_string()))?;
-        config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+        // Resumption: stateless tickets and a session cache, as Envoy offers both unless
+        // told not to.
+        if !t.disable_stateless_session_resumption {
+            config.ticketer = rustls::crypto::ring::Ticketer::new()
+                .map_err(|e| err("common_tls_context", e.to_string()))?;
+        }
+        config.session_storage = if t.disable_stateful_session_resumption {
+            Arc::new(rustls::server::NoServerSessionStorage {})
+        } else {
+            rustls::server::ServerSessionMemoryCache::new(4096)
+        };
         Ok(Self {
             config: Arc::new(config),
         })

@@ -83,7 +83,7 @@ fn chain(server_names: &[&str], cert: TlsCertificate, body: &str) -> FilterChain
             alpn_protocols: vec!["h2".into(), "http/1.1".into()],
             ..CommonTlsContext::default()
         },
-        require_client_certificate: false,
+        ..DownstreamTlsContext::default()
     });
     c
 }
@@ -393,4 +393,39 @@ resources:
         e.contains("no secret named \"other\"") && e.contains("sds.yaml"),
         "{e}"
     );
+}
+
+/// Whether openssl's `-reconnect` (five more connections with the first one's session)
+/// resumed a session.
+async fn resumed(addr: SocketAddr, ca: &str) -> bool {
+    let ca = ca.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("openssl")
+            .args(["s_client", "-connect", &addr.to_string(), "-reconnect"])
+            .args(["-servername", "a.example.test", "-CAfile", &ca, "-tls1_2"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run openssl")
+    })
+    .await
+    .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("Reused,")
+}
+
+/// Sessions resume (tickets and the session cache), unless Envoy's
+/// `disable_stateless_session_resumption` and `disable_stateful_session_resumption` say not to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_resume_unless_disabled() {
+    let pki = Pki::new("resume");
+    let on = chain(&[], pki.leaf("a.example.test"), "on");
+    let mut off = on.clone();
+    let t = off.transport_socket.as_mut().unwrap();
+    t.disable_stateless_session_resumption = true;
+    t.disable_stateful_session_resumption = true;
+    let ca = pki.path("ca.pem");
+    for (chain, expected) in [(on, true), (off, false)] {
+        let p = mesh_proxy::test_util::start(listener(vec![chain])).await;
+        let addr = p.listener_addr("https").unwrap();
+        assert_eq!(resumed(addr, &ca).await, expected);
+    }
 }

@@ -117,6 +117,10 @@ pub struct DownstreamTlsContext {
     pub common_tls_context: CommonTlsContext,
     /// Refuse clients without a certificate the validation context accepts (mutual TLS).
     pub require_client_certificate: bool,
+    /// Issue no session tickets (default false: tickets resume sessions).
+    pub disable_stateless_session_resumption: bool,
+    /// Keep no session cache (default false: cached sessions resume by id).
+    pub disable_stateful_session_resumption: bool,
 }
 
 /// A secret from an SDS file: the file holds a `DiscoveryResponse`-shaped list of `Secret`

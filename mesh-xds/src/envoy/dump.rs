@@ -373,6 +373,14 @@ fn downstream_tls(t: &DownstreamTlsContext) -> Value {
     let mut out = Obj::typed("envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext");
     out.message("common_tls_context", common_tls(&t.common_tls_context));
     out.flag("require_client_certificate", t.require_client_certificate);
+    out.flag(
+        "disable_stateless_session_resumption",
+        t.disable_stateless_session_resumption,
+    );
+    out.flag(
+        "disable_stateful_session_resumption",
+        t.disable_stateful_session_resumption,
+    );
     out.into()
 }
 

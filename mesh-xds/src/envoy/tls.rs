@@ -87,11 +87,18 @@ fn downstream(cx: &mut Cx, v: &Value, path: String) -> Option<DownstreamTlsConte
             "require_client_certificate needs a trusted CA to verify client certificates against",
         );
     }
-    // `session_timeout`, `disable_stateless_session_resumption` and the like change how
-    // sessions resume, not whom is trusted: read if given, else defaults.
-    o.ignore(cx, "session_timeout");
-    o.ignore(cx, "disable_stateless_session_resumption");
-    o.ignore(cx, "disable_stateful_session_resumption");
+    d.disable_stateless_session_resumption = o
+        .bool(cx, "disable_stateless_session_resumption")
+        .unwrap_or(false);
+    d.disable_stateful_session_resumption = o
+        .bool(cx, "disable_stateful_session_resumption")
+        .unwrap_or(false);
+    // How long a session may be resumed changes nothing about whom is trusted.
+    o.unsupported(
+        cx,
+        "session_timeout",
+        "ignored: sessions resume for rustls's default time",
+    );
     strict_finish(cx, o);
     Some(d)
 }
