@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 
 use mesh_core::config::{
     Bootstrap, Cluster, FieldError, FilterChainMatch, HttpConnectionManager, ListenerFilter,
-    NetworkFilter, ROUTER_FILTER, RouteConfiguration, RouteSource, ValidationError,
+    NetworkFilter, ROUTER_FILTER, RouteConfiguration, RouteSource, UpstreamProtocol,
+    ValidationError,
 };
 use mesh_core::filter::{FilterRegistry, HttpFilter};
 use mesh_core::stats::{Counter, Gauge, Histogram, Registry, StatName};
@@ -318,7 +319,7 @@ pub(crate) fn compile(
             Ok(rt) => {
                 clusters.insert(c.name.clone(), Arc::new(rt));
             }
-            Err(e) => err(format!("clusters[{i}]"), e.to_string()),
+            Err((at, message)) => err(format!("clusters[{i}]{at}"), message),
         }
     }
 
@@ -509,9 +510,9 @@ pub(crate) fn compile_endpoints(
             Ok(rt) => {
                 clusters.insert(c.name.clone(), rt);
             }
-            Err(e) => errors.push(FieldError {
-                path: format!("clusters[{i}]"),
-                message: e.to_string(),
+            Err((at, message)) => errors.push(FieldError {
+                path: format!("clusters[{i}]{at}"),
+                message,
             }),
         }
     }
@@ -526,18 +527,33 @@ pub(crate) fn compile_endpoints(
     })
 }
 
+/// A cluster's runtime, or the problem: the path below `clusters[i]` and the message.
 fn compile_cluster(
     c: &Cluster,
     stats: &Registry,
     previous: Option<&ClusterRt>,
-) -> Result<ClusterRt, mesh_lb::BuildError> {
+) -> Result<ClusterRt, (String, String)> {
+    let tls = match &c.transport_socket {
+        None => None,
+        Some(t) => match crate::tls::ClientTls::new(t, c.protocol == UpstreamProtocol::Http2) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => {
+                return Err((
+                    format!(".transport_socket.typed_config.{}", e.field),
+                    e.message,
+                ));
+            }
+        },
+    };
     // The balancer registers its own stats (membership_*, lb_healthy_panic, breakers,
     // outlier); hosts that stay keep their state (active requests, health, ejection).
     let mut builder = ClusterLb::builder(c).stats(stats);
     if let Some(p) = previous {
         builder = builder.previous(&p.lb);
     }
-    let lb = builder.build()?;
+    let lb = builder
+        .build()
+        .map_err(|e| (String::new(), e.to_string()))?;
     let previous_sweep = previous.map_or(0, |p| {
         p.last_sweep.load(std::sync::atomic::Ordering::Relaxed)
     });
@@ -552,7 +568,11 @@ fn compile_cluster(
                 .iter()
                 .find(|p| {
                     p.address() == h.address()
-                        && p.reusable_for(c.protocol, crate::upstream::ConnLimits::of(c))
+                        && p.reusable_for(
+                            c.protocol,
+                            crate::upstream::ConnLimits::of(c),
+                            tls.as_deref(),
+                        )
                 })
                 .cloned()
                 .unwrap_or_else(|| {
@@ -561,6 +581,7 @@ fn compile_cluster(
                         c.protocol,
                         crate::upstream::ConnLimits::of(c),
                         Arc::clone(&pool_stats),
+                        tls.clone(),
                     ))
                 })
         })
@@ -575,6 +596,7 @@ fn compile_cluster(
                     c,
                     Arc::clone(&pool_stats),
                     original_dst_previous,
+                    tls.clone(),
                 )
             },
         ),

@@ -300,6 +300,17 @@ async fn dispatch(
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::clone(&tls.config));
     match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
         Ok(Ok(tls_stream)) => {
+            let peer = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first());
+            if !tls.accepts_peer(peer) {
+                tls_stats.connection_error.inc();
+                tls_stats.fail_verify_san.inc();
+                tracing::debug!(listener = %conn.listener, remote = %remote, "client certificate names no accepted subject alternative name");
+                return;
+            }
             tls_stats.handshake.inc();
             serve_chain(tls_stream, conn, chain, shared, state).await;
         }

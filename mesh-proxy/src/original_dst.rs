@@ -37,6 +37,7 @@ pub(crate) struct OriginalDstHosts {
     protocol: UpstreamProtocol,
     limits: ConnLimits,
     stats: Arc<PoolStats>,
+    tls: Option<Arc<crate::tls::ClientTls>>,
     epoch: Instant,
 }
 
@@ -46,10 +47,14 @@ impl OriginalDstHosts {
         c: &Cluster,
         stats: Arc<PoolStats>,
         previous: Option<&OriginalDstHosts>,
+        tls: Option<Arc<crate::tls::ClientTls>>,
     ) -> Self {
         let limits = ConnLimits::of(c);
+        let same_tls = |p: &OriginalDstHosts| {
+            p.tls.as_deref().map(|t| &t.context) == tls.as_deref().map(|t| &t.context)
+        };
         let kept = previous
-            .filter(|p| p.protocol == c.protocol && p.limits == limits)
+            .filter(|p| p.protocol == c.protocol && p.limits == limits && same_tls(p))
             .map(|p| (p.map.load_full(), p.epoch));
         let (map, epoch) = kept.unwrap_or_else(|| (Arc::default(), Instant::now()));
         Self {
@@ -58,6 +63,7 @@ impl OriginalDstHosts {
             protocol: c.protocol,
             limits,
             stats,
+            tls,
             epoch,
         }
     }
@@ -95,6 +101,7 @@ impl OriginalDstHosts {
                 self.protocol,
                 self.limits,
                 Arc::clone(&self.stats),
+                self.tls.clone(),
             )),
             last_used: AtomicU64::new(now),
         });
@@ -144,7 +151,7 @@ mod tests {
             ..Cluster::default()
         };
         let r = mesh_core::stats::Registry::new();
-        OriginalDstHosts::new(&c, Arc::new(PoolStats::new(&r, &c.name)), None)
+        OriginalDstHosts::new(&c, Arc::new(PoolStats::new(&r, &c.name)), None, None)
     }
 
     #[tokio::test(start_paused = true)]

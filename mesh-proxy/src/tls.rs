@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_core::config::{
-    DataSource, DownstreamTlsContext, SdsSecretConfig, TlsCertificate, TlsVersion,
+    DataSource, DownstreamTlsContext, SanMatcher, SanType, SdsSecretConfig, StringPattern,
+    TlsCertificate, TlsVersion, UpstreamTlsContext,
 };
 use mesh_core::stats::{Counter, Registry, StatName};
 use rustls::ServerConfig;
@@ -296,6 +297,19 @@ impl rustls::server::ResolvesServerCert for RotatingCert {
 #[derive(Debug, Clone)]
 pub(crate) struct ServerTls {
     pub(crate) config: Arc<ServerConfig>,
+    /// The names a client certificate must carry, when the context lists any.
+    pub(crate) sans: Option<Arc<SanCheck>>,
+}
+
+impl ServerTls {
+    /// Whether a completed handshake's client may proceed: a certificate it presented must
+    /// carry a name the SAN matchers accept (the chain itself was checked in the handshake).
+    pub(crate) fn accepts_peer(&self, peer: Option<&CertificateDer<'_>>) -> bool {
+        match (&self.sans, peer) {
+            (None, _) | (Some(_), None) => true,
+            (Some(check), Some(cert)) => check.accepts(cert),
+        }
+    }
 }
 
 impl ServerTls {
@@ -345,12 +359,6 @@ impl ServerTls {
         let builder = match &c.validation_context {
             None => builder.with_no_client_auth(),
             Some(v) => {
-                if !v.match_typed_subject_alt_names.is_empty() {
-                    return Err(err(
-                        "common_tls_context.validation_context.match_typed_subject_alt_names",
-                        "matching client certificates' names is not supported yet",
-                    ));
-                }
                 let Some(ca) = &v.trusted_ca else {
                     return Err(err(
                         "common_tls_context.validation_context.trusted_ca",
@@ -392,8 +400,15 @@ impl ServerTls {
         } else {
             rustls::server::ServerSessionMemoryCache::new(4096)
         };
+        let sans = SanCheck::new(
+            c.validation_context
+                .as_ref()
+                .map_or(&[][..], |v| &v.match_typed_subject_alt_names),
+            "common_tls_context.validation_context.match_typed_subject_alt_names",
+        )?;
         Ok(Self {
             config: Arc::new(config),
+            sans: sans.map(Arc::new),
         })
     }
 }
@@ -405,6 +420,7 @@ pub(crate) struct TlsStats {
     pub(crate) connection_error: Arc<Counter>,
     pub(crate) fail_verify_no_cert: Arc<Counter>,
     pub(crate) fail_verify_error: Arc<Counter>,
+    pub(crate) fail_verify_san: Arc<Counter>,
 }
 
 impl TlsStats {
@@ -415,6 +431,7 @@ impl TlsStats {
             connection_error: c("ssl.connection_error"),
             fail_verify_no_cert: c("ssl.fail_verify_no_cert"),
             fail_verify_error: c("ssl.fail_verify_error"),
+            fail_verify_san: c("ssl.fail_verify_san"),
         }
     }
 
@@ -429,5 +446,329 @@ impl TlsStats {
             Some(rustls::Error::InvalidCertificate(_)) => self.fail_verify_error.inc(),
             _ => {}
         }
+    }
+}
+
+/// A compiled SAN condition (Envoy's `match_typed_subject_alt_names`): a certificate passes
+/// when one of its names of a listed type matches that entry's matcher.
+#[derive(Debug)]
+pub(crate) struct SanCheck(Vec<(SanType, SanPattern)>);
+
+#[derive(Debug)]
+enum SanPattern {
+    Exact(String, bool),
+    Prefix(String, bool),
+    Suffix(String, bool),
+    Contains(String, bool),
+    Regex(regex::Regex),
+}
+
+impl SanPattern {
+    fn matches(&self, name: &str) -> bool {
+        let fold = |s: &str, ignore: bool| {
+            if ignore {
+                s.to_ascii_lowercase()
+            } else {
+                s.to_owned()
+            }
+        };
+        match self {
+            Self::Exact(p, i) => fold(name, *i) == *p,
+            Self::Prefix(p, i) => fold(name, *i).starts_with(p.as_str()),
+            Self::Suffix(p, i) => fold(name, *i).ends_with(p.as_str()),
+            Self::Contains(p, i) => fold(name, *i).contains(p.as_str()),
+            Self::Regex(r) => r.is_match(name),
+        }
+    }
+}
+
+impl SanCheck {
+    /// `None` when there are no matchers (any name passes).
+    pub(crate) fn new(matchers: &[SanMatcher], field: &str) -> Result<Option<Self>, TlsError> {
+        if matchers.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for (i, m) in matchers.iter().enumerate() {
+            let i_case = m.matcher.ignore_case;
+            let p = |s: &String| {
+                if i_case {
+                    s.to_ascii_lowercase()
+                } else {
+                    s.clone()
+                }
+            };
+            let pattern = match &m.matcher.pattern {
+                StringPattern::Exact(s) => SanPattern::Exact(p(s), i_case),
+                StringPattern::Prefix(s) => SanPattern::Prefix(p(s), i_case),
+                StringPattern::Suffix(s) => SanPattern::Suffix(p(s), i_case),
+                StringPattern::Contains(s) => SanPattern::Contains(p(s), i_case),
+                StringPattern::SafeRegex(r) => SanPattern::Regex(
+                    regex::Regex::new(&format!("^(?:{r})$"))
+                        .map_err(|e| err(format!("{field}[{i}].matcher"), e.to_string()))?,
+                ),
+            };
+            out.push((m.san_type, pattern));
+        }
+        Ok(Some(Self(out)))
+    }
+
+    /// Whether the certificate (DER) carries a name the matchers accept.
+    pub(crate) fn accepts(&self, der: &[u8]) -> bool {
+        let names = subject_alt_names(der);
+        self.0
+            .iter()
+            .any(|(ty, pattern)| names.iter().any(|(t, n)| t == ty && pattern.matches(n)))
+    }
+}
+
+/// A certificate's subject alternative names (DNS, URI, email, IP), from its DER.
+pub(crate) fn subject_alt_names(der: &[u8]) -> Vec<(SanType, String)> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(ext)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    ext.value
+        .general_names
+        .iter()
+        .filter_map(|g| match g {
+            GeneralName::DNSName(n) => Some((SanType::Dns, (*n).to_owned())),
+            GeneralName::URI(u) => Some((SanType::Uri, (*u).to_owned())),
+            GeneralName::RFC822Name(e) => Some((SanType::Email, (*e).to_owned())),
+            GeneralName::IPAddress(b) => {
+                let ip = match b.len() {
+                    4 => std::net::IpAddr::from(<[u8; 4]>::try_from(*b).ok()?),
+                    16 => std::net::IpAddr::from(<[u8; 16]>::try_from(*b).ok()?),
+                    _ => return None,
+                };
+                Some((SanType::IpAddress, ip.to_string()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The trust anchors of a CA bundle.
+fn anchors(
+    ca: &DataSource,
+    field: &str,
+) -> Result<Vec<rustls_pki_types::TrustAnchor<'static>>, TlsError> {
+    certificates(ca, field)?
+        .iter()
+        .map(|c| {
+            webpki::anchor_from_trusted_cert(c)
+                .map(|a| a.to_owned())
+                .map_err(|e| err(field, format!("{}: {e:?}", ca.describe())))
+        })
+        .collect()
+}
+
+/// Checks a server's certificate as Envoy does: the chain against the trusted CAs (the host
+/// name is not checked), then the SAN matchers if any.
+#[derive(Debug)]
+struct PeerVerifier {
+    /// `None`: no validation context, nothing is checked (Envoy's behaviour).
+    roots: Option<Vec<rustls_pki_types::TrustAnchor<'static>>>,
+    sans: Option<SanCheck>,
+    provider: Arc<CryptoProvider>,
+}
+
+fn pki_error(e: webpki::Error) -> rustls::Error {
+    use rustls::CertificateError as C;
+    rustls::Error::InvalidCertificate(match e {
+        webpki::Error::UnknownIssuer => C::UnknownIssuer,
+        webpki::Error::CertExpired { .. } => C::Expired,
+        webpki::Error::CertNotValidYet { .. } => C::NotValidYet,
+        webpki::Error::InvalidSignatureForPublicKey => C::BadSignature,
+        _ => C::BadEncoding,
+    })
+}
+
+impl rustls::client::danger::ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let cert = webpki::EndEntityCert::try_from(end_entity).map_err(pki_error)?;
+            cert.verify_for_usage(
+                self.provider.signature_verification_algorithms.all,
+                roots,
+                intermediates,
+                now,
+                webpki::KeyUsage::server_auth(),
+                None,
+                None,
+            )
+            .map_err(pki_error)?;
+        }
+        if let Some(sans) = &self.sans
+            && !sans.accepts(end_entity)
+        {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            ));
+        }
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A compiled client-side context: what a cluster's connections to its hosts use.
+#[derive(Debug)]
+pub(crate) struct ClientTls {
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    /// The SNI sent; `None` sends none.
+    pub(crate) sni: Option<rustls_pki_types::ServerName<'static>>,
+    /// The context it was built from (pools are kept across reloads when it is unchanged).
+    pub(crate) context: UpstreamTlsContext,
+}
+
+impl ClientTls {
+    /// Reads and checks the context's files; `http2` offers ALPN `h2` (else `http/1.1`) when
+    /// the context lists no protocols.
+    pub(crate) fn new(t: &UpstreamTlsContext, http2: bool) -> Result<Self, TlsError> {
+        let c = &t.common_tls_context;
+        let provider = restricted(&c.tls_params.cipher_suites)?;
+        let min = c
+            .tls_params
+            .minimum_protocol_version
+            .unwrap_or(TlsVersion::V1_2);
+        let max = c
+            .tls_params
+            .maximum_protocol_version
+            .unwrap_or(TlsVersion::V1_3);
+        let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
+            (TlsVersion::V1_2, &rustls::version::TLS12),
+            (TlsVersion::V1_3, &rustls::version::TLS13),
+        ]
+        .into_iter()
+        .filter(|(v, _)| *v >= min && *v <= max)
+        .map(|(_, p)| p)
+        .collect();
+        let vc = c.validation_context.as_ref();
+        let ca_field = "common_tls_context.validation_context.trusted_ca";
+        let roots = match vc.and_then(|v| v.trusted_ca.as_ref()) {
+            Some(ca) => Some(anchors(ca, ca_field)?),
+            None => None,
+        };
+        let sans = SanCheck::new(
+            vc.map_or(&[][..], |v| &v.match_typed_subject_alt_names),
+            "common_tls_context.validation_context.match_typed_subject_alt_names",
+        )?;
+        let verifier = Arc::new(PeerVerifier {
+            roots,
+            sans,
+            provider: Arc::clone(&provider),
+        });
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&versions)
+            .map_err(|e| err("common_tls_context.tls_params", e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        let mut config = match c.tls_certificates.as_slice() {
+            [] => builder.with_no_client_auth(),
+            [cert] => {
+                let chain_field = "common_tls_context.tls_certificates[0].certificate_chain";
+                let key_field = "common_tls_context.tls_certificates[0].private_key";
+                let chain = certificates(&cert.certificate_chain, chain_field)?;
+                let key_pem = read(&cert.private_key, key_field)?;
+                let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+                    err(
+                        key_field,
+                        format!(
+                            "{}: not a PEM private key: {e}",
+                            cert.private_key.describe()
+                        ),
+                    )
+                })?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    err(
+                        "common_tls_context.tls_certificates[0]",
+                        format!(
+                            "{} and {}: {e}",
+                            cert.certificate_chain.describe(),
+                            cert.private_key.describe()
+                        ),
+                    )
+                })?
+            }
+            _ => {
+                return Err(err(
+                    "common_tls_context.tls_certificates",
+                    "one client certificate per cluster is supported",
+                ));
+            }
+        };
+        if !c.tls_certificate_sds_secret_configs.is_empty() {
+            return Err(err(
+                "common_tls_context.tls_certificate_sds_secret_configs",
+                "client certificates from SDS files are not supported yet",
+            ));
+        }
+        config.alpn_protocols = if c.alpn_protocols.is_empty() {
+            vec![if http2 {
+                b"h2".to_vec()
+            } else {
+                b"http/1.1".to_vec()
+            }]
+        } else {
+            c.alpn_protocols
+                .iter()
+                .map(|p| p.as_bytes().to_vec())
+                .collect()
+        };
+        let sni = match &t.sni {
+            None => None,
+            Some(name) => Some(
+                rustls_pki_types::ServerName::try_from(name.clone())
+                    .map_err(|e| err("sni", format!("{name:?}: {e}")))?,
+            ),
+        };
+        Ok(Self {
+            config: Arc::new(config),
+            sni,
+            context: t.clone(),
+        })
     }
 }

@@ -36,9 +36,30 @@ pub(crate) struct PoolStats {
     pub(crate) cx_connect_fail: Arc<Counter>,
     pub(crate) cx_connect_timeout: Arc<Counter>,
     pub(crate) cx_protocol_error: Arc<Counter>,
+    /// `ssl.handshake`, `ssl.connection_error`, `ssl.fail_verify_error`,
+    /// `ssl.fail_verify_san` of TLS clusters.
+    pub(crate) ssl_handshake: Arc<Counter>,
+    pub(crate) ssl_connection_error: Arc<Counter>,
+    pub(crate) ssl_fail_verify_error: Arc<Counter>,
+    pub(crate) ssl_fail_verify_san: Arc<Counter>,
 }
 
 impl PoolStats {
+    /// Counts a failed upstream handshake by its cause.
+    fn ssl_failed(&self, e: &std::io::Error) {
+        self.ssl_connection_error.inc();
+        let cause = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        match cause {
+            Some(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)) => {
+                self.ssl_fail_verify_san.inc();
+            }
+            Some(rustls::Error::InvalidCertificate(_)) => self.ssl_fail_verify_error.inc(),
+            _ => {}
+        }
+    }
+
     /// The stats of cluster `name`.
     pub(crate) fn new(r: &mesh_core::stats::Registry, name: &str) -> Self {
         use mesh_core::stats::StatName;
@@ -49,6 +70,10 @@ impl PoolStats {
             cx_connect_fail: c("upstream_cx_connect_fail"),
             cx_connect_timeout: c("upstream_cx_connect_timeout"),
             cx_protocol_error: c("upstream_cx_protocol_error"),
+            ssl_handshake: c("ssl.handshake"),
+            ssl_connection_error: c("ssl.connection_error"),
+            ssl_fail_verify_error: c("ssl.fail_verify_error"),
+            ssl_fail_verify_san: c("ssl.fail_verify_san"),
         }
     }
 }
@@ -180,6 +205,8 @@ pub(crate) struct HostPool {
     idle: Mutex<Vec<H1Conn>>,
     h2: tokio::sync::Mutex<Option<H2Conn>>,
     stats: Arc<PoolStats>,
+    /// TLS to the host, when the cluster originates it.
+    tls: Option<Arc<crate::tls::ClientTls>>,
     /// Woken when a connection goes back to the pool or closes (a request waiting at
     /// `max_connections` may proceed).
     released: tokio::sync::Notify,
@@ -209,6 +236,7 @@ impl HostPool {
         protocol: UpstreamProtocol,
         limits: ConnLimits,
         stats: Arc<PoolStats>,
+        tls: Option<Arc<crate::tls::ClientTls>>,
     ) -> Self {
         Self {
             host_stats: HostStats::default(),
@@ -218,6 +246,7 @@ impl HostPool {
             idle: Mutex::new(Vec::new()),
             h2: tokio::sync::Mutex::new(None),
             stats,
+            tls,
             released: tokio::sync::Notify::new(),
         }
     }
@@ -227,8 +256,15 @@ impl HostPool {
     }
 
     /// Whether this pool can serve a cluster with these settings after a reload.
-    pub(crate) fn reusable_for(&self, protocol: UpstreamProtocol, limits: ConnLimits) -> bool {
-        self.protocol == protocol && self.limits == limits
+    pub(crate) fn reusable_for(
+        &self,
+        protocol: UpstreamProtocol,
+        limits: ConnLimits,
+        tls: Option<&crate::tls::ClientTls>,
+    ) -> bool {
+        self.protocol == protocol
+            && self.limits == limits
+            && self.tls.as_deref().map(|t| &t.context) == tls.map(|t| &t.context)
     }
 
     /// Closes the idle connections that have been idle for `idle_timeout` or outlived
@@ -253,7 +289,44 @@ impl HostPool {
         }
     }
 
-    async fn connect(&self) -> Result<TokioIo<TcpStream>, Error> {
+    async fn connect(&self) -> Result<TokioIo<UpIo>, Error> {
+        let stream = self.connect_tcp().await?;
+        let Some(tls) = &self.tls else {
+            return Ok(TokioIo::new(UpIo::Plain(stream.into_inner())));
+        };
+        let name = tls.sni.clone().unwrap_or_else(|| {
+            // No SNI: an IP address as the name sends none.
+            let ip = stream
+                .inner()
+                .peer_addr()
+                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+            rustls_pki_types::ServerName::IpAddress(ip.into())
+        });
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config));
+        let handshake = connector.connect(name, stream.into_inner());
+        match tokio::time::timeout(self.limits.connect_timeout, handshake).await {
+            Ok(Ok(s)) => {
+                self.stats.ssl_handshake.inc();
+                Ok(TokioIo::new(UpIo::Tls(Box::new(s))))
+            }
+            Ok(Err(e)) => {
+                self.stats.ssl_failed(&e);
+                self.stats.cx_connect_fail.inc();
+                self.host_stats
+                    .cx_connect_fail
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(Error::new(Kind::UpstreamConnect, Some(e.into())))
+            }
+            Err(_) => {
+                self.stats.ssl_connection_error.inc();
+                self.stats.cx_connect_timeout.inc();
+                self.stats.cx_connect_fail.inc();
+                Err(Error::new(Kind::UpstreamConnectTimeout, None))
+            }
+        }
+    }
+
+    async fn connect_tcp(&self) -> Result<TokioIo<TcpStream>, Error> {
         let connect = async {
             match self.address.socket_addr() {
                 Some(a) => crate::tcp_proxy::connect_from(a, self.limits.source).await,
@@ -347,7 +420,7 @@ impl HostPool {
     }
 
     async fn new_native(self: &Arc<Self>, slot: Permit) -> Result<H1Conn, Error> {
-        let io = self.connect().await?.into_inner();
+        let io = self.connect_tcp().await?.into_inner();
         self.stats.cx_active.inc();
         self.host_stats.cx_active.fetch_add(1, Ordering::Relaxed);
         let live = Live {
@@ -444,7 +517,8 @@ impl HostPool {
             let resp = sender.send_request(req).await.map_err(upstream_err)?;
             return Ok((resp.map(UpstreamBody::Net), None));
         }
-        let client = if builtin && crate::h1::Conn::accepts(&req) {
+        // The built-in client speaks plain TCP; TLS connections go through hyper's.
+        let client = if builtin && self.tls.is_none() && crate::h1::Conn::accepts(&req) {
             Client::Native
         } else {
             Client::Hyper
@@ -605,4 +679,75 @@ impl HostPool {
 
 fn overflow(o: Overflow) -> Error {
     Error::new(Kind::Overflow, Some(o.into()))
+}
+
+/// An upstream connection: plain TCP, or TLS over it.
+#[derive(Debug)]
+pub(crate) enum UpIo {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for UpIo {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for UpIo {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }

@@ -1984,6 +1984,20 @@ mod generated {
                     locality_weighted_lb: panic % 2 == 1,
                     upstream_bind_config: (panic % 3 == 0)
                         .then(|| std::net::IpAddr::from([127, 0, 0, 6])),
+                    transport_socket: (panic % 4 == 1).then(|| UpstreamTlsContext {
+                        sni: Some("upstream.example.com".into()),
+                        common_tls_context: CommonTlsContext {
+                            alpn_protocols: vec!["h2".into()],
+                            validation_context: Some(ValidationContext {
+                                trusted_ca: Some(DataSource::Filename("/ca.pem".into())),
+                                match_typed_subject_alt_names: vec![SanMatcher {
+                                    san_type: SanType::Uri,
+                                    matcher: StringMatcher::exact("spiffe://x/ns/a/sa/b"),
+                                }],
+                            }),
+                            ..CommonTlsContext::default()
+                        },
+                    }),
                 }
             })
     }

@@ -65,6 +65,8 @@ pub struct Cluster {
     /// `upstream_bind_config.source_address`; default the kernel's choice). Istio's inbound
     /// passthrough clusters connect from 127.0.0.6, which its iptables rules leave alone.
     pub upstream_bind_config: Option<std::net::IpAddr>,
+    /// TLS to the hosts (`transport_socket` `envoy.transport_sockets.tls`; default plain).
+    pub transport_socket: Option<super::tls::UpstreamTlsContext>,
 }
 
 impl Default for Cluster {
@@ -91,6 +93,7 @@ impl Default for Cluster {
             lb_subset_config: None,
             locality_weighted_lb: false,
             upstream_bind_config: None,
+            transport_socket: None,
         }
     }
 }

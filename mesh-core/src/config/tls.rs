@@ -132,3 +132,14 @@ pub struct SdsSecretConfig {
     /// The SDS file (`sds_config.path_config_source.path`).
     pub path: String,
 }
+
+/// Envoy's `UpstreamTlsContext`: TLS a cluster originates to its hosts.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpstreamTlsContext {
+    /// Client certificate, ALPN, versions, server validation. Without a validation context the
+    /// server's certificate is not checked, as in Envoy.
+    pub common_tls_context: CommonTlsContext,
+    /// The server name sent (SNI); none sends none.
+    pub sni: Option<String>,
+}

@@ -233,7 +233,9 @@ pub(crate) fn cluster(cx: &mut Cx, v: &Value, path: String, remap: &mut Remap) -
         }
         eds.finish(cx);
     }
-    o.reject(cx, "transport_socket", TLS_UNSUPPORTED);
+    if let Some((tv, tp)) = o.value(cx, "transport_socket") {
+        c.transport_socket = super::tls::upstream_socket(cx, tv, tp);
+    }
     o.reject(cx, "transport_socket_matches", TLS_UNSUPPORTED);
     o.finish(cx);
     Some(c)

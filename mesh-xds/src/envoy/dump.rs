@@ -1303,6 +1303,18 @@ pub fn cluster(c: &Cluster) -> Value {
     if let Some(la) = &c.load_assignment {
         out.set("load_assignment", cluster_load_assignment(la));
     }
+    if let Some(t) = &c.transport_socket {
+        let mut u = Obj::typed("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext");
+        u.message("common_tls_context", common_tls(&t.common_tls_context));
+        u.opt_str("sni", t.sni.as_deref());
+        out.set(
+            "transport_socket",
+            json_obj([
+                ("name", "envoy.transport_sockets.tls".into()),
+                ("typed_config", u.into()),
+            ]),
+        );
+    }
     if let Some(ip) = c.upstream_bind_config {
         out.set(
             "upstream_bind_config",

@@ -1,12 +1,12 @@
 //! Envoy's TLS transport socket (`envoy.transport_sockets.tls`): `DownstreamTlsContext` on
-//! filter chains.
+//! filter chains, `UpstreamTlsContext` on clusters.
 //!
 //! A TLS setting the proxy cannot honour is an error, never a warning: the config asks for
 //! security, and serving without it would give less than was asked.
 
 use mesh_core::config::{
     CommonTlsContext, DataSource, DownstreamTlsContext, SanMatcher, SanType, SdsSecretConfig,
-    TlsCertificate, TlsParams, TlsVersion, ValidationContext,
+    TlsCertificate, TlsParams, TlsVersion, UpstreamTlsContext, ValidationContext,
 };
 use serde_json::Value;
 
@@ -14,6 +14,7 @@ use super::{Cx, Obj, type_name};
 
 const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 const DOWNSTREAM: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+const UPSTREAM: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 const RAW_BUFFER: &str = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer";
 
 /// A filter chain's `transport_socket`: `None` for plain text (absent, or `raw_buffer`).
@@ -50,6 +51,60 @@ pub(crate) fn downstream_socket(
     };
     o.finish(cx);
     out
+}
+
+/// A cluster's `transport_socket`: `None` for plain text.
+pub(crate) fn upstream_socket(cx: &mut Cx, v: &Value, path: String) -> Option<UpstreamTlsContext> {
+    let mut o = Obj::new(cx, v, path)?;
+    let name = o.string(cx, "name").unwrap_or_default();
+    let typed = o.value(cx, "typed_config");
+    let ty = typed.as_ref().and_then(|(tv, _)| type_name(tv));
+    let out = match (ty, typed) {
+        (Some(RAW_BUFFER), _) => None,
+        (Some(UPSTREAM), Some((tv, tp))) => upstream(cx, tv, tp),
+        (None, None) if name == "envoy.transport_sockets.raw_buffer" => None,
+        (None, _) if name == TLS_SOCKET => {
+            cx.error(o.child("typed_config"), "an UpstreamTlsContext is required");
+            None
+        }
+        (other, _) => {
+            cx.error(
+                o.path().to_owned(),
+                format!(
+                    "transport socket {:?} is not supported (envoy.transport_sockets.tls with an UpstreamTlsContext is)",
+                    other.unwrap_or(&name)
+                ),
+            );
+            None
+        }
+    };
+    o.finish(cx);
+    out
+}
+
+fn upstream(cx: &mut Cx, v: &Value, path: String) -> Option<UpstreamTlsContext> {
+    let mut o = Obj::new(cx, v, path)?;
+    o.ignore(cx, "@type");
+    let mut u = UpstreamTlsContext {
+        sni: o.string(cx, "sni").filter(|s| !s.is_empty()),
+        ..UpstreamTlsContext::default()
+    };
+    if let Some((cv, cp)) = o.value(cx, "common_tls_context") {
+        u.common_tls_context = common(cx, cv, cp)?;
+    }
+    // Renegotiation and the session cache size change nothing about whom is trusted.
+    o.unsupported(
+        cx,
+        "allow_renegotiation",
+        "ignored: TLS renegotiation is never allowed",
+    );
+    o.unsupported(
+        cx,
+        "max_session_keys",
+        "ignored: rustls keeps its default number",
+    );
+    strict_finish(cx, o);
+    Some(u)
 }
 
 fn downstream(cx: &mut Cx, v: &Value, path: String) -> Option<DownstreamTlsContext> {
