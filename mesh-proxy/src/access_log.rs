@@ -35,6 +35,8 @@ enum Token {
     UpstreamCluster,
     DownstreamRemoteAddress,
     DownstreamLocalAddress,
+    DownstreamTlsVersion,
+    DownstreamPeerUriSan,
     RouteName,
 }
 
@@ -59,6 +61,8 @@ pub(crate) struct LogRecord {
     /// Where the connection was going: the listener's address, or the original destination
     /// the `original_dst` listener filter restored.
     pub(crate) downstream_local: Option<std::net::SocketAddr>,
+    /// The downstream TLS session, if any.
+    pub(crate) tls: Option<crate::tls::TlsInfo>,
     pub(crate) route_name: Option<String>,
 }
 
@@ -142,6 +146,8 @@ impl AccessLogger {
                 Token::UpstreamCluster => r.upstream_cluster.clone(),
                 Token::DownstreamRemoteAddress => r.downstream_remote.map(|a| a.to_string()),
                 Token::DownstreamLocalAddress => r.downstream_local.map(|a| a.to_string()),
+                Token::DownstreamTlsVersion => r.tls.as_ref().map(|t| t.version.to_owned()),
+                Token::DownstreamPeerUriSan => r.tls.as_ref().and_then(|t| t.peer_uri_san.clone()),
                 Token::RouteName => r.route_name.clone().filter(|s| !s.is_empty()),
             };
             match v {
@@ -197,6 +203,8 @@ fn parse(fmt: &str) -> Result<Vec<Token>, FormatError> {
                 "UPSTREAM_CLUSTER" => Token::UpstreamCluster,
                 "DOWNSTREAM_REMOTE_ADDRESS" => Token::DownstreamRemoteAddress,
                 "DOWNSTREAM_LOCAL_ADDRESS" => Token::DownstreamLocalAddress,
+                "DOWNSTREAM_TLS_VERSION" => Token::DownstreamTlsVersion,
+                "DOWNSTREAM_PEER_URI_SAN" => Token::DownstreamPeerUriSan,
                 "ROUTE_NAME" => Token::RouteName,
                 other => return Err(FormatError(format!("unsupported operator %{other}%"))),
             }

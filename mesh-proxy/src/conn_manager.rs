@@ -142,6 +142,8 @@ pub(crate) struct ConnInfo {
     pub(crate) listener: Arc<str>,
     pub(crate) chain: usize,
     pub(crate) state: Arc<ConnState>,
+    /// The TLS session, when the chain terminates TLS.
+    pub(crate) tls: Option<crate::tls::TlsInfo>,
 }
 
 /// Per-request facts the router and the access log need.
@@ -263,6 +265,7 @@ where
             SocketAddr::new(downstream.client, 0)
         }),
         downstream_local: Some(conn.local),
+        tls: conn.tls.clone(),
         ..LogRecord::default()
     });
     let mut cx = RequestCtx {

@@ -631,6 +631,7 @@ impl Proxy {
             listener: listener.into(),
             chain: 0,
             state: Arc::default(),
+            tls: None,
         });
         let Ok(resp) = conn_manager::serve(req, conn, Arc::clone(&self.shared)).await;
         Ok(resp)

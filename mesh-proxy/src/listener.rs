@@ -285,11 +285,12 @@ async fn dispatch(
         l.name.as_str().into()
     };
     drop(snapshot);
-    let conn = Accepted {
+    let mut conn = Accepted {
         remote,
         local: destination,
         listener: name,
         index,
+        tls: None,
     };
     let _ = stream.set_nodelay(true);
     let io = crate::h1_server::Rewind::new(prefix, stream);
@@ -312,6 +313,7 @@ async fn dispatch(
                 return;
             }
             tls_stats.handshake.inc();
+            conn.tls = Some(crate::tls::TlsInfo::of(tls_stream.get_ref().1));
             serve_chain(tls_stream, conn, chain, shared, state).await;
         }
         Ok(Err(e)) => {
@@ -342,6 +344,7 @@ async fn serve_chain<T>(
                 stream: io,
                 remote: conn.remote,
                 local: conn.local,
+                tls: conn.tls,
             };
             crate::tcp_proxy::serve(down, chain, shared).await;
         }
@@ -357,6 +360,8 @@ struct Accepted {
     listener: Arc<str>,
     /// The chain's index in the listener.
     index: usize,
+    /// The TLS session, when the chain terminates TLS.
+    tls: Option<crate::tls::TlsInfo>,
 }
 
 /// hyper's HTTP/1 header limit when none is set.
@@ -431,6 +436,7 @@ async fn serve_conn<T>(
         local,
         listener,
         index,
+        tls,
     } = accepted;
     chain.stats.cx_total.inc();
     chain.stats.cx_active.inc();
@@ -441,6 +447,7 @@ async fn serve_conn<T>(
         listener,
         chain: index,
         state: Arc::clone(&state),
+        tls,
     });
     let svc_shared = Arc::clone(&shared);
     let fast = (shared.http1_server == crate::Http1Server::Builtin

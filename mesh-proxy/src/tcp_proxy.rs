@@ -97,6 +97,8 @@ pub(crate) struct Downstream<S> {
     pub(crate) remote: SocketAddr,
     /// Where the client was going: the original destination when it was restored.
     pub(crate) local: SocketAddr,
+    /// The TLS session, when the chain terminates TLS.
+    pub(crate) tls: Option<crate::tls::TlsInfo>,
 }
 
 /// Proxies one connection until both directions have ended or the idle timeout passes.
@@ -111,6 +113,7 @@ where
         start: Some(start),
         downstream_remote: Some(down.remote),
         downstream_local: Some(down.local),
+        tls: down.tls.clone(),
         ..LogRecord::default()
     };
     let snapshot = shared.store.load_full();

@@ -772,3 +772,38 @@ impl ClientTls {
         })
     }
 }
+
+/// What an access log may say of a downstream TLS session.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TlsInfo {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub(crate) version: &'static str,
+    /// The client certificate's URI SANs, comma-separated.
+    pub(crate) peer_uri_san: Option<String>,
+}
+
+impl TlsInfo {
+    pub(crate) fn of(conn: &rustls::ServerConnection) -> Self {
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "",
+        };
+        let peer_uri_san = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| {
+                subject_alt_names(c)
+                    .into_iter()
+                    .filter(|(t, _)| *t == SanType::Uri)
+                    .map(|(_, n)| n)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .filter(|s| !s.is_empty());
+        Self {
+            version,
+            peer_uri_san,
+        }
+    }
+}

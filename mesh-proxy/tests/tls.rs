@@ -644,6 +644,11 @@ async fn mutual_tls_accepts_only_the_named_identity() {
             matcher: StringMatcher::exact("spiffe://cluster.local/ns/default/sa/web"),
         }],
     });
+    let log = pki.path("access.log");
+    c.hcm_mut().unwrap().access_log = vec![AccessLog {
+        sink: AccessLogSink::File(log.clone()),
+        format: Some("%DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_PEER_URI_SAN%\n".into()),
+    }];
     let p = mesh_proxy::test_util::start(listener(vec![c])).await;
     let addr = p.listener_addr("https").unwrap();
     let ca = pki.path("ca.pem");
@@ -651,6 +656,17 @@ async fn mutual_tls_accepts_only_the_named_identity() {
         curl_with_cert(addr, &ca, Some(&good)).await.unwrap(),
         "hello web"
     );
+    // The access log names the session's version and the client's identity (written when
+    // the response ends, so possibly after curl has it: wait, bounded).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !text.is_empty() || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    };
+    assert_eq!(line, "TLSv1.3 spiffe://cluster.local/ns/default/sa/web\n");
     let stat = |s: &str| {
         p.stats()
             .counter(StatName::listener(&addr.to_string(), s))
