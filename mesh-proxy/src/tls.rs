@@ -286,6 +286,21 @@ impl RotatingCert {
     }
 }
 
+impl rustls::client::ResolvesClientCert for RotatingCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.check();
+        Some(self.current.load_full())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 impl rustls::server::ResolvesServerCert for RotatingCert {
     fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.check();
@@ -696,6 +711,7 @@ impl ClientTls {
             vc.map_or(&[][..], |v| &v.match_typed_subject_alt_names),
             "common_tls_context.validation_context.match_typed_subject_alt_names",
         )?;
+        let provider_for_cert = Arc::clone(&provider);
         let verifier = Arc::new(PeerVerifier {
             roots,
             sans,
@@ -709,29 +725,12 @@ impl ClientTls {
         let mut config = match c.tls_certificates.as_slice() {
             [] => builder.with_no_client_auth(),
             [cert] => {
-                let chain_field = "common_tls_context.tls_certificates[0].certificate_chain";
-                let key_field = "common_tls_context.tls_certificates[0].private_key";
-                let chain = certificates(&cert.certificate_chain, chain_field)?;
-                let key_pem = read(&cert.private_key, key_field)?;
-                let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-                    err(
-                        key_field,
-                        format!(
-                            "{}: not a PEM private key: {e}",
-                            cert.private_key.describe()
-                        ),
-                    )
-                })?;
-                builder.with_client_auth_cert(chain, key).map_err(|e| {
-                    err(
-                        "common_tls_context.tls_certificates[0]",
-                        format!(
-                            "{} and {}: {e}",
-                            cert.certificate_chain.describe(),
-                            cert.private_key.describe()
-                        ),
-                    )
-                })?
+                // Followed as its files rotate, as a server's certificate is.
+                let resolver = RotatingCert::new(
+                    CertSource::Files(cert.clone()),
+                    Arc::clone(&provider_for_cert),
+                )?;
+                builder.with_client_cert_resolver(Arc::new(resolver))
             }
             _ => {
                 return Err(err(

@@ -439,6 +439,12 @@ struct OpensslServer {
 
 impl OpensslServer {
     fn start(cert: &str, key: &str) -> Self {
+        Self::start_with(cert, key, &[])
+    }
+
+    /// With more `s_server` options (`-Verify 1 -CAfile ca.pem`: a client certificate
+    /// required).
+    fn start_with(cert: &str, key: &str, extra: &[&str]) -> Self {
         use std::io::BufRead;
         let mut child = Command::new("openssl")
             .args([
@@ -451,6 +457,7 @@ impl OpensslServer {
                 "-key",
                 key,
             ])
+            .args(extra)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -688,4 +695,42 @@ async fn mutual_tls_accepts_only_the_named_identity() {
         assert_eq!(stat(counter), 1, "{counter}");
     }
     assert_eq!(stat("ssl.handshake"), 1);
+}
+
+/// Origination with a client certificate (DestinationRule MUTUAL, ISTIO_MUTUAL): an upstream
+/// that requires one gets it; without one the handshake fails (503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origination_presents_a_client_certificate() {
+    let pki = Pki::new("origin-mutual");
+    let id = "spiffe://cluster.local/ns/default/sa/upstream";
+    let server = pki.leaf_with_uri("upstream.example.test", id);
+    let client = pki.leaf_with_uri(
+        "client.example.test",
+        "spiffe://cluster.local/ns/default/sa/web",
+    );
+    let (DataSource::Filename(c), DataSource::Filename(k)) =
+        (&server.certificate_chain, &server.private_key)
+    else {
+        unreachable!()
+    };
+    let ca = pki.path("ca.pem");
+    let upstream = OpensslServer::start_with(c, k, &["-Verify", "1", "-CAfile", &ca]);
+    let mut with_cert = tls_cluster("with_cert", upstream.addr, &ca, id);
+    with_cert
+        .transport_socket
+        .as_mut()
+        .unwrap()
+        .common_tls_context
+        .tls_certificates = vec![client];
+    for (cluster, status) in [
+        (with_cert, 200),
+        (tls_cluster("without_cert", upstream.addr, &ca, id), 503),
+    ] {
+        let name = cluster.name.clone();
+        let (_p, addr) = mesh_proxy::test_util::start_for_cluster(cluster).await;
+        let r = mesh_proxy::test_util::Client::http1()
+            .get(addr, "/", &[])
+            .await;
+        assert_eq!(r.status.as_u16(), status, "{name}: {}", r.text());
+    }
 }

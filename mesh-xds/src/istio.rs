@@ -295,7 +295,15 @@ pub struct Options {
     /// meshConfig `accessLogFile`: every connection manager and TCP proxy logs there in
     /// [`ISTIO_ACCESS_LOG_FORMAT`] (default none).
     pub access_log: Option<mesh_core::config::AccessLogSink>,
+    /// Where the workload's identity is (`ISTIO_MUTUAL`): `cert-chain.pem`, `key.pem` and
+    /// `root-cert.pem`, as Istio's agent writes them (default `/etc/certs`). The files are
+    /// followed as they rotate.
+    pub identity_dir: String,
 }
+
+/// The CA bundle that DestinationRules without `caCertificates` trust (Debian's system
+/// bundle, as Istio verifies against the system's roots).
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Istio's default access-log format, without the operators the proxy does not produce
 /// (`%RESPONSE_CODE_DETAILS%`, `%CONNECTION_TERMINATION_DETAILS%`,
@@ -382,7 +390,14 @@ impl Options {
             bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
             access_log: None,
+            identity_dir: "/etc/certs".into(),
         }
+    }
+
+    /// Sets the workload identity directory (builder style).
+    pub fn identity_dir(mut self, dir: impl Into<String>) -> Self {
+        self.identity_dir = dir.into();
+        self
     }
 
     /// Sets meshConfig `accessLogFile` (builder style).

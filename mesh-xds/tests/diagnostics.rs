@@ -494,8 +494,7 @@ static_resources:
 }
 
 /// A config that asks for TLS is never served without it (issue #11): a TLS transport socket
-/// without its context on a filter chain, and any on a cluster (upstream TLS is not built
-/// yet), is an error, not a warning.
+/// without its context, on a filter chain or a cluster, is an error, not a warning.
 #[test]
 fn a_transport_socket_that_cannot_be_honoured_is_an_error() {
     let yaml = r#"
@@ -525,7 +524,7 @@ static_resources:
         paths,
         [
             "listeners[0].filter_chains[0].transport_socket.typed_config",
-            "clusters[0].transport_socket"
+            "clusters[0].transport_socket.typed_config"
         ]
     );
     assert!(
@@ -535,7 +534,7 @@ static_resources:
         "{errors:?}"
     );
     assert!(
-        errors[1].message.contains("cannot be honoured"),
+        errors[1].message.contains("UpstreamTlsContext is required"),
         "{errors:?}"
     );
 }

@@ -279,38 +279,16 @@ fn bookinfo_gateway_listens_on_the_mapped_port() {
 }
 
 /// Istio's tests load `istio-testdata/` as one set (VirtualServices name Gateways of other
-/// files): loaded together, the directory is rejected only for the DestinationRules that ask
-/// for TLS origination, which cannot be honoured yet (a config that asks for security is never
-/// served without it); without those, it loads and each role translates or is rejected with
+/// files). With TLS origination translated (DestinationRule `tls` SIMPLE, MUTUAL and
+/// ISTIO_MUTUAL), the whole directory loads, and each role translates or is rejected with
 /// resource paths.
 #[test]
 fn istio_testdata_as_one_set() {
     let Some(d) = dir("istio-testdata") else {
         return;
     };
-    let e = load(std::slice::from_ref(&d)).expect_err("TLS origination is refused");
-    assert!(!e.field_errors().is_empty());
-    for fe in e.field_errors() {
-        assert!(
-            fe.path.ends_with("tls.mode") && fe.message.contains("TLS origination"),
-            "only TLS is refused: {fe}"
-        );
-    }
-    let without_tls: Vec<PathBuf> = yaml_files(&d)
-        .into_iter()
-        .filter(|f| {
-            let text = std::fs::read_to_string(f).unwrap_or_default();
-            !e.field_errors().iter().any(|fe| {
-                fe.path
-                    .split(' ')
-                    .next()
-                    .and_then(|name| name.split('.').next())
-                    .is_some_and(|name| text.contains(&format!("name: {name}")))
-            })
-        })
-        .collect();
-    let outcome = run(&without_tls);
-    eprintln!("istio-testdata as one set, without TLS origination: {outcome}");
+    let outcome = run(std::slice::from_ref(&d));
+    eprintln!("istio-testdata as one set: {outcome}");
     assert!(outcome.starts_with("loaded"), "{outcome}");
 }
 

@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 
 use mesh_core::config::{
-    AccessLogSink, Action, Bootstrap, CidrRange, ClusterSpecifier, DiscoveryType, FilterChain,
-    Listener, ListenerFilterKind, NetworkFilter, RouteSource, TcpCluster, TcpProxy,
+    AccessLogSink, Action, Bootstrap, CidrRange, ClusterSpecifier, DataSource, DiscoveryType,
+    FilterChain, Listener, ListenerFilterKind, NetworkFilter, RouteSource, SanType, TcpCluster,
+    TcpProxy,
 };
 use mesh_xds::istio::{self, Options, OutboundTrafficPolicy};
 
@@ -376,4 +377,131 @@ fn ports_without_a_protocol_are_sniffed() {
         .map(|c| c.hcm().is_some())
         .collect();
     assert_eq!(on_9091, [true, false]);
+}
+
+/// DestinationRule `tls` becomes the cluster's upstream TLS (issue #15): SIMPLE and MUTUAL
+/// with files, ISTIO_MUTUAL with the workload identity directory, Istio's SNI and ALPN; a
+/// port-level DISABLE turns it off; a credentialName a sidecar cannot read is an error.
+#[test]
+fn destination_rule_tls_originates() {
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: api }
+spec:
+  hosts: [api.example.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports:
+  - { number: 443, name: https-api, protocol: HTTPS }
+  - { number: 8443, name: https-admin, protocol: HTTPS }
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: api }
+spec:
+  host: api.example.com
+  trafficPolicy:
+    tls:
+      mode: MUTUAL
+      clientCertificate: /etc/client/cert.pem
+      privateKey: /etc/client/key.pem
+      caCertificates: /etc/client/ca.pem
+      subjectAltNames: [api.example.com, spiffe://example.com/api]
+    portLevelSettings:
+    - port: { number: 8443 }
+      tls: { mode: SIMPLE, insecureSkipVerify: true, sni: admin.example.com }
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: reviews }
+spec:
+  host: reviews.default.svc.cluster.local
+  trafficPolicy: { tls: { mode: ISTIO_MUTUAL } }
+  subsets: [{ name: v1, labels: { version: v1 } }]
+"#;
+    let text = format!("{MESH}\n---\n{yaml}");
+    let res = istio::parse_str(&text, "mesh.yaml", "default").unwrap();
+    let b = istio::translate(
+        &res.value,
+        &Options::captured_sidecar().identity_dir("/var/run/identity/"),
+    )
+    .unwrap()
+    .value;
+    let cluster = |n: &str| {
+        b.clusters
+            .iter()
+            .find(|c| c.name == n)
+            .unwrap_or_else(|| panic!("no cluster {n}"))
+    };
+    let file = |f: &str| DataSource::Filename(f.into());
+
+    let mutual = cluster("outbound|443||api.example.com")
+        .transport_socket
+        .as_ref()
+        .unwrap();
+    assert_eq!(mutual.sni.as_deref(), Some("api.example.com"));
+    let c = &mutual.common_tls_context;
+    assert_eq!(
+        c.tls_certificates[0].certificate_chain,
+        file("/etc/client/cert.pem")
+    );
+    let v = c.validation_context.as_ref().unwrap();
+    assert_eq!(v.trusted_ca, Some(file("/etc/client/ca.pem")));
+    let types: Vec<SanType> = v
+        .match_typed_subject_alt_names
+        .iter()
+        .map(|m| m.san_type)
+        .collect();
+    assert_eq!(types, [SanType::Dns, SanType::Uri]);
+
+    let simple = cluster("outbound|8443||api.example.com")
+        .transport_socket
+        .as_ref()
+        .unwrap();
+    assert_eq!(simple.sni.as_deref(), Some("admin.example.com"));
+    assert!(
+        simple.common_tls_context.validation_context.is_none(),
+        "insecureSkipVerify"
+    );
+    assert!(simple.common_tls_context.tls_certificates.is_empty());
+
+    let istio = cluster("outbound|9080|v1|reviews.default.svc.cluster.local")
+        .transport_socket
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        istio.sni.as_deref(),
+        Some("outbound_.9080_.v1_.reviews.default.svc.cluster.local")
+    );
+    let c = &istio.common_tls_context;
+    assert_eq!(
+        c.tls_certificates[0].certificate_chain,
+        file("/var/run/identity/cert-chain.pem")
+    );
+    assert_eq!(
+        c.validation_context.as_ref().unwrap().trusted_ca,
+        Some(file("/var/run/identity/root-cert.pem"))
+    );
+    assert_eq!(c.alpn_protocols, ["istio-peer-exchange", "istio"]);
+    // Clusters without a rule stay plain.
+    assert!(
+        cluster("outbound|5432||db.default.svc.cluster.local")
+            .transport_socket
+            .is_none()
+    );
+
+    let secret = yaml.replace(
+        "tls: { mode: ISTIO_MUTUAL }",
+        "tls: { mode: SIMPLE, credentialName: reviews-cert }",
+    );
+    let err = istio::parse_str(&format!("{MESH}\n---\n{secret}"), "mesh.yaml", "default")
+        .and_then(|r| r.strict())
+        .unwrap_err();
+    assert!(
+        err.field_errors()
+            .iter()
+            .any(|e| e.path.ends_with("trafficPolicy.tls.credentialName")),
+        "{err}"
+    );
 }

@@ -69,6 +69,15 @@ struct Cli {
     /// and `/dev/stderr` are the streams).
     #[arg(long, value_name = "PATH", requires = "istio")]
     access_log: Option<String>,
+    /// The workload identity for ISTIO_MUTUAL: a directory holding cert-chain.pem, key.pem
+    /// and root-cert.pem, as Istio's agent writes them; followed as they rotate.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/certs",
+        requires = "istio"
+    )]
+    identity_dir: String,
     /// The proxy's workload labels, `k=v[,k=v…]`: a gateway's Gateway selector, a
     /// sidecar's `sourceLabels`.
     #[arg(long, value_name = "LABELS", value_parser = parse_labels, requires = "istio")]
@@ -222,7 +231,8 @@ impl Source {
                     o.map_port(*s, *l)
                 }),
         }
-        .namespace(cli.namespace.clone());
+        .namespace(cli.namespace.clone())
+        .identity_dir(cli.identity_dir.clone());
         let options = match cli.access_log.as_deref() {
             None => options,
             Some("/dev/stdout") => options.access_log(AccessLogSink::Stdout),

@@ -49,8 +49,29 @@ pub struct Policy {
     pub connection_pool: Option<ConnectionPool>,
     /// `outlierDetection`.
     pub outlier_detection: Option<OutlierDetection>,
-    /// `tls.mode`.
-    pub tls_mode: Option<String>,
+    /// `tls`.
+    pub tls: Option<ClientTls>,
+}
+
+/// `trafficPolicy.tls`: TLS the sidecar originates to the destination.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientTls {
+    /// `mode`: `DISABLE`, `SIMPLE`, `MUTUAL` or `ISTIO_MUTUAL`.
+    pub mode: String,
+    /// `clientCertificate` (MUTUAL): a PEM file.
+    pub client_certificate: Option<String>,
+    /// `privateKey` (MUTUAL): a PEM file.
+    pub private_key: Option<String>,
+    /// `caCertificates`: a PEM file of trusted CAs.
+    pub ca_certificates: Option<String>,
+    /// `subjectAltNames`: the server certificate must carry one.
+    pub subject_alt_names: Vec<String>,
+    /// `sni`.
+    pub sni: Option<String>,
+    /// `insecureSkipVerify`.
+    pub insecure_skip_verify: bool,
+    /// `credentialName`.
+    pub credential_name: Option<String>,
 }
 
 /// `loadBalancer`.
@@ -310,16 +331,57 @@ fn policy(cx: &mut Cx, o: &mut Obj<'_>) -> Policy {
     }
     if let Some(mut t) = o.obj(cx, "tls") {
         let mode = t.string(cx, "mode").unwrap_or_else(|| "DISABLE".into());
-        // Sending plaintext where the rule asks for TLS would be less secure than asked.
-        if mode != "DISABLE" {
+        let read = |t: &Obj<'_>, k: &str| {
+            t.value_of(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let tls = ClientTls {
+            client_certificate: read(&t, "clientCertificate"),
+            private_key: read(&t, "privateKey"),
+            ca_certificates: read(&t, "caCertificates"),
+            sni: read(&t, "sni"),
+            credential_name: read(&t, "credentialName"),
+            subject_alt_names: t
+                .value_of("subjectAltNames")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            insecure_skip_verify: t
+                .value_of("insecureSkipVerify")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            mode: mode.clone(),
+        };
+        if !matches!(
+            mode.as_str(),
+            "DISABLE" | "SIMPLE" | "MUTUAL" | "ISTIO_MUTUAL"
+        ) {
+            cx.error(t.child("mode"), format!("unknown TLS mode {mode:?}"));
+        }
+        // A credential from a Kubernetes Secret, or a revocation list, would change what the
+        // sidecar trusts: what it cannot read is an error.
+        if tls.credential_name.is_some() {
             cx.error(
-                t.child("mode"),
-                format!("TLS origination (mode {mode}) is not supported yet, and the rule cannot be honoured without it"),
+                t.child("credentialName"),
+                "credentialName is not supported for sidecars; give clientCertificate, privateKey and caCertificates files",
+            );
+        }
+        if read(&t, "caCrl").is_some() {
+            cx.error(
+                t.child("caCrl"),
+                "certificate revocation lists are not supported",
             );
         }
         tls_rules(cx, &mut t, &mode);
         t.finish(cx);
-        p.tls_mode = Some(mode);
+        p.tls = Some(tls);
     }
     p
 }

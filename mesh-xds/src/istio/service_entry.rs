@@ -353,7 +353,11 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> ServiceEntry {
         ws.finish(cx);
     }
     rules::export_to(cx, s, true);
-    s.unsupported(cx, "subjectAltNames", "TLS is not supported, ignored");
+    s.unsupported(
+        cx,
+        "subjectAltNames",
+        "ignored: give the names to check in the DestinationRule's tls.subjectAltNames",
+    );
     se.meta = meta;
     se
 }

@@ -9,9 +9,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use mesh_core::config::{
-    Bootstrap, CircuitBreakers, Cluster, ClusterLoadAssignment, DiscoveryType, FieldError, HashOn,
-    HashPolicy, LbEndpoint, LbPolicy, Locality, LocalityLbEndpoints, NetworkFilter, Thresholds,
-    UpstreamProtocol,
+    Bootstrap, CircuitBreakers, Cluster, ClusterLoadAssignment, CommonTlsContext, DataSource,
+    DiscoveryType, FieldError, HashOn, HashPolicy, LbEndpoint, LbPolicy, Locality,
+    LocalityLbEndpoints, NetworkFilter, SanMatcher, SanType, StringMatcher, Thresholds,
+    TlsCertificate, UpstreamProtocol, UpstreamTlsContext, ValidationContext,
 };
 
 use super::{
@@ -484,6 +485,9 @@ impl<'a> Registry<'a> {
             ..Cluster::default()
         };
         apply_policy(&mut c, &policy);
+        if let Some(t) = &policy.tls {
+            c.transport_socket = self.upstream_tls(t, s, port, subset);
+        }
         if port.is_http2() {
             c.protocol = UpstreamProtocol::Http2;
         }
@@ -544,6 +548,88 @@ impl<'a> Registry<'a> {
     }
 }
 
+impl Registry<'_> {
+    /// A DestinationRule's `tls` as the cluster's transport socket (SEMANTICS.md §8.5):
+    /// `DISABLE` none; `SIMPLE` the server checked against `caCertificates` (else the system
+    /// bundle) and `subjectAltNames`, unless `insecureSkipVerify`; `MUTUAL` with the client
+    /// certificate; `ISTIO_MUTUAL` with the workload identity, SNI
+    /// `outbound_.<port>_.<subset>_.<host>` and Istio's ALPN.
+    fn upstream_tls(
+        &self,
+        t: &super::ClientTls,
+        s: &Service<'_>,
+        port: &ServicePort,
+        subset: Option<&Subset>,
+    ) -> Option<UpstreamTlsContext> {
+        let file = |f: &str| DataSource::Filename(f.to_owned());
+        let sans = |names: &[String]| {
+            names
+                .iter()
+                .map(|n| SanMatcher {
+                    san_type: if n.starts_with("spiffe://") {
+                        SanType::Uri
+                    } else {
+                        SanType::Dns
+                    },
+                    matcher: StringMatcher::exact(n.clone()),
+                })
+                .collect()
+        };
+        let mut ctx = CommonTlsContext::default();
+        let sni;
+        match t.mode.as_str() {
+            "SIMPLE" | "MUTUAL" => {
+                if !t.insecure_skip_verify {
+                    ctx.validation_context = Some(ValidationContext {
+                        trusted_ca: Some(file(
+                            t.ca_certificates
+                                .as_deref()
+                                .unwrap_or(super::SYSTEM_CA_BUNDLE),
+                        )),
+                        match_typed_subject_alt_names: sans(&t.subject_alt_names),
+                    });
+                }
+                if t.mode == "MUTUAL"
+                    && let (Some(cert), Some(key)) = (&t.client_certificate, &t.private_key)
+                {
+                    ctx.tls_certificates.push(TlsCertificate {
+                        certificate_chain: file(cert),
+                        private_key: file(key),
+                    });
+                }
+                sni = t.sni.clone().or_else(|| Some(s.host.clone()));
+            }
+            "ISTIO_MUTUAL" => {
+                let dir = self.opts.identity_dir.trim_end_matches('/');
+                ctx.tls_certificates.push(TlsCertificate {
+                    certificate_chain: file(&format!("{dir}/cert-chain.pem")),
+                    private_key: file(&format!("{dir}/key.pem")),
+                });
+                ctx.validation_context = Some(ValidationContext {
+                    trusted_ca: Some(file(&format!("{dir}/root-cert.pem"))),
+                    match_typed_subject_alt_names: sans(&t.subject_alt_names),
+                });
+                ctx.alpn_protocols = if port.is_http2() {
+                    vec!["istio-peer-exchange".into(), "istio".into(), "h2".into()]
+                } else {
+                    vec!["istio-peer-exchange".into(), "istio".into()]
+                };
+                sni = Some(format!(
+                    "outbound_.{}_.{}_.{}",
+                    port.number,
+                    subset.map_or("", |x| x.name.as_str()),
+                    s.host
+                ));
+            }
+            _ => return None,
+        }
+        Some(UpstreamTlsContext {
+            common_tls_context: ctx,
+            sni,
+        })
+    }
+}
+
 fn push_endpoint(groups: &mut Vec<LocalityLbEndpoints>, loc: Locality, e: LbEndpoint) {
     match groups.iter_mut().find(|g| g.locality == loc) {
         Some(g) => g.lb_endpoints.push(e),
@@ -585,8 +671,8 @@ fn effective(dr: Option<&DestinationRule>, port: u16, subset: Option<&Subset>) -
             if p.outlier_detection.is_some() {
                 base.outlier_detection = p.outlier_detection;
             }
-            if p.tls_mode.is_some() {
-                base.tls_mode.clone_from(&p.tls_mode);
+            if p.tls.is_some() {
+                base.tls.clone_from(&p.tls);
             }
         }
     }
