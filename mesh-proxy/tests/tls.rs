@@ -734,3 +734,108 @@ async fn origination_presents_a_client_certificate() {
         assert_eq!(r.status.as_u16(), status, "{name}: {}", r.text());
     }
 }
+
+/// An Istio Gateway terminating TLS: a SIMPLE server whose certificate is a credentialName in
+/// the credentials directory, and a MUTUAL server with certificate files, on one port, picked
+/// by SNI (translated by `mesh_xds::istio`, served here, checked with curl).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_istio_gateway_terminates_simple_and_mutual_tls() {
+    let pki = Pki::new("gateway");
+    // credentialName a-cert: a-cert.crt and a-cert.key in the credentials directory.
+    pki.leaf_named("a.example.test", "a.example.test", "a-cert");
+    let b = pki.leaf("b.example.test");
+    let client = pki.leaf_with_uri(
+        "client.example.test",
+        "spiffe://cluster.local/ns/default/sa/web",
+    );
+    let (DataSource::Filename(b_crt), DataSource::Filename(b_key)) =
+        (&b.certificate_chain, &b.private_key)
+    else {
+        unreachable!()
+    };
+    let ca = pki.path("ca.pem");
+    let yaml = format!(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{ name: edge }}
+spec:
+  selector: {{ istio: ingressgateway }}
+  servers:
+  - port: {{ number: 443, name: https-a, protocol: HTTPS }}
+    hosts: [a.example.test]
+    tls: {{ mode: SIMPLE, credentialName: a-cert }}
+  - port: {{ number: 443, name: https-b, protocol: HTTPS }}
+    hosts: [b.example.test]
+    tls:
+      mode: MUTUAL
+      serverCertificate: {b_crt}
+      privateKey: {b_key}
+      caCertificates: {ca}
+      subjectAltNames: [spiffe://cluster.local/ns/default/sa/web]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{ name: a }}
+spec:
+  hosts: [a.example.test]
+  gateways: [edge]
+  http: [{{ directResponse: {{ status: 200, body: {{ string: gateway a }} }} }}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{ name: b }}
+spec:
+  hosts: [b.example.test]
+  gateways: [edge]
+  http: [{{ directResponse: {{ status: 200, body: {{ string: gateway b }} }} }}]
+"#
+    );
+    let res = mesh_xds::istio::parse_str(&yaml, "edge.yaml", "default").unwrap();
+    let opts = mesh_xds::istio::Options::gateway([("istio", "ingressgateway")])
+        .credentials_dir(pki.dir.to_str().unwrap())
+        .map_port(443, 0);
+    let b = mesh_xds::istio::translate(&res.value, &opts).unwrap().value;
+    let p = mesh_proxy::test_util::start(b).await;
+    let (_, addr) = p.listener_addrs()[0].clone();
+    assert_eq!(
+        curl(addr, "a.example.test", &ca, true).await.unwrap(),
+        "gateway a 2"
+    );
+    // b asks for a client certificate with the named identity.
+    let resolve_b = |cert: Option<&TlsCertificate>| {
+        let mut args = vec![
+            "-sS".to_owned(),
+            "--max-time".into(),
+            "10".into(),
+            "--cacert".into(),
+            ca.clone(),
+            "--resolve".into(),
+            format!("b.example.test:{}:127.0.0.1", addr.port()),
+        ];
+        if let Some(c) = cert {
+            let (DataSource::Filename(crt), DataSource::Filename(key)) =
+                (&c.certificate_chain, &c.private_key)
+            else {
+                unreachable!()
+            };
+            args.extend(["--cert".into(), crt.clone(), "--key".into(), key.clone()]);
+        }
+        args.push(format!("https://b.example.test:{}/", addr.port()));
+        args
+    };
+    for (cert, expected) in [(Some(&client), Ok("gateway b")), (None, Err(()))] {
+        let args = resolve_b(cert);
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new("curl").args(&args).output().expect("run curl")
+        })
+        .await
+        .unwrap();
+        let got = if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(())
+        };
+        assert_eq!(got.as_deref().map_err(|_| ()), expected);
+    }
+}

@@ -295,6 +295,9 @@ pub struct Options {
     /// meshConfig `accessLogFile`: every connection manager and TCP proxy logs there in
     /// [`ISTIO_ACCESS_LOG_FORMAT`] (default none).
     pub access_log: Option<mesh_core::config::AccessLogSink>,
+    /// Where a Gateway's `credentialName` certificates are: `<name>.crt`, `<name>.key` and
+    /// (MUTUAL) `<name>-ca.crt` (default `/etc/istio/credentials`).
+    pub credentials_dir: String,
     /// Where the workload's identity is (`ISTIO_MUTUAL`): `cert-chain.pem`, `key.pem` and
     /// `root-cert.pem`, as Istio's agent writes them (default `/etc/certs`). The files are
     /// followed as they rotate.
@@ -391,7 +394,14 @@ impl Options {
             outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
             access_log: None,
             identity_dir: "/etc/certs".into(),
+            credentials_dir: "/etc/istio/credentials".into(),
         }
+    }
+
+    /// Sets the directory of Gateway `credentialName` files (builder style).
+    pub fn credentials_dir(mut self, dir: impl Into<String>) -> Self {
+        self.credentials_dir = dir.into();
+        self
     }
 
     /// Sets the workload identity directory (builder style).

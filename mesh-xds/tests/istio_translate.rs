@@ -1002,9 +1002,24 @@ fn gateway_listeners_vhosts_and_port_map() {
     b.value.validate().unwrap();
     assert_eq!(
         b.value.listeners.len(),
-        1,
-        "HTTPS skipped, other gateway not selected"
+        2,
+        "HTTP and HTTPS of the selected gateway; the other gateway not selected"
     );
+    // The HTTPS server terminates TLS with its credentialName, for every host (`*`: no
+    // server_names), its routes named as istiod names them.
+    let https = &b.value.listeners[1];
+    assert_eq!(https.address.port(), 443);
+    let chain = &https.filter_chains[0];
+    assert!(chain.filter_chain_match.server_names.is_empty());
+    let tls = chain.transport_socket.as_ref().unwrap();
+    assert_eq!(
+        tls.common_tls_context.tls_certificates[0].certificate_chain,
+        mesh_core::config::DataSource::Filename("/etc/istio/credentials/cert.crt".into())
+    );
+    let RouteSource::RouteConfig(https_rc) = &chain.hcm().unwrap().route else {
+        panic!("inline routes");
+    };
+    assert_eq!(https_rc.name, "https.443.https.edge.istio-system");
     let l = &b.value.listeners[0];
     assert_eq!(
         (l.name.as_str(), l.address.port()),
@@ -1041,10 +1056,6 @@ fn gateway_listeners_vhosts_and_port_map() {
     // reviews.local admits only VirtualServices of namespace default.
     assert_eq!(rc.virtual_hosts[2].routes.len(), 2);
     let warned: Vec<&str> = b.warnings.iter().map(|w| w.path.as_str()).collect();
-    assert!(
-        warned.contains(&"edge.istio-system Gateway: spec.servers[2]"),
-        "{warned:?}"
-    );
     assert!(
         warned.contains(&"shop-extra.default VirtualService: spec.hosts[0]"),
         "{warned:?}"

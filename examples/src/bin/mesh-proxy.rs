@@ -78,6 +78,15 @@ struct Cli {
         requires = "istio"
     )]
     identity_dir: String,
+    /// Gateway credentialName certificates: NAME.crt, NAME.key and (MUTUAL) NAME-ca.crt in
+    /// this directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/istio/credentials",
+        requires = "istio"
+    )]
+    credentials_dir: String,
     /// The proxy's workload labels, `k=v[,k=v…]`: a gateway's Gateway selector, a
     /// sidecar's `sourceLabels`.
     #[arg(long, value_name = "LABELS", value_parser = parse_labels, requires = "istio")]
@@ -232,7 +241,8 @@ impl Source {
                 }),
         }
         .namespace(cli.namespace.clone())
-        .identity_dir(cli.identity_dir.clone());
+        .identity_dir(cli.identity_dir.clone())
+        .credentials_dir(cli.credentials_dir.clone());
         let options = match cli.access_log.as_deref() {
             None => options,
             Some("/dev/stdout") => options.access_log(AccessLogSink::Stdout),

@@ -33,8 +33,31 @@ pub struct Server {
     pub https_redirect: bool,
     /// `tls.mode` when a TLS block is present.
     pub tls_mode: Option<String>,
+    /// `tls`: where a terminating server's certificate comes from, and whom it trusts.
+    pub tls: ServerTlsSettings,
     /// `name`.
     pub name: String,
+}
+
+/// A Gateway server's `tls` certificates and client validation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerTlsSettings {
+    /// `serverCertificate` (a PEM file).
+    pub server_certificate: Option<String>,
+    /// `privateKey` (a PEM file).
+    pub private_key: Option<String>,
+    /// `caCertificates` (MUTUAL: the client CA bundle).
+    pub ca_certificates: Option<String>,
+    /// `credentialName`: a set of files in the credentials directory, or a Secret.
+    pub credential_name: Option<String>,
+    /// `subjectAltNames` a client certificate must carry one of (MUTUAL).
+    pub subject_alt_names: Vec<String>,
+    /// `minProtocolVersion`.
+    pub min_protocol_version: Option<String>,
+    /// `maxProtocolVersion`.
+    pub max_protocol_version: Option<String>,
+    /// `cipherSuites`.
+    pub cipher_suites: Vec<String>,
 }
 
 impl Server {
@@ -131,7 +154,48 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> Gateway {
             srv.https_redirect = t.bool(cx, "httpsRedirect").unwrap_or(false);
             srv.tls_mode = t.string(cx, "mode");
             server_tls_rules(cx, &t, srv.tls_mode.as_deref().unwrap_or("PASSTHROUGH"));
-            // Certificates are read but unused: TLS termination is not supported yet.
+            let text = |t: &Obj<'_>, k: &str| {
+                t.value_of(k)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            };
+            let list = |t: &Obj<'_>, k: &str| -> Vec<String> {
+                t.value_of(k)
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            srv.tls = ServerTlsSettings {
+                server_certificate: text(&t, "serverCertificate"),
+                private_key: text(&t, "privateKey"),
+                ca_certificates: text(&t, "caCertificates"),
+                credential_name: text(&t, "credentialName"),
+                subject_alt_names: list(&t, "subjectAltNames"),
+                min_protocol_version: text(&t, "minProtocolVersion"),
+                max_protocol_version: text(&t, "maxProtocolVersion"),
+                cipher_suites: list(&t, "cipherSuites"),
+            };
+            // What would change whom the gateway trusts and is not read here is an error.
+            for k in [
+                "credentialNames",
+                "tlsCertificates",
+                "verifyCertificateSpki",
+                "verifyCertificateHash",
+                "caCrl",
+            ] {
+                if t.has(k) {
+                    cx.error(
+                        t.child(k),
+                        format!("{k} is not supported; the server's TLS cannot be honoured"),
+                    );
+                }
+            }
             t.take_all();
         }
         let tls_protocol = matches!(srv.protocol.as_str(), "HTTPS" | "TLS");

@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mesh_core::config::{
-    Action, AppendAction, BackOff, ClusterSpecifier, ClusterWeight, Denominator,
-    DirectResponseAction, FractionalPercent, HeaderMatchSpec, HeaderMatcher, HeaderMutations,
-    HeaderValueOption, HostRewrite, HttpConnectionManager, HttpFilterConfig, Listener, PathMatch,
-    PathRedirect, QueryParameterMatcher, RedirectAction, RedirectCode, RegexRewrite,
-    RequestMirrorPolicy, RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch,
-    RuntimeFraction, StringMatcher, StringPattern, TlsRequirement, UpgradeConfig, VirtualHost,
+    Action, AppendAction, BackOff, ClusterSpecifier, ClusterWeight, DataSource, Denominator,
+    DirectResponseAction, DownstreamTlsContext, FilterChain, FractionalPercent, HeaderMatchSpec,
+    HeaderMatcher, HeaderMutations, HeaderValueOption, HostRewrite, HttpConnectionManager,
+    HttpFilterConfig, Listener, ListenerFilter, ListenerFilterKind, PathMatch, PathRedirect,
+    QueryParameterMatcher, RedirectAction, RedirectCode, RegexRewrite, RequestMirrorPolicy,
+    RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, RuntimeFraction,
+    StringMatcher, StringPattern, TlsCertificate, TlsRequirement, UpgradeConfig, VirtualHost,
     WeightedClusters,
 };
 use serde_json::{Value, json};
@@ -264,14 +265,24 @@ pub(super) fn gateways(
         .collect();
     // Server port → the (gateway, server index) pairs on it.
     let mut ports: BTreeMap<u16, Vec<(&Gateway, usize)>> = BTreeMap::new();
+    // Servers that terminate TLS (HTTPS with SIMPLE, MUTUAL or OPTIONAL_MUTUAL).
+    let mut tls_ports: BTreeMap<u16, Vec<(&Gateway, usize)>> = BTreeMap::new();
     for g in &selected {
         for (i, s) in g.servers.iter().enumerate() {
             let p = g.meta.path("Gateway", &format!("spec.servers[{i}]"));
+            let terminates = matches!(
+                s.tls_mode.as_deref(),
+                Some("SIMPLE" | "MUTUAL" | "OPTIONAL_MUTUAL")
+            );
+            if s.protocol == "HTTPS" && terminates {
+                tls_ports.entry(s.port).or_default().push((g, i));
+                continue;
+            }
             if !s.is_http() {
                 cx.warn(
                     p,
                     format!(
-                        "{} servers are not supported (no TLS termination or TCP proxying yet), skipped",
+                        "{} servers are not supported here (only HTTP, and HTTPS that terminates TLS with SIMPLE or MUTUAL), skipped",
                         if s.protocol.is_empty() { "protocol-less" } else { &s.protocol }
                     ),
                 );
@@ -289,98 +300,70 @@ pub(super) fn gateways(
     let mut out = Vec::new();
     for (port, servers) in ports {
         let local = port_map.get(&port).copied().unwrap_or(port);
-        let mut rc = RouteConfiguration::new(format!("http.{port}"));
-        rc.validate_clusters = Some(false);
-        rc.ignore_port_in_host_matching = true;
-        rc.max_direct_response_body_size_bytes = MAX_DIRECT_RESPONSE_BODY;
-        // host → (vhost, the VirtualServices that filled it).
-        let mut vhosts: Vec<(VirtualHost, Vec<String>)> = Vec::new();
-        for (g, i) in &servers {
-            let srv = &g.servers[*i];
-            if srv.https_redirect {
-                for h in &srv.hosts {
-                    let host = strip_ns(h).to_ascii_lowercase();
-                    let vh = vhost_entry(&mut vhosts, &host, port);
-                    vh.require_tls = TlsRequirement::All;
-                }
-            }
-        }
-        for vs in &reg.res.virtual_services {
-            let ns = &vs.meta.namespace;
-            for (g, i) in &servers {
-                let gname = format!("{}/{}", g.meta.namespace, g.meta.name);
-                if !vs.gateways.iter().any(|x| resolve_gateway(x, ns) == gname) {
-                    continue;
-                }
-                let srv = &g.servers[*i];
-                let ctx = Context {
-                    gateway: gname.clone(),
-                    port,
-                    labels,
-                    namespace: &opts.namespace,
-                };
-                let routes = vs_routes(reg, vs, &ctx);
-                for (k, vh_host) in vs.hosts.iter().enumerate() {
-                    let vh_host = fqdn(vh_host, ns, &opts.domain_suffix);
-                    for sh in &srv.hosts {
-                        let Some(host) = server_host_match(sh, &g.meta.namespace, &vh_host, ns)
-                        else {
-                            continue;
-                        };
-                        let id = format!("{}.{}", vs.meta.name, ns);
-                        let idx = match vhosts.iter().position(|(v, _)| v.domains[0] == host) {
-                            Some(idx) => idx,
-                            None => {
-                                vhost_entry(&mut vhosts, &host, port);
-                                vhosts.len() - 1
-                            }
-                        };
-                        let (vh, owners) = &mut vhosts[idx];
-                        if owners.contains(&id) {
-                            continue;
-                        }
-                        if let Some(o) = owners.first() {
-                            cx.warn(
-                                vs.meta.path("VirtualService", &format!("spec.hosts[{k}]")),
-                                format!("host {host} on gateway {gname} port {port} is also routed by VirtualService {o}; the routes are merged (catch-all routes last)"),
-                            );
-                        }
-                        owners.push(id);
-                        vh.routes.extend(routes.iter().cloned());
-                    }
-                }
-            }
-        }
-        let mut seen = HashSet::new();
-        for (mut vh, _) in vhosts {
-            if !seen.insert(vh.domains[0].clone()) {
-                continue;
-            }
-            // Merged VirtualServices: catch-all routes move to the end (pilot's SortVHostRoutes).
-            let (catch_all, rest): (Vec<Route>, Vec<Route>) =
-                vh.routes.into_iter().partition(is_catch_all);
-            vh.routes = rest.into_iter().chain(catch_all).collect();
-            rc.virtual_hosts.push(vh);
-        }
-        if rc.virtual_hosts.is_empty() {
-            rc.virtual_hosts
-                .push(VirtualHost::new(format!("blackhole:{port}"), ["*"]));
-        }
-        let hcm = HttpConnectionManager {
-            stat_prefix: format!("outbound_{}_{local}", opts.bind_address),
-            use_remote_address: true,
-            http_filters: filters_for(&rc),
-            upgrade_configs: vec![UpgradeConfig::websocket()],
-            normalize_path: true,
-            tracing: Some(istio_tracing()),
-            ..HttpConnectionManager::with_routes(rc)
-        };
+        let rc = server_routes(cx, reg, labels, &servers, port, format!("http.{port}"));
+        let hcm = gateway_hcm(rc, format!("outbound_{}_{local}", opts.bind_address));
         out.push(Listener::http(
             format!("{}_{local}", opts.bind_address),
             SocketAddr::new(opts.bind_address, local),
             hcm,
         ));
     }
+    for (port, servers) in tls_ports {
+        let local = port_map.get(&port).copied().unwrap_or(port);
+        let address = SocketAddr::new(opts.bind_address, local);
+        if out.iter().any(|l| l.address == address) {
+            for (g, i) in &servers {
+                cx.warn(
+                    g.meta.path("Gateway", &format!("spec.servers[{i}]")),
+                    format!(
+                        "port {port} also has plain HTTP servers; this HTTPS server is not served"
+                    ),
+                );
+            }
+            continue;
+        }
+        let mut chains = Vec::new();
+        for (g, i) in &servers {
+            let srv = &g.servers[*i];
+            let path = g.meta.path("Gateway", &format!("spec.servers[{i}].tls"));
+            let Some(tls) = server_tls(cx, reg, srv, &path) else {
+                continue;
+            };
+            let name = format!(
+                "https.{port}.{}.{}.{}",
+                srv.port_name, g.meta.name, g.meta.namespace
+            );
+            let rc = server_routes(cx, reg, labels, &[(*g, *i)], port, name);
+            let mut chain = FilterChain::http(gateway_hcm(
+                rc,
+                format!("outbound_{}_{local}", opts.bind_address),
+            ));
+            let mut names: Vec<String> = srv
+                .hosts
+                .iter()
+                .map(|h| strip_ns(h).to_ascii_lowercase())
+                .collect();
+            names.sort();
+            names.dedup();
+            if !names.iter().any(|n| n == "*") {
+                chain.filter_chain_match.server_names = names;
+            }
+            chain.transport_socket = Some(tls);
+            chains.push(chain);
+        }
+        if chains.is_empty() {
+            continue;
+        }
+        let mut l = Listener::new(format!("{}_{local}", opts.bind_address), address, chains);
+        if l.filter_chains
+            .iter()
+            .any(|c| !c.filter_chain_match.server_names.is_empty())
+        {
+            l.listener_filters = vec![ListenerFilter::new(ListenerFilterKind::TlsInspector)];
+        }
+        out.push(l);
+    }
+
     if selected.is_empty() {
         cx.warn(
             "gateway",
@@ -388,6 +371,177 @@ pub(super) fn gateways(
         );
     }
     out
+}
+
+/// The route configuration `name` of gateway `servers` on `port`: a virtual host per host the
+/// servers and their VirtualServices share.
+fn server_routes(
+    cx: &mut Cx,
+    reg: &Registry<'_>,
+    labels: &BTreeMap<String, String>,
+    servers: &[(&Gateway, usize)],
+    port: u16,
+    name: String,
+) -> RouteConfiguration {
+    let opts = reg.opts;
+    let mut rc = RouteConfiguration::new(name);
+    rc.validate_clusters = Some(false);
+    rc.ignore_port_in_host_matching = true;
+    rc.max_direct_response_body_size_bytes = MAX_DIRECT_RESPONSE_BODY;
+    // host → (vhost, the VirtualServices that filled it).
+    let mut vhosts: Vec<(VirtualHost, Vec<String>)> = Vec::new();
+    for (g, i) in servers {
+        let srv = &g.servers[*i];
+        if srv.https_redirect {
+            for h in &srv.hosts {
+                let host = strip_ns(h).to_ascii_lowercase();
+                let vh = vhost_entry(&mut vhosts, &host, port);
+                vh.require_tls = TlsRequirement::All;
+            }
+        }
+    }
+    for vs in &reg.res.virtual_services {
+        let ns = &vs.meta.namespace;
+        for (g, i) in servers {
+            let gname = format!("{}/{}", g.meta.namespace, g.meta.name);
+            if !vs.gateways.iter().any(|x| resolve_gateway(x, ns) == gname) {
+                continue;
+            }
+            let srv = &g.servers[*i];
+            let ctx = Context {
+                gateway: gname.clone(),
+                port,
+                labels,
+                namespace: &opts.namespace,
+            };
+            let routes = vs_routes(reg, vs, &ctx);
+            for (k, vh_host) in vs.hosts.iter().enumerate() {
+                let vh_host = fqdn(vh_host, ns, &opts.domain_suffix);
+                for sh in &srv.hosts {
+                    let Some(host) = server_host_match(sh, &g.meta.namespace, &vh_host, ns) else {
+                        continue;
+                    };
+                    let id = format!("{}.{}", vs.meta.name, ns);
+                    let idx = match vhosts.iter().position(|(v, _)| v.domains[0] == host) {
+                        Some(idx) => idx,
+                        None => {
+                            vhost_entry(&mut vhosts, &host, port);
+                            vhosts.len() - 1
+                        }
+                    };
+                    let (vh, owners) = &mut vhosts[idx];
+                    if owners.contains(&id) {
+                        continue;
+                    }
+                    if let Some(o) = owners.first() {
+                        cx.warn(
+                            vs.meta.path("VirtualService", &format!("spec.hosts[{k}]")),
+                            format!("host {host} on gateway {gname} port {port} is also routed by VirtualService {o}; the routes are merged (catch-all routes last)"),
+                        );
+                    }
+                    owners.push(id);
+                    vh.routes.extend(routes.iter().cloned());
+                }
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    for (mut vh, _) in vhosts {
+        if !seen.insert(vh.domains[0].clone()) {
+            continue;
+        }
+        // Merged VirtualServices: catch-all routes move to the end (pilot's SortVHostRoutes).
+        let (catch_all, rest): (Vec<Route>, Vec<Route>) =
+            vh.routes.into_iter().partition(is_catch_all);
+        vh.routes = rest.into_iter().chain(catch_all).collect();
+        rc.virtual_hosts.push(vh);
+    }
+    if rc.virtual_hosts.is_empty() {
+        rc.virtual_hosts
+            .push(VirtualHost::new(format!("blackhole:{port}"), ["*"]));
+    }
+    rc
+}
+
+/// A gateway's connection manager for `rc`.
+fn gateway_hcm(rc: RouteConfiguration, stat_prefix: String) -> HttpConnectionManager {
+    HttpConnectionManager {
+        stat_prefix,
+        use_remote_address: true,
+        http_filters: filters_for(&rc),
+        upgrade_configs: vec![UpgradeConfig::websocket()],
+        normalize_path: true,
+        tracing: Some(istio_tracing()),
+        ..HttpConnectionManager::with_routes(rc)
+    }
+}
+
+/// A terminating server's TLS (SIMPLE, MUTUAL, OPTIONAL_MUTUAL): its certificate from
+/// `serverCertificate`/`privateKey`, or `credentialName` files in the credentials directory
+/// (`<name>.crt`, `<name>.key`, `<name>-ca.crt`); a MUTUAL server's client CA and SANs.
+fn server_tls(
+    cx: &mut Cx,
+    reg: &Registry<'_>,
+    srv: &crate::istio::Server,
+    path: &str,
+) -> Option<DownstreamTlsContext> {
+    let t = &srv.tls;
+    let mode = srv.tls_mode.as_deref().unwrap_or("PASSTHROUGH");
+    let dir = reg.opts.credentials_dir.trim_end_matches('/');
+    let file = |f: String| DataSource::Filename(f);
+    let (cert, key, ca) = match (&t.credential_name, &t.server_certificate, &t.private_key) {
+        (Some(name), _, _) => (
+            file(format!("{dir}/{name}.crt")),
+            file(format!("{dir}/{name}.key")),
+            Some(file(format!("{dir}/{name}-ca.crt"))),
+        ),
+        (None, Some(c), Some(k)) => (
+            file(c.clone()),
+            file(k.clone()),
+            t.ca_certificates.clone().map(file),
+        ),
+        _ => {
+            cx.error(
+                path.to_owned(),
+                "a certificate (serverCertificate and privateKey, or credentialName) is required",
+            );
+            return None;
+        }
+    };
+    let mut ctx = DownstreamTlsContext::default();
+    let c = &mut ctx.common_tls_context;
+    c.tls_certificates.push(TlsCertificate {
+        certificate_chain: cert,
+        private_key: key,
+    });
+    c.alpn_protocols = vec!["h2".into(), "http/1.1".into()];
+    let version = |v: &Option<String>| match v.as_deref() {
+        Some("TLSV1_3") => Some(mesh_core::config::TlsVersion::V1_3),
+        Some("TLSV1_2") => Some(mesh_core::config::TlsVersion::V1_2),
+        _ => None,
+    };
+    c.tls_params.minimum_protocol_version = version(&t.min_protocol_version);
+    c.tls_params.maximum_protocol_version = version(&t.max_protocol_version);
+    c.tls_params.cipher_suites.clone_from(&t.cipher_suites);
+    if matches!(mode, "MUTUAL" | "OPTIONAL_MUTUAL") {
+        c.validation_context = Some(mesh_core::config::ValidationContext {
+            trusted_ca: ca,
+            match_typed_subject_alt_names: t
+                .subject_alt_names
+                .iter()
+                .map(|n| mesh_core::config::SanMatcher {
+                    san_type: if n.starts_with("spiffe://") {
+                        mesh_core::config::SanType::Uri
+                    } else {
+                        mesh_core::config::SanType::Dns
+                    },
+                    matcher: StringMatcher::exact(n.clone()),
+                })
+                .collect(),
+        });
+        ctx.require_client_certificate = mode == "MUTUAL";
+    }
+    Some(ctx)
 }
 
 fn vhost_entry<'v>(
