@@ -839,3 +839,81 @@ spec:
         assert_eq!(got.as_deref().map_err(|_| ()), expected);
     }
 }
+
+/// An Istio Gateway PASSTHROUGH server: TLS is not terminated; the SNI of each connection
+/// picks a VirtualService `tls[]` route to one of two backends (openssl servers), whose own
+/// certificates reach the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_istio_gateway_passes_tls_through_by_sni() {
+    let pki = Pki::new("passthrough");
+    let mut backends = Vec::new();
+    for host in ["a.example.test", "b.example.test"] {
+        let cert = pki.leaf(host);
+        let (DataSource::Filename(c), DataSource::Filename(k)) =
+            (&cert.certificate_chain, &cert.private_key)
+        else {
+            unreachable!()
+        };
+        backends.push(OpensslServer::start(c, k));
+    }
+    let (a, b) = (backends[0].addr, backends[1].addr);
+    let yaml = format!(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{ name: a }}
+spec:
+  hosts: [a.example.test]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{{ number: 443, name: tls, protocol: TLS }}]
+  endpoints: [{{ address: 127.0.0.1, ports: {{ tls: {} }} }}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{ name: b }}
+spec:
+  hosts: [b.example.test]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{{ number: 443, name: tls, protocol: TLS }}]
+  endpoints: [{{ address: 127.0.0.1, ports: {{ tls: {} }} }}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{ name: edge }}
+spec:
+  selector: {{ istio: ingressgateway }}
+  servers:
+  - port: {{ number: 443, name: tls, protocol: TLS }}
+    hosts: [a.example.test, b.example.test]
+    tls: {{ mode: PASSTHROUGH }}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{ name: by-sni }}
+spec:
+  hosts: [a.example.test, b.example.test]
+  gateways: [edge]
+  tls:
+  - match: [{{ port: 443, sniHosts: [a.example.test] }}]
+    route: [{{ destination: {{ host: a.example.test, port: {{ number: 443 }} }} }}]
+  - match: [{{ port: 443, sniHosts: [b.example.test] }}]
+    route: [{{ destination: {{ host: b.example.test, port: {{ number: 443 }} }} }}]
+"#,
+        a.port(),
+        b.port()
+    );
+    let res = mesh_xds::istio::parse_str(&yaml, "edge.yaml", "default").unwrap();
+    let opts = mesh_xds::istio::Options::gateway([("istio", "ingressgateway")]).map_port(443, 0);
+    let boot = mesh_xds::istio::translate(&res.value, &opts).unwrap().value;
+    let p = mesh_proxy::test_util::start(boot).await;
+    let (_, addr) = p.listener_addrs()[0].clone();
+    let ca = pki.path("ca.pem");
+    for host in ["a.example.test", "b.example.test"] {
+        // The backend's own certificate, through the gateway.
+        assert_eq!(served_cn(addr, host, &ca).await, host);
+    }
+    // A name no route takes gets no backend.
+    assert_eq!(served_cn(addr, "c.example.test", &ca).await, "");
+}

@@ -93,6 +93,16 @@ pub fn translate(res: &Resources, opts: &Options) -> Result<Loaded<Bootstrap>, L
             }
         }
     }
+    if !matches!(opts.role, Role::Gateway { .. }) {
+        for vs in &res.virtual_services {
+            if !vs.tls.is_empty() {
+                cx.warn(
+                    vs.meta.path("VirtualService", "spec.tls"),
+                    "TLS routes serve only gateways' PASSTHROUGH servers here, ignored",
+                );
+            }
+        }
+    }
     if !cx.errors.is_empty() {
         return Err(LoadError::Invalid { errors: cx.errors });
     }

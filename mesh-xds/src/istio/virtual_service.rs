@@ -21,6 +21,9 @@ pub struct VirtualService {
     pub http: Vec<HttpRoute>,
     /// `spec.tcp`, in order (served by the captured sidecar layout).
     pub tcp: Vec<TcpRoute>,
+    /// `spec.tls`, in order: routes of TLS passed through, matched on SNI (served by
+    /// gateways' PASSTHROUGH servers).
+    pub tls: Vec<TcpRoute>,
 }
 
 /// One `tcp[]` rule: layer-4 matches (OR of blocks; empty matches every connection) and the
@@ -46,6 +49,8 @@ pub struct L4Match {
     pub source_namespace: Option<String>,
     /// `gateways`.
     pub gateways: Vec<String>,
+    /// `sniHosts` (`tls[]` matches only).
+    pub sni_hosts: Vec<String>,
 }
 
 /// One `http[]` rule.
@@ -333,16 +338,36 @@ pub(crate) fn parse(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> VirtualService 
             vs.tcp.push(r);
         }
     }
-    s.unsupported(
-        cx,
-        "tls",
-        "TLS routes are not supported (the proxy serves HTTP only), ignored",
-    );
+    for (v, p) in s.list(cx, "tls") {
+        if let Some(r) = tls_route(cx, v, p) {
+            vs.tls.push(r);
+        }
+    }
     if let Some((_, p)) = s.value(cx, "delegate") {
         cx.warn(p, "delegate VirtualServices are not supported, ignored");
     }
     vs.meta = meta;
     vs
+}
+
+/// A `tls[]` rule: a `tcp[]` rule whose matches must name `sniHosts`.
+fn tls_route(cx: &mut Cx, v: &Value, path: String) -> Option<TcpRoute> {
+    let r = tcp_route(cx, v, path.clone())?;
+    if r.matches.is_empty() {
+        cx.error(
+            format!("{path}.match"),
+            "TLS route must have at least one match condition",
+        );
+    }
+    for (i, m) in r.matches.iter().enumerate() {
+        if m.sni_hosts.is_empty() {
+            cx.error(
+                format!("{path}.match[{i}].sniHosts"),
+                "TLS match must have at least one SNI host",
+            );
+        }
+    }
+    Some(r)
 }
 
 fn tcp_route(cx: &mut Cx, v: &Value, path: String) -> Option<TcpRoute> {
@@ -354,6 +379,11 @@ fn tcp_route(cx: &mut Cx, v: &Value, path: String) -> Option<TcpRoute> {
         };
         let mut l4 = L4Match {
             destination_subnets: m.strings(cx, "destinationSubnets"),
+            sni_hosts: m
+                .strings(cx, "sniHosts")
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
             ..L4Match::default()
         };
         for (i, subnet) in l4.destination_subnets.iter().enumerate() {

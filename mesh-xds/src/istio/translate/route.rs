@@ -12,8 +12,8 @@ use mesh_core::config::{
     HttpFilterConfig, Listener, ListenerFilter, ListenerFilterKind, PathMatch, PathRedirect,
     QueryParameterMatcher, RedirectAction, RedirectCode, RegexRewrite, RequestMirrorPolicy,
     RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, RuntimeFraction,
-    StringMatcher, StringPattern, TlsCertificate, TlsRequirement, UpgradeConfig, VirtualHost,
-    WeightedClusters,
+    StringMatcher, StringPattern, TcpCluster, TcpProxy, TlsCertificate, TlsRequirement,
+    UpgradeConfig, VirtualHost, WeightedClusters,
 };
 use serde_json::{Value, json};
 
@@ -267,6 +267,8 @@ pub(super) fn gateways(
     let mut ports: BTreeMap<u16, Vec<(&Gateway, usize)>> = BTreeMap::new();
     // Servers that terminate TLS (HTTPS with SIMPLE, MUTUAL or OPTIONAL_MUTUAL).
     let mut tls_ports: BTreeMap<u16, Vec<(&Gateway, usize)>> = BTreeMap::new();
+    // Servers that pass TLS through to a backend chosen by SNI.
+    let mut pass_ports: BTreeMap<u16, Vec<(&Gateway, usize)>> = BTreeMap::new();
     for g in &selected {
         for (i, s) in g.servers.iter().enumerate() {
             let p = g.meta.path("Gateway", &format!("spec.servers[{i}]"));
@@ -276,6 +278,12 @@ pub(super) fn gateways(
             );
             if s.protocol == "HTTPS" && terminates {
                 tls_ports.entry(s.port).or_default().push((g, i));
+                continue;
+            }
+            if matches!(s.protocol.as_str(), "HTTPS" | "TLS")
+                && s.tls_mode.as_deref() == Some("PASSTHROUGH")
+            {
+                pass_ports.entry(s.port).or_default().push((g, i));
                 continue;
             }
             if !s.is_http() {
@@ -364,6 +372,34 @@ pub(super) fn gateways(
         out.push(l);
     }
 
+    for (port, servers) in pass_ports {
+        let local = port_map.get(&port).copied().unwrap_or(port);
+        let address = SocketAddr::new(opts.bind_address, local);
+        if out.iter().any(|l| l.address == address) {
+            for (g, i) in &servers {
+                cx.warn(
+                    g.meta.path("Gateway", &format!("spec.servers[{i}]")),
+                    format!(
+                        "port {port} also has other servers; this PASSTHROUGH server is not served"
+                    ),
+                );
+            }
+            continue;
+        }
+        let chains = passthrough_chains(reg, &servers, port);
+        if chains.is_empty() {
+            for (g, i) in &servers {
+                cx.warn(
+                    g.meta.path("Gateway", &format!("spec.servers[{i}]")),
+                    "no VirtualService tls[] route is bound to this PASSTHROUGH server; nothing is served on it",
+                );
+            }
+            continue;
+        }
+        let mut l = Listener::new(format!("{}_{local}", opts.bind_address), address, chains);
+        l.listener_filters = vec![ListenerFilter::new(ListenerFilterKind::TlsInspector)];
+        out.push(l);
+    }
     if selected.is_empty() {
         cx.warn(
             "gateway",
@@ -461,6 +497,71 @@ fn server_routes(
             .push(VirtualHost::new(format!("blackhole:{port}"), ["*"]));
     }
     rc
+}
+
+/// The chains of PASSTHROUGH `servers` on `port`: one per VirtualService `tls[]` match bound
+/// to them, on its `sniHosts` that the server's hosts admit, to a TCP proxy of its
+/// destinations. An SNI name already taken on the port is skipped (pilot's rule).
+fn passthrough_chains(
+    reg: &Registry<'_>,
+    servers: &[(&Gateway, usize)],
+    port: u16,
+) -> Vec<FilterChain> {
+    let mut chains = Vec::new();
+    let mut taken = HashSet::new();
+    for vs in &reg.res.virtual_services {
+        let ns = &vs.meta.namespace;
+        for (g, i) in servers {
+            let gname = format!("{}/{}", g.meta.namespace, g.meta.name);
+            if !vs.gateways.iter().any(|x| resolve_gateway(x, ns) == gname) {
+                continue;
+            }
+            let srv = &g.servers[*i];
+            for rule in &vs.tls {
+                for m in &rule.matches {
+                    let other_gateway = !m.gateways.is_empty()
+                        && !m.gateways.iter().any(|x| resolve_gateway(x, ns) == gname);
+                    if m.port.is_some_and(|p| p != port) || other_gateway {
+                        continue;
+                    }
+                    let names: Vec<String> = m
+                        .sni_hosts
+                        .iter()
+                        .filter(|h| {
+                            srv.hosts
+                                .iter()
+                                .any(|sh| server_host_match(sh, &g.meta.namespace, h, ns).is_some())
+                        })
+                        .filter(|h| taken.insert((*h).clone()))
+                        .cloned()
+                        .collect();
+                    if names.is_empty() {
+                        continue;
+                    }
+                    let clusters: Vec<TcpCluster> = rule
+                        .route
+                        .iter()
+                        .map(|d| TcpCluster {
+                            name: reg.cluster_name(&d.destination, ns, port),
+                            weight: if rule.route.len() == 1 {
+                                1
+                            } else {
+                                d.weight.max(1)
+                            },
+                        })
+                        .collect();
+                    let mut chain = FilterChain::tcp(TcpProxy {
+                        stat_prefix: clusters.first().map(|c| c.name.clone()).unwrap_or_default(),
+                        clusters,
+                        ..TcpProxy::default()
+                    });
+                    chain.filter_chain_match.server_names = names;
+                    chains.push(chain);
+                }
+            }
+        }
+    }
+    chains
 }
 
 /// A gateway's connection manager for `rc`.
