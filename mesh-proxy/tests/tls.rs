@@ -917,3 +917,169 @@ spec:
     // A name no route takes gets no backend.
     assert_eq!(served_cn(addr, "c.example.test", &ca).await, "");
 }
+
+/// A server-side proxy's inbound listener as Istio's PeerAuthentication makes it: a chain for
+/// TLS connections (the workload identity, a client certificate from the mesh CA naming an
+/// accepted identity) and, PERMISSIVE, one for plain text, told apart by the TLS inspector.
+fn inbound(
+    pki: &Pki,
+    identity: TlsCertificate,
+    permissive: bool,
+    upstream: SocketAddr,
+) -> Bootstrap {
+    let routes = RouteConfiguration::new("inbound").with_virtual_host(
+        VirtualHost::new("inbound|http|9080", ["*"]).with_route(Route::prefix("/", "app")),
+    );
+    let mut mtls = FilterChain::http(HttpConnectionManager::with_routes(routes.clone()));
+    mtls.filter_chain_match.transport_protocol = Some("tls".into());
+    mtls.transport_socket = Some(DownstreamTlsContext {
+        common_tls_context: CommonTlsContext {
+            tls_certificates: vec![identity],
+            validation_context: Some(ValidationContext {
+                trusted_ca: Some(DataSource::Filename(pki.path("ca.pem"))),
+                match_typed_subject_alt_names: vec![SanMatcher {
+                    san_type: SanType::Uri,
+                    matcher: StringMatcher::exact(
+                        "spiffe://cluster.local/ns/default/sa/productpage",
+                    ),
+                }],
+            }),
+            ..CommonTlsContext::default()
+        },
+        require_client_certificate: true,
+        ..DownstreamTlsContext::default()
+    });
+    let mut chains = vec![mtls];
+    if permissive {
+        let mut plain = FilterChain::http(HttpConnectionManager::with_routes(routes));
+        plain.filter_chain_match.transport_protocol = Some("raw_buffer".into());
+        chains.push(plain);
+    }
+    let mut l = Listener::new("inbound", "127.0.0.1:0".parse().unwrap(), chains);
+    l.listener_filters = vec![ListenerFilter::new(ListenerFilterKind::TlsInspector)];
+    Bootstrap::default()
+        .with_listener(l)
+        .with_cluster(Cluster::new_static("app", [upstream]))
+}
+
+/// The client side: a cluster originating mutual TLS (ISTIO_MUTUAL's shape: Istio's SNI and
+/// ALPN, the workload's certificate, the server's identity checked).
+fn outbound_cluster(
+    name: &str,
+    server: SocketAddr,
+    pki: &Pki,
+    identity: TlsCertificate,
+) -> Cluster {
+    let mut c = Cluster::new_static(name, [server]);
+    c.transport_socket = Some(UpstreamTlsContext {
+        sni: Some("outbound_.9080_._.reviews.default.svc.cluster.local".into()),
+        common_tls_context: CommonTlsContext {
+            tls_certificates: vec![identity],
+            alpn_protocols: vec!["istio-peer-exchange".into(), "istio".into()],
+            validation_context: Some(ValidationContext {
+                trusted_ca: Some(DataSource::Filename(pki.path("ca.pem"))),
+                match_typed_subject_alt_names: vec![SanMatcher {
+                    san_type: SanType::Uri,
+                    matcher: StringMatcher::exact("spiffe://cluster.local/ns/default/sa/reviews"),
+                }],
+            }),
+            ..CommonTlsContext::default()
+        },
+    });
+    c
+}
+
+/// Mutual TLS between two proxies with SPIFFE identities (sidecar to sidecar): the client
+/// proxy's requests reach the application through STRICT and PERMISSIVE servers; a client
+/// identity the server does not accept is refused; STRICT refuses plain text and PERMISSIVE
+/// takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_between_two_proxies_strict_and_permissive() {
+    use mesh_proxy::test_util::{Behavior, Client, Upstream};
+    let pki = Pki::new("two-proxies");
+    let app = Upstream::start("reviews-app", Behavior::Identify).await;
+    let server_id = || {
+        pki.leaf_with_uri(
+            "reviews.default.svc",
+            "spiffe://cluster.local/ns/default/sa/reviews",
+        )
+    };
+    let strict = mesh_proxy::test_util::start(inbound(&pki, server_id(), false, app.addr())).await;
+    let permissive =
+        mesh_proxy::test_util::start(inbound(&pki, server_id(), true, app.addr())).await;
+    let strict_addr = strict.listener_addr("inbound").unwrap();
+    let permissive_addr = permissive.listener_addr("inbound").unwrap();
+
+    let client_id = pki.leaf_with_uri(
+        "productpage.default.svc",
+        "spiffe://cluster.local/ns/default/sa/productpage",
+    );
+    let other = Pki::new("two-proxies-other");
+    let foreign = other.leaf_with_uri(
+        "productpage.default.svc",
+        "spiffe://cluster.local/ns/default/sa/productpage",
+    );
+    let evil = pki.leaf_with_uri(
+        "evil.default.svc",
+        "spiffe://cluster.local/ns/default/sa/evil",
+    );
+    let routes = RouteConfiguration::new("outbound").with_virtual_host(
+        VirtualHost::new("all", ["*"])
+            .with_route(Route::prefix("/strict", "to_strict"))
+            .with_route(Route::prefix("/permissive", "to_permissive"))
+            .with_route(Route::prefix("/foreign", "foreign"))
+            .with_route(Route::prefix("/evil", "evil")),
+    );
+    let client = Bootstrap::default()
+        .with_listener(Listener::http(
+            "outbound",
+            "127.0.0.1:0".parse().unwrap(),
+            HttpConnectionManager::with_routes(routes),
+        ))
+        .with_cluster(outbound_cluster(
+            "to_strict",
+            strict_addr,
+            &pki,
+            client_id.clone(),
+        ))
+        .with_cluster(outbound_cluster(
+            "to_permissive",
+            permissive_addr,
+            &pki,
+            client_id,
+        ))
+        .with_cluster(outbound_cluster("foreign", strict_addr, &pki, foreign))
+        .with_cluster(outbound_cluster("evil", strict_addr, &pki, evil));
+    let c = mesh_proxy::test_util::start(client).await;
+    let out = c.listener_addr("outbound").unwrap();
+    let http = Client::http1();
+    for path in ["/strict", "/permissive"] {
+        let r = http.get(out, path, &[]).await;
+        assert_eq!(r.status.as_u16(), 200, "{path}: {}", r.text());
+        assert_eq!(r.header("x-upstream"), "reviews-app");
+    }
+    // A certificate from another CA is refused by the server's handshake; one from the mesh
+    // CA naming another identity, by its SAN check.
+    for path in ["/foreign", "/evil"] {
+        let r = http.get(out, path, &[]).await;
+        assert_eq!(r.status.as_u16(), 503, "{path}: {}", r.text());
+    }
+
+    // Plain text: PERMISSIVE serves it, STRICT has no chain for it.
+    let r = http.get(permissive_addr, "/plain", &[]).await;
+    assert_eq!(r.status.as_u16(), 200);
+    let mut s = tokio::net::TcpStream::connect(strict_addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    assert!(buf.is_empty(), "STRICT answered plain text");
+    let refused = strict
+        .stats()
+        .counter(StatName::listener(
+            &strict_addr.to_string(),
+            "no_filter_chain_match",
+        ))
+        .get();
+    assert_eq!(refused, 1);
+}
