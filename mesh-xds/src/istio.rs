@@ -95,6 +95,7 @@
 
 mod destination_rule;
 mod gateway;
+mod peer_authentication;
 mod rules;
 mod service_entry;
 mod translate;
@@ -108,6 +109,7 @@ use serde_json::Value;
 
 pub use self::destination_rule::*;
 pub use self::gateway::*;
+pub use self::peer_authentication::*;
 pub use self::service_entry::*;
 pub use self::translate::translate;
 pub use self::virtual_service::*;
@@ -128,6 +130,8 @@ pub struct Resources {
     pub service_entries: Vec<ServiceEntry>,
     /// WorkloadEntries, in file order.
     pub workload_entries: Vec<WorkloadEntry>,
+    /// PeerAuthentications (security.istio.io), in file order.
+    pub peer_authentications: Vec<PeerAuthentication>,
 }
 
 impl Resources {
@@ -138,6 +142,7 @@ impl Resources {
         self.gateways.extend(other.gateways);
         self.service_entries.extend(other.service_entries);
         self.workload_entries.extend(other.workload_entries);
+        self.peer_authentications.extend(other.peer_authentications);
     }
 
     /// Adds the resources of `other` as successive `kubectl apply`s would: one with the kind,
@@ -181,6 +186,13 @@ impl Resources {
             "WorkloadEntry",
             &mut warnings,
         );
+        apply_list(
+            &mut self.peer_authentications,
+            other.peer_authentications,
+            |r| &r.meta,
+            "PeerAuthentication",
+            &mut warnings,
+        );
         warnings
     }
 
@@ -191,6 +203,7 @@ impl Resources {
             && self.gateways.is_empty()
             && self.service_entries.is_empty()
             && self.workload_entries.is_empty()
+            && self.peer_authentications.is_empty()
     }
 }
 
@@ -605,7 +618,12 @@ fn document(cx: &mut Cx, doc: &Value, source: &str, default_ns: &str, out: &mut 
         "ServiceEntry",
         "WorkloadEntry",
     ];
-    if group != GROUP || !VERSIONS.contains(&version) || !KINDS.contains(&kind.as_str()) {
+    let security = group == "security.istio.io"
+        && matches!(version, "v1" | "v1beta1")
+        && kind == "PeerAuthentication";
+    if !security
+        && (group != GROUP || !VERSIONS.contains(&version) || !KINDS.contains(&kind.as_str()))
+    {
         let what = if kind.is_empty() { "<no kind>" } else { &kind };
         let api = if api.is_empty() {
             "<no apiVersion>"
@@ -614,7 +632,7 @@ fn document(cx: &mut Cx, doc: &Value, source: &str, default_ns: &str, out: &mut 
         };
         cx.warn(
             source,
-            format!("{what} ({api}) is not a supported kind (networking.istio.io v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, Gateway, ServiceEntry, WorkloadEntry), skipped"),
+            format!("{what} ({api}) is not a supported kind (networking.istio.io v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, Gateway, ServiceEntry, WorkloadEntry; security.istio.io PeerAuthentication), skipped"),
         );
         o.take_all();
         return;
@@ -673,6 +691,13 @@ fn document(cx: &mut Cx, doc: &Value, source: &str, default_ns: &str, out: &mut 
             s.finish(cx);
             if cx.errors.len() == errors_before {
                 out.service_entries.push(v);
+            }
+        }
+        "PeerAuthentication" => {
+            let v = peer_authentication::parse(cx, &mut s, meta);
+            s.finish(cx);
+            if cx.errors.len() == errors_before {
+                out.peer_authentications.push(v);
             }
         }
         _ => {

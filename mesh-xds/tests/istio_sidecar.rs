@@ -505,3 +505,78 @@ spec:
         "{err}"
     );
 }
+
+/// PeerAuthentication shapes virtualInbound (issue #15): a mesh-wide STRICT policy leaves only
+/// mutual-TLS chains (the workload identity, client certificates from the mesh root, the TLS
+/// inspector), a workload-level port override to PERMISSIVE adds plain text on that port, and
+/// DISABLE leaves plain text only.
+#[test]
+fn peer_authentication_shapes_the_inbound_chains() {
+    let policies = r#"
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: default, namespace: istio-system }
+spec: { mtls: { mode: STRICT } }
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: productpage }
+spec:
+  selector: { matchLabels: { app: productpage } }
+  portLevelMtls:
+    "9090": { mode: PERMISSIVE }
+    "9091": { mode: DISABLE }
+"#;
+    let text = format!("{MESH}\n---\n{policies}");
+    let res = istio::parse_str(&text, "mesh.yaml", "default").unwrap();
+    assert_eq!(res.value.peer_authentications.len(), 2);
+    let b = istio::translate(
+        &res.value,
+        &Options::captured_sidecar()
+            .labels([("app", "productpage")])
+            .identity_dir("/var/run/identity"),
+    )
+    .unwrap()
+    .value;
+    let inb = listener(&b, "virtualInbound");
+    let on = |port: Option<u16>| -> Vec<(Option<String>, bool)> {
+        inb.filter_chains
+            .iter()
+            .filter(|c| c.filter_chain_match.destination_port == port)
+            .map(|c| {
+                (
+                    c.filter_chain_match.transport_protocol.clone(),
+                    c.transport_socket.is_some(),
+                )
+            })
+            .collect()
+    };
+    let tls = (Some("tls".to_string()), true);
+    // 8080: STRICT (mesh-wide): mutual TLS only.
+    assert_eq!(on(Some(8080)), std::slice::from_ref(&tls));
+    // 9090: PERMISSIVE by the port override: TLS and plain text.
+    assert_eq!(
+        on(Some(9090)),
+        [tls.clone(), (Some("raw_buffer".into()), false)]
+    );
+    // 9091: DISABLE: plain text (a sniffed port: HTTP and TCP chains).
+    assert_eq!(on(Some(9091)), [(None, false), (None, false)]);
+    // Ports with no service: STRICT, mutual TLS only.
+    assert_eq!(on(None), [tls]);
+    let t = inb
+        .filter_chains
+        .iter()
+        .find_map(|c| c.transport_socket.as_ref())
+        .unwrap();
+    assert!(t.require_client_certificate);
+    assert_eq!(
+        t.common_tls_context.tls_certificates[0].certificate_chain,
+        DataSource::Filename("/var/run/identity/cert-chain.pem".into())
+    );
+    let inspector = inb
+        .listener_filters
+        .iter()
+        .find(|f| f.kind == ListenerFilterKind::TlsInspector)
+        .expect("the TLS inspector");
+    assert!(inspector.runs_for(8080) && !inspector.runs_for(9091));
+}

@@ -1224,13 +1224,11 @@ metadata: { name: s }
     let paths: Vec<&str> = l.warnings.iter().map(|w| w.path.as_str()).collect();
     assert_eq!(
         paths,
-        [
-            "r.default VirtualService: spec.http[0].bogus",
-            "f.yaml[1]",
-            "f.yaml[2]"
-        ]
+        ["r.default VirtualService: spec.http[0].bogus", "f.yaml[2]"]
     );
-    assert!(l.warnings[1].message.contains("PeerAuthentication"));
+    // PeerAuthentication is read (security.istio.io); Sidecar is still skipped.
+    assert_eq!(l.value.peer_authentications.len(), 1);
+    assert!(l.warnings[1].message.contains("Sidecar"));
     // TCP routes are read (the captured sidecar serves them).
     assert_eq!(l.value.virtual_services[0].tcp.len(), 1);
     assert!(l.clone().strict().is_err());

@@ -22,16 +22,19 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use mesh_core::config::{
-    Action, Cluster, ClusterLoadAssignment, DirectResponseAction, DiscoveryType, FilterChain,
-    FilterChainMatch, HttpConnectionManager, LbPolicy, Listener, ListenerFilter,
-    ListenerFilterKind, PathMatch, PortRange, Route, RouteAction, RouteConfiguration, RouteMatch,
-    TcpCluster, TcpProxy, VirtualHost,
+    Action, Cluster, ClusterLoadAssignment, CommonTlsContext, DataSource, DirectResponseAction,
+    DiscoveryType, DownstreamTlsContext, FilterChain, FilterChainMatch, HttpConnectionManager,
+    LbPolicy, Listener, ListenerFilter, ListenerFilterKind, PathMatch, PortRange, Route,
+    RouteAction, RouteConfiguration, RouteMatch, TcpCluster, TcpProxy, TlsCertificate,
+    ValidationContext, VirtualHost,
 };
 
 use super::route::{outbound_hcm, sidecar_routes};
 use super::{CONNECT_TIMEOUT, Registry};
 use crate::envoy::Cx;
-use crate::istio::{L4Match, OutboundTrafficPolicy, VirtualService, cidr, fqdn};
+use crate::istio::{
+    L4Match, MtlsMode, OutboundTrafficPolicy, VirtualService, cidr, effective_mode, fqdn,
+};
 
 /// Istio's outbound capture port.
 pub(super) const OUTBOUND_PORT: u16 = 15001;
@@ -43,6 +46,8 @@ const INBOUND_PASSTHROUGH: &str = "InboundPassthroughClusterIpv4";
 /// The source address of the proxy's inbound connections, which the capture lets through.
 const INBOUND_SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6));
 const ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+/// Istio's root namespace: a PeerAuthentication there without a selector is mesh-wide.
+const ROOT_NAMESPACE: &str = "istio-system";
 
 /// The captured sidecar's listeners and the clusters they add to the services'.
 pub(super) fn captured(
@@ -177,7 +182,7 @@ pub(super) fn captured(
             }
         }
     }
-    listeners.push(virtual_inbound(&inbound));
+    listeners.push(virtual_inbound(reg, labels, &inbound));
 
     let mut clusters = vec![
         original_dst(PASSTHROUGH, None),
@@ -269,13 +274,84 @@ fn virtual_outbound(catchall: &str) -> Listener {
     l
 }
 
-fn virtual_inbound(ports: &BTreeMap<u16, Proto>) -> Listener {
+/// The TLS an inbound chain terminates for mutual TLS: the workload identity (Istio's
+/// agent's files), clients with a certificate from the mesh root.
+fn inbound_mtls(reg: &Registry<'_>) -> DownstreamTlsContext {
+    let dir = reg.opts.identity_dir.trim_end_matches('/');
+    let file = |f: &str| DataSource::Filename(format!("{dir}/{f}"));
+    DownstreamTlsContext {
+        common_tls_context: CommonTlsContext {
+            tls_certificates: vec![TlsCertificate {
+                certificate_chain: file("cert-chain.pem"),
+                private_key: file("key.pem"),
+            }],
+            validation_context: Some(ValidationContext {
+                trusted_ca: Some(file("root-cert.pem")),
+                match_typed_subject_alt_names: Vec::new(),
+            }),
+            ..CommonTlsContext::default()
+        },
+        require_client_certificate: true,
+        ..DownstreamTlsContext::default()
+    }
+}
+
+/// `virtualInbound`: per workload port, the chains its PeerAuthentication mode allows:
+/// STRICT a mutual-TLS chain (the TLS inspector sees `tls`), DISABLE the plain-text chains,
+/// PERMISSIVE both.
+fn virtual_inbound(
+    reg: &Registry<'_>,
+    labels: &BTreeMap<String, String>,
+    ports: &BTreeMap<u16, Proto>,
+) -> Listener {
+    // Without any PeerAuthentication, inbound is plain text: mutual TLS needs the workload
+    // identity (`--identity-dir`), which a proxy run outside Istio may not have. With one,
+    // Istio's rules apply (PERMISSIVE where none selects the workload).
+    let mode = |port: u16| {
+        if reg.res.peer_authentications.is_empty() {
+            return MtlsMode::Disable;
+        }
+        effective_mode(
+            &reg.res.peer_authentications,
+            &reg.opts.namespace,
+            labels,
+            ROOT_NAMESPACE,
+            port,
+        )
+    };
     let mut blackhole = tcp_chain("virtualInbound-blackhole", BLACKHOLE);
     blackhole.filter_chain_match.destination_port = Some(INBOUND_PORT);
     let mut chains = vec![blackhole];
+    let mut plain_only = BTreeSet::new();
+    let mut any_tls = false;
+    let raw = |c: &mut FilterChain, both: bool| {
+        if both {
+            c.filter_chain_match.transport_protocol = Some("raw_buffer".into());
+        }
+    };
     for (&port, &proto) in ports {
+        let m = mode(port);
+        let (tls_ok, plain_ok) = (m != MtlsMode::Disable, m != MtlsMode::Strict);
         let cluster = inbound_cluster(port);
         let name = format!("0.0.0.0_{port}");
+        if tls_ok {
+            any_tls = true;
+            let mut chain = if proto == Proto::Http {
+                FilterChain::http(inbound_hcm(port, &cluster))
+            } else {
+                FilterChain::tcp(TcpProxy::to_cluster(&cluster, &cluster))
+            };
+            chain.name.clone_from(&name);
+            chain.filter_chain_match.destination_port = Some(port);
+            chain.filter_chain_match.transport_protocol = Some("tls".into());
+            chain.transport_socket = Some(inbound_mtls(reg));
+            chains.push(chain);
+        } else {
+            plain_only.insert(port);
+        }
+        if !plain_ok {
+            continue;
+        }
         if proto != Proto::Tcp {
             let mut chain = FilterChain::http(inbound_hcm(port, &cluster));
             chain.name.clone_from(&name);
@@ -283,21 +359,49 @@ fn virtual_inbound(ports: &BTreeMap<u16, Proto>) -> Listener {
             if proto == Proto::Sniffed {
                 chain.filter_chain_match.application_protocols = http_alpn();
             }
+            raw(&mut chain, tls_ok);
             chains.push(chain);
         }
         if proto != Proto::Http {
             let mut chain = FilterChain::tcp(TcpProxy::to_cluster(&cluster, &cluster));
             chain.name = name;
             chain.filter_chain_match.destination_port = Some(port);
+            raw(&mut chain, tls_ok);
             chains.push(chain);
         }
     }
-    chains.push(tcp_chain("virtualInbound", INBOUND_PASSTHROUGH));
+    // Ports with no service: passed through, as the workload-wide mode allows.
+    let m = mode(0);
+    if m != MtlsMode::Disable {
+        any_tls = true;
+        let mut chain = tcp_chain("virtualInbound-tls", INBOUND_PASSTHROUGH);
+        chain.filter_chain_match.transport_protocol = Some("tls".into());
+        chain.transport_socket = Some(inbound_mtls(reg));
+        chains.push(chain);
+    }
+    if m != MtlsMode::Strict {
+        let mut chain = tcp_chain("virtualInbound", INBOUND_PASSTHROUGH);
+        raw(&mut chain, m != MtlsMode::Disable);
+        chains.push(chain);
+    }
     let mut l = Listener::new("virtualInbound", SocketAddr::new(ANY, INBOUND_PORT), chains);
     l.listener_filters = vec![ListenerFilter::new(ListenerFilterKind::OriginalDst)];
+    if any_tls {
+        // Not where only plain text is served: a server-first protocol there would wait.
+        l.listener_filters.push(ListenerFilter {
+            kind: ListenerFilterKind::TlsInspector,
+            disabled_ports: plain_only
+                .iter()
+                .map(|p| PortRange {
+                    start: u32::from(*p),
+                    end: u32::from(*p) + 1,
+                })
+                .collect(),
+        });
+    }
     let sniffed: BTreeSet<u16> = ports
         .iter()
-        .filter(|(_, p)| **p == Proto::Sniffed)
+        .filter(|(port, p)| **p == Proto::Sniffed && mode(**port) != MtlsMode::Strict)
         .map(|(port, _)| *port)
         .collect();
     if !sniffed.is_empty() {
