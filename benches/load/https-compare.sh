@@ -37,15 +37,10 @@ WORK_DIR="$(cd "$WORK_DIR" && pwd)"
 UP_PORT=19280
 declare -A PORT=([mesh]=19281 [nginx]=19282 [haproxy]=19283)
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=lib.sh
+source "$ROOT/benches/load/lib.sh"
 
-need=()
-for tool in haproxy nginx wrk openssl; do command -v "$tool" >/dev/null || need+=("$tool"); done
-if [ ${#need[@]} -gt 0 ]; then
-    log "installing ${need[*]}"
-    if [ "$(id -u)" = 0 ]; then apt-get install -y -qq "${need[@]}" >/dev/null; else sudo apt-get install -y -qq "${need[@]}" >/dev/null; fi
-fi
+need_packages haproxy:haproxy nginx:nginx wrk:wrk openssl:openssl
 
 [ -n "${MESH_PROXY_BIN:-}" ] || cargo build --release -q -p mesh-examples --bin mesh-proxy
 MESH="${MESH_PROXY_BIN:-target/release/mesh-proxy}"
@@ -54,43 +49,6 @@ if [ ! -x "$UPSTREAM" ]; then
     (cd "$ROOT/../shared/bench/upstream" && CARGO_TARGET_DIR="$WORK_DIR/upstream-target" cargo build --release -q)
 fi
 
-server_cpu() { if [ "$PIN" = split ]; then echo "taskset -c 1"; fi; }
-load_cpu() { if [ "$PIN" = split ]; then echo "taskset -c 0"; fi; }
-
-declare -A PID=()
-cleanup() {
-    local p
-    for p in "${PID[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PID[@]}"; do
-        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$p" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-
-start() {
-    local name="$1"; shift
-    # shellcheck disable=SC2046 # the pinning prefix is a word list
-    setsid $(server_cpu) "$@" > "$WORK_DIR/$name.out" 2>&1 &
-    PID[$name]=$!
-}
-
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    die "nothing listens on port $1"
-}
-
-ticks() {
-    local total=0 p
-    for p in $(pgrep -g "${PID[$1]}"); do
-        read -r -a f < <(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null || echo)
-        [ ${#f[@]} -gt 12 ] && total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
 
 # One certificate and key for all three.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \

@@ -21,6 +21,7 @@
 # loop is bounded; only the processes this script started are stopped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+ROOT="$PWD"
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-8}"
 BULK_CONNS="${BULK_CONNS:-8}"
@@ -33,17 +34,10 @@ WORK_DIR="$(cd "$WORK_DIR" && pwd)"
 UP_PORT=19180
 declare -A PORT=([mesh]=19181 [haproxy]=19182 [nginx]=19183)
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=lib.sh
+source "$ROOT/benches/load/lib.sh"
 
-need=()
-command -v haproxy >/dev/null || need+=(haproxy)
-command -v nginx >/dev/null || need+=(nginx)
-[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
-if [ ${#need[@]} -gt 0 ]; then
-    log "installing ${need[*]}"
-    if [ "$(id -u)" = 0 ]; then apt-get install -y -qq "${need[@]}" >/dev/null; else sudo apt-get install -y -qq "${need[@]}" >/dev/null; fi
-fi
+need_packages haproxy:haproxy nginx:nginx /usr/lib/nginx/modules/ngx_stream_module.so:libnginx-mod-stream
 
 if [ -z "${MESH_PROXY_BIN:-}" ]; then
     cargo build --release -q -p mesh-examples --bin mesh-proxy
@@ -52,46 +46,6 @@ cargo build --release -q -p mesh-benches --bin tcp_load
 MESH="${MESH_PROXY_BIN:-target/release/mesh-proxy}"
 LOAD=target/release/tcp_load
 
-server_cpu() { if [ "$PIN" = split ]; then echo "taskset -c 1"; fi; }
-load_cpu() { if [ "$PIN" = split ]; then echo "taskset -c 0"; fi; }
-
-declare -A PID=()
-cleanup() {
-    local p
-    for p in "${PID[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PID[@]}"; do
-        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$p" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-
-# start NAME CMD...: in its own session (its process group is its pid).
-start() {
-    local name="$1"; shift
-    # shellcheck disable=SC2046 # the pinning prefix is a word list
-    setsid $(server_cpu) "$@" > "$WORK_DIR/$name.out" 2>&1 &
-    PID[$name]=$!
-}
-
-# wait_port PORT: bounded wait until something accepts on 127.0.0.1:PORT.
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    die "nothing listens on port $1"
-}
-
-# ticks NAME: user+system clock ticks of the target's process group.
-ticks() {
-    local total=0 p
-    for p in $(pgrep -g "${PID[$1]}"); do
-        read -r -a f < <(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null || echo)
-        [ ${#f[@]} -gt 12 ] && total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
 
 cat > "$WORK_DIR/mesh.yaml" <<YAML
 static_resources:

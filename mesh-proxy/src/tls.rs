@@ -133,6 +133,22 @@ fn restricted(names: &[String]) -> Result<Arc<CryptoProvider>, TlsError> {
     Ok(Arc::new(p))
 }
 
+/// The protocol versions within a context's bounds (default TLS 1.2 to 1.3).
+fn protocol_versions(
+    p: &mesh_core::config::TlsParams,
+) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    let min = p.minimum_protocol_version.unwrap_or(TlsVersion::V1_2);
+    let max = p.maximum_protocol_version.unwrap_or(TlsVersion::V1_3);
+    [
+        (TlsVersion::V1_2, &rustls::version::TLS12),
+        (TlsVersion::V1_3, &rustls::version::TLS13),
+    ]
+    .into_iter()
+    .filter(|(v, _)| *v >= min && *v <= max)
+    .map(|(_, p)| p)
+    .collect()
+}
+
 /// A certificate and key loaded together: the key must be the certificate's.
 fn certified_key(
     cert: &TlsCertificate,
@@ -352,22 +368,7 @@ impl ServerTls {
         };
         let provider = restricted(&c.tls_params.cipher_suites)?;
         let resolver = Arc::new(RotatingCert::new(cert, Arc::clone(&provider))?);
-        let min = c
-            .tls_params
-            .minimum_protocol_version
-            .unwrap_or(TlsVersion::V1_2);
-        let max = c
-            .tls_params
-            .maximum_protocol_version
-            .unwrap_or(TlsVersion::V1_3);
-        let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
-            (TlsVersion::V1_2, &rustls::version::TLS12),
-            (TlsVersion::V1_3, &rustls::version::TLS13),
-        ]
-        .into_iter()
-        .filter(|(v, _)| *v >= min && *v <= max)
-        .map(|(_, p)| p)
-        .collect();
+        let versions = protocol_versions(&c.tls_params);
         let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(&versions)
             .map_err(|e| err("common_tls_context.tls_params", e.to_string()))?;
@@ -685,22 +686,7 @@ impl ClientTls {
     pub(crate) fn new(t: &UpstreamTlsContext, http2: bool) -> Result<Self, TlsError> {
         let c = &t.common_tls_context;
         let provider = restricted(&c.tls_params.cipher_suites)?;
-        let min = c
-            .tls_params
-            .minimum_protocol_version
-            .unwrap_or(TlsVersion::V1_2);
-        let max = c
-            .tls_params
-            .maximum_protocol_version
-            .unwrap_or(TlsVersion::V1_3);
-        let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
-            (TlsVersion::V1_2, &rustls::version::TLS12),
-            (TlsVersion::V1_3, &rustls::version::TLS13),
-        ]
-        .into_iter()
-        .filter(|(v, _)| *v >= min && *v <= max)
-        .map(|(_, p)| p)
-        .collect();
+        let versions = protocol_versions(&c.tls_params);
         let vc = c.validation_context.as_ref();
         let ca_field = "common_tls_context.validation_context.trusted_ca";
         let roots = match vc.and_then(|v| v.trusted_ca.as_ref()) {

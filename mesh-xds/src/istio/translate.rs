@@ -572,19 +572,6 @@ impl Registry<'_> {
         subset: Option<&Subset>,
     ) -> Option<UpstreamTlsContext> {
         let file = |f: &str| DataSource::Filename(f.to_owned());
-        let sans = |names: &[String]| {
-            names
-                .iter()
-                .map(|n| SanMatcher {
-                    san_type: if n.starts_with("spiffe://") {
-                        SanType::Uri
-                    } else {
-                        SanType::Dns
-                    },
-                    matcher: StringMatcher::exact(n.clone()),
-                })
-                .collect()
-        };
         let mut ctx = CommonTlsContext::default();
         let sni;
         match t.mode.as_str() {
@@ -596,7 +583,7 @@ impl Registry<'_> {
                                 .as_deref()
                                 .unwrap_or(super::SYSTEM_CA_BUNDLE),
                         )),
-                        match_typed_subject_alt_names: sans(&t.subject_alt_names),
+                        match_typed_subject_alt_names: istio_sans(&t.subject_alt_names),
                     });
                 }
                 if t.mode == "MUTUAL"
@@ -617,7 +604,7 @@ impl Registry<'_> {
                 });
                 ctx.validation_context = Some(ValidationContext {
                     trusted_ca: Some(file(&format!("{dir}/root-cert.pem"))),
-                    match_typed_subject_alt_names: sans(&t.subject_alt_names),
+                    match_typed_subject_alt_names: istio_sans(&t.subject_alt_names),
                 });
                 ctx.alpn_protocols = if port.is_http2() {
                     vec!["istio-peer-exchange".into(), "istio".into(), "h2".into()]
@@ -638,6 +625,37 @@ impl Registry<'_> {
             sni,
         })
     }
+}
+
+/// Istio's `subjectAltNames` as SAN matchers: `spiffe://` names are URI SANs, others DNS.
+pub(super) fn istio_sans(names: &[String]) -> Vec<SanMatcher> {
+    names
+        .iter()
+        .map(|n| SanMatcher {
+            san_type: if n.starts_with("spiffe://") {
+                SanType::Uri
+            } else {
+                SanType::Dns
+            },
+            matcher: StringMatcher::exact(n.clone()),
+        })
+        .collect()
+}
+
+/// The clusters of a `tcp[]` or `tls[]` rule's destinations, weighted when there are several.
+pub(super) fn tcp_clusters(
+    reg: &Registry<'_>,
+    route: &[super::RouteDestination],
+    ns: &str,
+    port: u16,
+) -> Vec<mesh_core::config::TcpCluster> {
+    route
+        .iter()
+        .map(|d| mesh_core::config::TcpCluster {
+            name: reg.cluster_name(&d.destination, ns, port),
+            weight: if route.len() == 1 { 1 } else { d.weight.max(1) },
+        })
+        .collect()
 }
 
 fn push_endpoint(groups: &mut Vec<LocalityLbEndpoints>, loc: Locality, e: LbEndpoint) {

@@ -12,8 +12,8 @@ use mesh_core::config::{
     HttpFilterConfig, Listener, ListenerFilter, ListenerFilterKind, PathMatch, PathRedirect,
     QueryParameterMatcher, RedirectAction, RedirectCode, RegexRewrite, RequestMirrorPolicy,
     RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, RuntimeFraction,
-    StringMatcher, StringPattern, TcpCluster, TcpProxy, TlsCertificate, TlsRequirement,
-    UpgradeConfig, VirtualHost, WeightedClusters,
+    StringMatcher, StringPattern, TcpProxy, TlsCertificate, TlsRequirement, UpgradeConfig,
+    VirtualHost, WeightedClusters,
 };
 use serde_json::{Value, json};
 
@@ -538,18 +538,7 @@ fn passthrough_chains(
                     if names.is_empty() {
                         continue;
                     }
-                    let clusters: Vec<TcpCluster> = rule
-                        .route
-                        .iter()
-                        .map(|d| TcpCluster {
-                            name: reg.cluster_name(&d.destination, ns, port),
-                            weight: if rule.route.len() == 1 {
-                                1
-                            } else {
-                                d.weight.max(1)
-                            },
-                        })
-                        .collect();
+                    let clusters = super::tcp_clusters(reg, &rule.route, ns, port);
                     let mut chain = FilterChain::tcp(TcpProxy {
                         stat_prefix: clusters.first().map(|c| c.name.clone()).unwrap_or_default(),
                         clusters,
@@ -627,18 +616,7 @@ fn server_tls(
     if matches!(mode, "MUTUAL" | "OPTIONAL_MUTUAL") {
         c.validation_context = Some(mesh_core::config::ValidationContext {
             trusted_ca: ca,
-            match_typed_subject_alt_names: t
-                .subject_alt_names
-                .iter()
-                .map(|n| mesh_core::config::SanMatcher {
-                    san_type: if n.starts_with("spiffe://") {
-                        mesh_core::config::SanType::Uri
-                    } else {
-                        mesh_core::config::SanType::Dns
-                    },
-                    matcher: StringMatcher::exact(n.clone()),
-                })
-                .collect(),
+            match_typed_subject_alt_names: super::istio_sans(&t.subject_alt_names),
         });
         ctx.require_client_certificate = mode == "MUTUAL";
     }

@@ -25,8 +25,8 @@ use mesh_core::config::{
     Action, Cluster, ClusterLoadAssignment, CommonTlsContext, DataSource, DirectResponseAction,
     DiscoveryType, DownstreamTlsContext, FilterChain, FilterChainMatch, HttpConnectionManager,
     LbPolicy, Listener, ListenerFilter, ListenerFilterKind, PathMatch, PortRange, Route,
-    RouteAction, RouteConfiguration, RouteMatch, TcpCluster, TcpProxy, TlsCertificate,
-    ValidationContext, VirtualHost,
+    RouteAction, RouteConfiguration, RouteMatch, TcpProxy, TlsCertificate, ValidationContext,
+    VirtualHost,
 };
 
 use super::route::{outbound_hcm, sidecar_routes};
@@ -484,18 +484,7 @@ fn tcp_chains(
     let ns = &vs.meta.namespace;
     let mut out: Vec<FilterChain> = Vec::new();
     for rule in &vs.tcp {
-        let clusters: Vec<TcpCluster> = rule
-            .route
-            .iter()
-            .map(|d| TcpCluster {
-                name: reg.cluster_name(&d.destination, ns, port),
-                weight: if rule.route.len() == 1 {
-                    1
-                } else {
-                    d.weight.max(1)
-                },
-            })
-            .collect();
+        let clusters = super::tcp_clusters(reg, &rule.route, ns, port);
         let stat_prefix = clusters.first().map(|c| c.name.clone()).unwrap_or_default();
         let blocks: Vec<Option<&L4Match>> = if rule.matches.is_empty() {
             vec![None]
