@@ -102,9 +102,8 @@ const SUITE_NAMES: &[(&str, rustls::CipherSuite)] = &[
 /// The provider restricted to the configured TLS 1.2 suites (TLS 1.3 suites always stay, as
 /// in Envoy). Envoy's `[A|B]` equal-preference groups are read as their members.
 fn restricted(names: &[String]) -> Result<Arc<CryptoProvider>, TlsError> {
-    // ring for now: it builds with a C compiler alone. rustls marks it deprecated for lacking
-    // post-quantum key exchange (aws-lc-rs has X25519MLKEM768); the choice between them is to
-    // be made by measurement (issue #15).
+    // ring, chosen by measurement (see the workspace Cargo.toml): rustls marks it deprecated
+    // for lacking post-quantum key exchange, which aws-lc-rs has (X25519MLKEM768).
     #[allow(deprecated)]
     let mut p = rustls::crypto::ring::default_provider();
     if names.is_empty() {
