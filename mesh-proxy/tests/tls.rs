@@ -1083,3 +1083,64 @@ async fn mutual_tls_between_two_proxies_strict_and_permissive() {
         .get();
     assert_eq!(refused, 1);
 }
+
+/// A Gateway `credentialName` naming a Kubernetes TLS Secret among the Istio inputs (`data`
+/// base64 as kubectl writes it): its certificate serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_istio_gateway_reads_its_certificate_from_a_kubernetes_secret() {
+    let pki = Pki::new("secret");
+    pki.leaf_named("a.example.test", "from the secret", "a-secret");
+    let b64 = |file: &str| {
+        let out = Command::new("openssl")
+            .args(["base64", "-A", "-in", &pki.path(file)])
+            .output()
+            .expect("run openssl base64");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{ name: edge-cert, namespace: default }}
+type: kubernetes.io/tls
+data:
+  tls.crt: {}
+  tls.key: {}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{ name: edge }}
+spec:
+  selector: {{ istio: ingressgateway }}
+  servers:
+  - port: {{ number: 443, name: https, protocol: HTTPS }}
+    hosts: ["*"]
+    tls: {{ mode: SIMPLE, credentialName: edge-cert }}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{ name: a }}
+spec:
+  hosts: ["*"]
+  gateways: [edge]
+  http: [{{ directResponse: {{ status: 200, body: {{ string: secret served }} }} }}]
+"#,
+        b64("a-secret.crt"),
+        b64("a-secret.key")
+    );
+    let res = mesh_xds::istio::parse_str(&yaml, "edge.yaml", "default").unwrap();
+    assert_eq!(res.value.secrets.len(), 1);
+    let opts = mesh_xds::istio::Options::gateway([("istio", "ingressgateway")]).map_port(443, 0);
+    let b = mesh_xds::istio::translate(&res.value, &opts).unwrap().value;
+    let p = mesh_proxy::test_util::start(b).await;
+    let (_, addr) = p.listener_addrs()[0].clone();
+    let ca = pki.path("ca.pem");
+    assert_eq!(
+        served_cn(addr, "a.example.test", &ca).await,
+        "from the secret"
+    );
+    assert_eq!(
+        curl(addr, "a.example.test", &ca, false).await.unwrap(),
+        "secret served 1.1"
+    );
+}

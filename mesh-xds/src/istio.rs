@@ -132,6 +132,21 @@ pub struct Resources {
     pub workload_entries: Vec<WorkloadEntry>,
     /// PeerAuthentications (security.istio.io), in file order.
     pub peer_authentications: Vec<PeerAuthentication>,
+    /// Kubernetes TLS Secrets (`v1` `Secret`): Gateway `credentialName`s.
+    pub secrets: Vec<TlsSecret>,
+}
+
+/// A Kubernetes Secret holding TLS credentials, as a Gateway's `credentialName` names it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsSecret {
+    /// Name, namespace, source.
+    pub meta: Meta,
+    /// `tls.crt` (PEM).
+    pub certificate: Option<String>,
+    /// `tls.key` (PEM).
+    pub private_key: Option<String>,
+    /// `ca.crt` (PEM): the CA a MUTUAL server checks clients against.
+    pub ca_certificate: Option<String>,
 }
 
 impl Resources {
@@ -143,6 +158,7 @@ impl Resources {
         self.service_entries.extend(other.service_entries);
         self.workload_entries.extend(other.workload_entries);
         self.peer_authentications.extend(other.peer_authentications);
+        self.secrets.extend(other.secrets);
     }
 
     /// Adds the resources of `other` as successive `kubectl apply`s would: one with the kind,
@@ -193,6 +209,13 @@ impl Resources {
             "PeerAuthentication",
             &mut warnings,
         );
+        apply_list(
+            &mut self.secrets,
+            other.secrets,
+            |r| &r.meta,
+            "Secret",
+            &mut warnings,
+        );
         warnings
     }
 
@@ -204,6 +227,7 @@ impl Resources {
             && self.service_entries.is_empty()
             && self.workload_entries.is_empty()
             && self.peer_authentications.is_empty()
+            && self.secrets.is_empty()
     }
 }
 
@@ -618,6 +642,42 @@ fn document(cx: &mut Cx, doc: &Value, source: &str, default_ns: &str, out: &mut 
         "ServiceEntry",
         "WorkloadEntry",
     ];
+    if api == "v1" && kind == "Secret" {
+        let meta = metadata(cx, &mut o, source, &kind, default_ns);
+        let mut secret = TlsSecret {
+            meta,
+            ..TlsSecret::default()
+        };
+        let path = secret.meta.path("Secret", "data");
+        let data = o.value(cx, "data");
+        let plain = o.value(cx, "stringData");
+        let mut field = |key: &str| -> Option<String> {
+            if let Some(v) = plain
+                .as_ref()
+                .and_then(|(v, _)| v.get(key))
+                .and_then(Value::as_str)
+            {
+                return Some(v.to_owned());
+            }
+            let b64 = data
+                .as_ref()
+                .and_then(|(v, _)| v.get(key))
+                .and_then(Value::as_str)?;
+            match crate::envoy::base64_decode(b64).and_then(|b| String::from_utf8(b).ok()) {
+                Some(pem) => Some(pem),
+                None => {
+                    cx.error(format!("{path}.{key}"), "not base64 of PEM text");
+                    None
+                }
+            }
+        };
+        secret.certificate = field("tls.crt");
+        secret.private_key = field("tls.key");
+        secret.ca_certificate = field("ca.crt");
+        o.take_all();
+        out.secrets.push(secret);
+        return;
+    }
     let security = group == "security.istio.io"
         && matches!(version, "v1" | "v1beta1")
         && kind == "PeerAuthentication";
@@ -632,7 +692,7 @@ fn document(cx: &mut Cx, doc: &Value, source: &str, default_ns: &str, out: &mut 
         };
         cx.warn(
             source,
-            format!("{what} ({api}) is not a supported kind (networking.istio.io v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, Gateway, ServiceEntry, WorkloadEntry; security.istio.io PeerAuthentication), skipped"),
+            format!("{what} ({api}) is not a supported kind (networking.istio.io v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, Gateway, ServiceEntry, WorkloadEntry; security.istio.io PeerAuthentication; v1 Secret), skipped"),
         );
         o.take_all();
         return;

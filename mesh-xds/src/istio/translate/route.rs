@@ -334,7 +334,7 @@ pub(super) fn gateways(
         for (g, i) in &servers {
             let srv = &g.servers[*i];
             let path = g.meta.path("Gateway", &format!("spec.servers[{i}].tls"));
-            let Some(tls) = server_tls(cx, reg, srv, &path) else {
+            let Some(tls) = server_tls(cx, reg, srv, &g.meta.namespace, &path) else {
                 continue;
             };
             let name = format!(
@@ -567,19 +567,44 @@ fn gateway_hcm(rc: RouteConfiguration, stat_prefix: String) -> HttpConnectionMan
 }
 
 /// A terminating server's TLS (SIMPLE, MUTUAL, OPTIONAL_MUTUAL): its certificate from
-/// `serverCertificate`/`privateKey`, or `credentialName` files in the credentials directory
-/// (`<name>.crt`, `<name>.key`, `<name>-ca.crt`); a MUTUAL server's client CA and SANs.
+/// `serverCertificate`/`privateKey`, or `credentialName`: a Kubernetes TLS Secret of that name
+/// in the gateway's namespace, else files in the credentials directory (`<name>.crt`,
+/// `<name>.key`, `<name>-ca.crt`); a MUTUAL server's client CA and SANs.
 fn server_tls(
     cx: &mut Cx,
     reg: &Registry<'_>,
     srv: &crate::istio::Server,
+    gw_ns: &str,
     path: &str,
 ) -> Option<DownstreamTlsContext> {
     let t = &srv.tls;
     let mode = srv.tls_mode.as_deref().unwrap_or("PASSTHROUGH");
     let dir = reg.opts.credentials_dir.trim_end_matches('/');
     let file = |f: String| DataSource::Filename(f);
+    let secret = |name: &str| {
+        reg.res
+            .secrets
+            .iter()
+            .find(|s| s.meta.name == name && s.meta.namespace == gw_ns)
+    };
+    let inline = |pem: &Option<String>| pem.clone().map(DataSource::InlineString);
     let (cert, key, ca) = match (&t.credential_name, &t.server_certificate, &t.private_key) {
+        // A Secret of that name in the gateway's namespace (its CA in the Secret, or in
+        // `<name>-cacert`, as Istio reads them), else the credentials directory.
+        (Some(name), _, _) if secret(name).is_some() => {
+            let s = secret(name).expect("found above");
+            let (Some(cert), Some(key)) = (inline(&s.certificate), inline(&s.private_key)) else {
+                cx.error(
+                    s.meta.path("Secret", "data"),
+                    "a Gateway credential needs tls.crt and tls.key",
+                );
+                return None;
+            };
+            let ca = inline(&s.ca_certificate).or_else(|| {
+                secret(&format!("{name}-cacert")).and_then(|c| inline(&c.ca_certificate))
+            });
+            (cert, key, ca)
+        }
         (Some(name), _, _) => (
             file(format!("{dir}/{name}.crt")),
             file(format!("{dir}/{name}.key")),
