@@ -178,9 +178,18 @@ kind: DestinationRule
 metadata: {{ name: reviews }}
 spec:
   host: reviews
+  trafficPolicy: {{ tls: {{ mode: ISTIO_MUTUAL }} }}
   subsets:
   - {{ name: v1, labels: {{ version: v1 }} }}
   - {{ name: v2, labels: {{ version: v2 }} }}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{ name: reviews }}
+spec:
+  selector: {{ matchLabels: {{ app: reviews }} }}
+  mtls: {{ mode: PERMISSIVE }}
+  portLevelMtls: {{ "9080": {{ mode: STRICT }} }}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -226,6 +235,92 @@ spec:
     )
 }
 
+fn identity_dir(workload: &str) -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "mesh-netns-{}-identity-{workload}",
+        std::process::id()
+    ));
+    dir.to_str().unwrap().to_owned()
+}
+
+/// The mesh's root and a workload identity per workload (`cert-chain.pem`, `key.pem`,
+/// `root-cert.pem`, as Istio's agent writes them), made with openssl: SPIFFE URI SANs
+/// `spiffe://cluster.local/ns/default/sa/<workload>`.
+fn make_identities(workloads: &[&str]) {
+    let root = std::env::temp_dir().join(format!("mesh-netns-{}-root", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let r = |f: &str| root.join(f).to_str().unwrap().to_owned();
+    run(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &r("ca.key"),
+        "-out",
+        &r("ca.pem"),
+        "-subj",
+        "/O=mesh-test",
+        "-days",
+        "1",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    for w in workloads {
+        let dir = identity_dir(w);
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = |f: &str| format!("{dir}/{f}");
+        let ext = d("san.ext");
+        std::fs::write(
+            &ext,
+            format!("subjectAltName=URI:spiffe://cluster.local/ns/default/sa/{w}\n"),
+        )
+        .unwrap();
+        run(&[
+            "openssl",
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &d("key.pem"),
+            "-out",
+            &d("leaf.csr"),
+            "-subj",
+            "/O=mesh-test",
+        ]);
+        run(&[
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            &d("leaf.csr"),
+            "-CA",
+            &r("ca.pem"),
+            "-CAkey",
+            &r("ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &d("cert-chain.pem"),
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+        ]);
+        std::fs::copy(r("ca.pem"), d("root-cert.pem")).unwrap();
+        // The sidecar runs as uid 1337.
+        run(&["chmod", "-R", "a+rX", &dir]);
+    }
+}
+
 struct Sidecar {
     proc: ProxyProcess,
 }
@@ -236,10 +331,29 @@ impl Sidecar {
     /// drops the access logs again, `-v`… anything harmless keeps them), and waits until it is
     /// ready.
     fn start(net: &Net, policy: &str, log: &str) -> Self {
+        Self::start_in(
+            &net.app,
+            net,
+            "app=productpage",
+            &identity_dir("productpage"),
+            policy,
+            log,
+        )
+    }
+
+    /// A sidecar in namespace `ns` for the workload `labels`, with its identity in `identity`.
+    fn start_in(
+        ns: &str,
+        net: &Net,
+        labels: &str,
+        identity: &str,
+        policy: &str,
+        log: &str,
+    ) -> Self {
         let istio = temp_file("mesh.yaml", &istio_yaml());
         let istio = istio.to_str().unwrap();
         let args = net.exec(
-            &net.app,
+            ns,
             &[
                 "setpriv",
                 "--reuid=1337",
@@ -255,7 +369,9 @@ impl Sidecar {
                 "--role",
                 "sidecar",
                 "--labels",
-                "app=productpage",
+                labels,
+                "--identity-dir",
+                identity,
                 "--access-log",
                 "/dev/stdout",
                 log,
@@ -303,6 +419,18 @@ fn the_sidecar_captures_outbound_and_inbound_traffic() {
         ],
     );
     let _app = serve(&net.app, &["whoami:0.0.0.0:8080"]);
+    make_identities(&["productpage", "reviews"]);
+    // The reviews pods have their own sidecar: mutual TLS on 9080 (STRICT), plain text
+    // elsewhere (PERMISSIVE).
+    run(&net.exec(&net.pods, &[env!("CARGO_BIN_EXE_mesh-proxy"), "iptables"]));
+    let _reviews_sidecar = Sidecar::start_in(
+        &net.pods,
+        &net,
+        "app=reviews",
+        &identity_dir("reviews"),
+        "allow-any",
+        "--no-access-log",
+    );
     run(&net.exec(&net.app, &[env!("CARGO_BIN_EXE_mesh-proxy"), "iptables"]));
     let sidecar = Sidecar::start(&net, "allow-any", "--namespace=default");
 
@@ -320,6 +448,37 @@ fn the_sidecar_captures_outbound_and_inbound_traffic() {
     // The access log names where the client was going: the original destination.
     let line = sidecar.logged(&format!("{REVIEWS_VIP}:9080"));
     assert!(line.contains("outbound|9080|"), "{line}");
+    // That hop was mutual TLS (ISTIO_MUTUAL to a STRICT port): the reviews sidecar counted
+    // the handshakes, and plain text to the pod (sent as uid 1337, so not captured on this
+    // side) is refused there.
+    let pods_stat = |name: &str| {
+        let text = run(&net.exec(&net.pods, &["curl", "-sS", "http://127.0.0.1:15000/stats"]));
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
+            .map_or(0, |v| v.trim().parse().unwrap_or(0))
+    };
+    assert_eq!(pods_stat("listener.0.0.0.0:15006.ssl.handshake"), 2);
+    let plain = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.app,
+            "setpriv",
+            "--reuid=1337",
+            "--regid=1337",
+            "--clear-groups",
+        ])
+        .args([
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            &format!("http://{V1_IP}:9080/"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success(), "STRICT served plain text");
+    assert_eq!(pods_stat("listener.0.0.0.0:15006.no_filter_chain_match"), 1);
 
     // A raw TCP protocol passes through tcp_proxy byte for byte, both ways, half-close
     // included (the server's last line is its answer to the client's end of stream).
