@@ -533,17 +533,25 @@ fn compile_cluster(
     stats: &Registry,
     previous: Option<&ClusterRt>,
 ) -> Result<ClusterRt, (String, String)> {
-    let tls = match &c.transport_socket {
-        None => None,
-        Some(t) => match crate::tls::ClientTls::new(t, c.protocol == UpstreamProtocol::Http2) {
-            Ok(t) => Some(Arc::new(t)),
-            Err(e) => {
-                return Err((
-                    format!(".transport_socket.typed_config.{}", e.field),
-                    e.message,
-                ));
-            }
-        },
+    let http2 = c.protocol == UpstreamProtocol::Http2;
+    let client_tls = |t: &Option<mesh_core::config::UpstreamTlsContext>, at: &str| match t {
+        None => Ok(None),
+        Some(t) => crate::tls::ClientTls::new(t, http2)
+            .map(|t| Some(Arc::new(t)))
+            .map_err(|e| (format!("{at}.typed_config.{}", e.field), e.message)),
+    };
+    let tls = client_tls(&c.transport_socket, ".transport_socket")?;
+    // Per-host sockets by endpoint metadata: the first match a host takes, else the cluster's.
+    let mut matches = Vec::new();
+    for (i, m) in c.transport_socket_matches.iter().enumerate() {
+        let at = format!(".transport_socket_matches[{i}].transport_socket");
+        matches.push((m, client_tls(&m.transport_socket, &at)?));
+    }
+    let tls_for = |h: &mesh_lb::Host| {
+        matches
+            .iter()
+            .find(|(m, _)| m.matches(h.metadata()))
+            .map_or_else(|| tls.clone(), |(_, t)| t.clone())
     };
     // The balancer registers its own stats (membership_*, lb_healthy_panic, breakers,
     // outlier); hosts that stay keep their state (active requests, health, ejection).
@@ -564,6 +572,7 @@ fn compile_cluster(
         .hosts()
         .iter()
         .map(|h| {
+            let tls = tls_for(h);
             previous
                 .iter()
                 .find(|p| {
@@ -581,7 +590,7 @@ fn compile_cluster(
                         c.protocol,
                         crate::upstream::ConnLimits::of(c),
                         Arc::clone(&pool_stats),
-                        tls.clone(),
+                        tls,
                     ))
                 })
         })

@@ -1144,3 +1144,66 @@ spec:
         "secret served 1.1"
     );
 }
+
+/// Envoy's `transport_socket_matches` (Istio's auto mutual TLS): hosts whose
+/// `envoy.transport_socket_match` metadata says `tlsMode: istio` are reached over TLS, the
+/// others in plain text, in one cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_socket_matches_pick_tls_per_host() {
+    use mesh_proxy::test_util::{Behavior, Client, Upstream};
+    let pki = Pki::new("socket-matches");
+    let id = "spiffe://cluster.local/ns/default/sa/upstream";
+    let cert = pki.leaf_with_uri("upstream.example.test", id);
+    let (DataSource::Filename(c), DataSource::Filename(k)) =
+        (&cert.certificate_chain, &cert.private_key)
+    else {
+        unreachable!()
+    };
+    let secure = OpensslServer::start(c, k);
+    let plain = Upstream::start("plain", Behavior::Identify).await;
+    let mut cluster = Cluster::new_static("mixed", [secure.addr, plain.addr()]);
+    let la = cluster.load_assignment.as_mut().unwrap();
+    la.endpoints[0].lb_endpoints[0].metadata.insert(
+        "envoy.transport_socket_match".into(),
+        serde_json::json!({"tlsMode": "istio"})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    let tls = tls_cluster("unused", secure.addr, &pki.path("ca.pem"), id)
+        .transport_socket
+        .unwrap();
+    cluster.transport_socket_matches = vec![
+        TransportSocketMatch {
+            name: "tlsMode-istio".into(),
+            match_metadata: serde_json::json!({"tlsMode": "istio"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            transport_socket: Some(tls),
+        },
+        TransportSocketMatch {
+            name: "tlsMode-disabled".into(),
+            ..TransportSocketMatch::default()
+        },
+    ];
+    let (p, addr) = mesh_proxy::test_util::start_for_cluster(cluster).await;
+    let (mut over_tls, mut in_plain) = (0, 0);
+    for _ in 0..4 {
+        let r = Client::http1().get(addr, "/", &[]).await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+        if r.text().contains("s_server") {
+            over_tls += 1;
+        } else {
+            assert_eq!(r.header("x-upstream"), "plain");
+            in_plain += 1;
+        }
+    }
+    assert_eq!((over_tls, in_plain), (2, 2), "round robin over both hosts");
+    assert_eq!(
+        p.stats()
+            .counter(StatName::cluster("mixed", "ssl.handshake"))
+            .get(),
+        2
+    );
+}

@@ -492,11 +492,6 @@ fn too_deep(text: &str, limit: usize) -> Option<(usize, usize)> {
 /// does not have is an error there.
 pub(crate) const UNKNOWN: &str = "unknown or unsupported field, ignored";
 
-/// The message of a warning about a TLS transport socket.
-/// Serving or sending plaintext where the config asks for TLS would be less secure than asked:
-/// an error, never a warning.
-pub(crate) const TLS_UNSUPPORTED: &str = "TLS transport sockets are not supported yet; the config asks for TLS, which cannot be honoured";
-
 /// Collected warnings and errors.
 #[derive(Debug, Default)]
 pub(crate) struct Cx {

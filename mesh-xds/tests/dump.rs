@@ -1984,6 +1984,27 @@ mod generated {
                     locality_weighted_lb: panic % 2 == 1,
                     upstream_bind_config: (panic % 3 == 0)
                         .then(|| std::net::IpAddr::from([127, 0, 0, 6])),
+                    transport_socket_matches: if panic % 5 == 2 {
+                        vec![
+                            TransportSocketMatch {
+                                name: "tlsMode-istio".into(),
+                                match_metadata: serde_json::json!({"tlsMode": "istio"})
+                                    .as_object()
+                                    .unwrap()
+                                    .clone(),
+                                transport_socket: Some(UpstreamTlsContext {
+                                    sni: Some("outbound_.80_._.a".into()),
+                                    ..UpstreamTlsContext::default()
+                                }),
+                            },
+                            TransportSocketMatch {
+                                name: "tlsMode-disabled".into(),
+                                ..TransportSocketMatch::default()
+                            },
+                        ]
+                    } else {
+                        Vec::new()
+                    },
                     transport_socket: (panic % 4 == 1).then(|| UpstreamTlsContext {
                         sni: Some("upstream.example.com".into()),
                         common_tls_context: CommonTlsContext {

@@ -67,6 +67,9 @@ pub struct Cluster {
     pub upstream_bind_config: Option<std::net::IpAddr>,
     /// TLS to the hosts (`transport_socket` `envoy.transport_sockets.tls`; default plain).
     pub transport_socket: Option<super::tls::UpstreamTlsContext>,
+    /// Per-host transport sockets by endpoint metadata (Istio's auto mutual TLS); hosts no
+    /// match takes use `transport_socket`.
+    pub transport_socket_matches: Vec<super::tls::TransportSocketMatch>,
 }
 
 impl Default for Cluster {
@@ -94,6 +97,7 @@ impl Default for Cluster {
             locality_weighted_lb: false,
             upstream_bind_config: None,
             transport_socket: None,
+            transport_socket_matches: Vec::new(),
         }
     }
 }

@@ -143,3 +143,27 @@ pub struct UpstreamTlsContext {
     /// The server name sent (SNI); none sends none.
     pub sni: Option<String>,
 }
+
+/// Envoy's `TransportSocketMatch`: hosts whose `envoy.transport_socket_match` metadata holds
+/// every key of `match_metadata` (with the same value) use this socket instead of the
+/// cluster's. The first match in order applies.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TransportSocketMatch {
+    /// The match's name (for stats and messages).
+    pub name: String,
+    /// The metadata a host must carry (empty: every host).
+    pub match_metadata: serde_json::Map<String, serde_json::Value>,
+    /// TLS for those hosts; `None` is plain text (`raw_buffer`).
+    pub transport_socket: Option<UpstreamTlsContext>,
+}
+
+impl TransportSocketMatch {
+    /// Whether a host with this metadata takes the match.
+    pub fn matches(&self, metadata: &super::Metadata) -> bool {
+        let host = metadata.get("envoy.transport_socket_match");
+        self.match_metadata
+            .iter()
+            .all(|(k, v)| host.and_then(|m| m.get(k)) == Some(v))
+    }
+}

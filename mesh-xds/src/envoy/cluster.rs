@@ -7,7 +7,7 @@ use mesh_core::config::{
 };
 use serde_json::Value;
 
-use super::{Cx, Obj, Remap, TLS_UNSUPPORTED, UNKNOWN, endpoint, show, type_name};
+use super::{Cx, Obj, Remap, UNKNOWN, endpoint, show, type_name};
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
@@ -236,7 +236,31 @@ pub(crate) fn cluster(cx: &mut Cx, v: &Value, path: String, remap: &mut Remap) -
     if let Some((tv, tp)) = o.value(cx, "transport_socket") {
         c.transport_socket = super::tls::upstream_socket(cx, tv, tp);
     }
-    o.reject(cx, "transport_socket_matches", TLS_UNSUPPORTED);
+    for (mv, mp) in o.list(cx, "transport_socket_matches") {
+        let Some(mut m) = Obj::new(cx, mv, mp) else {
+            continue;
+        };
+        let name = m.string(cx, "name").unwrap_or_default();
+        let match_metadata = match m.value(cx, "match") {
+            Some((Value::Object(map), _)) => map.clone(),
+            Some((_, p)) => {
+                cx.error(p, "match must be an object of metadata keys and values");
+                serde_json::Map::new()
+            }
+            None => serde_json::Map::new(),
+        };
+        let transport_socket = match m.value(cx, "transport_socket") {
+            Some((tv, tp)) => super::tls::upstream_socket(cx, tv, tp),
+            None => None,
+        };
+        m.finish(cx);
+        c.transport_socket_matches
+            .push(mesh_core::config::TransportSocketMatch {
+                name,
+                match_metadata,
+                transport_socket,
+            });
+    }
     o.finish(cx);
     Some(c)
 }

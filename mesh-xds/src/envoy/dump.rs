@@ -369,6 +369,16 @@ fn filter_chain(fc: &FilterChain) -> Value {
     out.into()
 }
 
+fn upstream_tls(t: &mesh_core::config::UpstreamTlsContext) -> Value {
+    let mut u = Obj::typed("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext");
+    u.message("common_tls_context", common_tls(&t.common_tls_context));
+    u.opt_str("sni", t.sni.as_deref());
+    json_obj([
+        ("name", "envoy.transport_sockets.tls".into()),
+        ("typed_config", u.into()),
+    ])
+}
+
 fn downstream_tls(t: &DownstreamTlsContext) -> Value {
     let mut out = Obj::typed("envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext");
     out.message("common_tls_context", common_tls(&t.common_tls_context));
@@ -1304,17 +1314,26 @@ pub fn cluster(c: &Cluster) -> Value {
         out.set("load_assignment", cluster_load_assignment(la));
     }
     if let Some(t) = &c.transport_socket {
-        let mut u = Obj::typed("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext");
-        u.message("common_tls_context", common_tls(&t.common_tls_context));
-        u.opt_str("sni", t.sni.as_deref());
-        out.set(
-            "transport_socket",
-            json_obj([
-                ("name", "envoy.transport_sockets.tls".into()),
-                ("typed_config", u.into()),
-            ]),
-        );
+        out.set("transport_socket", upstream_tls(t));
     }
+    out.list(
+        "transport_socket_matches",
+        c.transport_socket_matches.iter().map(|m| {
+            let mut o = Obj::new();
+            o.str("name", &m.name);
+            if !m.match_metadata.is_empty() {
+                o.set("match", Value::Object(m.match_metadata.clone()));
+            }
+            o.set(
+                "transport_socket",
+                match &m.transport_socket {
+                    Some(t) => upstream_tls(t),
+                    None => json_obj([("name", "envoy.transport_sockets.raw_buffer".into())]),
+                },
+            );
+            o.into()
+        }),
+    );
     if let Some(ip) = c.upstream_bind_config {
         out.set(
             "upstream_bind_config",
