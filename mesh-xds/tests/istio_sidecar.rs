@@ -527,7 +527,12 @@ spec:
     "9090": { mode: PERMISSIVE }
     "9091": { mode: DISABLE }
 "#;
-    let text = format!("{MESH}\n---\n{policies}");
+    // The v1 pod has a sidecar (Istio's injector labels it).
+    let mesh = MESH.replace(
+        "{ app: reviews, version: v1 }",
+        "{ app: reviews, version: v1, security.istio.io/tlsMode: istio }",
+    );
+    let text = format!("{mesh}\n---\n{policies}");
     let res = istio::parse_str(&text, "mesh.yaml", "default").unwrap();
     assert_eq!(res.value.peer_authentications.len(), 2);
     let b = istio::translate(
@@ -579,4 +584,32 @@ spec:
         .find(|f| f.kind == ListenerFilterKind::TlsInspector)
         .expect("the TLS inspector");
     assert!(inspector.runs_for(8080) && !inspector.runs_for(9091));
+
+    // Auto mutual TLS outbound: the pod with a sidecar is reached with ISTIO_MUTUAL, the
+    // other in plain text, by Envoy's transport_socket_matches.
+    let reviews = b
+        .clusters
+        .iter()
+        .find(|c| c.name == "outbound|9080||reviews.default.svc.cluster.local")
+        .unwrap();
+    let names: Vec<&str> = reviews
+        .transport_socket_matches
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(names, ["tlsMode-istio", "tlsMode-disabled"]);
+    let tls = reviews.transport_socket_matches[0]
+        .transport_socket
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        tls.sni.as_deref(),
+        Some("outbound_.9080_._.reviews.default.svc.cluster.local")
+    );
+    let eps = &reviews.load_assignment.as_ref().unwrap().endpoints[0].lb_endpoints;
+    let marked: Vec<bool> = eps
+        .iter()
+        .map(|e| e.metadata.contains_key("envoy.transport_socket_match"))
+        .collect();
+    assert_eq!(marked, [true, false]);
 }

@@ -498,6 +498,25 @@ impl<'a> Registry<'a> {
         if let Some(t) = &policy.tls {
             c.transport_socket = self.upstream_tls(t, s, port, subset);
         }
+        // Istio's auto mutual TLS, where no DestinationRule says otherwise and mutual TLS is in
+        // use (some PeerAuthentication): endpoints labelled `security.istio.io/tlsMode: istio`
+        // (they have a sidecar) are reached with ISTIO_MUTUAL, the others in plain text.
+        let auto_mtls = policy.tls.is_none() && !self.res.peer_authentications.is_empty();
+        if auto_mtls {
+            let tls_mode = serde_json::json!({"tlsMode": "istio"});
+            let tls_mode = tls_mode.as_object().cloned().unwrap_or_default();
+            c.transport_socket_matches = vec![
+                mesh_core::config::TransportSocketMatch {
+                    name: "tlsMode-istio".into(),
+                    match_metadata: tls_mode,
+                    transport_socket: Some(self.istio_mutual(s, port, subset, &[])),
+                },
+                mesh_core::config::TransportSocketMatch {
+                    name: "tlsMode-disabled".into(),
+                    ..Default::default()
+                },
+            ];
+        }
         if port.is_http2() {
             c.protocol = UpstreamProtocol::Http2;
         }
@@ -533,6 +552,20 @@ impl<'a> Registry<'a> {
                 port: ep_port,
             });
             lb.load_balancing_weight = e.weight;
+            if auto_mtls
+                && e.labels
+                    .get("security.istio.io/tlsMode")
+                    .map(String::as_str)
+                    == Some("istio")
+            {
+                lb.metadata.insert(
+                    "envoy.transport_socket_match".into(),
+                    serde_json::json!({"tlsMode": "istio"})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+            }
             push_endpoint(&mut groups, locality(&e.locality), lb);
         }
         if dns && !any && s.endpoints.is_empty() {
@@ -559,6 +592,42 @@ impl<'a> Registry<'a> {
 }
 
 impl Registry<'_> {
+    /// Istio's mutual TLS to a sidecar: the workload identity, SNI
+    /// `outbound_.<port>_.<subset>_.<host>` and Istio's ALPN.
+    fn istio_mutual(
+        &self,
+        s: &Service<'_>,
+        port: &ServicePort,
+        subset: Option<&Subset>,
+        sans: &[String],
+    ) -> UpstreamTlsContext {
+        let dir = self.opts.identity_dir.trim_end_matches('/');
+        let file = |f: &str| DataSource::Filename(format!("{dir}/{f}"));
+        let mut ctx = CommonTlsContext::default();
+        ctx.tls_certificates.push(TlsCertificate {
+            certificate_chain: file("cert-chain.pem"),
+            private_key: file("key.pem"),
+        });
+        ctx.validation_context = Some(ValidationContext {
+            trusted_ca: Some(file("root-cert.pem")),
+            match_typed_subject_alt_names: istio_sans(sans),
+        });
+        ctx.alpn_protocols = if port.is_http2() {
+            vec!["istio-peer-exchange".into(), "istio".into(), "h2".into()]
+        } else {
+            vec!["istio-peer-exchange".into(), "istio".into()]
+        };
+        UpstreamTlsContext {
+            common_tls_context: ctx,
+            sni: Some(format!(
+                "outbound_.{}_.{}_.{}",
+                port.number,
+                subset.map_or("", |x| x.name.as_str()),
+                s.host
+            )),
+        }
+    }
+
     /// A DestinationRule's `tls` as the cluster's transport socket (SEMANTICS.md §8.5):
     /// `DISABLE` none; `SIMPLE` the server checked against `caCertificates` (else the system
     /// bundle) and `subjectAltNames`, unless `insecureSkipVerify`; `MUTUAL` with the client
@@ -597,26 +666,7 @@ impl Registry<'_> {
                 sni = t.sni.clone().or_else(|| Some(s.host.clone()));
             }
             "ISTIO_MUTUAL" => {
-                let dir = self.opts.identity_dir.trim_end_matches('/');
-                ctx.tls_certificates.push(TlsCertificate {
-                    certificate_chain: file(&format!("{dir}/cert-chain.pem")),
-                    private_key: file(&format!("{dir}/key.pem")),
-                });
-                ctx.validation_context = Some(ValidationContext {
-                    trusted_ca: Some(file(&format!("{dir}/root-cert.pem"))),
-                    match_typed_subject_alt_names: istio_sans(&t.subject_alt_names),
-                });
-                ctx.alpn_protocols = if port.is_http2() {
-                    vec!["istio-peer-exchange".into(), "istio".into(), "h2".into()]
-                } else {
-                    vec!["istio-peer-exchange".into(), "istio".into()]
-                };
-                sni = Some(format!(
-                    "outbound_.{}_.{}_.{}",
-                    port.number,
-                    subset.map_or("", |x| x.name.as_str()),
-                    s.host
-                ));
+                return Some(self.istio_mutual(s, port, subset, &t.subject_alt_names));
             }
             _ => return None,
         }
