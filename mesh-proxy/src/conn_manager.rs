@@ -226,7 +226,7 @@ where
         &chain.hcm,
         &chain.internal_only,
         conn.remote,
-        "http",
+        if conn.tls.is_some() { "https" } else { "http" },
         random::uuid_v4,
     );
     // Trace context only where the connection manager traces (Envoy's `tracing`).

@@ -249,55 +249,88 @@ impl CertSource {
     }
 }
 
-/// The server's certificate, rotated when its files change: at most once a second, on a
-/// handshake, the files (an SDS file and the files it names, or the certificate and key
-/// files) are looked at; when they changed and load (the key the certificate's), new
-/// handshakes use them. Connections open keep theirs. A rotation caught half-written (a new
-/// certificate with the old key) is retried at the next look; until then the previous
-/// certificate serves.
+/// A value loaded from files and loaded again when they change: at most once a second, on a
+/// handshake, the files' stamps are looked at; when they changed and the value loads, new
+/// handshakes get the new value. One caught half-written (a new certificate with the old key)
+/// is retried at the next look; until then the previous value serves.
+struct Watched<T> {
+    current: arc_swap::ArcSwap<T>,
+    seen: std::sync::Mutex<(Vec<Stamp>, Instant)>,
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Watched<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watched")
+            .field("current", &self.current.load())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Watched<T> {
+    fn new(value: T, stamps: Vec<Stamp>) -> Self {
+        Self {
+            current: arc_swap::ArcSwap::from_pointee(value),
+            seen: std::sync::Mutex::new((stamps, Instant::now())),
+        }
+    }
+
+    /// The current value, after a look at the files when one is due.
+    fn get(
+        &self,
+        stamps: impl FnOnce() -> Vec<Stamp>,
+        load: impl FnOnce() -> Result<T, TlsError>,
+        what: &str,
+    ) -> Arc<T> {
+        // Another handshake may be looking: this one takes the current value.
+        if let Ok(mut s) = self.seen.try_lock() {
+            let now = Instant::now();
+            if now.duration_since(s.1) >= ROTATION_CHECK {
+                s.1 = now;
+                let stamps = stamps();
+                if stamps != s.0 {
+                    match load() {
+                        Ok(v) => {
+                            self.current.store(Arc::new(v));
+                            s.0 = stamps;
+                            tracing::info!(file = %what, "TLS files rotated");
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "rotated TLS files cannot be used yet; the previous ones still serve");
+                        }
+                    }
+                }
+            }
+        }
+        self.current.load_full()
+    }
+}
+
+/// A certificate and key (a server's, or a client's), rotated as their files change (see
+/// [`Watched`]). Connections open keep theirs.
 #[derive(Debug)]
 struct RotatingCert {
     source: CertSource,
     provider: Arc<CryptoProvider>,
-    current: arc_swap::ArcSwap<CertifiedKey>,
-    stamps: std::sync::Mutex<(Vec<Stamp>, Instant)>,
+    key: Watched<CertifiedKey>,
 }
 
 impl RotatingCert {
     fn new(source: CertSource, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
-        let stamps = (source.stamps(), Instant::now());
-        let key = source.load(&provider)?;
+        let stamps = source.stamps();
+        let key = Watched::new(source.load(&provider)?, stamps);
         Ok(Self {
             source,
             provider,
-            current: arc_swap::ArcSwap::from_pointee(key),
-            stamps: std::sync::Mutex::new(stamps),
+            key,
         })
     }
 
-    fn check(&self) {
-        let Ok(mut s) = self.stamps.try_lock() else {
-            return; // another handshake is looking
-        };
-        let now = Instant::now();
-        if now.duration_since(s.1) < ROTATION_CHECK {
-            return;
-        }
-        s.1 = now;
-        let stamps = self.source.stamps();
-        if stamps == s.0 {
-            return;
-        }
-        match self.source.load(&self.provider) {
-            Ok(k) => {
-                self.current.store(Arc::new(k));
-                s.0 = stamps;
-                tracing::info!(certificate = %self.source.describe(), "TLS certificate rotated");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "rotated TLS certificate cannot serve yet; the previous one still serves");
-            }
-        }
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.key.get(
+            || self.source.stamps(),
+            || self.source.load(&self.provider),
+            self.source.describe(),
+        )
     }
 }
 
@@ -307,8 +340,7 @@ impl rustls::client::ResolvesClientCert for RotatingCert {
         _root_hint_subjects: &[&[u8]],
         _sigschemes: &[rustls::SignatureScheme],
     ) -> Option<Arc<CertifiedKey>> {
-        self.check();
-        Some(self.current.load_full())
+        Some(self.current())
     }
 
     fn has_certs(&self) -> bool {
@@ -318,8 +350,119 @@ impl rustls::client::ResolvesClientCert for RotatingCert {
 
 impl rustls::server::ResolvesServerCert for RotatingCert {
     fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.check();
-        Some(self.current.load_full())
+        Some(self.current())
+    }
+}
+
+/// Client certificates checked against a CA bundle that is followed as its file changes (the
+/// workload identity's `root-cert.pem` rotates with it).
+#[derive(Debug)]
+struct RotatingClientVerifier {
+    ca: DataSource,
+    require: bool,
+    provider: Arc<CryptoProvider>,
+    inner: Watched<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+}
+
+const CA_FIELD: &str = "common_tls_context.validation_context.trusted_ca";
+
+impl RotatingClientVerifier {
+    fn new(ca: DataSource, require: bool, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
+        let inner = Watched::new(Self::build(&ca, require, &provider)?, vec![stamp(&ca)]);
+        Ok(Self {
+            ca,
+            require,
+            provider,
+            inner,
+        })
+    }
+
+    fn build(
+        ca: &DataSource,
+        require: bool,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in certificates(ca, CA_FIELD)? {
+            roots
+                .add(c)
+                .map_err(|e| err(CA_FIELD, format!("{}: {e}", ca.describe())))?;
+        }
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider));
+        let verifier = if require {
+            verifier
+        } else {
+            verifier.allow_unauthenticated()
+        };
+        verifier.build().map_err(|e| err(CA_FIELD, e.to_string()))
+    }
+
+    fn current(&self) -> Arc<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+        self.inner.get(
+            || vec![stamp(&self.ca)],
+            || Self::build(&self.ca, self.require, &self.provider),
+            self.ca.describe(),
+        )
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for RotatingClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.require
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        // No hints: the roots may rotate under a borrowed list (hints are optional in TLS).
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        self.current()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -380,22 +523,12 @@ impl ServerTls {
                         "a trusted CA is required to verify client certificates",
                     ));
                 };
-                let ca_field = "common_tls_context.validation_context.trusted_ca";
-                let mut roots = rustls::RootCertStore::empty();
-                for c in certificates(ca, ca_field)? {
-                    roots
-                        .add(c)
-                        .map_err(|e| err(ca_field, format!("{}: {e}", ca.describe())))?;
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-                let verifier = if t.require_client_certificate {
-                    verifier
-                } else {
-                    verifier.allow_unauthenticated()
-                };
-                let verifier = verifier.build().map_err(|e| err(ca_field, e.to_string()))?;
-                builder.with_client_cert_verifier(verifier)
+                let verifier = RotatingClientVerifier::new(
+                    ca.clone(),
+                    t.require_client_certificate,
+                    Arc::clone(&provider),
+                )?;
+                builder.with_client_cert_verifier(Arc::new(verifier))
             }
         };
         let mut config = builder.with_cert_resolver(resolver);
@@ -585,8 +718,12 @@ fn anchors(
 /// name is not checked), then the SAN matchers if any.
 #[derive(Debug)]
 struct PeerVerifier {
-    /// `None`: no validation context, nothing is checked (Envoy's behaviour).
-    roots: Option<Vec<rustls_pki_types::TrustAnchor<'static>>>,
+    /// `None`: no validation context, nothing is checked (Envoy's behaviour). The CA file is
+    /// followed as it changes.
+    roots: Option<(
+        DataSource,
+        Watched<Vec<rustls_pki_types::TrustAnchor<'static>>>,
+    )>,
     sans: Option<SanCheck>,
     provider: Arc<CryptoProvider>,
 }
@@ -611,11 +748,12 @@ impl rustls::client::danger::ServerCertVerifier for PeerVerifier {
         _ocsp: &[u8],
         now: rustls_pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if let Some(roots) = &self.roots {
+        if let Some((ca, watched)) = &self.roots {
+            let roots = watched.get(|| vec![stamp(ca)], || anchors(ca, CA_FIELD), ca.describe());
             let cert = webpki::EndEntityCert::try_from(end_entity).map_err(pki_error)?;
             cert.verify_for_usage(
                 self.provider.signature_verification_algorithms.all,
-                roots,
+                &roots,
                 intermediates,
                 now,
                 webpki::KeyUsage::server_auth(),
@@ -687,9 +825,11 @@ impl ClientTls {
         let provider = restricted(&c.tls_params.cipher_suites)?;
         let versions = protocol_versions(&c.tls_params);
         let vc = c.validation_context.as_ref();
-        let ca_field = "common_tls_context.validation_context.trusted_ca";
         let roots = match vc.and_then(|v| v.trusted_ca.as_ref()) {
-            Some(ca) => Some(anchors(ca, ca_field)?),
+            Some(ca) => Some((
+                ca.clone(),
+                Watched::new(anchors(ca, CA_FIELD)?, vec![stamp(ca)]),
+            )),
             None => None,
         };
         let sans = SanCheck::new(

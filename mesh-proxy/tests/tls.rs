@@ -487,6 +487,22 @@ impl Drop for OpensslServer {
 }
 
 impl Pki {
+    /// A certificate for `host` that expired in 2020.
+    fn expired(&self, host: &str) -> TlsCertificate {
+        let mut params = CertificateParams::new(vec![host.to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, host);
+        params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        std::fs::write(self.dir.join(format!("{host}.crt")), cert.pem()).unwrap();
+        std::fs::write(self.dir.join(format!("{host}.key")), key.serialize_pem()).unwrap();
+        TlsCertificate {
+            certificate_chain: DataSource::Filename(self.path(&format!("{host}.crt"))),
+            private_key: DataSource::Filename(self.path(&format!("{host}.key"))),
+        }
+    }
+
     /// A server certificate for `host` that also names `uri` (a SPIFFE identity).
     fn leaf_with_uri(&self, host: &str, uri: &str) -> TlsCertificate {
         let mut params = CertificateParams::new(vec![host.to_owned()]).unwrap();
@@ -654,7 +670,9 @@ async fn mutual_tls_accepts_only_the_named_identity() {
     let log = pki.path("access.log");
     c.hcm_mut().unwrap().access_log = vec![AccessLog {
         sink: AccessLogSink::File(log.clone()),
-        format: Some("%DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_PEER_URI_SAN%\n".into()),
+        format: Some(
+            "%DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_PEER_URI_SAN% %REQ(X-FORWARDED-PROTO)%\n".into(),
+        ),
     }];
     let p = mesh_proxy::test_util::start(listener(vec![c])).await;
     let addr = p.listener_addr("https").unwrap();
@@ -673,7 +691,11 @@ async fn mutual_tls_accepts_only_the_named_identity() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     };
-    assert_eq!(line, "TLSv1.3 spiffe://cluster.local/ns/default/sa/web\n");
+    // A request over TLS is forwarded as https.
+    assert_eq!(
+        line,
+        "TLSv1.3 spiffe://cluster.local/ns/default/sa/web https\n"
+    );
     let stat = |s: &str| {
         p.stats()
             .counter(StatName::listener(&addr.to_string(), s))
@@ -1206,4 +1228,116 @@ async fn transport_socket_matches_pick_tls_per_host() {
             .get(),
         2
     );
+}
+
+/// An upstream with an expired certificate fails verification (503, ssl.fail_verify_error);
+/// sessions to a valid upstream resume (openssl's status page says `Reused`) on the next
+/// connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_upstreams_fail_and_valid_ones_resume_sessions() {
+    let pki = Pki::new("expired");
+    let ca = pki.path("ca.pem");
+    let path = |c: &TlsCertificate| match (&c.certificate_chain, &c.private_key) {
+        (DataSource::Filename(c), DataSource::Filename(k)) => (c.clone(), k.clone()),
+        _ => unreachable!(),
+    };
+    let (c, k) = path(&pki.expired("old.example.test"));
+    let old = OpensslServer::start(&c, &k);
+    let mut cluster = Cluster::new_static("old", [old.addr]);
+    let mut tls = tls_cluster("x", old.addr, &ca, "")
+        .transport_socket
+        .unwrap();
+    tls.common_tls_context
+        .validation_context
+        .as_mut()
+        .unwrap()
+        .match_typed_subject_alt_names
+        .clear();
+    cluster.transport_socket = Some(tls.clone());
+    let (p, addr) = mesh_proxy::test_util::start_for_cluster(cluster).await;
+    let r = mesh_proxy::test_util::Client::http1()
+        .get(addr, "/", &[])
+        .await;
+    assert_eq!(r.status.as_u16(), 503, "{}", r.text());
+    assert_eq!(
+        p.stats()
+            .counter(StatName::cluster("old", "ssl.fail_verify_error"))
+            .get(),
+        1
+    );
+
+    // A valid upstream: s_server closes after each answer, so each request is a new
+    // connection, and the second resumes the first's session.
+    let (c, k) = path(&pki.leaf("new.example.test"));
+    let fresh = OpensslServer::start(&c, &k);
+    let mut cluster = Cluster::new_static("new", [fresh.addr]);
+    cluster.transport_socket = Some(tls);
+    let (_p, addr) = mesh_proxy::test_util::start_for_cluster(cluster).await;
+    let http = mesh_proxy::test_util::Client::http1();
+    let first = http.get(addr, "/", &[]).await.text();
+    let second = http.get(addr, "/", &[]).await.text();
+    assert!(first.contains("New,"), "{first}");
+    assert!(second.contains("Reused,"), "{second}");
+}
+
+/// Trusted CA files rotate too (the workload identity's `root-cert.pem`): a listener
+/// requiring client certificates and a cluster verifying its upstream both start trusting the
+/// wrong CA, the files are replaced, and new handshakes trust the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_ca_files_rotate_on_both_sides() {
+    let pki = Pki::new("ca-rotate");
+    let other = Pki::new("ca-rotate-other");
+    let trust = pki.path("trust.pem");
+    std::fs::copy(other.path("ca.pem"), &trust).unwrap();
+    let replace = || {
+        let tmp = pki.path("trust.pem.tmp");
+        std::fs::copy(pki.path("ca.pem"), &tmp).unwrap();
+        std::fs::rename(&tmp, &trust).unwrap();
+    };
+
+    // Server side: client certificates from `pki` are refused until the trust file names it.
+    let client = pki.leaf_with_uri(
+        "client.example.test",
+        "spiffe://cluster.local/ns/default/sa/web",
+    );
+    let mut c = chain(&[], pki.leaf("a.example.test"), "trusted");
+    let t = c.transport_socket.as_mut().unwrap();
+    t.require_client_certificate = true;
+    t.common_tls_context.validation_context = Some(ValidationContext {
+        trusted_ca: Some(DataSource::Filename(trust.clone())),
+        match_typed_subject_alt_names: Vec::new(),
+    });
+    let p = mesh_proxy::test_util::start(listener(vec![c])).await;
+    let addr = p.listener_addr("https").unwrap();
+    let ca = pki.path("ca.pem");
+    assert!(curl_with_cert(addr, &ca, Some(&client)).await.is_err());
+
+    // Client side: the upstream's chain is refused until the trust file names its CA.
+    let id = "spiffe://cluster.local/ns/default/sa/upstream";
+    let cert = pki.leaf_with_uri("upstream.example.test", id);
+    let (DataSource::Filename(crt), DataSource::Filename(key)) =
+        (&cert.certificate_chain, &cert.private_key)
+    else {
+        unreachable!()
+    };
+    let upstream = OpensslServer::start(crt, key);
+    let (_q, out) =
+        mesh_proxy::test_util::start_for_cluster(tls_cluster("up", upstream.addr, &trust, id))
+            .await;
+    let http = mesh_proxy::test_util::Client::http1();
+    assert_eq!(http.get(out, "/", &[]).await.status.as_u16(), 503);
+
+    replace();
+    // The files are looked at once a second, on a handshake: retry (bounded) until both
+    // sides trust the new CA.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (mut server_ok, mut client_ok) = (false, false);
+    while !(server_ok && client_ok) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not rotated: server {server_ok}, client {client_ok}"
+        );
+        server_ok = server_ok || curl_with_cert(addr, &ca, Some(&client)).await.is_ok();
+        client_ok = client_ok || http.get(out, "/", &[]).await.status.as_u16() == 200;
+    }
 }
