@@ -252,7 +252,7 @@ async fn a_gateway_serves_the_gateways_that_select_it_on_mapped_ports() {
         "8080=0",
         "--no-access-log",
     ]);
-    let (addr, _) = p.wait_ready("127.0.0.1_0");
+    let (addr, _) = p.wait_ready("127.0.0.1_8080");
     let c = Client::http1();
     let r = c
         .get(addr, "/productpage", &[("host", "bookinfo.example")])

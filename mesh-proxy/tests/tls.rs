@@ -1341,3 +1341,53 @@ async fn trusted_ca_files_rotate_on_both_sides() {
         client_ok = client_ok || http.get(out, "/", &[]).await.status.as_u16() == 200;
     }
 }
+
+/// A Gateway HTTP server with `httpsRedirect` sends clients to https (301), while its HTTPS
+/// server on another port serves the same host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_istio_gateway_redirects_http_to_https() {
+    let pki = Pki::new("redirect");
+    pki.leaf_named("shop.example.test", "shop.example.test", "shop");
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: edge }
+spec:
+  selector: { istio: ingressgateway }
+  servers:
+  - port: { number: 80, name: http, protocol: HTTP }
+    hosts: [shop.example.test]
+    tls: { httpsRedirect: true }
+  - port: { number: 443, name: https, protocol: HTTPS }
+    hosts: [shop.example.test]
+    tls: { mode: SIMPLE, credentialName: shop }
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: shop }
+spec:
+  hosts: [shop.example.test]
+  gateways: [edge]
+  http: [{ directResponse: { status: 200, body: { string: shop } } }]
+"#;
+    let res = mesh_xds::istio::parse_str(yaml, "edge.yaml", "default").unwrap();
+    let opts = mesh_xds::istio::Options::gateway([("istio", "ingressgateway")])
+        .credentials_dir(pki.dir.to_str().unwrap())
+        .map_port(80, 0)
+        .map_port(443, 0);
+    let b = mesh_xds::istio::translate(&res.value, &opts).unwrap().value;
+    let p = mesh_proxy::test_util::start(b).await;
+    let addrs = p.listener_addrs();
+    let (http_addr, https_addr) = (addrs[0].1, addrs[1].1);
+    let r = mesh_proxy::test_util::Client::http1()
+        .get(http_addr, "/cart?x=1", &[("host", "shop.example.test")])
+        .await;
+    assert_eq!(r.status.as_u16(), 301);
+    assert_eq!(r.header("location"), "https://shop.example.test/cart?x=1");
+    assert_eq!(
+        curl(https_addr, "shop.example.test", &pki.path("ca.pem"), true)
+            .await
+            .unwrap(),
+        "shop 2"
+    );
+}

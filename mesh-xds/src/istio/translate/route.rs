@@ -306,12 +306,14 @@ pub(super) fn gateways(
         }
     }
     let mut out = Vec::new();
+    // Server ports already taken (a port serves one kind of server).
+    let mut taken: HashSet<u16> = ports.keys().copied().collect();
     for (port, servers) in ports {
         let local = port_map.get(&port).copied().unwrap_or(port);
         let rc = server_routes(cx, reg, labels, &servers, port, format!("http.{port}"));
         let hcm = gateway_hcm(rc, format!("outbound_{}_{local}", opts.bind_address));
         out.push(Listener::http(
-            format!("{}_{local}", opts.bind_address),
+            listener_name(opts.bind_address, port, local),
             SocketAddr::new(opts.bind_address, local),
             hcm,
         ));
@@ -319,7 +321,7 @@ pub(super) fn gateways(
     for (port, servers) in tls_ports {
         let local = port_map.get(&port).copied().unwrap_or(port);
         let address = SocketAddr::new(opts.bind_address, local);
-        if out.iter().any(|l| l.address == address) {
+        if !taken.insert(port) {
             for (g, i) in &servers {
                 cx.warn(
                     g.meta.path("Gateway", &format!("spec.servers[{i}]")),
@@ -362,7 +364,11 @@ pub(super) fn gateways(
         if chains.is_empty() {
             continue;
         }
-        let mut l = Listener::new(format!("{}_{local}", opts.bind_address), address, chains);
+        let mut l = Listener::new(
+            listener_name(opts.bind_address, port, local),
+            address,
+            chains,
+        );
         if l.filter_chains
             .iter()
             .any(|c| !c.filter_chain_match.server_names.is_empty())
@@ -375,7 +381,7 @@ pub(super) fn gateways(
     for (port, servers) in pass_ports {
         let local = port_map.get(&port).copied().unwrap_or(port);
         let address = SocketAddr::new(opts.bind_address, local);
-        if out.iter().any(|l| l.address == address) {
+        if !taken.insert(port) {
             for (g, i) in &servers {
                 cx.warn(
                     g.meta.path("Gateway", &format!("spec.servers[{i}]")),
@@ -396,7 +402,11 @@ pub(super) fn gateways(
             }
             continue;
         }
-        let mut l = Listener::new(format!("{}_{local}", opts.bind_address), address, chains);
+        let mut l = Listener::new(
+            listener_name(opts.bind_address, port, local),
+            address,
+            chains,
+        );
         l.listener_filters = vec![ListenerFilter::new(ListenerFilterKind::TlsInspector)];
         out.push(l);
     }
@@ -551,6 +561,12 @@ fn passthrough_chains(
         }
     }
     chains
+}
+
+/// A gateway listener's name: `<bind>_<local port>`, or `<bind>_<server port>` when the local
+/// port is 0 (chosen at bind time, so several servers may map there).
+fn listener_name(bind: std::net::IpAddr, port: u16, local: u16) -> String {
+    format!("{bind}_{}", if local == 0 { port } else { local })
 }
 
 /// A gateway's connection manager for `rc`.
