@@ -409,33 +409,43 @@ fn tcp_route(cx: &mut Cx, v: &Value, path: String) -> Option<TcpRoute> {
         r.matches.push(l4);
     }
     for (dv, dp) in o.list(cx, "route") {
-        let Some(mut d) = Obj::new(cx, dv, dp) else {
-            continue;
-        };
-        let destination = match d.required(cx, "destination") {
-            Some((v, p)) => destination(cx, v, p).unwrap_or_default(),
-            None => Destination::default(),
-        };
-        let weight = match d.i64(cx, "weight") {
-            Some(w) if w < 0 => {
-                cx.error(d.child("weight"), format!("weight {w} < 0"));
-                0
-            }
-            Some(w) => u32::try_from(w).unwrap_or(u32::MAX),
-            None => 0,
-        };
-        d.finish(cx);
-        r.route.push(RouteDestination {
-            destination,
-            weight,
-            headers: Headers::default(),
-        });
+        if let Some(d) = route_destination(cx, dv, dp, false) {
+            r.route.push(d);
+        }
     }
     if r.route.is_empty() {
         cx.error(o.child("route"), "TCP route is required");
     }
     o.finish(cx);
     Some(r)
+}
+
+/// A `route[]` entry: its destination, weight (0 when absent) and, for HTTP rules, headers.
+fn route_destination(cx: &mut Cx, v: &Value, path: String, http: bool) -> Option<RouteDestination> {
+    let mut d = Obj::new(cx, v, path)?;
+    let destination = match d.required(cx, "destination") {
+        Some((v, p)) => destination(cx, v, p).unwrap_or_default(),
+        None => Destination::default(),
+    };
+    let weight = match d.i64(cx, "weight") {
+        Some(w) if w < 0 => {
+            cx.error(d.child("weight"), format!("weight {w} < 0"));
+            0
+        }
+        Some(w) => u32::try_from(w).unwrap_or(u32::MAX),
+        None => 0,
+    };
+    // A TCP rule's `headers` are not read, so they are reported as unknown.
+    let headers = match http.then(|| d.value(cx, "headers")).flatten() {
+        Some((v, p)) => headers(cx, v, p),
+        None => Headers::default(),
+    };
+    d.finish(cx);
+    Some(RouteDestination {
+        destination,
+        weight,
+        headers,
+    })
 }
 
 fn http_route(cx: &mut Cx, v: &Value, path: String) -> Option<HttpRoute> {
@@ -450,31 +460,9 @@ fn http_route(cx: &mut Cx, v: &Value, path: String) -> Option<HttpRoute> {
         }
     }
     for (dv, dp) in o.list(cx, "route") {
-        let Some(mut d) = Obj::new(cx, dv, dp) else {
-            continue;
-        };
-        let destination = match d.required(cx, "destination") {
-            Some((v, p)) => destination(cx, v, p).unwrap_or_default(),
-            None => Destination::default(),
-        };
-        let weight = match d.i64(cx, "weight") {
-            Some(w) if w < 0 => {
-                cx.error(d.child("weight"), format!("weight {w} < 0"));
-                0
-            }
-            Some(w) => u32::try_from(w).unwrap_or(u32::MAX),
-            None => 0,
-        };
-        let headers = match d.value(cx, "headers") {
-            Some((v, p)) => headers(cx, v, p),
-            None => Headers::default(),
-        };
-        d.finish(cx);
-        r.route.push(RouteDestination {
-            destination,
-            weight,
-            headers,
-        });
+        if let Some(d) = route_destination(cx, dv, dp, true) {
+            r.route.push(d);
+        }
     }
     if r.route.len() > 1 && r.route.iter().all(|d| d.weight == 0) && o.has("route") {
         let all_given = v
