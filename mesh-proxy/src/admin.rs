@@ -303,9 +303,15 @@ fn percent_decode(s: &str) -> String {
 fn handle(inner: &Arc<Inner>, req: &Request<Incoming>) -> Response<ProxyBody> {
     let path = req.uri().path();
     let Some(&(_, method, _)) = ENDPOINTS.iter().find(|(p, _, _)| *p == path) else {
+        if let Some((_, _, page)) = inner.pages.0.iter().find(|(p, _, _)| *p == path) {
+            return text(StatusCode::OK, page());
+        }
         let mut help = String::from("unknown admin endpoint; the endpoints are:\n");
         for (p, m, h) in ENDPOINTS {
             let _ = writeln!(help, "  {m:4} {p}: {h}");
+        }
+        for (p, h, _) in &inner.pages.0 {
+            let _ = writeln!(help, "  GET  {p}: {h}");
         }
         return text(StatusCode::NOT_FOUND, help);
     };

@@ -92,6 +92,7 @@ pub struct ProxyBuilder {
     stats: Arc<Registry>,
     admin: Option<SocketAddr>,
     log_level: LogLevelControl,
+    pages: AdminPages,
     seed: Option<u64>,
     upstream: Option<Arc<dyn UpstreamService>>,
     workers: usize,
@@ -141,7 +142,43 @@ impl std::fmt::Debug for LogLevelControl {
     }
 }
 
+/// Pages the embedder adds to the admin API: (path, help, what it shows).
+#[derive(Clone, Default)]
+pub(crate) struct AdminPages(pub(crate) Vec<(String, String, Arc<PageFn>)>);
+
+type PageFn = dyn Fn() -> String + Send + Sync;
+
+impl std::fmt::Debug for AdminPages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(p, _, _)| p))
+            .finish()
+    }
+}
+
 impl ProxyBuilder {
+    /// Adds a read-only page to the admin API: `GET path` answers what `page` returns at that
+    /// moment, as text (the help page lists it with `help`). Built-in endpoints keep their
+    /// paths; a page may not replace one.
+    ///
+    /// ```
+    /// use mesh_core::config::Bootstrap;
+    /// let builder = mesh_proxy::Proxy::builder(Bootstrap::default())
+    ///     .admin_page("/my_state", "what my embedding thinks", || "all good\n".to_owned());
+    /// # let _ = builder;
+    /// ```
+    pub fn admin_page(
+        mut self,
+        path: impl Into<String>,
+        help: impl Into<String>,
+        page: impl Fn() -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.pages
+            .0
+            .push((path.into(), help.into(), Arc::new(page)));
+        self
+    }
+
     /// Lets the admin API's `POST /logging?level=LEVEL` change the log level: `f` gets the
     /// level and applies it to the embedder's log subscriber. Default: none, and `/logging`
     /// answers that level control is not available.
@@ -275,6 +312,7 @@ impl ProxyBuilder {
             drain_time: self.drain_time,
             admin,
             log_level: self.log_level,
+            pages: self.pages,
             shared,
             workers: self.workers,
         })
@@ -290,6 +328,7 @@ pub struct Proxy {
     drain_time: Duration,
     admin: Option<SocketAddr>,
     log_level: LogLevelControl,
+    pages: AdminPages,
     shared: Arc<Shared>,
     workers: usize,
 }
@@ -359,6 +398,7 @@ pub(crate) struct Inner {
     started: SystemTime,
     last_updated: Mutex<SystemTime>,
     log_level: LogLevelControl,
+    pages: AdminPages,
     /// The dynamic resources of the source being followed (xDS), for config dumps.
     pub(crate) dynamic: Mutex<Option<watch::Receiver<mesh_xds::xds::client::XdsState>>>,
     /// The worker threads, when listeners are served per worker.
@@ -584,6 +624,7 @@ impl Proxy {
             stats,
             admin: None,
             log_level: LogLevelControl::default(),
+            pages: AdminPages::default(),
             seed: None,
             upstream: None,
             workers: 0,
@@ -682,6 +723,7 @@ impl Proxy {
             last_updated: Mutex::new(SystemTime::now()),
             dynamic: Mutex::new(None),
             log_level: self.log_level,
+            pages: self.pages,
             workers,
         });
         {

@@ -95,6 +95,7 @@
 
 mod destination_rule;
 mod gateway;
+pub mod gateway_api;
 mod peer_authentication;
 mod rules;
 mod service_entry;
@@ -134,6 +135,8 @@ pub struct Resources {
     pub peer_authentications: Vec<PeerAuthentication>,
     /// Kubernetes TLS Secrets (`v1` `Secret`): Gateway `credentialName`s.
     pub secrets: Vec<TlsSecret>,
+    /// The Kubernetes Gateway API objects, with the Services and EndpointSlices they name.
+    pub gateway_api: gateway_api::GatewayApi,
 }
 
 /// A Kubernetes Secret holding TLS credentials, as a Gateway's `credentialName` names it.
@@ -159,6 +162,7 @@ impl Resources {
         self.workload_entries.extend(other.workload_entries);
         self.peer_authentications.extend(other.peer_authentications);
         self.secrets.extend(other.secrets);
+        self.gateway_api.extend(other.gateway_api);
     }
 
     /// Adds the resources of `other` as successive `kubectl apply`s would: one with the kind,
@@ -216,6 +220,7 @@ impl Resources {
             "Secret",
             &mut warnings,
         );
+        gateway_api::apply(&mut self.gateway_api, other.gateway_api, &mut warnings);
         warnings
     }
 
@@ -228,6 +233,7 @@ impl Resources {
             && self.workload_entries.is_empty()
             && self.peer_authentications.is_empty()
             && self.secrets.is_empty()
+            && self.gateway_api.is_empty()
     }
 }
 
@@ -642,6 +648,12 @@ fn document(cx: &mut Cx, doc: &Value, source: &str, default_ns: &str, out: &mut 
         "ServiceEntry",
         "WorkloadEntry",
     ];
+    if gateway_api::is_kind(&api, &kind) {
+        let meta = metadata(cx, &mut o, source, &kind, default_ns);
+        gateway_api::parse(cx, doc, &mut o, &kind, meta, &mut out.gateway_api);
+        o.finish(cx);
+        return;
+    }
     if api == "v1" && kind == "Secret" {
         let meta = metadata(cx, &mut o, source, &kind, default_ns);
         let mut secret = TlsSecret {
@@ -692,7 +704,7 @@ fn document(cx: &mut Cx, doc: &Value, source: &str, default_ns: &str, out: &mut 
         };
         cx.warn(
             source,
-            format!("{what} ({api}) is not a supported kind (networking.istio.io v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, Gateway, ServiceEntry, WorkloadEntry; security.istio.io PeerAuthentication; v1 Secret), skipped"),
+            format!("{what} ({api}) is not a supported kind (networking.istio.io v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, Gateway, ServiceEntry, WorkloadEntry; security.istio.io PeerAuthentication; gateway.networking.k8s.io v1 or v1beta1 GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant; v1 Secret, Service, Namespace; discovery.k8s.io/v1 EndpointSlice), skipped"),
         );
         o.take_all();
         return;
@@ -829,6 +841,9 @@ pub enum StringMatch {
     Regex(String),
     /// Present with any value (`{}`, `regex: "*"` or an empty prefix).
     Present,
+    /// A path that equals this or continues with `/` after it (the Gateway API's segment-aware
+    /// `PathPrefix`; no Istio field reads as this).
+    SegmentPrefix(String),
 }
 
 pub(crate) fn string_match(cx: &mut Cx, v: &Value, path: &str) -> Option<StringMatch> {

@@ -6,6 +6,10 @@
 //!                                     run from Istio YAML as a sidecar's outbound proxy
 //! mesh-proxy --istio DIR --role gateway --labels istio=ingressgateway --port-map 80=18080
 //!                                     run from Istio YAML as an ingress gateway
+//! mesh-proxy --gateway-api DIR --role gateway --gateway web.infra --port-map 80=18080
+//!                                     serve a Kubernetes Gateway API Gateway and its routes
+//! mesh-proxy --gateway-api DIR --role gateway --gateway web.infra --print-status
+//!                                     print each route's status conditions and exit
 //! mesh-proxy --demo                   Istio's Bookinfo: six services, a gateway and a sidecar
 //! mesh-proxy --demo --ads             the same, both proxies configured over ADS
 //! mesh-proxy --demo envoy             two demo upstreams behind an embedded Envoy config
@@ -41,9 +45,26 @@ struct Cli {
     #[arg(short, long, value_name = "FILE", conflicts_with_all = ["demo", "istio"])]
     config: Option<PathBuf>,
     /// Istio networking YAML (VirtualService, DestinationRule, Gateway, ServiceEntry,
-    /// WorkloadEntry): a file or a directory; repeat for more. Needs --role.
-    #[arg(long, value_name = "PATH", conflicts_with = "demo", requires = "role")]
+    /// WorkloadEntry) and Kubernetes Gateway API YAML (Gateway, HTTPRoute, GRPCRoute,
+    /// ReferenceGrant, with Service and EndpointSlice objects), mixed as in a cluster: a file
+    /// or a directory; repeat for more. `--gateway-api` is the same option. Needs --role.
+    #[arg(
+        long,
+        visible_alias = "gateway-api",
+        value_name = "PATH",
+        conflicts_with = "demo",
+        requires = "role"
+    )]
     istio: Vec<PathBuf>,
+    /// Gateway role: serve the Gateway API Gateway NAME of namespace NS (default: --namespace);
+    /// the same as `--labels gateway.networking.k8s.io/gateway-name=NAME --namespace NS`.
+    #[arg(long, value_name = "NAME[.NS]", requires = "istio")]
+    gateway: Option<String>,
+    /// Print the status of every Gateway API route (Accepted and ResolvedRefs per parent, as
+    /// `kubectl get httproute -o yaml` shows them) and exit. The admin API serves the same at
+    /// `/gateway_api_status`.
+    #[arg(long, requires = "istio")]
+    print_status: bool,
     /// The namespace of Istio resources without one, and of this proxy.
     #[arg(long, value_name = "NS", default_value = "default", requires = "istio")]
     namespace: String,
@@ -209,8 +230,19 @@ enum Source {
     /// Istio YAML files and directories, and what to build from them.
     Istio {
         paths: Vec<PathBuf>,
-        options: mesh_xds::istio::Options,
+        options: Box<mesh_xds::istio::Options>,
+        /// The Gateway API routes' status as of the last load that succeeded.
+        status: Arc<std::sync::Mutex<String>>,
     },
+}
+
+/// `--gateway NAME[.NS]`.
+fn gateway_ref(cli: &Cli) -> Option<(String, Option<String>)> {
+    let g = cli.gateway.as_deref()?;
+    Some(match g.split_once('.') {
+        Some((name, ns)) => (name.to_owned(), Some(ns.to_owned())),
+        None => (g.to_owned(), None),
+    })
 }
 
 impl Source {
@@ -232,15 +264,27 @@ impl Source {
                 TrafficPolicy::AllowAny => mesh_xds::istio::OutboundTrafficPolicy::AllowAny,
                 TrafficPolicy::RegistryOnly => mesh_xds::istio::OutboundTrafficPolicy::RegistryOnly,
             }),
-            Role::Gateway => cli
-                .port_map
-                .iter()
-                .flat_map(|m| &m.0)
-                .fold(mesh_xds::istio::Options::gateway(labels), |o, (s, l)| {
-                    o.map_port(*s, *l)
-                }),
+            Role::Gateway => {
+                let mut labels = labels;
+                if let Some((name, _)) = gateway_ref(cli) {
+                    labels.push((
+                        mesh_xds::istio::gateway_api::GATEWAY_NAME_LABEL.to_owned(),
+                        name,
+                    ));
+                }
+                cli.port_map
+                    .iter()
+                    .flat_map(|m| &m.0)
+                    .fold(mesh_xds::istio::Options::gateway(labels), |o, (s, l)| {
+                        o.map_port(*s, *l)
+                    })
+            }
         }
-        .namespace(cli.namespace.clone())
+        .namespace(
+            gateway_ref(cli)
+                .and_then(|(_, ns)| ns)
+                .unwrap_or_else(|| cli.namespace.clone()),
+        )
         .identity_dir(cli.identity_dir.clone())
         .credentials_dir(cli.credentials_dir.clone());
         let options = match cli.access_log.as_deref() {
@@ -251,7 +295,8 @@ impl Source {
         };
         Some(Self::Istio {
             paths: cli.istio.clone(),
-            options,
+            options: Box::new(options),
+            status: Arc::default(),
         })
     }
 
@@ -271,7 +316,11 @@ impl Source {
     fn load(&self, strict: bool) -> Result<Bootstrap, ()> {
         match self {
             Self::Envoy(file) => load(file, strict),
-            Self::Istio { paths, options } => {
+            Self::Istio {
+                paths,
+                options,
+                status,
+            } => {
                 let resources = mesh_xds::istio::load_paths(paths, &options.namespace)
                     .map_err(|e| eprintln!("error: {e}"))?;
                 let translated = mesh_xds::istio::translate(&resources.value, options)
@@ -286,6 +335,9 @@ impl Source {
                 if let Err(e) = proxy_builder(translated.value.clone()).check() {
                     eprintln!("error: the translated config: {e}");
                     return Err(());
+                }
+                if let Ok(mut s) = status.lock() {
+                    *s = mesh_xds::istio::gateway_api::status_yaml(&resources.value, options);
                 }
                 Ok(translated.value)
             }
@@ -486,7 +538,10 @@ fn main() -> ExitCode {
             Some(f) => Source::Envoy(f.clone()),
             None => Source::Istio {
                 paths: istio.clone(),
-                options: mesh_xds::istio::Options::sidecar(15001).namespace(namespace.clone()),
+                options: Box::new(
+                    mesh_xds::istio::Options::sidecar(15001).namespace(namespace.clone()),
+                ),
+                status: Arc::default(),
             },
         };
         return match source.load(*strict) {
@@ -633,6 +688,12 @@ async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
         eprintln!("error: give --config FILE, --istio PATH --role ROLE, or --demo (see --help)");
         return ExitCode::FAILURE;
     };
+    if cli.print_status {
+        if let Some(Source::Istio { status, .. }) = &source {
+            print!("{}", status.lock().map(|s| s.clone()).unwrap_or_default());
+        }
+        return ExitCode::SUCCESS;
+    }
     if cli.print_config {
         match serde_json::to_string_pretty(&envoy::dump::bootstrap(&bootstrap)) {
             Ok(s) => println!("{s}"),
@@ -657,6 +718,14 @@ async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
         .log_level_control(move |l| log_level(l));
     if let Some(a) = cli.admin {
         builder = builder.admin(a);
+    }
+    if let Some(Source::Istio { status, .. }) = &source {
+        let status = Arc::clone(status);
+        builder = builder.admin_page(
+            "/gateway_api_status",
+            "the Gateway API routes' status conditions (YAML)",
+            move || status.lock().map(|s| s.clone()).unwrap_or_default(),
+        );
     }
     let proxy = match builder.build() {
         Ok(p) => p,

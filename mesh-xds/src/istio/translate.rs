@@ -40,6 +40,20 @@ const UNLIMITED: u32 = u32::MAX;
 /// translated config fails [`Bootstrap::validate`] (paths prefixed `translated config:`).
 pub fn translate(res: &Resources, opts: &Options) -> Result<Loaded<Bootstrap>, LoadError> {
     let mut cx = Cx::default();
+    // Gateway API objects are served as the Istio resources they stand for.
+    let merged;
+    let res = if res.gateway_api.is_empty() {
+        res
+    } else {
+        let c = super::gateway_api::convert(&mut cx, res, opts);
+        let mut m = res.clone();
+        m.gateways.extend(c.gateways);
+        m.virtual_services.extend(c.virtual_services);
+        m.service_entries.extend(c.service_entries);
+        m.secrets.extend(c.secrets);
+        merged = m;
+        &merged
+    };
     let reg = Registry::build(&mut cx, res, opts);
     reg.check(&mut cx);
     let mut b = Bootstrap {
@@ -367,8 +381,8 @@ impl<'a> Registry<'a> {
                     );
                 for (d, p) in dests {
                     let host = fqdn(&d.host, ns, &self.opts.domain_suffix);
-                    if d.host.is_empty() {
-                        continue;
+                    if d.host.is_empty() || d.host == super::gateway_api::INVALID_BACKEND {
+                        continue; // reported by the Gateway API reader
                     }
                     if host.contains('*') {
                         cx.error(

@@ -251,6 +251,9 @@ pub struct Redirect {
     pub scheme: Option<String>,
     /// `redirectCode` (301 default).
     pub code: u16,
+    /// A regex substitution on the path (`pattern`, `substitution`); no Istio field, set by
+    /// the Gateway API reader for prefix replacements Envoy's prefix rewrite cannot express.
+    pub uri_regex: Option<(String, String)>,
 }
 
 /// `directResponse`.

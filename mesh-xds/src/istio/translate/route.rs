@@ -807,7 +807,7 @@ fn skip_match(m: &HttpMatch, vs: &VirtualService, ctx: &Context<'_>) -> bool {
 fn string_matcher(m: &StringMatch, ignore_case: bool) -> Option<StringMatcher> {
     let pattern = match m {
         StringMatch::Exact(s) => StringPattern::Exact(s.clone()),
-        StringMatch::Prefix(s) => StringPattern::Prefix(s.clone()),
+        StringMatch::Prefix(s) | StringMatch::SegmentPrefix(s) => StringPattern::Prefix(s.clone()),
         StringMatch::Regex(s) => StringPattern::SafeRegex(s.clone()),
         StringMatch::Present => return None,
     };
@@ -835,6 +835,7 @@ fn route_match(m: &HttpMatch) -> RouteMatch {
         None | Some(StringMatch::Present) => PathMatch::Prefix("/".into()),
         Some(StringMatch::Exact(p)) => PathMatch::Path(p.clone()),
         Some(StringMatch::Prefix(p)) => PathMatch::Prefix(p.clone()),
+        Some(StringMatch::SegmentPrefix(p)) => PathMatch::PathSeparatedPrefix(p.clone()),
         Some(StringMatch::Regex(r)) => PathMatch::SafeRegex(r.clone()),
     };
     let mut rm = RouteMatch::new(path);
@@ -966,7 +967,7 @@ fn cors_config(c: &CorsPolicy) -> Value {
         .iter()
         .map(|m| match m {
             StringMatch::Exact(s) => json!({"exact": s}),
-            StringMatch::Prefix(s) => json!({"prefix": s}),
+            StringMatch::Prefix(s) | StringMatch::SegmentPrefix(s) => json!({"prefix": s}),
             StringMatch::Regex(s) => json!({"safe_regex": {"regex": s}}),
             StringMatch::Present => json!({"safe_regex": {"regex": ".*"}}),
         })
@@ -1064,10 +1065,16 @@ fn rule_route(
         {
             a.port_redirect = None;
         }
-        a.path_redirect = match (&rd.prefix_rewrite, &rd.uri) {
-            (Some(p), _) => Some(PathRedirect::Prefix(p.clone())),
-            (None, Some(u)) => Some(PathRedirect::Path(u.clone())),
-            (None, None) => None,
+        a.path_redirect = match (&rd.prefix_rewrite, &rd.uri, &rd.uri_regex) {
+            (Some(p), _, _) => Some(PathRedirect::Prefix(p.clone())),
+            (None, Some(u), _) => Some(PathRedirect::Path(u.clone())),
+            (None, None, Some((pattern, substitution))) => {
+                Some(PathRedirect::Regex(RegexRewrite {
+                    pattern: pattern.clone(),
+                    substitution: substitution.clone(),
+                }))
+            }
+            (None, None, None) => None,
         };
         Action::Redirect(a)
     } else if let Some(d) = &rule.direct_response {
@@ -1109,6 +1116,13 @@ fn rule_route(
             )
         };
         let mut a = RouteAction::new(cluster.0);
+        if dests
+            .iter()
+            .any(|d| d.destination.host == crate::istio::gateway_api::INVALID_BACKEND)
+        {
+            // The Gateway API's answer for a backend that cannot be used.
+            a.cluster_not_found_response_code = 500;
+        }
         let timeout = rule.timeout.unwrap_or(Duration::ZERO);
         a.timeout = Some(timeout);
         a.max_grpc_timeout = Some(timeout);

@@ -1,0 +1,1002 @@
+//! The Kubernetes Gateway API conformance suite's HTTPRoute and GRPCRoute cases, run through
+//! the proxy.
+//!
+//! `tests/gateway-api/manifests/` holds the upstream manifests unchanged and
+//! `tests/gateway-api/cases/` the expectations of the upstream Go tests (see the README there:
+//! kubernetes-sigs/gateway-api, Apache-2.0). Each case file is run as the suite runs it: the
+//! base manifests and the test's manifests are read as a cluster would hold them, every
+//! Service gets an echo backend on 127.0.0.1 (and an EndpointSlice written by the test naming
+//! it), each Gateway a test sends to is served by an in-process proxy built with the gateway
+//! role, and every request of the case is sent and its answer compared as the suite's
+//! `CompareRoundTrip` compares it. The routes' status conditions the case asserts are checked
+//! against [`mesh_xds::istio::gateway_api::status`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mesh_proxy::{Proxy, RunningProxy};
+use mesh_xds::istio::{self, Options, Resources, gateway_api};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gateway-api")
+}
+
+// === echo backends ===
+
+/// What one echo backend received: the paths (with queries), for mirror checks, and the
+/// attempts per `uuid` of its retry simulator.
+#[derive(Default)]
+struct Seen {
+    paths: Mutex<Vec<String>>,
+    notify: Notify,
+    attempts: Mutex<HashMap<String, u32>>,
+}
+
+/// An echo backend standing for a Service's pods: answers with what it received, as the
+/// suite's echo server does (JSON with path, host, method, headers, namespace and pod).
+struct Echo {
+    addr: SocketAddr,
+    seen: Arc<Seen>,
+}
+
+/// A Go duration as the echo server's `delay` parameter takes it (`1s`, `500ms`).
+fn go_duration(s: &str) -> Option<Duration> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse().ok().map(Duration::from_millis);
+    }
+    s.strip_suffix('s')?
+        .parse::<f64>()
+        .ok()
+        .map(Duration::from_secs_f64)
+}
+
+async fn echo(name: &str, namespace: &str) -> Echo {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let pod = format!("{name}-5d8f7c9b4-x2x4z");
+    let ns = namespace.to_owned();
+    let seen2 = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (pod, ns, seen) = (pod.clone(), ns.clone(), Arc::clone(&seen2));
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: http::Request<Incoming>| {
+                    let (pod, ns, seen) = (pod.clone(), ns.clone(), Arc::clone(&seen));
+                    async move { answer(req, &pod, &ns, &seen).await }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Echo { addr, seen }
+}
+
+fn query_param<'q>(req: &'q http::Request<Incoming>, name: &str) -> Option<&'q str> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+/// The echo server's answer; `Err` resets the connection (the retry simulator's failure
+/// without a `responseCode`).
+async fn answer(
+    req: http::Request<Incoming>,
+    pod: &str,
+    ns: &str,
+    seen: &Seen,
+) -> Result<http::Response<Full<Bytes>>, std::io::Error> {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/".into(), |p| p.as_str().to_owned());
+    seen.paths.lock().unwrap().push(path.clone());
+    seen.notify.notify_waiters();
+    if req.uri().path().starts_with("/retry/")
+        && let Some(uuid) = query_param(&req, "uuid")
+    {
+        let n = {
+            let mut a = seen.attempts.lock().unwrap();
+            let n = a.entry(uuid.to_owned()).or_default();
+            *n += 1;
+            *n
+        };
+        let succeed_after: u32 = query_param(&req, "succeedAfter")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if n <= succeed_after {
+            return match query_param(&req, "responseCode").and_then(|c| c.parse::<u16>().ok()) {
+                Some(code) => Ok(http::Response::builder()
+                    .status(code)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap()),
+                None => Err(std::io::Error::other("simulated reset")),
+            };
+        }
+    }
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in req.headers() {
+        headers
+            .entry(canonical(k.as_str()))
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let delay = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("delay="))
+            .and_then(go_duration)
+    });
+    let mut resp = http::Response::builder().header("content-type", "application/json");
+    // The echo server sets the response headers a request asks for.
+    if let Some(set) = req
+        .headers()
+        .get("x-echo-set-header")
+        .and_then(|v| v.to_str().ok())
+    {
+        for kv in set.split(',') {
+            if let Some((k, v)) = kv.split_once(':') {
+                resp = resp.header(k.trim(), v.trim());
+            }
+        }
+    }
+    let body = json!({
+        "path": path,
+        "host": host,
+        "method": req.method().as_str(),
+        "proto": format!("{:?}", req.version()),
+        "headers": headers,
+        "namespace": ns,
+        "pod": pod,
+    });
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    Ok(resp.body(Full::new(Bytes::from(body.to_string()))).unwrap())
+}
+
+/// `x-header-set` → `X-Header-Set`, as Go's server reports header names.
+fn canonical(name: &str) -> String {
+    name.split('-')
+        .map(|p| {
+            let mut c = p.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + &c.as_str().to_ascii_lowercase(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+// === the cluster ===
+
+/// The manifests of a case, read as one cluster, with an echo backend per Service.
+struct Cluster {
+    resources: Resources,
+    backends: HashMap<(String, String), Echo>,
+    /// The suite's certificate (DER), which HTTPS clients trust.
+    ca: Vec<u8>,
+}
+
+fn read_manifests(files: &[PathBuf]) -> Resources {
+    let mut res = Resources::default();
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let loaded = istio::parse_str(&text, &f.display().to_string(), "default")
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        res.extend(loaded.value);
+    }
+    res
+}
+
+async fn cluster(files: &[PathBuf]) -> Cluster {
+    let mut res = read_manifests(files);
+    let mut backends = HashMap::new();
+    let mut slices = String::new();
+    for s in &res.gateway_api.services {
+        let e = echo(&s.meta.name, &s.meta.namespace).await;
+        let ports: Vec<Value> = s
+            .ports
+            .iter()
+            .map(|p| json!({"name": p.name, "port": e.addr.port()}))
+            .collect();
+        let slice = json!({
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": format!("{}-test", s.meta.name),
+                "namespace": s.meta.namespace,
+                "labels": {"kubernetes.io/service-name": s.meta.name},
+            },
+            "addressType": "IPv4",
+            "ports": ports,
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+        });
+        slices.push_str("---\n");
+        slices.push_str(&serde_yaml_ng::to_string(&slice).unwrap());
+        backends.insert((s.meta.namespace.clone(), s.meta.name.clone()), e);
+    }
+    // The Secret the suite creates at setup for its HTTPS listeners.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(
+        [
+            "*.org",
+            "*.wildcard.org",
+            "example.org",
+            "second-example.org",
+            "unknown-example.org",
+            "fourth-example.wildcard.org",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .unwrap()
+    .self_signed(&key)
+    .unwrap();
+    let secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "tls-validity-checks-certificate", "namespace": "gateway-conformance-infra"},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": cert.pem(), "tls.key": key.serialize_pem()},
+    });
+    slices.push_str("---\n");
+    slices.push_str(&serde_yaml_ng::to_string(&secret).unwrap());
+    let extra = istio::parse_str(&slices, "endpoint slices", "default").unwrap();
+    res.extend(extra.value);
+    Cluster {
+        resources: res,
+        backends,
+        ca: cert.der().to_vec(),
+    }
+}
+
+fn split_ref(r: &str) -> (String, String) {
+    let (ns, name) = r.split_once('/').expect("NS/NAME");
+    (ns.to_owned(), name.to_owned())
+}
+
+/// The options of the proxy serving Gateway `ns/name`: its listener ports on free ports.
+fn gateway_options(res: &Resources, gw: &str) -> Options {
+    let (ns, name) = split_ref(gw);
+    let g = res
+        .gateway_api
+        .gateways
+        .iter()
+        .find(|g| g.meta.name == name && g.meta.namespace == ns)
+        .unwrap_or_else(|| panic!("no Gateway {gw}"));
+    g.listeners.iter().fold(
+        Options::gateway([(gateway_api::GATEWAY_NAME_LABEL, name.as_str())]).namespace(ns),
+        |o, l| o.map_port(l.port, 0),
+    )
+}
+
+async fn serve_gateway(res: &Resources, gw: &str) -> RunningProxy {
+    let opts = gateway_options(res, gw);
+    let b = istio::translate(res, &opts)
+        .unwrap_or_else(|e| panic!("translating for {gw}: {e}"))
+        .value;
+    Proxy::builder(b)
+        .build()
+        .unwrap_or_else(|e| {
+            panic!(
+                "building the proxy for {gw}: {e}: {:?}",
+                std::error::Error::source(&e)
+            )
+        })
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("starting the proxy for {gw}: {e}"))
+}
+
+// === comparing ===
+
+fn s<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn map(v: &Value, key: &str) -> Vec<(String, String)> {
+    v.get(key)
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn list(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+struct Answer {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Value,
+}
+
+/// Sends requests as the suite's round tripper does: plain HTTP/1.1, or HTTPS trusting the
+/// suite's certificate with the Host as SNI.
+struct Sender {
+    client: Client<HttpConnector, Full<Bytes>>,
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl Sender {
+    fn new(ca_der: Vec<u8>) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls_pki_types::CertificateDer::from(ca_der))
+            .unwrap();
+        // The proxy's provider (ring); rustls marks it deprecated for lacking post-quantum
+        // key exchange.
+        #[allow(deprecated)]
+        let provider = rustls::crypto::ring::default_provider();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Self {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        }
+    }
+
+    /// Sends `req` (a case's `request`) with `path` to the listener at `addr`; `port` is the
+    /// listener's port in the Gateway, `echo_set` the response headers the backend is asked for.
+    async fn send(
+        &self,
+        addr: SocketAddr,
+        port: u16,
+        req: &Value,
+        path: &str,
+        echo_set: &[(String, String)],
+    ) -> Result<Answer, String> {
+        let method = s(req, "method").unwrap_or("GET");
+        // As the suite does: without a host, the Host is the gateway's address and port.
+        let host = s(req, "host")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{}:{port}", addr.ip()));
+        let https = s(req, "scheme") == Some("https") || port == 443;
+        let uri = if https {
+            path.to_owned()
+        } else {
+            format!("http://{addr}{path}")
+        };
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", host.as_str());
+        for (k, v) in map(req, "headers") {
+            b = b.header(k, v);
+        }
+        let set = echo_set
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        b = b.header("x-echo-set-header", set);
+        let r = b.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
+        let exchange = async {
+            if https {
+                let sni = s(req, "sni").unwrap_or(&host).to_owned();
+                let name =
+                    rustls_pki_types::ServerName::try_from(sni).map_err(|e| e.to_string())?;
+                let tcp = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let tls = self
+                    .tls
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(conn);
+                sender.send_request(r).await.map_err(|e| e.to_string())
+            } else {
+                self.client.request(r).await.map_err(|e| e.to_string())
+            }
+        };
+        let resp = tokio::time::timeout(Duration::from_secs(10), exchange)
+            .await
+            .map_err(|_| "no answer in 10 s".to_owned())??;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn header_values(got: &Value, name: &str) -> Option<String> {
+    got.get("headers")?
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default()
+        })
+}
+
+/// `CompareRoundTrip`: `Err` says what differs.
+fn compare(
+    case: &Value,
+    sent_host: &str,
+    (sent_path, want_path): (&str, &str),
+    a: &Answer,
+) -> Result<(), String> {
+    let req = case.get("request").cloned().unwrap_or(Value::Null);
+    let resp = case.get("response").cloned().unwrap_or(Value::Null);
+    let statuses: Vec<u16> = match (resp.get("status"), resp.get("statuses")) {
+        (Some(s), _) => vec![s.as_u64().unwrap_or(200) as u16],
+        (None, Some(l)) => l
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u16)
+            .collect(),
+        _ => vec![200],
+    };
+    let timeout_ok = statuses.contains(&504) && a.status == 408;
+    if !statuses.contains(&a.status) && !timeout_ok {
+        return Err(format!(
+            "status {} (expected {statuses:?}); body {}",
+            a.status, a.body
+        ));
+    }
+    for (k, v) in map(&resp, "headers") {
+        let got = a
+            .headers
+            .get_all(k.as_str())
+            .iter()
+            .map(|v| v.to_str().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(",");
+        if got != v {
+            return Err(format!("response header {k}: {got:?} (expected {v:?})"));
+        }
+    }
+    for k in list(&resp, "absent_headers") {
+        if a.headers.contains_key(k.as_str()) {
+            return Err(format!("response header {k} should be absent"));
+        }
+    }
+    if (300..400).contains(&a.status) {
+        let Some(exp) = case.get("redirect") else {
+            return Err("a redirect was not expected".into());
+        };
+        let loc = a
+            .headers
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .ok_or("a redirect without Location")?;
+        let uri: http::Uri = loc.parse().map_err(|e| format!("Location {loc:?}: {e}"))?;
+        let scheme = uri.scheme_str().unwrap_or("http");
+        let req_path = sent_path.split('?').next().unwrap_or("/");
+        let want_scheme = s(exp, "scheme").unwrap_or(s(&req, "scheme").unwrap_or("http"));
+        if scheme != want_scheme {
+            return Err(format!(
+                "redirect scheme {scheme} (expected {want_scheme}); {loc}"
+            ));
+        }
+        let host = uri.host().unwrap_or("");
+        if let Some(h) = s(exp, "host")
+            && h != host
+        {
+            return Err(format!("redirect host {host} (expected {h}); {loc}"));
+        }
+        let port = uri.port_u16().map(|p| p.to_string()).unwrap_or_default();
+        match s(exp, "port") {
+            Some(p) if p != port => {
+                return Err(format!("redirect port {port:?} (expected {p}); {loc}"));
+            }
+            None if !(port.is_empty()
+                || (scheme == "http" && port == "80")
+                || (scheme == "https" && port == "443")) =>
+            {
+                return Err(format!("redirect port {port:?} (expected none); {loc}"));
+            }
+            _ => {}
+        }
+        let want_path = s(exp, "path").unwrap_or(req_path);
+        if uri.path() != want_path {
+            return Err(format!(
+                "redirect path {} (expected {want_path}); {loc}",
+                uri.path()
+            ));
+        }
+        return Ok(());
+    }
+    if a.status != 200 {
+        return Ok(());
+    }
+    let got = &a.body;
+    let ns = s(case, "namespace").unwrap_or("gateway-conformance-infra");
+    if s(got, "namespace") != Some(ns) {
+        return Err(format!(
+            "answered from namespace {:?} (expected {ns})",
+            s(got, "namespace")
+        ));
+    }
+    if let Some(b) = s(case, "backend")
+        && !s(got, "pod").unwrap_or("").starts_with(b)
+    {
+        return Err(format!("answered by {:?} (expected {b})", s(got, "pod")));
+    }
+    let exp = case.get("expected_request").cloned().unwrap_or(Value::Null);
+    let want_host = s(&exp, "host").unwrap_or(sent_host);
+    if s(got, "host") != Some(want_host) {
+        return Err(format!(
+            "backend saw host {:?} (expected {want_host})",
+            s(got, "host")
+        ));
+    }
+    if s(got, "path") != Some(want_path) {
+        return Err(format!(
+            "backend saw path {:?} (expected {want_path})",
+            s(got, "path")
+        ));
+    }
+    let want_method = s(&exp, "method").unwrap_or(s(&req, "method").unwrap_or("GET"));
+    if s(got, "method") != Some(want_method) {
+        return Err(format!(
+            "backend saw method {:?} (expected {want_method})",
+            s(got, "method")
+        ));
+    }
+    for (k, v) in map(&exp, "headers") {
+        let have = header_values(got, &k);
+        if have.as_deref() != Some(v.as_str()) {
+            return Err(format!("backend saw header {k}: {have:?} (expected {v:?})"));
+        }
+    }
+    for k in list(&exp, "absent_headers") {
+        if header_values(got, &k).is_some() {
+            return Err(format!("backend saw header {k}, which should be absent"));
+        }
+    }
+    Ok(())
+}
+
+/// Waits (bounded) until backend `ns/name` has received `path` at least `n` times (as a
+/// mirror: requests to the mirror that also served the request count once more).
+async fn mirrored(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    path: &str,
+    n: usize,
+) -> Result<(), String> {
+    let e = cluster
+        .backends
+        .get(&(ns.to_owned(), name.to_owned()))
+        .ok_or_else(|| format!("no backend {ns}/{name}"))?;
+    let count = || {
+        e.seen
+            .paths
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p == path)
+            .count()
+    };
+    let wait = async {
+        loop {
+            let notified = e.seen.notify.notified();
+            if count() >= n {
+                return;
+            }
+            notified.await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .map_err(|_| {
+            format!(
+                "{ns}/{name} received the mirrored {path} {} times (expected {n})",
+                count()
+            )
+        })
+}
+
+// === running a case ===
+
+fn check_status(res: &Resources, opts: &Options, case: &Value) -> Vec<String> {
+    let statuses = gateway_api::status(res, opts);
+    let mut fails = Vec::new();
+    for exp in case
+        .get("status")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let route = s(exp, "route").unwrap();
+        let (ns, name) = split_ref(route);
+        let kind = s(exp, "kind").unwrap_or("HTTPRoute");
+        let Some(st) = statuses
+            .iter()
+            .find(|r| r.name == name && r.namespace == ns && r.kind.name() == kind)
+        else {
+            fails.push(format!("no status for {kind} {route}"));
+            continue;
+        };
+        let parent = s(exp, "parent").unwrap();
+        for c in exp
+            .get("conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let ty = s(c, "type").unwrap();
+            let want = s(c, "status") == Some("True");
+            match st.condition(parent, ty) {
+                None => fails.push(format!("{route}: no {ty} condition for parent {parent}")),
+                Some(got) => {
+                    if got.status != want || s(c, "reason").is_some_and(|r| r != got.reason) {
+                        fails.push(format!(
+                            "{route} parent {parent}: {ty} is {} {} (expected {} {}): {}",
+                            got.status,
+                            got.reason,
+                            want,
+                            s(c, "reason").unwrap_or("-"),
+                            got.message
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for exp in case
+        .get("not_attached")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let route = s(exp, "route").unwrap();
+        let (ns, name) = split_ref(route);
+        let parent = s(exp, "parent").unwrap_or("");
+        let Some(st) = statuses
+            .iter()
+            .find(|r| r.name == name && r.namespace == ns)
+        else {
+            continue; // a route the proxy never read is attached nowhere
+        };
+        if let Some(c) = st.condition(parent, "Accepted") {
+            if c.status {
+                fails.push(format!("{route} should not be accepted by {parent}"));
+            } else if let Some(r) = s(exp, "reason")
+                && r != c.reason
+            {
+                fails.push(format!(
+                    "{route} on {parent}: Accepted False {} (expected {r})",
+                    c.reason
+                ));
+            }
+        }
+    }
+    fails
+}
+
+/// A fresh id for `{UUID}` and request ids.
+fn unique() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+/// `path` with `name=value` added to its query.
+fn with_param(path: &str, name: &str, value: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}{name}={value}")
+}
+
+/// Removes the objects a request's `delete` list names (`Kind ns/name`), as `kubectl delete`.
+fn delete(res: &mut Resources, what: &str) {
+    let (kind, r) = what.split_once(' ').expect("Kind ns/name");
+    let (ns, name) = split_ref(r);
+    let api = &mut res.gateway_api;
+    match kind {
+        "ReferenceGrant" => api
+            .reference_grants
+            .retain(|g| !(g.meta.name == name && g.meta.namespace == ns)),
+        "HTTPRoute" | "GRPCRoute" => api
+            .routes
+            .retain(|g| !(g.meta.name == name && g.meta.namespace == ns && g.kind.name() == kind)),
+        other => panic!("deleting {other} is not supported by the harness"),
+    }
+}
+
+/// Runs one case file; returns what failed.
+async fn run_case(file: &Path) -> Vec<String> {
+    let case: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let dir = data_dir().join("manifests");
+    let mut files = vec![dir.join("base.yaml")];
+    for m in list(&case, "manifests") {
+        files.push(dir.join(m));
+    }
+    let mut cluster = cluster(&files).await;
+    let default_gw = s(&case, "gateway").expect("a gateway case").to_owned();
+    let mut fails = check_status(
+        &cluster.resources,
+        &gateway_options(&cluster.resources, &default_gw),
+        &case,
+    );
+    let default_port = case
+        .get("listener_port")
+        .and_then(Value::as_u64)
+        .unwrap_or(80) as u16;
+    let mut proxies: HashMap<String, RunningProxy> = HashMap::new();
+    let sender = Sender::new(cluster.ca.clone());
+    let requests = case
+        .get("requests")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    // Mirror shares to check once every request has been answered: (backend, request id,
+    // requests sent, percent).
+    let mut shares: Vec<(String, String, String, usize, f64)> = Vec::new();
+    for (i, rc) in requests.iter().enumerate() {
+        let deletions = list(rc, "delete");
+        if !deletions.is_empty() {
+            for d in &deletions {
+                delete(&mut cluster.resources, d);
+            }
+            for (gw, p) in &proxies {
+                let b =
+                    istio::translate(&cluster.resources, &gateway_options(&cluster.resources, gw))
+                        .unwrap()
+                        .value;
+                p.reload(b).await.unwrap();
+            }
+        }
+        let res = &cluster.resources;
+        let gw = s(rc, "gateway").unwrap_or(&default_gw).to_owned();
+        if !proxies.contains_key(&gw) {
+            proxies.insert(gw.clone(), serve_gateway(res, &gw).await);
+        }
+        let proxy = &proxies[&gw];
+        let port = rc
+            .get("listener_port")
+            .and_then(Value::as_u64)
+            .map_or(default_port, |p| p as u16);
+        let Some(addr) = proxy.listener_addr(&format!("127.0.0.1_{port}")) else {
+            fails.push(format!(
+                "request {i}: gateway {gw} has no listener on port {port} ({:?})",
+                proxy.listener_addrs()
+            ));
+            continue;
+        };
+        let req = rc.get("request").cloned().unwrap_or(Value::Null);
+        let echo_set = map(rc, "backend_set_response_headers");
+        let sent_host = s(&req, "host")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{}:{port}", addr.ip()));
+        let mirrors: Vec<Value> = rc
+            .get("mirrored_to")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let percent = mirrors
+            .iter()
+            .find_map(|m| m.get("percent").and_then(Value::as_f64));
+        // Mirror cases carry a request id, so the mirror's copy is told from others.
+        let rid = (!mirrors.is_empty()).then(unique);
+        let rounds = if percent.is_some() { 500 } else { 1 };
+        let what = format!(
+            "request {i} ({} {}{})",
+            s(&req, "method").unwrap_or("GET"),
+            sent_host,
+            s(&req, "path").unwrap_or("/")
+        );
+        let mut sent_path = String::new();
+        for _ in 0..rounds {
+            let id = unique();
+            sent_path = s(&req, "path").unwrap_or("/").replace("{UUID}", &id);
+            let mut want_path = rc
+                .get("expected_request")
+                .and_then(|e| s(e, "path"))
+                .map_or_else(|| sent_path.clone(), |p| p.replace("{UUID}", &id));
+            if let Some(rid) = &rid {
+                sent_path = with_param(&sent_path, "gateway-api-conformance-request-id", rid);
+                want_path = with_param(&want_path, "gateway-api-conformance-request-id", rid);
+            }
+            match sender.send(addr, port, &req, &sent_path, &echo_set).await {
+                Err(e) => fails.push(format!("{what}: {e}")),
+                Ok(a) => {
+                    if let Err(e) = compare(rc, &sent_host, (&sent_path, &want_path), &a) {
+                        fails.push(format!("{what}: {e}"));
+                    }
+                }
+            }
+            if fails.len() > 20 {
+                return fails; // one broken case, not 500 lines of it
+            }
+        }
+        for m in &mirrors {
+            let ns = s(m, "namespace")
+                .unwrap_or("gateway-conformance-infra")
+                .to_owned();
+            let name = s(m, "name").unwrap().to_owned();
+            match m.get("percent").and_then(Value::as_f64) {
+                None => {
+                    if let Err(e) = mirrored(&cluster, &ns, &name, &sent_path, 1).await {
+                        fails.push(format!("{what}: {e}"));
+                    }
+                }
+                Some(p) => shares.push((ns, name, sent_path.clone(), rounds, p)),
+            }
+        }
+    }
+    // Mirrored shares: at least the binomial lower bound must arrive; by the time it has (and
+    // every primary request was answered long before), more than the upper bound is a failure.
+    for (ns, name, path, n, p) in shares {
+        let mean = n as f64 * p / 100.0;
+        let sd = (n as f64 * (p / 100.0) * (1.0 - p / 100.0)).sqrt();
+        let low = (mean - 3.0 * sd).floor().max(0.0) as usize;
+        let high = (mean + 3.0 * sd).ceil() as usize;
+        match mirrored(&cluster, &ns, &name, &path, low).await {
+            Err(e) => fails.push(format!("mirror share {p}% of {path}: {e}")),
+            Ok(()) => {
+                let got = cluster.backends[&(ns.clone(), name.clone())]
+                    .seen
+                    .paths
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|x| **x == path)
+                    .count()
+                    - n * usize::from(name == "infra-backend-v1");
+                if got > high {
+                    fails.push(format!(
+                        "mirror share {p}% of {path}: {got} of {n} mirrored (expected {low}..={high})"
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(w) = case.get("weights") {
+        let res = &cluster.resources;
+        let gw = default_gw.clone();
+        if !proxies.contains_key(&gw) {
+            proxies.insert(gw.clone(), serve_gateway(res, &gw).await);
+        }
+        let addr = proxies[&gw]
+            .listener_addr(&format!("127.0.0.1_{default_port}"))
+            .unwrap();
+        let req = w.get("request").cloned().unwrap_or(Value::Null);
+        let path = s(&req, "path").unwrap_or("/").to_owned();
+        const N: usize = 500;
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for _ in 0..N {
+            match sender.send(addr, default_port, &req, &path, &[]).await {
+                Ok(a) if a.status == 200 => {
+                    let pod = s(&a.body, "pod").unwrap_or("").to_owned();
+                    let backend = pod.rsplitn(3, '-').nth(2).unwrap_or("").to_owned();
+                    *seen.entry(backend).or_default() += 1;
+                }
+                Ok(a) => *seen.entry(format!("status {}", a.status)).or_default() += 1,
+                Err(e) => *seen.entry(e).or_default() += 1,
+            }
+        }
+        let tolerance = w.get("tolerance").and_then(Value::as_f64).unwrap_or(0.05);
+        let expected: BTreeMap<String, f64> = w
+            .get("expected")
+            .and_then(Value::as_object)
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+            .collect();
+        for (k, n) in &seen {
+            if !expected.contains_key(k) {
+                fails.push(format!("weights: {n} answers from {k}, not expected"));
+            }
+        }
+        for (k, share) in &expected {
+            let got = *seen.get(k).unwrap_or(&0) as f64 / N as f64;
+            if (got - share).abs() > tolerance {
+                fails.push(format!(
+                    "weights: {k} got {got:.3} of requests (expected {share} ± {tolerance})"
+                ));
+            }
+        }
+    }
+    for (_, p) in proxies {
+        p.shutdown().await;
+    }
+    fails
+}
+
+fn case_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every HTTPRoute case against a gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_conformance_cases() {
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for f in case_files(&data_dir().join("cases")) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("httproute-") && !name.starts_with("gateway-") {
+            continue;
+        }
+        ran += 1;
+        let fails = run_case(&f).await;
+        for e in fails {
+            failed.push(format!("{name}: {e}"));
+        }
+    }
+    println!("{ran} HTTPRoute case files run");
+    assert!(
+        failed.is_empty(),
+        "{} failures:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
