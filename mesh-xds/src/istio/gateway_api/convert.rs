@@ -306,14 +306,23 @@ impl<'a> Ctx<'a> {
             ));
         }
         let ns = b.namespace.as_deref().unwrap_or(&route.meta.namespace);
-        if !self.granted(
-            route.kind.name(),
-            &route.meta.namespace,
-            "",
-            "Service",
-            &b.name,
-            ns,
-        ) {
+        // A mesh route may send to the Service it is attached to without a grant (GAMMA's
+        // consumer routes live in the caller's namespace).
+        let own_parent = route.parent_refs.iter().any(|p| {
+            p.is_service()
+                && p.name == b.name
+                && p.namespace.as_deref().unwrap_or(&route.meta.namespace) == ns
+        });
+        if !own_parent
+            && !self.granted(
+                route.kind.name(),
+                &route.meta.namespace,
+                "",
+                "Service",
+                &b.name,
+                ns,
+            )
+        {
             return Err((
                 "RefNotPermitted",
                 format!(
