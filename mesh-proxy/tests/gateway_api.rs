@@ -1039,6 +1039,65 @@ fn check_status(res: &Resources, opts: &Options, case: &Value) -> Vec<String> {
             }
         }
     }
+    let gateways = gateway_api::gateway_status(res, opts);
+    for exp in case
+        .get("listeners")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let gw = s(exp, "gateway").unwrap();
+        let (ns, name) = split_ref(gw);
+        let Some(g) = gateways
+            .iter()
+            .find(|g| g.name == name && g.namespace == ns)
+        else {
+            fails.push(format!("no status for Gateway {gw}"));
+            continue;
+        };
+        for (l, want) in map(exp, "attached") {
+            match g.listeners.iter().find(|x| x.name == l) {
+                None => fails.push(format!("Gateway {gw} has no listener {l} in its status")),
+                Some(x) if x.attached_routes.to_string() != want => fails.push(format!(
+                    "Gateway {gw} listener {l}: {} attached routes (expected {want})",
+                    x.attached_routes
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    // GatewayAndHTTPRoutesMustBeAccepted: every listener of a Gateway whose routes are accepted
+    // is accepted, resolved and programmed.
+    for exp in case
+        .get("status")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let accepted = exp
+            .get("conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|c| s(c, "type") == Some("Accepted") && s(c, "status") == Some("True"));
+        if !accepted || s(exp, "parent_kind") != Some("Gateway") {
+            continue;
+        }
+        let (ns, name) = split_ref(s(exp, "parent").unwrap());
+        if let Some(g) = gateways
+            .iter()
+            .find(|g| g.name == name && g.namespace == ns)
+        {
+            for l in &g.listeners {
+                for c in l.conditions.iter().filter(|c| !c.status) {
+                    fails.push(format!(
+                        "Gateway {ns}/{name} listener {}: {} is False ({}: {})",
+                        l.name, c.kind, c.reason, c.message
+                    ));
+                }
+            }
+        }
+    }
     for exp in case
         .get("not_attached")
         .and_then(Value::as_array)

@@ -76,7 +76,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use self::convert::{
-    CONTROLLER_NAME, Condition, ParentStatus, RouteStatus, status, status_yaml,
+    CONTROLLER_NAME, Condition, GatewayStatus, ListenerStatus, ParentStatus, RouteStatus,
+    gateway_status, status, status_yaml,
 };
 pub(crate) use self::convert::{INVALID_BACKEND, convert};
 use super::{Meta, string_map};

@@ -81,6 +81,96 @@ impl RouteStatus {
     }
 }
 
+/// A Gateway listener's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerStatus {
+    /// The listener's name.
+    pub name: String,
+    /// `attachedRoutes`: the routes attached to it.
+    pub attached_routes: usize,
+    /// `supportedKinds`: the route kinds it admits and the proxy serves.
+    pub supported_kinds: Vec<&'static str>,
+    /// `Accepted`, `ResolvedRefs`, `Programmed`.
+    pub conditions: Vec<Condition>,
+}
+
+/// A Gateway's status, as a controller would write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayStatus {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `Accepted` and `Programmed`.
+    pub conditions: Vec<Condition>,
+    /// `status.listeners`.
+    pub listeners: Vec<ListenerStatus>,
+}
+
+fn condition(kind: &'static str, ok: Result<(), Problem>, good: &'static str) -> Condition {
+    match ok {
+        Ok(()) => Condition {
+            kind,
+            status: true,
+            reason: good,
+            message: String::new(),
+        },
+        Err((reason, message)) => Condition {
+            kind,
+            status: false,
+            reason,
+            message,
+        },
+    }
+}
+
+/// Every Gateway's status: its listeners, whether the proxy serves them, and how many routes
+/// each has attached.
+pub fn gateway_status(res: &Resources, opts: &Options) -> Vec<GatewayStatus> {
+    let cx = Ctx::new(res, opts);
+    cx.api
+        .gateways
+        .iter()
+        .map(|g| {
+            let mut attached = vec![0usize; g.listeners.len()];
+            for r in &cx.api.routes {
+                for p in r.parent_refs.iter().filter(|p| !p.is_service()) {
+                    if let Ok((pg, ls)) = cx.attach(r, p)
+                        && std::ptr::eq(pg, g)
+                    {
+                        for (i, _) in ls {
+                            attached[i] += 1;
+                        }
+                    }
+                }
+            }
+            let listeners: Vec<ListenerStatus> = g
+                .listeners
+                .iter()
+                .zip(attached)
+                .map(|(l, n)| cx.listener_status(g, l, n))
+                .collect();
+            let any = listeners
+                .iter()
+                .any(|l| l.conditions.iter().all(|c| c.status));
+            let programmed = if any {
+                Ok(())
+            } else {
+                Err(("Invalid", "no listener is served".to_owned()))
+            };
+            GatewayStatus {
+                name: g.meta.name.clone(),
+                namespace: g.meta.namespace.clone(),
+                conditions: vec![
+                    condition("Accepted", Ok(()), "Accepted"),
+                    condition("Programmed", programmed, "Programmed"),
+                ],
+                listeners,
+            }
+        })
+        .collect()
+}
+
 /// The name the proxy's controller writes in `status.parents[].controllerName`.
 pub const CONTROLLER_NAME: &str = "mesh-toolkit.dev/gateway-controller";
 
@@ -109,6 +199,44 @@ pub fn status(res: &Resources, opts: &Options) -> Vec<RouteStatus> {
 /// [`status`] as Kubernetes YAML documents, the way `kubectl get httproute -o yaml` shows them.
 pub fn status_yaml(res: &Resources, opts: &Options) -> String {
     let mut out = String::new();
+    let conditions = |cs: &[Condition]| {
+        cs.iter()
+            .map(|c| {
+                json!({
+                    "type": c.kind,
+                    "status": if c.status { "True" } else { "False" },
+                    "reason": c.reason,
+                    "message": c.message,
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    for g in gateway_status(res, opts) {
+        let listeners: Vec<Value> = g
+            .listeners
+            .iter()
+            .map(|l| {
+                json!({
+                    "name": l.name,
+                    "attachedRoutes": l.attached_routes,
+                    "supportedKinds": l
+                        .supported_kinds
+                        .iter()
+                        .map(|k| json!({"group": GROUP, "kind": k}))
+                        .collect::<Vec<_>>(),
+                    "conditions": conditions(&l.conditions),
+                })
+            })
+            .collect();
+        let doc = json!({
+            "apiVersion": format!("{GROUP}/v1"),
+            "kind": "Gateway",
+            "metadata": {"name": g.name, "namespace": g.namespace},
+            "status": {"conditions": conditions(&g.conditions), "listeners": listeners},
+        });
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&doc).unwrap_or_default());
+    }
     for s in status(res, opts) {
         let parents: Vec<Value> = s
             .parents
@@ -130,12 +258,7 @@ pub fn status_yaml(res: &Resources, opts: &Options) -> String {
                 json!({
                     "parentRef": pr,
                     "controllerName": CONTROLLER_NAME,
-                    "conditions": p.conditions.iter().map(|c| json!({
-                        "type": c.kind,
-                        "status": if c.status { "True" } else { "False" },
-                        "reason": c.reason,
-                        "message": c.message,
-                    })).collect::<Vec<_>>(),
+                    "conditions": conditions(&p.conditions),
                 })
             })
             .collect();
@@ -594,6 +717,101 @@ impl<'a> Ctx<'a> {
             .collect()
     }
 
+    /// The status of listener `l` of `g`, with `attached` routes.
+    fn listener_status(&self, g: &Gateway, l: &Listener, attached: usize) -> ListenerStatus {
+        let accepted = if served(l) {
+            Ok(())
+        } else {
+            Err((
+                "UnsupportedProtocol",
+                format!(
+                    "{} listeners{} are not served",
+                    l.protocol,
+                    if l.protocol == "HTTPS" {
+                        " that pass TLS through"
+                    } else {
+                        ""
+                    }
+                ),
+            ))
+        };
+        let resolved = if l.protocol == "HTTPS" && served(l) {
+            self.certificate(g, l).map(|_| ())
+        } else {
+            Ok(())
+        };
+        let programmed = match (&accepted, &resolved) {
+            (Ok(()), Ok(())) => Ok(()),
+            _ => Err(("Invalid", "the listener is not served".to_owned())),
+        };
+        let supported_kinds = if served(l) {
+            ["HTTPRoute", "GRPCRoute"]
+                .into_iter()
+                .filter(|k| {
+                    l.allowed_routes.kinds.is_empty()
+                        || l.allowed_routes
+                            .kinds
+                            .iter()
+                            .any(|(gr, kind)| gr == GROUP && kind == k)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        ListenerStatus {
+            name: l.name.clone(),
+            attached_routes: attached,
+            supported_kinds,
+            conditions: vec![
+                condition("Accepted", accepted, "Accepted"),
+                condition("ResolvedRefs", resolved, "ResolvedRefs"),
+                condition("Programmed", programmed, "Programmed"),
+            ],
+        }
+    }
+
+    /// The Secret (namespace, name) an HTTPS listener's certificate is, or why it cannot be
+    /// used (the listener's `ResolvedRefs` reason).
+    fn certificate(&self, g: &Gateway, l: &Listener) -> Result<(String, String), Problem> {
+        let gw_ns = &g.meta.namespace;
+        let Some(cert) = l.tls.as_ref().and_then(|t| t.certificate_refs.first()) else {
+            return Err((
+                "InvalidCertificateRef",
+                "an HTTPS listener needs tls.certificateRefs".into(),
+            ));
+        };
+        let ns = cert.namespace.as_deref().unwrap_or(gw_ns);
+        if cert.kind != "Secret" || !matches!(cert.group.as_str(), "" | "core") {
+            return Err((
+                "InvalidCertificateRef",
+                format!("certificate reference kind {} is not Secret", cert.kind),
+            ));
+        }
+        if !self.granted("Gateway", gw_ns, "", "Secret", &cert.name, ns) {
+            return Err((
+                "RefNotPermitted",
+                format!(
+                    "no ReferenceGrant in namespace {ns} lets Gateways of {gw_ns} use Secret {}",
+                    cert.name
+                ),
+            ));
+        }
+        let exists = self
+            .res
+            .secrets
+            .iter()
+            .any(|s| s.meta.name == cert.name && s.meta.namespace == ns);
+        if !exists && ns != gw_ns {
+            return Err((
+                "InvalidCertificateRef",
+                format!("Secret {ns}/{} does not exist", cert.name),
+            ));
+        }
+        // A Secret of the Gateway's namespace not in the files may be in the credentials
+        // directory (as for Istio's credentialName).
+        Ok((ns.to_owned(), cert.name.clone()))
+    }
+
     /// The servers and VirtualServices of Gateway `g`.
     fn gateway(&self, cx: &mut Cx, g: &Gateway, out: &mut Converted) {
         let gw_ns = &g.meta.namespace;
@@ -619,38 +837,18 @@ impl<'a> Ctx<'a> {
                 ..Server::default()
             };
             if l.protocol == "HTTPS" {
-                let Some(tls) = &l.tls else {
-                    cx.warn(
-                        path,
-                        "an HTTPS listener needs tls.certificateRefs, not served",
-                    );
-                    continue;
+                let (ns, name) = match self.certificate(g, l) {
+                    Ok(c) => c,
+                    Err((_, message)) => {
+                        cx.warn(format!("{path}.tls"), format!("{message}; not served"));
+                        continue;
+                    }
                 };
-                let Some(cert) = tls.certificate_refs.first() else {
-                    cx.warn(
-                        format!("{path}.tls.certificateRefs"),
-                        "an HTTPS listener needs a certificate, not served",
-                    );
-                    continue;
+                let cert = super::ObjectRef {
+                    name,
+                    ..super::ObjectRef::default()
                 };
-                let ns = cert.namespace.as_deref().unwrap_or(gw_ns);
-                if cert.kind != "Secret" || !cert.group.is_empty() {
-                    cx.warn(
-                        format!("{path}.tls.certificateRefs[0]"),
-                        "only Secret certificate references are supported, not served",
-                    );
-                    continue;
-                }
-                if !self.granted("Gateway", gw_ns, "", "Secret", &cert.name, ns) {
-                    cx.warn(
-                        format!("{path}.tls.certificateRefs[0]"),
-                        format!(
-                            "no ReferenceGrant in namespace {ns} lets Gateways of {gw_ns} use Secret {}, not served",
-                            cert.name
-                        ),
-                    );
-                    continue;
-                }
+                let ns = ns.as_str();
                 let credential = if ns == gw_ns {
                     cert.name.clone()
                 } else {
