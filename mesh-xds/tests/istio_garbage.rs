@@ -315,3 +315,158 @@ proptest! {
         }
     }
 }
+
+/// Kubernetes Gateway API objects (and the Services they name), read beside the Istio kinds.
+const GATEWAY_API_KINDS: &[(&str, &str)] = &[
+    ("gateway.networking.k8s.io/v1", "Gateway"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("gateway.networking.k8s.io/v1", "GRPCRoute"),
+    ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant"),
+    ("gateway.networking.k8s.io/v1", "GatewayClass"),
+    ("v1", "Service"),
+    ("v1", "Namespace"),
+    ("discovery.k8s.io/v1", "EndpointSlice"),
+];
+
+const GATEWAY_API_KEYS: &[&str] = &[
+    "gatewayClassName",
+    "listeners",
+    "name",
+    "hostname",
+    "port",
+    "protocol",
+    "tls",
+    "mode",
+    "certificateRefs",
+    "allowedRoutes",
+    "namespaces",
+    "from",
+    "selector",
+    "matchLabels",
+    "kinds",
+    "kind",
+    "group",
+    "namespace",
+    "parentRefs",
+    "sectionName",
+    "hostnames",
+    "rules",
+    "matches",
+    "path",
+    "type",
+    "value",
+    "headers",
+    "queryParams",
+    "method",
+    "service",
+    "filters",
+    "requestHeaderModifier",
+    "responseHeaderModifier",
+    "set",
+    "add",
+    "remove",
+    "requestRedirect",
+    "scheme",
+    "statusCode",
+    "urlRewrite",
+    "replaceFullPath",
+    "replacePrefixMatch",
+    "requestMirror",
+    "backendRef",
+    "percent",
+    "fraction",
+    "numerator",
+    "denominator",
+    "backendRefs",
+    "weight",
+    "timeouts",
+    "request",
+    "backendRequest",
+    "retry",
+    "attempts",
+    "codes",
+    "backoff",
+    "to",
+    "ports",
+    "targetPort",
+    "appProtocol",
+    "endpoints",
+    "addresses",
+];
+
+const GATEWAY_API_STRINGS: &[&str] = &[
+    "",
+    "*",
+    "r0",
+    "r1",
+    "default",
+    "Gateway",
+    "Service",
+    "HTTPRoute",
+    "HTTP",
+    "HTTPS",
+    "TLS",
+    "Exact",
+    "PathPrefix",
+    "RegularExpression",
+    "ReplaceFullPath",
+    "ReplacePrefixMatch",
+    "RequestHeaderModifier",
+    "RequestRedirect",
+    "URLRewrite",
+    "RequestMirror",
+    "ExtensionRef",
+    "All",
+    "Selector",
+    "/",
+    "/a/",
+    "(",
+    "*.example.com",
+    "1s",
+    "-1s",
+    "\u{0}",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_gateway_api_objects_never_panic(
+        kinds in proptest::collection::vec(proptest::sample::select(GATEWAY_API_KINDS), 1..5),
+        specs in proptest::collection::vec(
+            junk::json_value(GATEWAY_API_KEYS, GATEWAY_API_STRINGS, 0u64..70_000),
+            1..5,
+        ),
+    ) {
+        let docs: Vec<String> = kinds
+            .iter()
+            .zip(specs.iter().cycle())
+            .enumerate()
+            .map(|(i, ((api, kind), spec))| {
+                let name = format!("r{}", i % 2);
+                if *kind == "EndpointSlice" {
+                    // An EndpointSlice keeps its fields at the top level.
+                    let mut o = spec.as_object().cloned().unwrap_or_default();
+                    o.insert("apiVersion".into(), (*api).into());
+                    o.insert("kind".into(), (*kind).into());
+                    o.insert("metadata".into(), serde_json::json!({"name": name, "labels": {"kubernetes.io/service-name": "r0"}}));
+                    serde_json::Value::Object(o).to_string()
+                } else {
+                    format!(
+                        "{{\"apiVersion\": \"{api}\", \"kind\": \"{kind}\", \"metadata\": {{\"name\": \"{name}\"}}, \"spec\": {spec}}}"
+                    )
+                }
+            })
+            .collect();
+        let text = docs.join("\n---\n");
+        all(&text);
+        if let Ok(loaded) = istio::parse_str(&text, "fuzz", "default") {
+            for name in ["r0", "r1"] {
+                let gw = Options::gateway([(istio::gateway_api::GATEWAY_NAME_LABEL, name)])
+                    .map_port(80, 18080);
+                let _ = istio::translate(&loaded.value, &gw);
+                let _ = istio::gateway_api::status_yaml(&loaded.value, &gw);
+            }
+        }
+    }
+}
