@@ -380,3 +380,139 @@ spec:
         "{err}"
     );
 }
+
+/// A Kubernetes Gateway, an HTTPRoute and the Service it names (endpoints on `v1` and `v2`),
+/// plus a route whose backend is in a namespace that grants nothing.
+fn gateway_api(v1: SocketAddr, v2: SocketAddr) -> String {
+    format!(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{ name: web, namespace: infra }}
+spec:
+  gatewayClassName: mesh
+  listeners: [{{ name: http, port: 80, protocol: HTTP, hostname: "*.example.com" }}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: shop, namespace: infra }}
+spec:
+  parentRefs: [{{ name: web }}]
+  hostnames: [shop.example.com]
+  rules:
+  - matches: [{{ path: {{ type: PathPrefix, value: /cart }} }}]
+    backendRefs: [{{ name: cart, port: 8080 }}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{ name: stolen, namespace: infra }}
+spec:
+  parentRefs: [{{ name: web }}]
+  hostnames: [other.example.com]
+  rules: [{{ backendRefs: [{{ name: secret, namespace: vault, port: 80 }}] }}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{ name: cart, namespace: infra }}
+spec: {{ ports: [{{ name: http, port: 8080 }}] }}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{ name: cart-1, namespace: infra, labels: {{ kubernetes.io/service-name: cart }} }}
+addressType: IPv4
+ports: [{{ name: http, port: {} }}]
+endpoints: [{{ addresses: ["127.0.0.1"] }}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{ name: secret, namespace: vault }}
+spec: {{ ports: [{{ name: http, port: 80 }}] }}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{ name: secret-1, namespace: vault, labels: {{ kubernetes.io/service-name: secret }} }}
+addressType: IPv4
+ports: [{{ name: http, port: {} }}]
+endpoints: [{{ addresses: ["127.0.0.1"] }}]
+"#,
+        v1.port(),
+        v2.port()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_serves_a_kubernetes_gateway_and_reports_route_status() {
+    let cart = Upstream::start("cart", Behavior::Identify).await;
+    let secret = Upstream::start("secret", Behavior::Identify).await;
+    let d = dir(
+        "gateway-api",
+        &[("web.yaml", &gateway_api(cart.addr(), secret.addr()))],
+    );
+    let args = [
+        "--gateway-api",
+        path(&d),
+        "--role",
+        "gateway",
+        "--gateway",
+        "web.infra",
+        "--port-map",
+        "80=0",
+    ];
+    let p =
+        ProxyProcess::spawn(&[&args[..], &["--no-access-log", "--admin", "127.0.0.1:0"]].concat());
+    let (addr, lines) = p.wait_ready("127.0.0.1_80");
+    let admin: SocketAddr = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("mesh-proxy: admin on "))
+        .expect("admin line")
+        .parse()
+        .unwrap();
+    let c = Client::http1();
+    let r = c
+        .get(addr, "/cart/items", &[("host", "shop.example.com")])
+        .await;
+    assert_eq!((r.status.as_u16(), r.header("x-upstream")), (200, "cart"));
+    // Segment-aware: /cartoon is not under /cart.
+    let r = c
+        .get(addr, "/cartoon", &[("host", "shop.example.com")])
+        .await;
+    assert_eq!(r.status.as_u16(), 404);
+    // No ReferenceGrant lets infra route to vault: 500, never the backend.
+    let r = c.get(addr, "/", &[("host", "other.example.com")]).await;
+    assert_eq!(r.status.as_u16(), 500);
+    assert_eq!(secret.requests(), 0);
+    let status = c.get(admin, "/gateway_api_status", &[]).await.text();
+    assert!(status.contains("reason: RefNotPermitted"), "{status}");
+    assert!(p.terminate().success());
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
+        .args(args)
+        .arg("--print-status")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let docs: Vec<serde_json::Value> = text
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_yaml_ng::from_str(d).unwrap())
+        .collect();
+    let route = |name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == "HTTPRoute" && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no status for {name}: {text}"))
+            .clone()
+    };
+    let conditions = &route("shop")["status"]["parents"][0]["conditions"];
+    assert_eq!(conditions[0]["type"], "Accepted");
+    assert_eq!(conditions[0]["status"], "True");
+    assert_eq!(conditions[1]["reason"], "ResolvedRefs");
+    let conditions = &route("stolen")["status"]["parents"][0]["conditions"];
+    assert_eq!(conditions[1]["status"], "False");
+    assert_eq!(conditions[1]["reason"], "RefNotPermitted");
+    let gw = docs
+        .iter()
+        .find(|d| d["kind"] == "Gateway")
+        .expect("the Gateway's status");
+    assert_eq!(gw["status"]["listeners"][0]["attachedRoutes"], 2);
+}

@@ -277,3 +277,50 @@ spec:
             .status
     );
 }
+
+#[test]
+fn mesh_pilot_serves_a_kubernetes_gateway_to_the_node_its_labels_name() {
+    use mesh_core::config::Node;
+    use mesh_xds::xds::pilot::{self, NodeView};
+    use mesh_xds::xds::resource::ResourceType;
+    let yaml = format!(
+        "{SERVICES}{}",
+        r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: shop, namespace: infra }
+spec:
+  parentRefs: [{ name: web }]
+  rules: [{ backendRefs: [{ name: shop, port: 8080 }] }]
+"#
+    );
+    let res = istio::parse_str(&yaml, "pilot.yaml", "default")
+        .unwrap()
+        .value;
+    let mut node = Node {
+        id: "router~10.0.0.9~web-7d.infra~infra.svc.cluster.local".into(),
+        ..Node::default()
+    };
+    node.metadata.insert(
+        "LABELS".into(),
+        serde_json::json!({ gateway_api::GATEWAY_NAME_LABEL: "web" }),
+    );
+    node.metadata
+        .insert("MESH_PORT_MAP".into(), "80=18080".into());
+    let (snapshot, _) = pilot::view(&res, &NodeView::of(&node)).unwrap();
+    let listeners: Vec<&str> = snapshot.names(ResourceType::Listener).collect();
+    assert_eq!(listeners, ["127.0.0.1_18080"]);
+    let clusters: Vec<&str> = snapshot.names(ResourceType::Cluster).collect();
+    assert!(
+        clusters.contains(&"outbound|8080||shop.infra.svc.cluster.local"),
+        "{clusters:?}"
+    );
+    // Another gateway's pod gets none of it.
+    node.metadata.insert(
+        "LABELS".into(),
+        serde_json::json!({ gateway_api::GATEWAY_NAME_LABEL: "other" }),
+    );
+    let (snapshot, _) = pilot::view(&res, &NodeView::of(&node)).unwrap();
+    assert_eq!(snapshot.names(ResourceType::Listener).count(), 0);
+}
