@@ -1,5 +1,7 @@
 //! Istio networking YAML (`networking.istio.io` VirtualService, DestinationRule, Gateway,
 //! ServiceEntry, WorkloadEntry) and its translation into the [`mesh_core::config`] model.
+//! Kubernetes Gateway API objects in the same files are read too and served as Istio serves
+//! them ([`gateway_api`]).
 //!
 //! Two steps, as pilot takes them:
 //!

@@ -8,6 +8,7 @@
 //! | [`envoy`] | reads Envoy v3 bootstrap files and bare route configurations (YAML or JSON) |
 //! | [`envoy::dump`] | writes the model as Envoy v3 JSON (for `/config_dump`); it reads back unchanged |
 //! | [`istio`] | reads Istio networking YAML and translates it for a sidecar or a gateway |
+//! | [`istio::gateway_api`] | Kubernetes Gateway API YAML (Gateway, HTTPRoute, GRPCRoute, ReferenceGrant), served the same way, and its status |
 //! | [`xds`] | the xDS protocol: resources on the wire, an ADS client, a management server, a control plane over Istio YAML |
 //! | [`error`] | [`LoadError`], with the path of every problem |
 //!
