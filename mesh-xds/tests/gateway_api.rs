@@ -36,14 +36,12 @@ fn routes(b: &Bootstrap, host: &str) -> Vec<Route> {
         for fc in l.chains() {
             if let NetworkFilter::HttpConnectionManager(h) = &fc.filter
                 && let RouteSource::RouteConfig(rc) = &h.route
-            {
-                if let Some(vh) = rc
+                && let Some(vh) = rc
                     .virtual_hosts
                     .iter()
                     .find(|v| v.name == host || v.domains.iter().any(|d| d == host))
-                {
-                    return vh.routes.clone();
-                }
+            {
+                return vh.routes.clone();
             }
         }
     }
@@ -81,6 +79,57 @@ spec:
         "shop.infra HTTPRoute: spec.rules[0].backendRefs[0].port",
     ] {
         assert!(err.contains(field), "{field} missing from:\n{err}");
+    }
+}
+
+#[test]
+fn security_a_listener_cannot_honour_and_invalid_filter_sets_are_errors() {
+    let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: web, namespace: infra }
+spec:
+  gatewayClassName: mesh
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    tls:
+      certificateRefs: [{ name: cert }]
+      frontendValidation: { caCertificateRefs: [{ kind: ConfigMap, name: ca }] }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: shop, namespace: infra }
+spec:
+  parentRefs: [{ name: web }]
+  rules:
+  - matches: [{ path: { type: Exact, value: /a } }]
+    filters:
+    - type: URLRewrite
+      urlRewrite: { path: { type: ReplacePrefixMatch, replacePrefixMatch: /b } }
+    - type: RequestRedirect
+      requestRedirect: { hostname: example.com }
+    backendRefs: [{ name: shop, port: 80 }]
+"#;
+    let err = istio::parse_str(yaml, "bad.yaml", "default")
+        .unwrap_err()
+        .to_string();
+    for (field, why) in [
+        (
+            "web.infra Gateway: spec.listeners[0].tls.frontendValidation",
+            "would accept any client",
+        ),
+        ("shop.infra HTTPRoute: spec.rules[0].filters", "PathPrefix"),
+        (
+            "shop.infra HTTPRoute: spec.rules[0].filters",
+            "cannot be used together",
+        ),
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(field) && l.contains(why)),
+            "{field}: {why} missing from:\n{err}"
+        );
     }
 }
 

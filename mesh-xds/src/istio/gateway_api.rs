@@ -734,15 +734,19 @@ fn gateway(cx: &mut Cx, s: &mut Obj<'_>, meta: Meta) -> Gateway {
                     tls.certificate_refs.push(r);
                 }
             }
-            t.unsupported(
-                cx,
-                "options",
-                "listener TLS options are not supported, ignored",
-            );
-            t.unsupported(
+            // Both ask for security the proxy would not give: errors, not warnings.
+            if let Some((v, p)) = t.value(cx, "options")
+                && v.as_object().is_some_and(|o| !o.is_empty())
+            {
+                cx.error(
+                    p,
+                    "listener TLS options are not supported here; the listener would be served without them",
+                );
+            }
+            t.reject(
                 cx,
                 "frontendValidation",
-                "client certificate validation of a Gateway listener is not supported here",
+                "client certificate validation of a Gateway listener is not supported here; the listener would accept any client",
             );
             t.finish(cx);
             l.tls = Some(tls);
@@ -959,6 +963,61 @@ fn rule(cx: &mut Cx, o: &mut Obj<'_>, kind: RouteKind) -> Rule {
         "sessionPersistence",
         "session persistence is not supported here, ignored",
     );
+    // The API server's own rules (CEL) for a rule's filters.
+    let prefix_replaced = rule.filters.iter().any(|f| {
+        matches!(
+            f,
+            Filter::RequestRedirect(RequestRedirect {
+                path: Some(PathModifier::Prefix(_)),
+                ..
+            }) | Filter::UrlRewrite(UrlRewrite {
+                path: Some(PathModifier::Prefix(_)),
+                ..
+            })
+        )
+    });
+    if prefix_replaced
+        && rule
+            .matches
+            .iter()
+            .any(|m| matches!(m.path, Some(PathMatch::Exact(_) | PathMatch::Regex(_))))
+    {
+        cx.error(
+            o.child("filters"),
+            "ReplacePrefixMatch needs every match of the rule to be a PathPrefix match",
+        );
+    }
+    let has = |ty: fn(&Filter) -> bool| rule.filters.iter().filter(|f| ty(f)).count();
+    if has(|f| matches!(f, Filter::RequestRedirect(_))) > 0
+        && has(|f| matches!(f, Filter::UrlRewrite(_))) > 0
+    {
+        cx.error(
+            o.child("filters"),
+            "RequestRedirect and URLRewrite cannot be used together",
+        );
+    }
+    for (name, n) in [
+        (
+            "RequestHeaderModifier",
+            has(|f| matches!(f, Filter::RequestHeaderModifier(_))),
+        ),
+        (
+            "ResponseHeaderModifier",
+            has(|f| matches!(f, Filter::ResponseHeaderModifier(_))),
+        ),
+        (
+            "RequestRedirect",
+            has(|f| matches!(f, Filter::RequestRedirect(_))),
+        ),
+        ("URLRewrite", has(|f| matches!(f, Filter::UrlRewrite(_)))),
+    ] {
+        if n > 1 {
+            cx.error(
+                o.child("filters"),
+                format!("{name} may appear at most once in a rule's filters"),
+            );
+        }
+    }
     rule
 }
 
