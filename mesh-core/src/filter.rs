@@ -136,6 +136,31 @@ pub trait HttpFilter: Send + Sync + fmt::Debug + 'static {
     /// default does nothing.
     fn on_log(&self, _cx: &FilterContext) {}
 
+    /// A transformation of this request's body, frame by frame, or `None` (the default) to
+    /// pass it through untouched. Asked after every filter's `on_request`, before routing;
+    /// when a filter returns one, `content-length` is removed from the request (its length
+    /// may change).
+    fn request_body(&self, _req: &RequestHead, _cx: &FilterContext) -> Option<Box<dyn BodyFilter>> {
+        None
+    }
+
+    /// A transformation of this response's body, frame by frame, or `None` (the default) to
+    /// pass it through untouched. Asked after the filter's `on_response` (so in reverse filter
+    /// order), for upstream responses and local replies alike; when a filter returns one,
+    /// `content-length` is removed from the response.
+    fn response_body(
+        &self,
+        _resp: &ResponseHead,
+        _cx: &FilterContext,
+    ) -> Option<Box<dyn BodyFilter>> {
+        None
+    }
+
+    /// Sees (and may change) the request about to be sent to the upstream host the load
+    /// balancer picked, once per attempt (retries and hedges each pick again). Runs in filter
+    /// order, after the router's own header changes. The default does nothing.
+    fn on_upstream_request(&self, _req: &mut RequestHead, _upstream: &UpstreamInfo<'_>) {}
+
     /// Parses this filter's per-route config (a `typed_per_filter_config` entry under its
     /// name) once, when the config is compiled, into what
     /// [`FilterContext::route_config_as`] returns per request. An error rejects the config
@@ -143,6 +168,126 @@ pub trait HttpFilter: Send + Sync + fmt::Debug + 'static {
     /// [`FilterContext::route_config`].
     fn parse_route_config(&self, config: &serde_json::Value) -> Result<RouteConfig, BoxError> {
         Ok(Arc::new(config.clone()))
+    }
+}
+
+/// What an [`HttpFilter::on_upstream_request`] hook learns of the attempt.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct UpstreamInfo<'a> {
+    /// The cluster.
+    pub cluster: &'a str,
+    /// The host the load balancer picked.
+    pub host: &'a crate::config::Address,
+    /// The attempt's number (1 for the first try).
+    pub attempt: u32,
+}
+
+impl<'a> UpstreamInfo<'a> {
+    /// The attempt `attempt` to `host` of `cluster`.
+    pub fn new(cluster: &'a str, host: &'a crate::config::Address, attempt: u32) -> Self {
+        Self {
+            cluster,
+            host,
+            attempt,
+        }
+    }
+}
+
+/// A body transformation a filter attaches to one request or response (see
+/// [`HttpFilter::request_body`]). It sees the data frames in order and returns what to send in
+/// their place: the same bytes (pass through), other bytes (rewrite), or nothing yet (hold
+/// back, to answer at the end). Trailers pass through untouched.
+///
+/// ```
+/// use bytes::Bytes;
+/// use mesh_core::filter::{BodyFilter, BoxError};
+///
+/// /// Upper-cases the body as it streams.
+/// struct Shout;
+/// impl BodyFilter for Shout {
+///     fn on_data(&mut self, data: Bytes, _end: bool) -> Result<Bytes, BoxError> {
+///         Ok(Bytes::from(data.to_ascii_uppercase()))
+///     }
+/// }
+/// let mut f = Shout;
+/// assert_eq!(f.on_data(Bytes::from("hi"), true).unwrap(), "HI");
+/// ```
+pub trait BodyFilter: Send + 'static {
+    /// One data frame; `end_of_stream` when no data follows. Returns the bytes to send now
+    /// (empty: nothing now). An error resets the stream.
+    ///
+    /// # Errors
+    /// What the filter cannot accept: the stream is reset with it.
+    fn on_data(&mut self, data: Bytes, end_of_stream: bool) -> Result<Bytes, BoxError>;
+
+    /// The body ended (after the last data frame, or with no data at all). Returns bytes to
+    /// send before the end. The default sends nothing more.
+    ///
+    /// # Errors
+    /// As [`BodyFilter::on_data`].
+    fn on_end(&mut self) -> Result<Bytes, BoxError> {
+        Ok(Bytes::new())
+    }
+}
+
+/// A [`BodyFilter`] that buffers the whole body, up to `limit` bytes, and replaces it with
+/// what `f` makes of it. A longer body is an error (the stream is reset), never a truncation.
+///
+/// ```
+/// use bytes::Bytes;
+/// use mesh_core::filter::{BodyFilter, Buffered};
+/// let mut f = Buffered::new(1024, |body: Bytes| Ok(Bytes::from(format!("[{}]", body.len()))));
+/// assert_eq!(f.on_data(Bytes::from("abc"), false).unwrap(), "");
+/// assert_eq!(f.on_data(Bytes::from("de"), true).unwrap(), "");
+/// assert_eq!(f.on_end().unwrap(), "[5]");
+/// ```
+pub struct Buffered<F> {
+    limit: usize,
+    buf: bytes::BytesMut,
+    f: Option<F>,
+}
+
+impl<F> fmt::Debug for Buffered<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Buffered")
+            .field("limit", &self.limit)
+            .field("buffered", &self.buf.len())
+            .finish()
+    }
+}
+
+impl<F> Buffered<F>
+where
+    F: FnOnce(Bytes) -> Result<Bytes, BoxError> + Send + 'static,
+{
+    /// Buffers up to `limit` bytes, then answers `f(body)`.
+    pub fn new(limit: usize, f: F) -> Self {
+        Self {
+            limit,
+            buf: bytes::BytesMut::new(),
+            f: Some(f),
+        }
+    }
+}
+
+impl<F> BodyFilter for Buffered<F>
+where
+    F: FnOnce(Bytes) -> Result<Bytes, BoxError> + Send + 'static,
+{
+    fn on_data(&mut self, data: Bytes, _end_of_stream: bool) -> Result<Bytes, BoxError> {
+        if self.buf.len() + data.len() > self.limit {
+            return Err(format!("body over the {}-byte buffer limit", self.limit).into());
+        }
+        self.buf.extend_from_slice(&data);
+        Ok(Bytes::new())
+    }
+
+    fn on_end(&mut self) -> Result<Bytes, BoxError> {
+        match self.f.take() {
+            Some(f) => f(std::mem::take(&mut self.buf).freeze()),
+            None => Ok(Bytes::new()),
+        }
     }
 }
 
@@ -328,6 +473,47 @@ impl FilterRegistry {
         });
         self.factories.insert(name.into(), f);
         self
+    }
+
+    /// Registers a factory whose config is a serde type: the filter's JSON config is
+    /// deserialized into `C` first, and a config that does not fit is an error naming the
+    /// field (`ApiKey.header: missing field` …) before `factory` runs.
+    ///
+    /// ```
+    /// use mesh_core::filter::*;
+    /// use async_trait::async_trait;
+    ///
+    /// #[derive(Debug, serde::Deserialize)]
+    /// #[serde(deny_unknown_fields)]
+    /// struct Config { header: String }
+    ///
+    /// #[derive(Debug)]
+    /// struct ApiKey(Config);
+    /// #[async_trait]
+    /// impl HttpFilter for ApiKey {}
+    ///
+    /// let mut registry = FilterRegistry::new();
+    /// registry.register_typed("acme.api_key", |c: Config| Ok::<_, BoxError>(ApiKey(c)));
+    /// let bad = mesh_core::config::HttpFilterConfig::new("acme.api_key", serde_json::json!({"heder": "x"}));
+    /// let err = registry.build(&bad).unwrap_err().to_string();
+    /// assert!(err.contains("heder"), "{err}");
+    /// ```
+    pub fn register_typed<C, F, T, E>(&mut self, name: impl Into<String>, factory: F) -> &mut Self
+    where
+        C: serde::de::DeserializeOwned,
+        F: Fn(C) -> Result<T, E> + Send + Sync + 'static,
+        T: HttpFilter,
+        E: Into<BoxError>,
+    {
+        self.register(name, move |v: &serde_json::Value| {
+            let config = if v.is_null() {
+                serde_json::Value::Object(serde_json::Map::new())
+            } else {
+                v.clone()
+            };
+            let c: C = serde_json::from_value(config).map_err(BoxError::from)?;
+            factory(c).map_err(Into::into)
+        })
     }
 
     /// Whether a factory is registered under `name`.

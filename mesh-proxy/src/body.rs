@@ -40,6 +40,125 @@ where
     b.map_err(Into::into).boxed()
 }
 
+/// Boxes any body, `Sync` or not (axum's and tonic's bodies are not): the body is kept in a
+/// mutex only to make the box `Sync`; polling has `&mut self` and never locks.
+pub fn boxed_unsync<B>(b: B) -> ProxyBody
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    SyncBody(std::sync::Mutex::new(Box::pin(b))).boxed()
+}
+
+struct SyncBody<B>(std::sync::Mutex<Pin<Box<B>>>);
+
+impl<B> Body for SyncBody<B>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let inner = self
+            .get_mut()
+            .0
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.as_mut().poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .size_hint()
+    }
+}
+
+/// A body passed through a filter's [`BodyFilter`](mesh_core::filter::BodyFilter): each data
+/// frame is replaced by what the filter returns (empty results are skipped), trailers pass,
+/// and what `on_end` returns comes last.
+pub(crate) struct Filtered {
+    inner: ProxyBody,
+    /// In a mutex only to be `Sync` as a [`ProxyBody`] must (a filter need not be): polling
+    /// has `&mut self`, so it never locks.
+    filter: std::sync::Mutex<Box<dyn mesh_core::filter::BodyFilter>>,
+    /// A trailers frame held back until the filter's end bytes are out.
+    trailers: Option<http::HeaderMap>,
+    ended: bool,
+}
+
+impl Filtered {
+    pub(crate) fn new(inner: ProxyBody, filter: Box<dyn mesh_core::filter::BodyFilter>) -> Self {
+        Self {
+            inner,
+            filter: std::sync::Mutex::new(filter),
+            trailers: None,
+            ended: false,
+        }
+    }
+}
+
+impl Body for Filtered {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let filter = this
+            .filter
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            if this.ended {
+                return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let end = this.inner.is_end_stream();
+                        match filter.on_data(data, end) {
+                            Ok(out) if out.is_empty() => {}
+                            Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                            Err(e) => return Poll::Ready(Some(Err(e))),
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            this.trailers = Some(t);
+                        }
+                    }
+                },
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    match filter.on_end() {
+                        Ok(out) if out.is_empty() => {}
+                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                        Err(e) => return Poll::Ready(Some(Err(e))),
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// An upstream response body: from a connection, or from an in-process
 /// [`UpstreamService`](crate::UpstreamService).
 pub(crate) enum UpstreamBody {

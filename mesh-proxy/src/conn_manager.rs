@@ -320,7 +320,15 @@ where
         None => {
             ran = chain.filters.len();
             let hit = hit.filter(|_| !cx.filter_cx.route_cache_cleared());
-            router::route(&mut cx, parts, body::boxed(req_body), hit).await
+            let mut req_body = body::boxed(req_body);
+            for f in &chain.filters {
+                if let Some(bf) = f.request_body(&parts, &cx.filter_cx) {
+                    // The filter may change the length.
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                    req_body = body::boxed(body::Filtered::new(req_body, bf));
+                }
+            }
+            router::route(&mut cx, parts, req_body, hit).await
         }
     };
     Ok(finish(cx, resp, ran, stream).await)
@@ -333,9 +341,13 @@ async fn finish(
     ran: usize,
     stream: ActiveStream,
 ) -> Response<ProxyBody> {
-    let (mut head, body) = resp.into_parts();
+    let (mut head, mut body) = resp.into_parts();
     for f in cx.chain.filters[..ran].iter().rev() {
         f.on_response(&mut head, &mut cx.filter_cx).await;
+        if let Some(bf) = f.response_body(&head, &cx.filter_cx) {
+            head.headers.remove(header::CONTENT_LENGTH);
+            body = body::boxed(body::Filtered::new(body, bf));
+        }
     }
     if !cx.chain.hcm.server_name.is_empty()
         && let Ok(v) = HeaderValue::from_str(&cx.chain.hcm.server_name)

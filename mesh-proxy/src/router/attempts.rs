@@ -222,6 +222,19 @@ impl<'r, 'h> Attempts<'r, 'h> {
                         HeaderValue::from_static("true"),
                     );
                 }
+                if !cx.chain.filters.is_empty() {
+                    // Filters that look at (or change) the request the picked host gets.
+                    let (mut head, body) = upstream_req.into_parts();
+                    let info = mesh_core::filter::UpstreamInfo::new(
+                        &self.t.cluster.config.name,
+                        pool.address(),
+                        self.attempt,
+                    );
+                    for f in &cx.chain.filters {
+                        f.on_upstream_request(&mut head, &info);
+                    }
+                    upstream_req = http::Request::from_parts(head, body);
+                }
                 self.t.cluster.stats.rq_total.inc();
                 self.t.cluster.stats.rq_active.inc();
                 let send = send(cx, &pool, self.t.limits, upstream_req, self.t.upgrade);
