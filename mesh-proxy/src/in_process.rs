@@ -42,3 +42,70 @@ where
         Box::pin(self(host, req))
     }
 }
+
+/// Any [`tower::Service`] as the proxy's upstream: a hyper-util client, a tower stack, an
+/// in-memory service. Each request's URI is made absolute to the host the load balancer
+/// picked (`http://10.0.0.7:8080/path`), so a client service connects where the proxy
+/// decided; an in-memory service can read the host from the URI. Set it with
+/// [`ProxyBuilder::upstream_tower`](crate::ProxyBuilder::upstream_tower).
+#[derive(Debug, Clone)]
+pub struct TowerUpstream<S>(pub S);
+
+impl<S, B> UpstreamService for TowerUpstream<S>
+where
+    S: tower::Service<Request<ProxyBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn call(&self, host: &Address, req: Request<ProxyBody>) -> UpstreamFuture {
+        let svc = self.0.clone();
+        let (mut parts, body) = req.into_parts();
+        let authority = if host.host.contains(':') {
+            format!("[{}]:{}", host.host, host.port)
+        } else {
+            format!("{}:{}", host.host, host.port)
+        };
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        match format!("http://{authority}{path}").parse::<http::Uri>() {
+            Ok(uri) => parts.uri = uri,
+            Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
+        }
+        let call = Box::pin(tower::ServiceExt::oneshot(
+            svc,
+            Request::from_parts(parts, body),
+        ));
+        Box::pin(Answer { call })
+    }
+}
+
+/// The future of a [`TowerUpstream`] call: the service's response with its body boxed. A
+/// named future rather than an `async` block, whose `Send` rustc cannot prove for every
+/// service future here.
+struct Answer<F> {
+    call: F,
+}
+
+impl<F, B, E> Future for Answer<F>
+where
+    F: Future<Output = Result<Response<B>, E>> + Unpin,
+    E: Into<BoxError>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<ProxyBody>, BoxError>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        Pin::new(&mut self.call).poll(cx).map(|r| {
+            r.map(|resp| resp.map(crate::body::boxed_unsync))
+                .map_err(Into::into)
+        })
+    }
+}

@@ -32,6 +32,7 @@
 mod access_log;
 mod admin;
 pub mod body;
+mod client;
 mod compile;
 mod conn_manager;
 mod error;
@@ -73,8 +74,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 pub use access_log::DEFAULT_FORMAT as DEFAULT_ACCESS_LOG_FORMAT;
+pub use client::Client;
 pub use error::Error;
-pub use in_process::{UpstreamFuture, UpstreamService};
+pub use in_process::{TowerUpstream, UpstreamFuture, UpstreamService};
 
 use compile::Compiled;
 use conn_manager::Shared;
@@ -204,6 +206,20 @@ impl ProxyBuilder {
         self
     }
 
+    /// Registers a filter whose config is a serde type (see
+    /// [`FilterRegistry::register_typed`](mesh_core::filter::FilterRegistry::register_typed)):
+    /// a config that does not deserialize into `C` is a config error naming the field.
+    pub fn filter_typed<C, F, T, E>(mut self, name: impl Into<String>, factory: F) -> Self
+    where
+        C: serde::de::DeserializeOwned,
+        F: Fn(C) -> Result<T, E> + Send + Sync + 'static,
+        T: HttpFilter,
+        E: Into<BoxError>,
+    {
+        self.registry.register_typed(name, factory);
+        self
+    }
+
     /// How long in-flight requests may run after shutdown begins. Default is 10 seconds.
     pub fn drain_time(mut self, d: Duration) -> Self {
         self.drain_time = d;
@@ -259,6 +275,25 @@ impl ProxyBuilder {
     pub fn upstream_service(mut self, service: impl UpstreamService) -> Self {
         self.upstream = Some(Arc::new(service));
         self
+    }
+
+    /// Sends every upstream request through `service`, any [`tower::Service`] of
+    /// `http::Request<ProxyBody>` (a hyper-util client, a tower stack with its own layers, an
+    /// in-memory service), with the URI made absolute to the host the load balancer picked
+    /// (see [`TowerUpstream`]).
+    pub fn upstream_tower<S, B>(self, service: S) -> Self
+    where
+        S: tower::Service<http::Request<body::ProxyBody>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<mesh_core::BoxError>,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<mesh_core::BoxError>,
+    {
+        self.upstream_service(TowerUpstream(service))
     }
 
     /// Runs every check [`ProxyBuilder::build`] runs (validation, and compiling the route
@@ -331,6 +366,40 @@ pub struct Proxy {
     pages: AdminPages,
     shared: Arc<Shared>,
     workers: usize,
+}
+
+/// [`Proxy::handle`] and [`RunningProxy::handle`].
+async fn handle_in_process(
+    shared: &Arc<Shared>,
+    listener: &str,
+    remote: SocketAddr,
+    req: http::Request<body::ProxyBody>,
+) -> Result<http::Response<body::ProxyBody>, Error> {
+    let local = shared
+        .store
+        .load()
+        .value
+        .bootstrap
+        .listeners
+        .iter()
+        .find(|l| l.name == listener)
+        .map(|l| l.address)
+        .ok_or_else(|| {
+            Error::new(
+                Kind::Config,
+                Some(format!("no listener named {listener:?}").into()),
+            )
+        })?;
+    let conn = Arc::new(conn_manager::ConnInfo {
+        remote,
+        local,
+        listener: listener.into(),
+        chain: 0,
+        state: Arc::default(),
+        tls: None,
+    });
+    let Ok(resp) = conn_manager::serve(req, conn, Arc::clone(shared)).await;
+    Ok(resp)
 }
 
 /// Config-level stats (Envoy's `server.*` and the reload counters).
@@ -651,31 +720,7 @@ impl Proxy {
         remote: SocketAddr,
         req: http::Request<body::ProxyBody>,
     ) -> Result<http::Response<body::ProxyBody>, Error> {
-        let local = self
-            .store
-            .load()
-            .value
-            .bootstrap
-            .listeners
-            .iter()
-            .find(|l| l.name == listener)
-            .map(|l| l.address)
-            .ok_or_else(|| {
-                Error::new(
-                    Kind::Config,
-                    Some(format!("no listener named {listener:?}").into()),
-                )
-            })?;
-        let conn = Arc::new(conn_manager::ConnInfo {
-            remote,
-            local,
-            listener: listener.into(),
-            chain: 0,
-            state: Arc::default(),
-            tls: None,
-        });
-        let Ok(resp) = conn_manager::serve(req, conn, Arc::clone(&self.shared)).await;
-        Ok(resp)
+        handle_in_process(&self.shared, listener, remote, req).await
     }
 
     /// Binds every listener (and the admin server, when configured) and starts serving.
@@ -906,6 +951,19 @@ impl RunningProxy {
         })
     }
 
+    /// Serves one request in process, as [`Proxy::handle`] does, with the running config.
+    ///
+    /// # Errors
+    /// [`Error::is_config`] when there is no listener of that name.
+    pub async fn handle(
+        &self,
+        listener: &str,
+        remote: SocketAddr,
+        req: http::Request<body::ProxyBody>,
+    ) -> Result<http::Response<body::ProxyBody>, Error> {
+        handle_in_process(&self.inner.shared, listener, remote, req).await
+    }
+
     /// Completes when the admin API's `/quitquitquit` asks the proxy to stop.
     pub async fn quit_requested(&self) {
         loop {
@@ -934,11 +992,25 @@ impl RunningProxy {
         if let Some(w) = &self.inner.workers {
             w.stop();
         }
-        if let Some((_, admin)) = self.admin {
+        if let Some((_, admin)) = &self.admin {
             admin.abort();
         }
         self.sweeper.abort();
         self.health.abort();
         self.inner.server.live.set(0);
+    }
+}
+
+/// Dropped without [`RunningProxy::shutdown`], the proxy stops at once: its listeners stop
+/// accepting and its background tasks (outlier sweeps, health checks, admin) end. Requests in
+/// flight finish on their own tasks.
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        self.inner.drain_listeners();
+        if let Some((_, admin)) = &self.admin {
+            admin.abort();
+        }
+        self.sweeper.abort();
+        self.health.abort();
     }
 }
