@@ -19,6 +19,15 @@
 //!     .with_cluster(Cluster::new_static("web", [upstream]));
 //! bootstrap.validate().unwrap();
 //! ```
+//!
+//! # Loading from YAML or JSON
+//!
+//! The serde form of these types is the model's own (snapshots, tests), not Envoy's: Envoy's
+//! `match: { prefix: / }` is not the model's shape, and serde would report a misleading missing
+//! field. Envoy v3 and Istio documents are read by `mesh-xds`, which names the file's field at
+//! fault: `mesh_xds::envoy::parse_bootstrap`, `parse_route_configuration`, `parse_cluster`, and
+//! `mesh_xds::istio` for Istio YAML. With `default-features = false`, `mesh-xds` is those
+//! readers alone (no gRPC), for a program that uses `mesh-route` or `mesh-lb` by itself.
 
 mod chain_select;
 pub mod cluster;

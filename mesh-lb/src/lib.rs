@@ -51,6 +51,12 @@ pub mod subset;
 
 pub use cluster::{ClusterLb, ClusterLbBuilder};
 pub use host::{ActiveRequest, Host};
+/// The `http` crate, whose request types this crate's API takes.
+pub use http;
+/// The config model this crate takes (re-exported from `mesh-core`), so a program that uses
+/// this crate alone needs no other; `mesh_xds::envoy` (with `default-features = false`, the
+/// file readers alone) loads it from Envoy YAML or JSON.
+pub use mesh_core::config;
 pub use random::{Random, SeededRandom, mix64};
 
 /// A cluster could not be turned into a balancer.
@@ -81,16 +87,66 @@ pub enum BuildError {
 ///
 /// Kept with its single public field so `LbContext { random }` keeps compiling; richer picks
 /// (request hash, retry attempt) use [`PickContext`], which converts from this type.
-#[derive(Debug, Clone, Copy, Default)]
+///
+/// The random value is where least-request, random, ring-hash and Maglev balancers (and the
+/// choice among priorities and localities) get their randomness, so it must differ from pick to
+/// pick: [`LbContext::default`] and [`LbContext::random`] draw a fresh one from a per-thread
+/// generator, [`LbContext::from_rng`] from an injected [`Random`] (a [`SeededRandom`] in tests).
+/// [`LbContext::new`] takes a fixed value, for tests that want one pick to be exactly repeatable.
+///
+/// ```
+/// use mesh_core::config::{Cluster, LbPolicy};
+/// use mesh_lb::{ClusterLb, LbContext, SeededRandom};
+///
+/// let hosts = (8081..8085).map(|p| format!("127.0.0.1:{p}").parse().unwrap());
+/// let mut cluster = Cluster::new_static("web", hosts);
+/// cluster.lb_policy = LbPolicy::Random;
+/// let lb = ClusterLb::new(&cluster).unwrap();
+///
+/// // Every host gets picks: the default context is not a constant.
+/// let mut seen = std::collections::BTreeSet::new();
+/// for _ in 0..200 {
+///     seen.insert(lb.pick(&LbContext::default()).unwrap().address().port);
+/// }
+/// assert_eq!(seen.len(), 4);
+///
+/// // A seeded generator makes the same sequence of picks every run.
+/// let (a, b) = (SeededRandom::new(7), SeededRandom::new(7));
+/// for _ in 0..10 {
+///     let x = lb.pick(&LbContext::from_rng(&a)).unwrap().address();
+///     let y = lb.pick(&LbContext::from_rng(&b)).unwrap().address();
+///     assert_eq!(x, y);
+/// }
+/// ```
+#[derive(Debug, Clone, Copy)]
 pub struct LbContext {
     /// A random value for balancers that need one.
     pub random: u64,
 }
 
 impl LbContext {
-    /// A context with the request's random value.
+    /// A context with a fixed random value (tests that want a pick to be repeatable). A
+    /// program should use [`LbContext::default`] or [`LbContext::from_rng`]: a constant here
+    /// sends every least-request, random or hashing pick to the same host.
     pub const fn new(random: u64) -> Self {
         Self { random }
+    }
+
+    /// A context with a fresh random value from this thread's generator.
+    pub fn random() -> Self {
+        Self::new(random::fresh())
+    }
+
+    /// A context with the next value of `rng`.
+    pub fn from_rng(rng: &(impl Random + ?Sized)) -> Self {
+        Self::new(rng.next_u64())
+    }
+}
+
+impl Default for LbContext {
+    /// A fresh random value, as [`LbContext::random`].
+    fn default() -> Self {
+        Self::random()
     }
 }
 
@@ -101,7 +157,10 @@ impl LbContext {
 /// let cx = mesh_lb::PickContext::new(42).with_hash(Some(7)).with_attempt(1);
 /// assert_eq!((cx.random(), cx.hash(), cx.attempt()), (42, Some(7), 1));
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// Like [`LbContext`], its [`Default`] draws a fresh random value; [`PickContext::new`] fixes
+/// one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PickContext {
     random: u64,
     hash: Option<u64>,
@@ -152,6 +211,13 @@ impl PickContext {
             self.random
                 .wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         )
+    }
+}
+
+impl Default for PickContext {
+    /// A fresh random value from this thread's generator, no hash, attempt 0.
+    fn default() -> Self {
+        Self::new(random::fresh())
     }
 }
 

@@ -51,3 +51,19 @@ pub fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
+
+thread_local! {
+    /// Each thread's generator for [`fresh`], seeded once from the process's hash randomness.
+    static THREAD: std::cell::Cell<u64> = std::cell::Cell::new(SeededRandom::from_entropy().next_u64());
+}
+
+/// A fresh random value from this thread's generator (SplitMix64 seeded from entropy): what
+/// `LbContext::default()` and `PickContext::default()` use, so a context made without thought
+/// still spreads picks.
+pub(crate) fn fresh() -> u64 {
+    THREAD.with(|s| {
+        let next = s.get().wrapping_add(GOLDEN);
+        s.set(next);
+        mix64(next)
+    })
+}

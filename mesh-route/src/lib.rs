@@ -73,8 +73,14 @@ mod table;
 mod vhost;
 
 pub use action::{Forward, HitAction};
+/// The `http` crate, whose request types this crate's API takes.
+pub use http;
 pub use matcher::DownstreamTls;
 pub use matcher::header::HeaderMatch;
+/// The config model this crate takes (re-exported from `mesh-core`), so a program that uses
+/// this crate alone needs no other; `mesh_xds::envoy` (with `default-features = false`, the
+/// file readers alone) loads it from Envoy YAML or JSON.
+pub use mesh_core::config;
 pub use rewrite::RequestInfo;
 pub use table::{BuildError, FilterConfig, FilterConfigParser, FilterConfigs, Hit, RouteTable};
 pub use vhost::VirtualHostInfo;

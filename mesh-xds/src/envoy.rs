@@ -87,7 +87,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use mesh_core::config::{Bootstrap, FieldError, RouteConfiguration};
+use mesh_core::config::{Bootstrap, Cluster, FieldError, RouteConfiguration};
 use serde_json::{Map, Value};
 
 pub use self::route::parse_header_matcher;
@@ -270,6 +270,77 @@ pub fn parse_route_configuration(text: &str) -> Result<Loaded<RouteConfiguration
                 .into_iter()
                 .map(|fe| FieldError {
                     path: strip_root(&fe.path, "route_configs[0]"),
+                    message: fe.message,
+                })
+                .collect(),
+        });
+    }
+    Ok(Loaded {
+        value,
+        warnings: cx.warnings,
+    })
+}
+
+/// Reads and converts a bare Envoy v3 `Cluster` file (YAML or JSON).
+///
+/// # Errors
+/// [`LoadError::Io`] when the file cannot be read, otherwise as [`parse_cluster`].
+pub fn load_cluster(path: impl AsRef<Path>) -> Result<Loaded<Cluster>, LoadError> {
+    parse_cluster(&read(path.as_ref())?)
+}
+
+/// Converts the text of one Envoy v3 `Cluster` (`name:`, `type:`, `load_assignment:`… at the
+/// top, as in a bootstrap's `static_resources.clusters`) and validates it, for a balancer
+/// built alone with `mesh_lb::ClusterLb::new`.
+///
+/// ```
+/// let loaded = mesh_xds::envoy::parse_cluster(r#"
+/// name: web
+/// type: STATIC
+/// lb_policy: LEAST_REQUEST
+/// load_assignment:
+///   cluster_name: web
+///   endpoints:
+///   - lb_endpoints:
+///     - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 8081 } } }
+/// "#)?;
+/// assert_eq!(loaded.value.name, "web");
+///
+/// let err = mesh_xds::envoy::parse_cluster("name: web\nlb_polcy: RANDOM\n").unwrap_err();
+/// assert!(err.to_string().contains("lb_polcy"), "{err}");
+/// # Ok::<(), mesh_xds::LoadError>(())
+/// ```
+///
+/// # Errors
+/// [`LoadError::Syntax`] when the text is neither YAML nor JSON; [`LoadError::Invalid`] with
+/// every problem and its path (relative to the cluster: `load_assignment.endpoints[0]`).
+pub fn parse_cluster(text: &str) -> Result<Loaded<Cluster>, LoadError> {
+    let doc = parse_text(text)?;
+    let mut cx = Cx::default();
+    let mut remap = Remap::default();
+    let value = cluster::cluster(&mut cx, &doc, String::new(), &mut remap);
+    strict_names(&mut cx, &doc, schema::CLUSTER);
+    let value = match value {
+        Some(v) if cx.errors.is_empty() => v,
+        _ => {
+            if cx.errors.is_empty() {
+                cx.errors.push(FieldError {
+                    path: String::new(),
+                    message: "not a cluster".into(),
+                });
+            }
+            return Err(LoadError::Invalid { errors: cx.errors });
+        }
+    };
+    let mut check = Bootstrap::default();
+    check.clusters.push(value.clone());
+    if let Err(e) = check.validate() {
+        return Err(LoadError::Invalid {
+            errors: e
+                .errors
+                .into_iter()
+                .map(|fe| FieldError {
+                    path: remap.apply(&strip_root(&fe.path, "clusters[0]")),
                     message: fe.message,
                 })
                 .collect(),

@@ -9,7 +9,7 @@
 //! | [`envoy::dump`] | writes the model as Envoy v3 JSON (for `/config_dump`); it reads back unchanged |
 //! | [`istio`] | reads Istio networking YAML and translates it for a sidecar or a gateway |
 //! | [`istio::gateway_api`] | Kubernetes Gateway API YAML (Gateway, HTTPRoute, GRPCRoute, ReferenceGrant), served the same way, and its status |
-//! | [`xds`] | the xDS protocol: resources on the wire, an ADS client, a management server, a control plane over Istio YAML |
+//! | [`xds`] (feature `xds`, on by default) | the xDS protocol: resources on the wire, an ADS client, a management server, a control plane over Istio YAML |
 //! | [`error`] | [`LoadError`], with the path of every problem |
 //!
 //! ```
@@ -36,6 +36,7 @@
 pub mod envoy;
 pub mod error;
 pub mod istio;
+#[cfg(feature = "xds")]
 pub mod xds;
 mod yaml;
 

@@ -59,6 +59,8 @@ impl Message {
 pub(crate) const BOOTSTRAP: &str = "envoy.config.bootstrap.v3.Bootstrap";
 /// Envoy's route configuration.
 pub(crate) const ROUTE_CONFIGURATION: &str = "envoy.config.route.v3.RouteConfiguration";
+/// Envoy's cluster.
+pub(crate) const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
 
 /// Every field of `doc` that `root` (a message of the schema) does not have, as (path,
 /// message), with the readers' paths (a bootstrap's listeners and clusters leave out

@@ -1,0 +1,1 @@
+//! Test only: see `tests/`.
