@@ -497,6 +497,9 @@ impl FilterRegistry {
     /// let bad = mesh_core::config::HttpFilterConfig::new("acme.api_key", serde_json::json!({"heder": "x"}));
     /// let err = registry.build(&bad).unwrap_err().to_string();
     /// assert!(err.contains("heder"), "{err}");
+    /// let bad = mesh_core::config::HttpFilterConfig::new("acme.api_key", serde_json::json!({"header": 7}));
+    /// let err = registry.build(&bad).unwrap_err().to_string();
+    /// assert!(err.contains("header: invalid type: integer `7`"), "{err}");
     /// ```
     pub fn register_typed<C, F, T, E>(&mut self, name: impl Into<String>, factory: F) -> &mut Self
     where
@@ -506,13 +509,7 @@ impl FilterRegistry {
         E: Into<BoxError>,
     {
         self.register(name, move |v: &serde_json::Value| {
-            let config = if v.is_null() {
-                serde_json::Value::Object(serde_json::Map::new())
-            } else {
-                v.clone()
-            };
-            let c: C = serde_json::from_value(config).map_err(BoxError::from)?;
-            factory(c).map_err(Into::into)
+            factory(parse_config::<C>(v)?).map_err(Into::into)
         })
     }
 
@@ -543,6 +540,37 @@ impl FilterRegistry {
             source,
         })
     }
+}
+
+/// Reads a filter's JSON config (the listener's or a route's) into the serde type `C`, as
+/// [`FilterRegistry::register_typed`] does; a filter's [`HttpFilter::parse_route_config`] can
+/// use it for its per-route config. A missing config (`null`) reads as an empty object, so a
+/// type whose fields all have defaults accepts it.
+///
+/// ```
+/// #[derive(Debug, serde::Deserialize)]
+/// struct Retry { attempts: u32, #[serde(default)] per_try: Vec<String> }
+///
+/// let r: Retry = mesh_core::filter::parse_config(&serde_json::json!({"attempts": 3})).unwrap();
+/// assert_eq!(r.attempts, 3);
+/// let err = mesh_core::filter::parse_config::<Retry>(&serde_json::json!({"attempts": 3, "per_try": [1]}));
+/// assert_eq!(err.unwrap_err().to_string(), "per_try[0]: invalid type: integer `1`, expected a string");
+/// ```
+///
+/// # Errors
+/// The serde error, prefixed with the path of the field at fault (`a.b[2].c: …`).
+pub fn parse_config<C: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<C, BoxError> {
+    let empty = serde_json::Value::Object(serde_json::Map::new());
+    let v = if v.is_null() { &empty } else { v };
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            BoxError::from(inner)
+        } else {
+            BoxError::from(format!("{path}: {inner}"))
+        }
+    })
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ async fn an_invalid_policy_is_a_config_error() {
     let err = mesh_proxy::Proxy::builder(boot).build().unwrap_err();
     let msg = std::error::Error::source(&err).unwrap().to_string();
     assert!(
-        msg.contains("allow_origin: unsupported CORS policy field"),
+        msg.contains("allow_origin: unknown field `allow_origin`"),
         "{msg}"
     );
 }

@@ -20,7 +20,7 @@ use mesh_core::filter::{
 use mesh_route::HeaderMatch;
 use serde_json::{Value, json};
 
-use super::field;
+use super::{Bool, PercentSpec};
 
 /// The filter's name.
 pub(crate) const NAME: &str = "envoy.filters.http.cors";
@@ -28,7 +28,11 @@ const TYPE_URL: &str = "envoy.extensions.filters.http.cors.v3.Cors";
 
 pub(crate) fn register(registry: &mut FilterRegistry) {
     for name in [NAME, TYPE_URL] {
-        registry.register(name, |v: &Value| Cors::new(v));
+        registry.register_typed(name, |spec: PolicySpec| {
+            Ok::<_, BoxError>(Cors {
+                policy: Policy::from_spec(spec)?,
+            })
+        });
     }
 }
 
@@ -47,74 +51,77 @@ fn err(path: &str, msg: impl std::fmt::Display) -> BoxError {
     format!("{path}: {msg}").into()
 }
 
+/// Envoy's `CorsPolicy` as serde reads it (snake_case or lowerCamelCase); unknown fields are
+/// errors.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicySpec {
+    #[serde(rename = "@type", default)]
+    _type: Option<String>,
+    #[serde(default, alias = "allowOriginStringMatch")]
+    allow_origin_string_match: Vec<Value>,
+    #[serde(default, alias = "allowMethods")]
+    allow_methods: Option<String>,
+    #[serde(default, alias = "allowHeaders")]
+    allow_headers: Option<String>,
+    #[serde(default, alias = "exposeHeaders")]
+    expose_headers: Option<String>,
+    #[serde(default, alias = "maxAge")]
+    max_age: Option<String>,
+    #[serde(default, alias = "allowCredentials")]
+    allow_credentials: Option<Bool>,
+    #[serde(default, alias = "filterEnabled")]
+    filter_enabled: Option<EnabledSpec>,
+}
+
+/// `filter_enabled` (a runtime fractional percent): only `default_value` is read.
+#[derive(Debug, Default, serde::Deserialize)]
+struct EnabledSpec {
+    #[serde(default, alias = "defaultValue")]
+    default_value: Option<PercentSpec>,
+}
+
 impl Policy {
     /// Parses Envoy's `CorsPolicy`; `None` for an empty config (the filter then does nothing).
     fn parse(v: &Value) -> Result<Option<Self>, BoxError> {
-        let Some(obj) = v.as_object().filter(|o| !o.is_empty()) else {
-            return Ok(None);
-        };
-        for key in obj.keys() {
-            let k = key.as_str();
-            let known = [
-                "@type",
-                "allow_origin_string_match",
-                "allowOriginStringMatch",
-                "allow_methods",
-                "allowMethods",
-                "allow_headers",
-                "allowHeaders",
-                "expose_headers",
-                "exposeHeaders",
-                "max_age",
-                "maxAge",
-                "allow_credentials",
-                "allowCredentials",
-                "filter_enabled",
-                "filterEnabled",
-            ];
-            if !known.contains(&k) {
-                return Err(err(k, "unsupported CORS policy field"));
-            }
-        }
-        let mut p = Policy::default();
-        if let Some(list) = field(v, "allow_origin_string_match") {
-            let list = list
-                .as_array()
-                .ok_or_else(|| err("allow_origin_string_match", "must be a list"))?;
-            for (i, m) in list.iter().enumerate() {
-                let path = format!("allow_origin_string_match[{i}]");
-                let matcher = mesh_xds::envoy::parse_header_matcher(
-                    &json!({"name": "origin", "string_match": m}),
-                )
-                .map_err(|e| err(&path, e))?;
-                p.origins
-                    .push(HeaderMatch::new(&matcher).map_err(|e| err(&path, e))?);
-            }
-        }
-        let text = |k: &str| -> Result<Option<String>, BoxError> {
-            match field(v, k) {
-                None => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(err(k, "must be a string")),
-            }
-        };
-        p.allow_methods = text("allow_methods")?;
-        p.allow_headers = text("allow_headers")?;
-        p.expose_headers = text("expose_headers")?;
-        p.max_age = text("max_age")?;
-        p.allow_credentials = field(v, "allow_credentials")
-            .map(|b| {
-                b.as_bool()
-                    .or_else(|| b.get("value").and_then(Value::as_bool))
-            })
-            .map(|b| b.ok_or_else(|| err("allow_credentials", "must be a bool")))
-            .transpose()?
-            .unwrap_or(false);
-        if let Some(enabled) = field(v, "filter_enabled")
-            && super::uint(&enabled["default_value"]["numerator"]) == Some(0)
+        Self::from_spec(mesh_core::filter::parse_config(v)?)
+    }
+
+    fn from_spec(spec: PolicySpec) -> Result<Option<Self>, BoxError> {
+        if let Some(enabled) = &spec.filter_enabled
+            && enabled
+                .default_value
+                .as_ref()
+                .is_some_and(|p| p.numerator.is_some_and(|n| n.0 == 0))
         {
             return Ok(None);
         }
+        let empty = spec._type.is_none()
+            && spec.allow_origin_string_match.is_empty()
+            && spec.allow_methods.is_none()
+            && spec.allow_headers.is_none()
+            && spec.expose_headers.is_none()
+            && spec.max_age.is_none()
+            && spec.allow_credentials.is_none()
+            && spec.filter_enabled.is_none();
+        if empty {
+            return Ok(None);
+        }
+        let mut p = Policy::default();
+        for (i, m) in spec.allow_origin_string_match.iter().enumerate() {
+            let path = format!("allow_origin_string_match[{i}]");
+            let matcher = mesh_xds::envoy::parse_header_matcher(
+                &json!({"name": "origin", "string_match": m}),
+            )
+            .map_err(|e| err(&path, e))?;
+            p.origins
+                .push(HeaderMatch::new(&matcher).map_err(|e| err(&path, e))?);
+        }
+        p.allow_methods = spec.allow_methods;
+        p.allow_headers = spec.allow_headers;
+        p.expose_headers = spec.expose_headers;
+        p.max_age = spec.max_age;
+        p.allow_credentials = spec.allow_credentials.is_some_and(|b| b.0);
         Ok(Some(p))
     }
 
@@ -135,14 +142,6 @@ struct Allowed {
     origin: HeaderValue,
     expose: Option<HeaderValue>,
     credentials: bool,
-}
-
-impl Cors {
-    fn new(v: &Value) -> Result<Self, BoxError> {
-        Ok(Self {
-            policy: Policy::parse(v)?,
-        })
-    }
 }
 
 fn value(s: &Option<String>) -> Option<HeaderValue> {

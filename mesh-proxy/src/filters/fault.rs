@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use http::{HeaderName, HeaderValue, StatusCode};
 use mesh_core::BoxError;
-use mesh_core::config::{Denominator, FractionalPercent};
+use mesh_core::config::FractionalPercent;
 use mesh_core::filter::{
     FilterContext, FilterRegistry, Flow, HttpFilter, LocalReply, RequestHead, RouteConfig,
 };
@@ -20,7 +20,7 @@ use mesh_core::stats::{Counter, Gauge, Registry, StatName};
 use mesh_route::HeaderMatch;
 use serde_json::Value;
 
-use super::{field, uint};
+use super::{PercentSpec, Uint, field};
 
 /// The filter's name.
 pub(crate) const NAME: &str = "envoy.filters.http.fault";
@@ -38,7 +38,7 @@ static NODE_HEADER: HeaderName = HeaderName::from_static("x-envoy-downstream-ser
 pub(crate) fn register(registry: &mut FilterRegistry, stats: &Arc<Registry>) {
     for name in [NAME, TYPE_URL] {
         let stats = Arc::clone(stats);
-        registry.register(name, move |v: &Value| Fault::new(v, &stats));
+        registry.register_typed(name, move |spec: FaultSpec| Fault::new(spec, &stats));
     }
 }
 
@@ -155,103 +155,88 @@ fn err(path: &str, msg: impl std::fmt::Display) -> BoxError {
     format!("{path}: {msg}").into()
 }
 
-fn percentage(v: Option<&Value>, path: &str) -> Result<FractionalPercent, BoxError> {
-    let Some(v) = v else {
-        // Unset means 0%: the fault never fires (Envoy's and Istio's reading).
-        return Ok(FractionalPercent::percent(0));
-    };
-    let numerator = field(v, "numerator")
-        .map_or(Some(0), uint)
-        .ok_or_else(|| err(path, "numerator must be a non-negative integer"))?;
-    let denominator = match field(v, "denominator") {
-        None => Denominator::Hundred,
-        Some(d) => match d.as_str().or_else(|| {
-            d.as_u64().map(|n| {
-                ["HUNDRED", "TEN_THOUSAND", "MILLION"]
-                    .get(n as usize)
-                    .copied()
-                    .unwrap_or("")
-            })
-        }) {
-            Some("HUNDRED") => Denominator::Hundred,
-            Some("TEN_THOUSAND") => Denominator::TenThousand,
-            Some("MILLION") => Denominator::Million,
-            _ => {
-                return Err(err(
-                    &format!("{path}.denominator"),
-                    "must be HUNDRED, TEN_THOUSAND or MILLION",
-                ));
-            }
-        },
-    };
-    // A numerator above the denominator means always.
-    let numerator = numerator.min(denominator.value());
-    Ok(FractionalPercent {
-        numerator: u32::try_from(numerator).unwrap_or(u32::MAX),
-        denominator,
-    })
+/// Envoy's `HTTPFault` as serde reads it (snake_case or lowerCamelCase); unknown fields are
+/// errors, so an unsupported fault (`response_rate_limit`) is never silently skipped.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultSpec {
+    #[serde(rename = "@type", default)]
+    _type: Option<String>,
+    #[serde(default)]
+    delay: Option<DelaySpec>,
+    #[serde(default)]
+    abort: Option<AbortSpec>,
+    #[serde(default)]
+    headers: Vec<Value>,
+    #[serde(default, alias = "downstreamNodes")]
+    downstream_nodes: Vec<String>,
+    #[serde(default, alias = "maxActiveFaults")]
+    max_active_faults: Option<Uint>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DelaySpec {
+    #[serde(default, alias = "fixedDelay")]
+    fixed_delay: Option<String>,
+    #[serde(default, alias = "headerDelay")]
+    header_delay: Option<Value>,
+    #[serde(default)]
+    percentage: Option<PercentSpec>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AbortSpec {
+    #[serde(default, alias = "httpStatus")]
+    http_status: Option<Uint>,
+    #[serde(default, alias = "grpcStatus")]
+    grpc_status: Option<Uint>,
+    #[serde(default, alias = "headerAbort")]
+    header_abort: Option<Value>,
+    #[serde(default)]
+    percentage: Option<PercentSpec>,
+}
+
+/// Unset means 0%: the fault never fires (Envoy's and Istio's reading).
+fn percentage(p: Option<&PercentSpec>) -> FractionalPercent {
+    p.map_or(FractionalPercent::percent(0), PercentSpec::resolve)
 }
 
 impl FaultConfig {
     fn parse(v: &Value) -> Result<Self, BoxError> {
+        Self::from_spec(mesh_core::filter::parse_config(v)?)
+    }
+
+    /// Checks what serde cannot (one of each source, ranges) and compiles the matchers.
+    fn from_spec(spec: FaultSpec) -> Result<Self, BoxError> {
         let mut cfg = FaultConfig::default();
-        if v.is_null() {
-            return Ok(cfg);
-        }
-        let Some(obj) = v.as_object() else {
-            return Err("fault config must be an object".into());
-        };
-        for key in obj.keys() {
-            let known = [
-                "delay",
-                "abort",
-                "headers",
-                "downstream_nodes",
-                "downstreamNodes",
-                "max_active_faults",
-                "maxActiveFaults",
-                "@type",
-            ];
-            if !known.contains(&key.as_str()) {
-                return Err(err(key, "unsupported fault filter field"));
-            }
-        }
-        if let Some(d) = field(v, "delay") {
-            let source = if let Some(fixed) = field(d, "fixed_delay") {
-                let s = fixed
-                    .as_str()
-                    .ok_or_else(|| err("delay.fixed_delay", "must be a duration string"))?;
-                let dur = mesh_core::config::duration::parse(s)
+        if let Some(d) = spec.delay {
+            let source = if let Some(fixed) = &d.fixed_delay {
+                let dur = mesh_core::config::duration::parse(fixed)
                     .map_err(|e| err("delay.fixed_delay", e))?;
                 if dur.is_zero() {
                     return Err(err("delay.fixed_delay", "must be greater than 0"));
                 }
                 DelaySource::Fixed(dur)
-            } else if field(d, "header_delay").is_some() {
+            } else if d.header_delay.is_some() {
                 DelaySource::Header
             } else {
                 return Err(err("delay", "needs fixed_delay or header_delay"));
             };
-            cfg.delay = Some((
-                source,
-                percentage(field(d, "percentage"), "delay.percentage")?,
-            ));
+            cfg.delay = Some((source, percentage(d.percentage.as_ref())));
         }
-        if let Some(a) = field(v, "abort") {
-            let source = if let Some(s) = field(a, "http_status") {
-                let code = uint(s)
-                    .and_then(|c| u16::try_from(c).ok())
-                    .filter(|c| (200..600).contains(c));
-                let code = code.ok_or_else(|| err("abort.http_status", "must be in [200, 600)"))?;
-                AbortSource::Http(
-                    StatusCode::from_u16(code).map_err(|e| err("abort.http_status", e))?,
-                )
-            } else if let Some(g) = field(a, "grpc_status") {
-                let code = uint(g)
-                    .and_then(|c| u32::try_from(c).ok())
-                    .ok_or_else(|| err("abort.grpc_status", "must be a gRPC status code"))?;
+        if let Some(a) = spec.abort {
+            let source = if let Some(Uint(code)) = a.http_status {
+                let code = u16::try_from(code)
+                    .ok()
+                    .filter(|c| (200..600).contains(c))
+                    .and_then(|c| StatusCode::from_u16(c).ok())
+                    .ok_or_else(|| err("abort.http_status", "must be in [200, 600)"))?;
+                AbortSource::Http(code)
+            } else if let Some(Uint(code)) = a.grpc_status {
+                let code = u32::try_from(code)
+                    .map_err(|_| err("abort.grpc_status", "must be a gRPC status code"))?;
                 AbortSource::Grpc(code)
-            } else if field(a, "header_abort").is_some() {
+            } else if a.header_abort.is_some() {
                 AbortSource::Header
             } else {
                 return Err(err(
@@ -259,40 +244,16 @@ impl FaultConfig {
                     "needs http_status, grpc_status or header_abort",
                 ));
             };
-            cfg.abort = Some((
-                source,
-                percentage(field(a, "percentage"), "abort.percentage")?,
-            ));
+            cfg.abort = Some((source, percentage(a.percentage.as_ref())));
         }
-        if let Some(hs) = field(v, "headers") {
-            let list = hs
-                .as_array()
-                .ok_or_else(|| err("headers", "must be a list"))?;
-            for (i, h) in list.iter().enumerate() {
-                let m = mesh_xds::envoy::parse_header_matcher(h)
-                    .map_err(|e| err(&format!("headers[{i}]"), e))?;
-                cfg.headers
-                    .push(HeaderMatch::new(&m).map_err(|e| err(&format!("headers[{i}]"), e))?);
-            }
+        for (i, h) in spec.headers.iter().enumerate() {
+            let m = mesh_xds::envoy::parse_header_matcher(h)
+                .map_err(|e| err(&format!("headers[{i}]"), e))?;
+            cfg.headers
+                .push(HeaderMatch::new(&m).map_err(|e| err(&format!("headers[{i}]"), e))?);
         }
-        if let Some(n) = field(v, "downstream_nodes") {
-            cfg.downstream_nodes = n
-                .as_array()
-                .ok_or_else(|| err("downstream_nodes", "must be a list"))?
-                .iter()
-                .map(|s| {
-                    s.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| err("downstream_nodes", "must hold strings"))
-                })
-                .collect::<Result<_, _>>()?;
-        }
-        if let Some(m) = field(v, "max_active_faults") {
-            cfg.max_active_faults = Some(
-                uint(m)
-                    .ok_or_else(|| err("max_active_faults", "must be a non-negative integer"))?,
-            );
-        }
+        cfg.downstream_nodes = spec.downstream_nodes;
+        cfg.max_active_faults = spec.max_active_faults.map(|n| n.0);
         Ok(cfg)
     }
 }
@@ -314,9 +275,9 @@ struct FaultStats {
 }
 
 impl Fault {
-    fn new(v: &Value, stats: &Registry) -> Result<Self, BoxError> {
+    fn new(spec: FaultSpec, stats: &Registry) -> Result<Self, BoxError> {
         Ok(Self {
-            config: FaultConfig::parse(v)?,
+            config: FaultConfig::from_spec(spec)?,
             active: Arc::default(),
             stats: Arc::new(FaultStats {
                 delays: stats.counter(StatName::plain("fault.delays_injected")),
@@ -526,9 +487,23 @@ mod tests {
         let e = FaultConfig::parse(&serde_json::json!({"delay": {"percentage": {}}})).unwrap_err();
         assert_eq!(e.to_string(), "delay: needs fixed_delay or header_delay");
         let e = FaultConfig::parse(&serde_json::json!({"response_rate_limit": {}})).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "response_rate_limit: unsupported fault filter field"
+        assert!(
+            e.to_string()
+                .starts_with("response_rate_limit: unknown field `response_rate_limit`"),
+            "{e}"
+        );
+        let e = FaultConfig::parse(&serde_json::json!({"abort": {"http_status": 503, "percentage": {"numerator": 5, "denominator": "THOUSAND"}}}))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("abort.percentage.denominator: unknown denominator \"THOUSAND\""),
+            "{e}"
+        );
+        let e = FaultConfig::parse(&serde_json::json!({"delay": {"fixed_delay": 5}})).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("delay.fixed_delay: invalid type: integer `5`"),
+            "{e}"
         );
     }
 
@@ -537,7 +512,9 @@ mod tests {
         let c = FaultConfig::parse(&serde_json::json!({"abort": {"http_status": 503}})).unwrap();
         let (_, p) = c.abort.unwrap();
         assert!((0..1000).all(|r| !p.enabled(r)));
-        let p = percentage(Some(&serde_json::json!({"numerator": 250})), "p").unwrap();
+        let spec: PercentSpec =
+            mesh_core::filter::parse_config(&serde_json::json!({"numerator": 250})).unwrap();
+        let p = percentage(Some(&spec));
         assert!((0..1000).all(|r| p.enabled(r)));
     }
 }
