@@ -1,17 +1,153 @@
 //! The mesh proxy runtime: listeners, the HTTP connection manager, the filter chain, the
-//! router and upstream connection pools.
+//! router and upstream connection pools; and the same machinery in process, as a
+//! [`tower::Service`] ([`Client`]).
 //!
-//! Build a [`Proxy`] from a [`mesh_core::config::Bootstrap`] (read from an Envoy file with
-//! `mesh_xds::envoy::load_bootstrap`, or built in code), register filters of your own by name,
-//! and run it:
+//! # A proxy from a file
 //!
-//! ```no_run
-//! # async fn demo(bootstrap: mesh_core::config::Bootstrap) -> Result<(), mesh_proxy::Error> {
+//! Read an Envoy v3 bootstrap (YAML or JSON) with `mesh_xds::envoy` (or build one in code
+//! with the [`mesh_core::config`] builders), build a [`Proxy`], and start it:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! // An upstream to proxy to: a plain hyper server on a free loopback port.
+//! let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let port = upstream.local_addr()?.port();
+//! tokio::spawn(async move {
+//!     while let Ok((conn, _)) = upstream.accept().await {
+//!         let hello = hyper::service::service_fn(|_req| async {
+//!             let body = http_body_util::Full::new(bytes::Bytes::from("hello from web"));
+//!             Ok::<_, std::convert::Infallible>(http::Response::new(body))
+//!         });
+//!         let conn = hyper::server::conn::http1::Builder::new()
+//!             .serve_connection(hyper_util::rt::TokioIo::new(conn), hello);
+//!         tokio::spawn(conn);
+//!     }
+//! });
+//! let bootstrap = mesh_xds::envoy::parse_bootstrap(&format!(r#"
+//! static_resources:
+//!   listeners:
+//!   - name: http
+//!     address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+//!     filter_chains:
+//!     - filters:
+//!       - name: envoy.filters.network.http_connection_manager
+//!         typed_config:
+//!           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+//!           stat_prefix: http
+//!           route_config:
+//!             virtual_hosts:
+//!             - name: all
+//!               domains: ["*"]
+//!               routes:
+//!               - match: {{ prefix: / }}
+//!                 route: {{ cluster: web, retry_policy: {{ retry_on: 5xx, num_retries: 2 }} }}
+//!   clusters:
+//!   - name: web
+//!     type: STATIC
+//!     load_assignment:
+//!       cluster_name: web
+//!       endpoints:
+//!       - lb_endpoints:
+//!         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
+//! "#, port))?.value;
+//!
+//! let running = mesh_proxy::Proxy::builder(bootstrap).build()?.start().await?;
+//! let addr = running.listener_addr("http").expect("bound");
+//!
+//! let mut conn = tokio::net::TcpStream::connect(addr).await?;
+//! conn.write_all(b"GET / HTTP/1.1\r\nhost: web\r\nconnection: close\r\n\r\n").await?;
+//! let mut response = String::new();
+//! conn.read_to_string(&mut response).await?;
+//! assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+//! assert!(response.ends_with("hello from web"));
+//!
+//! running.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! [`Proxy::run`] does the same until a signal (`mesh-proxy` the binary is little more than
+//! that); [`RunningProxy::reload`] and [`RunningProxy::follow`] replace the config while it
+//! runs.
+//!
+//! # A filter of your own
+//!
+//! An [`HttpFilter`](mesh_core::filter::HttpFilter) sees each request's and response's head
+//! (and, when it asks, their bodies frame by frame); it is registered by name, with its config
+//! a serde type, and a bootstrap names it as Envoy would name a built-in:
+//!
+//! ```
+//! use async_trait::async_trait;
+//! use mesh_core::filter::{FilterContext, Flow, HttpFilter, RequestHead};
+//!
+//! #[derive(Debug, serde::Deserialize)]
+//! struct TagConfig { value: String }
+//!
+//! /// Adds `x-tag: <value>` to every request it forwards.
+//! #[derive(Debug)]
+//! struct Tag(http::HeaderValue);
+//!
+//! #[async_trait]
+//! impl HttpFilter for Tag {
+//!     async fn on_request(&self, req: &mut RequestHead, _cx: &mut FilterContext) -> Flow {
+//!         req.headers.insert("x-tag", self.0.clone());
+//!         Flow::Continue
+//!     }
+//! }
+//!
+//! # fn demo(bootstrap: mesh_core::config::Bootstrap) -> Result<(), mesh_proxy::Error> {
 //! let proxy = mesh_proxy::Proxy::builder(bootstrap)
-//!     .drain_time(std::time::Duration::from_secs(5))
+//!     .filter_typed("acme.tag", |c: TagConfig| {
+//!         http::HeaderValue::try_from(c.value).map(Tag)
+//!     })
 //!     .build()?;
-//! proxy.run(async { let _ = tokio::signal::ctrl_c().await; }).await
-//! # }
+//! # Ok(()) }
+//! ```
+//!
+//! `examples/custom-filter` runs a whole one; `tests/embedding.rs` has a body-rewriting filter
+//! and one that sees each attempt's upstream host.
+//!
+//! # In process: the proxyless client
+//!
+//! A [`Client`] is the proxy as a [`tower::Service`] for a service's own outbound calls: route
+//! matching, balancing, retries, timeouts, circuit breakers and outlier detection run in the
+//! caller's process, with no sidecar hop. It mounts in axum or hyper as a service, too (see
+//! [`client`]). Its upstream can be the network or any [`tower::Service`]:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use mesh_core::config::*;
+//! use tower::Service;
+//!
+//! let routes = RouteConfiguration::new("out").with_virtual_host(
+//!     VirtualHost::new("reviews", ["reviews"]).with_route(Route::prefix("/", "reviews")),
+//! );
+//! let bootstrap = Bootstrap::default()
+//!     .with_listener(Listener::http("out", "127.0.0.1:0".parse()?, HttpConnectionManager::with_routes(routes)))
+//!     .with_cluster(Cluster::new_static("reviews", ["10.0.0.1:9080".parse()?, "10.0.0.2:9080".parse()?]));
+//!
+//! // An in-memory upstream that names the host the balancer picked.
+//! let upstream = tower::service_fn(|req: http::Request<mesh_proxy::body::ProxyBody>| async move {
+//!     let host = req.uri().authority().map(|a| a.to_string()).unwrap_or_default();
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(host))))
+//! });
+//! let builder = mesh_proxy::Proxy::builder(bootstrap).upstream_tower(upstream);
+//! let mut client = mesh_proxy::Client::start(builder, "out").await?;
+//!
+//! let mut hosts = std::collections::BTreeSet::new();
+//! for _ in 0..4 {
+//!     let req = http::Request::get("http://reviews/reviews/0").body(http_body_util::Empty::<bytes::Bytes>::new())?;
+//!     let resp = client.call(req).await?;
+//!     let body = http_body_util::BodyExt::collect(resp.into_body()).await.map_err(|e| e.to_string())?.to_bytes();
+//!     hosts.insert(String::from_utf8(body.to_vec())?);
+//! }
+//! // Round robin over both hosts.
+//! assert_eq!(hosts.into_iter().collect::<Vec<_>>(), ["10.0.0.1:9080", "10.0.0.2:9080"]);
+//! client.shutdown().await;
+//! # Ok(()) }
 //! ```
 //!
 //! Each request loads the compiled config once from a [`ConfigStore`] and uses that snapshot
