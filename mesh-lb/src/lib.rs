@@ -184,6 +184,14 @@ impl PickContext {
         self
     }
 
+    /// Replaces the random value (a retry's pick, or a re-pick that avoids a host already
+    /// tried, draws a new one: with the same value a least-request or random balancer would
+    /// pick the same host again).
+    pub const fn with_random(mut self, random: u64) -> Self {
+        self.random = random;
+        self
+    }
+
     /// Sets the attempt number (0 for the first try, 1 for the first retry…).
     pub const fn with_attempt(mut self, attempt: u32) -> Self {
         self.attempt = attempt;

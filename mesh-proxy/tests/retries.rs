@@ -159,6 +159,52 @@ async fn a_refused_connection_is_retried() {
     p.shutdown().await;
 }
 
+/// Least request and random draw a new random value for each retry and each re-pick: with the
+/// first try's value they would pick the refusing host again and again, and every request
+/// that first landed there would fail after its retries.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn retries_leave_a_refusing_host_under_every_random_balancer() {
+    for lb_policy in [LbPolicy::LeastRequest, LbPolicy::Random] {
+        let a = Upstream::start("a", Behavior::Identify).await;
+        let b = Upstream::start("b", Behavior::Identify).await;
+        let (refused, _reserved) = mesh_proxy::test_util::refused_addr();
+        let mut route = Route::prefix("/", "svc");
+        if let Action::Route(r) = &mut route.action {
+            r.retry_policy = Some(policy("connect-failure", 2));
+        }
+        let mut cluster = Cluster::new_static("svc", [refused, a.addr(), b.addr()]);
+        cluster.lb_policy = lb_policy;
+        let boot = Bootstrap::default()
+            .with_listener(Listener::http(
+                "http",
+                "127.0.0.1:0".parse().unwrap(),
+                HttpConnectionManager::with_routes(
+                    RouteConfiguration::new("r")
+                        .with_virtual_host(VirtualHost::new("all", ["*"]).with_route(route)),
+                ),
+            ))
+            .with_cluster(cluster);
+        let p = mesh_proxy::test_util::start(boot).await;
+        let addr = p.listener_addr("http").unwrap();
+        for _ in 0..60 {
+            assert_eq!(
+                Client::http1().get(addr, "/", &[]).await.status,
+                StatusCode::OK,
+                "{lb_policy:?}"
+            );
+        }
+        let retries = p
+            .stats()
+            .counter(StatName::cluster("svc", "upstream_rq_retry"))
+            .get();
+        assert!(
+            retries > 0,
+            "{lb_policy:?}: the refusing host was never picked"
+        );
+        p.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_hung_host_hits_the_per_try_timeout_and_the_retry_succeeds() {
     let hung = Upstream::start("hung", Behavior::Stall).await;

@@ -473,20 +473,30 @@ fn pick_host(
     tried: &Tried,
     retry: Option<&Retry<'_>>,
 ) -> Option<usize> {
-    let once = || {
+    let once = |cx: &PickContext| {
         if metadata_match.is_empty() {
-            cluster.lb.pick_index_with(pick)
+            cluster.lb.pick_index_with(cx)
         } else {
-            cluster.lb.pick_index_matching(metadata_match, pick)
+            cluster.lb.pick_index_matching(metadata_match, cx)
         }
     };
-    let mut index = once()?;
+    // Each retry, and each re-pick within one, draws its own random value (derived from the
+    // request's, so a seeded proxy stays reproducible): with the first try's value a
+    // least-request or random balancer would land on the host that just failed every time.
+    let salt = 0x100 + u64::from(pick.attempt()) * 0x40;
+    let mut cx = if pick.attempt() == 0 {
+        *pick
+    } else {
+        pick.with_random(pick.random_n(salt))
+    };
+    let mut index = once(&cx)?;
     if let Some(r) = retry {
-        for _ in 0..r.host_reselects() {
+        for k in 0..r.host_reselects() {
             if !tried.contains(index) {
                 break;
             }
-            index = once()?;
+            cx = cx.with_random(pick.random_n(salt + 1 + u64::from(k)));
+            index = once(&cx)?;
         }
     }
     Some(index)
