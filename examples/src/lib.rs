@@ -17,6 +17,11 @@
     rust_2018_idioms
 )]
 
+/// The README's Rust snippets, compiled and run as this crate's doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod api_key;
 pub mod bookinfo;
 pub mod demo;
