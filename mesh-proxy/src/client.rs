@@ -69,7 +69,7 @@ pub struct Client {
 #[derive(Debug)]
 struct Shared {
     proxy: RunningProxy,
-    listener: String,
+    listener: Arc<str>,
     remote: SocketAddr,
     follower: Mutex<Option<AbortOnDrop>>,
 }
@@ -99,18 +99,28 @@ impl Client {
     ///
     /// # Errors
     /// What [`ProxyBuilder::build`] and [`crate::Proxy::start`] report, and a config error
-    /// when the bootstrap has no listener `listener`.
+    /// when the bootstrap has no listener `listener` and does not take its listeners over
+    /// LDS (`dynamic_resources.lds`: then the listener may come later, and calls made before
+    /// it has come are answered 503).
     pub async fn start(
         mut builder: ProxyBuilder,
         listener: impl Into<String>,
     ) -> Result<Self, Error> {
         let listener = listener.into();
         builder.bootstrap = unbound(std::mem::take(&mut builder.bootstrap));
-        if !builder
+        // Over LDS the listener arrives later ([`Client::follow`] an xDS source); until then
+        // calls are answered 503.
+        let lds = builder
             .bootstrap
-            .listeners
-            .iter()
-            .any(|l| l.name == listener)
+            .dynamic_resources
+            .as_ref()
+            .is_some_and(|d| d.lds);
+        if !lds
+            && !builder
+                .bootstrap
+                .listeners
+                .iter()
+                .any(|l| l.name == listener)
         {
             return Err(Error::new(
                 crate::error::Kind::Config,
@@ -121,7 +131,7 @@ impl Client {
         Ok(Self {
             shared: Arc::new(Shared {
                 proxy,
-                listener,
+                listener: listener.into(),
                 remote: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
                 follower: Mutex::new(None),
             }),
@@ -178,7 +188,15 @@ impl Client {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let mut req = req.map(body::boxed_unsync);
+        // A body already at its end (a GET's) is replaced by the empty body, which costs no
+        // allocation; any other is boxed as it is.
+        let mut req = req.map(|b| {
+            if b.is_end_stream() {
+                body::empty()
+            } else {
+                body::boxed_unsync(b)
+            }
+        });
         // As an HTTP/1.1 client does: the Host is the URI's authority when not given.
         if !req.headers().contains_key(http::header::HOST)
             && let Some(a) = req.uri().authority()
@@ -189,14 +207,16 @@ impl Client {
         match self
             .shared
             .proxy
-            .handle(&self.shared.listener, self.shared.remote, req)
+            .handle_named(&self.shared.listener, self.shared.remote, req)
             .await
         {
             Ok(r) => r,
             Err(e) => {
+                // The only error: the listener is not (or no longer, or not yet) in the
+                // config, as a connection refused would be for a sidecar.
                 tracing::warn!(error = %e, "in-process request failed");
                 let mut r = Response::new(body::full(e.to_string()));
-                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
                 r
             }
         }

@@ -511,6 +511,17 @@ async fn handle_in_process(
     remote: SocketAddr,
     req: http::Request<body::ProxyBody>,
 ) -> Result<http::Response<body::ProxyBody>, Error> {
+    handle_named(shared, &Arc::from(listener), remote, req).await
+}
+
+/// [`handle_in_process`] with the listener's name already shared (a [`Client`] keeps it, so
+/// a call does not allocate it).
+async fn handle_named(
+    shared: &Arc<Shared>,
+    listener: &Arc<str>,
+    remote: SocketAddr,
+    req: http::Request<body::ProxyBody>,
+) -> Result<http::Response<body::ProxyBody>, Error> {
     let local = shared
         .store
         .load()
@@ -518,7 +529,7 @@ async fn handle_in_process(
         .bootstrap
         .listeners
         .iter()
-        .find(|l| l.name == listener)
+        .find(|l| *l.name == **listener)
         .map(|l| l.address)
         .ok_or_else(|| {
             Error::new(
@@ -529,7 +540,7 @@ async fn handle_in_process(
     let conn = Arc::new(conn_manager::ConnInfo {
         remote,
         local,
-        listener: listener.into(),
+        listener: Arc::clone(listener),
         chain: 0,
         state: Arc::default(),
         tls: None,
@@ -1098,6 +1109,16 @@ impl RunningProxy {
         req: http::Request<body::ProxyBody>,
     ) -> Result<http::Response<body::ProxyBody>, Error> {
         handle_in_process(&self.inner.shared, listener, remote, req).await
+    }
+
+    /// [`RunningProxy::handle`] for a [`Client`], which keeps the listener's name shared.
+    pub(crate) async fn handle_named(
+        &self,
+        listener: &Arc<str>,
+        remote: SocketAddr,
+        req: http::Request<body::ProxyBody>,
+    ) -> Result<http::Response<body::ProxyBody>, Error> {
+        handle_named(&self.inner.shared, listener, remote, req).await
     }
 
     /// Completes when the admin API's `/quitquitquit` asks the proxy to stop.

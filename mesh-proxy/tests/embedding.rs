@@ -332,3 +332,117 @@ async fn an_upstream_aware_filter_sees_each_attempts_host() {
     );
     client.shutdown().await;
 }
+
+/// The client configured only over xDS, from the toolkit's control plane serving Istio YAML:
+/// it starts before its listener exists (calls are 503), takes the listener and cluster when
+/// they come, and follows a change the control plane pushes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_takes_its_config_over_xds() {
+    use mesh_xds::xds::pilot::{NodeView, Pilot};
+    use mesh_xds::xds::server::XdsServer;
+
+    let v1 = Upstream::start("reviews-v1", Behavior::Identify).await;
+    let v2 = Upstream::start("reviews-v2", Behavior::Identify).await;
+    let entry = |up: &Upstream| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n\
+             metadata: {{ name: reviews, namespace: default }}\n\
+             spec:\n  hosts: [reviews]\n  location: MESH_INTERNAL\n\
+             \x20 ports: [{{ number: 9080, name: http, protocol: HTTP }}]\n\
+             \x20 resolution: STATIC\n\
+             \x20 endpoints: [{{ address: 127.0.0.1, ports: {{ http: {} }} }}]\n",
+            up.addr().port()
+        )
+    };
+    let parse = |yaml: &str| {
+        mesh_xds::istio::parse_str(yaml, "reviews.yaml", "default")
+            .unwrap()
+            .value
+    };
+    let pilot = Pilot::new(parse(&entry(&v1)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let cache = pilot.cache().clone();
+    tokio::spawn(async move {
+        XdsServer::new(cache)
+            .serve(listener, std::future::pending())
+            .await
+    });
+
+    // A sidecar's node, with its outbound listener on port 0 (bound to nothing here).
+    let mut node = Node {
+        id: "sidecar~127.0.0.1~app-0.default~default.svc.cluster.local".into(),
+        ..Node::default()
+    };
+    node.metadata.insert("NAMESPACE".into(), "default".into());
+    node.metadata.insert("MESH_OUTBOUND_PORT".into(), 0.into());
+    let view = NodeView::of(&node).key();
+    let mut boot = Bootstrap::default().with_cluster(
+        Cluster::new_static("xds-grpc", [server]).with_protocol(UpstreamProtocol::Http2),
+    );
+    boot.node = node;
+    boot.dynamic_resources = Some(DynamicResources {
+        ads: AdsConfig {
+            api_type: AdsApiType::Grpc,
+            cluster_name: "xds-grpc".into(),
+            set_node_on_first_message_only: true,
+        },
+        lds: true,
+        cds: true,
+        initial_fetch_timeout: Duration::ZERO,
+    });
+    // The listener's name is the translation's, as for a sidecar.
+    let name =
+        mesh_xds::istio::translate(&parse(&entry(&v1)), &mesh_xds::istio::Options::sidecar(0))
+            .unwrap()
+            .value
+            .listeners[0]
+            .name
+            .clone();
+
+    let client = Client::start(Proxy::builder(boot.clone()), name)
+        .await
+        .unwrap();
+    // Nothing has come yet: no listener.
+    assert_eq!(
+        get(&client, "http://reviews:9080/reviews/1").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    let source =
+        mesh_proxy::source::XdsSource::connect(&boot, client.proxy().stats().clone()).unwrap();
+    client.follow(source);
+    let mut state = client.proxy().dynamic_state().expect("following xDS");
+    let synced = |state: &mut tokio::sync::watch::Receiver<_>| {
+        let cache = pilot.cache().clone();
+        let view = view.clone();
+        let mut state = state.clone();
+        async move {
+            loop {
+                let holds = cache.snapshot(&view).is_some_and(|snap| {
+                    mesh_xds::xds::client::XdsState::holds(&state.borrow_and_update(), &snap)
+                });
+                if holds {
+                    return;
+                }
+                state.changed().await.expect("the xDS client runs");
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), synced(&mut state))
+        .await
+        .expect("the client takes the control plane's config");
+    let (status, headers, _) = get(&client, "http://reviews:9080/reviews/1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-upstream"], "reviews-v1");
+
+    // The control plane moves reviews to another endpoint: the client follows.
+    pilot.update(parse(&entry(&v2))).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), synced(&mut state))
+        .await
+        .expect("the client takes the update");
+    let (status, headers, _) = get(&client, "http://reviews:9080/reviews/1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-upstream"], "reviews-v2");
+    client.shutdown().await;
+}

@@ -1,0 +1,180 @@
+//! A call through the in-process client (`mesh_proxy::Client`: route matching, round-robin
+//! balancing over two hosts, a retry policy configured and not triggered) against the same
+//! call made with a bare hyper-util client to the same loopback upstream, and through a
+//! sidecar `mesh-proxy` (hyper-util client → proxy listener → upstream) for comparison. One
+//! request at a time, keep-alive, the body read to its end. Each batch of calls runs in a task
+//! on the runtime's workers, as calls from a service's handlers do (not from a thread outside
+//! the runtime, where every socket wake-up crosses threads).
+//!
+//! Target (issue #16): the in-process client ≤ 1.1 × the bare client's median.
+//!
+//! ```text
+//! cargo bench -p mesh-benches --bench client
+//! ```
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use mesh_core::config::*;
+
+/// An upstream as a service looks: a plain hyper HTTP/1.1 server answering a short fixed body
+/// (the test upstreams of `mesh_proxy::test_util` echo request headers back, which would make
+/// the upstream's own work grow with what the mesh adds).
+async fn upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let _ = conn.set_nodelay(true);
+            let svc = hyper::service::service_fn(|_req| async {
+                let body = http_body_util::Full::new(Bytes::from_static(b"reviews v1"));
+                Ok::<_, std::convert::Infallible>(http::Response::new(body))
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(conn), svc);
+            tokio::spawn(conn);
+        }
+    });
+    addr
+}
+
+fn bootstrap(hosts: [SocketAddr; 2], retry: bool) -> Bootstrap {
+    let mut route = Route::prefix("/", "reviews");
+    if let Action::Route(a) = &mut route.action
+        && retry
+    {
+        a.retry_policy = Some(RetryPolicy {
+            retry_on: "5xx,connect-failure".into(),
+            num_retries: 2,
+            retry_host_predicate: vec!["envoy.retry_host_predicates.previous_hosts".into()],
+            host_selection_retry_max_attempts: 3,
+            ..RetryPolicy::default()
+        });
+    }
+    let mut hcm = HttpConnectionManager::with_routes(
+        RouteConfiguration::new("out")
+            .with_virtual_host(VirtualHost::new("reviews", ["*"]).with_route(route)),
+    );
+    hcm.access_log.clear();
+    Bootstrap::default()
+        .with_listener(Listener::http("out", "127.0.0.1:0".parse().unwrap(), hcm))
+        .with_cluster(Cluster::new_static("reviews", hosts))
+}
+
+type Call = std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send>>;
+
+async fn get(client: &HyperClient<HttpConnector, Empty<Bytes>>, uri: &http::Uri) -> Bytes {
+    let resp = client.get(uri.clone()).await.expect("a response");
+    assert!(resp.status().is_success());
+    resp.into_body().collect().await.expect("a body").to_bytes()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, b, client, plain, sidecar) = rt.block_on(async {
+        let (a, b) = (upstream().await, upstream().await);
+        let boot = bootstrap([a, b], true);
+        let client = mesh_proxy::Client::start(mesh_proxy::Proxy::builder(boot.clone()), "out")
+            .await
+            .unwrap();
+        let plain = bootstrap([a, b], false);
+        let plain = mesh_proxy::Client::start(mesh_proxy::Proxy::builder(plain), "out")
+            .await
+            .unwrap();
+        let sidecar = mesh_proxy::Proxy::builder(boot)
+            .build()
+            .unwrap()
+            .start()
+            .await
+            .unwrap();
+        (a, b, client, plain, sidecar)
+    });
+    let hyper = HyperClient::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let direct: http::Uri = format!("http://{a}/reviews/1").parse().unwrap();
+    let via_sidecar: http::Uri =
+        format!("http://{}/reviews/1", sidecar.listener_addr("out").unwrap())
+            .parse()
+            .unwrap();
+
+    let client = std::sync::Arc::new(client);
+    let hyper = std::sync::Arc::new(hyper);
+    // `iters` calls in one task on the runtime; the time the task measured.
+    let run = |iters: u64, call: std::sync::Arc<dyn Fn() -> Call + Send + Sync>| {
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                let start = tokio::time::Instant::now();
+                for _ in 0..iters {
+                    black_box(call().await);
+                }
+                start.elapsed()
+            })
+            .await
+            .unwrap()
+        })
+    };
+
+    let mut g = c.benchmark_group("client");
+    let (h, u) = (hyper.clone(), direct.clone());
+    let bare: std::sync::Arc<dyn Fn() -> Call + Send + Sync> = std::sync::Arc::new(move || {
+        let (h, u) = (h.clone(), u.clone());
+        Box::pin(async move { get(&h, &u).await })
+    });
+    g.bench_function("bare_hyper_util", |bench| {
+        bench.iter_custom(|iters| run(iters, bare.clone()))
+    });
+    let cl = client.clone();
+    let in_process: std::sync::Arc<dyn Fn() -> Call + Send + Sync> =
+        std::sync::Arc::new(move || {
+            let cl = cl.clone();
+            Box::pin(async move {
+                let req = http::Request::get("http://reviews/reviews/1")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let resp = cl.send(req).await;
+                assert!(resp.status().is_success());
+                resp.into_body().collect().await.unwrap().to_bytes()
+            })
+        });
+    g.bench_function("in_process_client", |bench| {
+        bench.iter_custom(|iters| run(iters, in_process.clone()))
+    });
+    let cl = std::sync::Arc::new(plain);
+    let no_retry: std::sync::Arc<dyn Fn() -> Call + Send + Sync> = std::sync::Arc::new(move || {
+        let cl = cl.clone();
+        Box::pin(async move {
+            let req = http::Request::get("http://reviews/reviews/1")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let resp = cl.send(req).await;
+            assert!(resp.status().is_success());
+            resp.into_body().collect().await.unwrap().to_bytes()
+        })
+    });
+    g.bench_function("in_process_client_no_retry_policy", |bench| {
+        bench.iter_custom(|iters| run(iters, no_retry.clone()))
+    });
+    let (h, u) = (hyper.clone(), via_sidecar.clone());
+    let sidecar_call: std::sync::Arc<dyn Fn() -> Call + Send + Sync> =
+        std::sync::Arc::new(move || {
+            let (h, u) = (h.clone(), u.clone());
+            Box::pin(async move { get(&h, &u).await })
+        });
+    g.bench_function("via_sidecar", |bench| {
+        bench.iter_custom(|iters| run(iters, sidecar_call.clone()))
+    });
+    g.finish();
+    drop((b, sidecar));
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
