@@ -859,6 +859,11 @@ impl Proxy {
     /// manager, the filters and the router run as they do behind a socket. Upstream requests
     /// go to the [`ProxyBuilder::upstream_service`] when one is set, else to the network.
     ///
+    /// Nothing runs in the background of a proxy that has not started: no outlier sweep (an
+    /// ejected host never returns), no health checks, no config updates. For a service's
+    /// outbound calls use a [`Client`], which starts them and stops them with itself; a
+    /// started proxy serves in process with [`RunningProxy::handle`].
+    ///
     /// # Errors
     /// [`Error::is_config`] when there is no listener of that name.
     pub async fn handle(

@@ -30,6 +30,15 @@
 //! assert_eq!(fwd.cluster(&parts), "api");
 //! ```
 //!
+//! The config types are re-exported as [`config`], and the `http` crate as [`http`], so a
+//! program needs no other crate of the toolkit. To load a route configuration from Envoy YAML or
+//! JSON, use `mesh_xds::envoy::parse_route_configuration` (with `mesh-xds`'s default features
+//! off, it is the file readers alone); its errors name the field at fault
+//! (`virtual_hosts[0].routes[1].route.prefix_rewrit: unknown field`).
+//!
+//! The random value drives weighted clusters and runtime fractions: draw a fresh one per
+//! request (a constant sends every request to the same weighted cluster).
+//!
 //! # What is read from the request
 //!
 //! | input | source |
