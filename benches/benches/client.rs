@@ -44,7 +44,7 @@ async fn upstream() -> SocketAddr {
     addr
 }
 
-fn bootstrap(hosts: [SocketAddr; 2], retry: bool) -> Bootstrap {
+fn bootstrap(hosts: [SocketAddr; 2], retry: bool, lean: bool) -> Bootstrap {
     let mut route = Route::prefix("/", "reviews");
     if let Action::Route(a) = &mut route.action
         && retry
@@ -62,6 +62,12 @@ fn bootstrap(hosts: [SocketAddr; 2], retry: bool) -> Bootstrap {
             .with_virtual_host(VirtualHost::new("reviews", ["*"]).with_route(route)),
     );
     hcm.access_log.clear();
+    if lean {
+        // Envoy's switches for the headers it adds: no generated `x-request-id`, and no
+        // `x-envoy-*` headers (`x-envoy-expected-rq-timeout-ms`) on the upstream request.
+        hcm.generate_request_id = false;
+        hcm.suppress_envoy_headers = true;
+    }
     Bootstrap::default()
         .with_listener(Listener::http("out", "127.0.0.1:0".parse().unwrap(), hcm))
         .with_cluster(Cluster::new_static("reviews", hosts))
@@ -81,14 +87,18 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let (a, b, client, plain, sidecar) = rt.block_on(async {
+    let (a, b, client, plain, lean, sidecar) = rt.block_on(async {
         let (a, b) = (upstream().await, upstream().await);
-        let boot = bootstrap([a, b], true);
+        let boot = bootstrap([a, b], true, false);
         let client = mesh_proxy::Client::start(mesh_proxy::Proxy::builder(boot.clone()), "out")
             .await
             .unwrap();
-        let plain = bootstrap([a, b], false);
+        let plain = bootstrap([a, b], false, false);
         let plain = mesh_proxy::Client::start(mesh_proxy::Proxy::builder(plain), "out")
+            .await
+            .unwrap();
+        let lean = bootstrap([a, b], true, true);
+        let lean = mesh_proxy::Client::start(mesh_proxy::Proxy::builder(lean), "out")
             .await
             .unwrap();
         let sidecar = mesh_proxy::Proxy::builder(boot)
@@ -97,7 +107,7 @@ fn bench(c: &mut Criterion) {
             .start()
             .await
             .unwrap();
-        (a, b, client, plain, sidecar)
+        (a, b, client, plain, lean, sidecar)
     });
     let hyper = HyperClient::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let direct: http::Uri = format!("http://{a}/reviews/1").parse().unwrap();
@@ -162,6 +172,22 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("in_process_client_no_retry_policy", |bench| {
         bench.iter_custom(|iters| run(iters, no_retry.clone()))
+    });
+    let cl = std::sync::Arc::new(lean);
+    let lean_call: std::sync::Arc<dyn Fn() -> Call + Send + Sync> =
+        std::sync::Arc::new(move || {
+            let cl = cl.clone();
+            Box::pin(async move {
+                let req = http::Request::get("http://reviews/reviews/1")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let resp = cl.send(req).await;
+                assert!(resp.status().is_success());
+                resp.into_body().collect().await.unwrap().to_bytes()
+            })
+        });
+    g.bench_function("in_process_client_without_generated_headers", |bench| {
+        bench.iter_custom(|iters| run(iters, lean_call.clone()))
     });
     let (h, u) = (hyper.clone(), via_sidecar.clone());
     let sidecar_call: std::sync::Arc<dyn Fn() -> Call + Send + Sync> =

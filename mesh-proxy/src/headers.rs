@@ -509,9 +509,41 @@ pub(crate) fn generated(bytes: &[u8]) -> Option<HeaderValue> {
 
 /// A generated header value holding `v` in decimal.
 pub(crate) fn generated_u64(v: u64) -> HeaderValue {
-    let mut buf = itoa::Buffer::new();
-    generated(buf.format(v).as_bytes()).unwrap_or_else(|| HeaderValue::from_static("0"))
+    if let Some(s) = usize::try_from(v).ok().and_then(|i| SMALL.get(i)) {
+        // No allocation for the values most requests carry (milliseconds of a local call).
+        return HeaderValue::from_static(s);
+    }
+    // A route's timeout repeats request after request: this thread's last one is kept, and a
+    // clone of it shares its bytes.
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u64, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((n, hv)) = &*last
+            && *n == v
+        {
+            return hv.clone();
+        }
+        let mut buf = itoa::Buffer::new();
+        let hv =
+            generated(buf.format(v).as_bytes()).unwrap_or_else(|| HeaderValue::from_static("0"));
+        *last = Some((v, hv.clone()));
+        hv
+    })
 }
+
+/// The decimal spellings of 0 to 99.
+static SMALL: [&str; 100] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31", "32",
+    "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46", "47", "48",
+    "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60", "61", "62", "63", "64",
+    "65", "66", "67", "68", "69", "70", "71", "72", "73", "74", "75", "76", "77", "78", "79", "80",
+    "81", "82", "83", "84", "85", "86", "87", "88", "89", "90", "91", "92", "93", "94", "95", "96",
+    "97", "98", "99",
+];
 
 #[cfg(test)]
 mod generated_tests {

@@ -170,7 +170,7 @@ pub(crate) async fn route(
     if !cx.chain.hcm.suppress_envoy_headers {
         head.headers.insert(
             X_ENVOY_UPSTREAM_SERVICE_TIME.clone(),
-            HeaderValue::from(upstream_ms),
+            headers::generated_u64(upstream_ms),
         );
     }
     hit.apply_response_headers_with(&mut head.headers, &request_info(cx, version));
@@ -288,15 +288,17 @@ fn build_request(
     body: ProxyBody,
     upgrade: bool,
 ) -> Request<ProxyBody> {
-    let mut authority = authority(&parts).unwrap_or_default().to_owned();
-    let rewritten = fwd.rewritten_path(&parts);
-    if let Some(new) = fwd.host_rewrite(&parts) {
-        authority = new;
+    // A new authority only where the route rewrites it; otherwise the request's stands.
+    let rewritten_authority = if let Some(new) = fwd.host_rewrite(&parts) {
+        Some(new)
     } else if fwd.auto_host_rewrite()
         && let Some(h) = host.hostname()
     {
-        authority = h.to_owned();
-    }
+        Some(h.to_owned())
+    } else {
+        None
+    };
+    let rewritten = fwd.rewritten_path(&parts);
 
     let info = request_info(cx, parts.version);
     hit.apply_request_headers_with(&mut parts.headers, &info);
@@ -324,6 +326,8 @@ fn build_request(
 
     let h2 = cluster.config.protocol == UpstreamProtocol::Http2 && !upgrade;
     if h2 {
+        let authority =
+            rewritten_authority.unwrap_or_else(|| authority(&parts).unwrap_or_default().to_owned());
         parts.headers.remove(header::HOST);
         parts.version = http::Version::HTTP_2;
         parts.uri = Uri::builder()
@@ -333,7 +337,26 @@ fn build_request(
             .build()
             .unwrap_or_else(|_| Uri::from_static("/"));
     } else {
-        if let Ok(v) = HeaderValue::from_str(&authority) {
+        // The Host header: a rewritten authority; else the request's own (the URI's
+        // authority, of an absolute-form or HTTP/2 request, over a Host header that differs);
+        // an unchanged Host header is kept as it is, without a copy.
+        let new_host = match &rewritten_authority {
+            Some(a) => Some(a.as_str()),
+            None => match parts.uri.authority() {
+                Some(a)
+                    if parts.headers.get(header::HOST).map(HeaderValue::as_bytes)
+                        != Some(a.as_str().as_bytes()) =>
+                {
+                    Some(a.as_str())
+                }
+                Some(_) => None,
+                None if parts.headers.contains_key(header::HOST) => None,
+                None => Some(""),
+            },
+        };
+        if let Some(a) = new_host
+            && let Ok(v) = HeaderValue::from_str(a)
+        {
             parts.headers.insert(header::HOST, v);
         }
         parts.version = http::Version::HTTP_11;

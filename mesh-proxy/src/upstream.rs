@@ -500,22 +500,14 @@ impl HostPool {
         limits: &Arc<Limits>,
         builtin: bool,
     ) -> Result<(Response<UpstreamBody>, Option<Lease>), Error> {
-        let upstream_err = |e: hyper::Error| Error::new(Kind::Upstream, Some(e.into()));
+        // The paths other than a pooled HTTP/1.1 connection are boxed: inline, their futures
+        // (connection set-up, hyper's) would make this one several kilobytes, copied at every
+        // move of the common path's.
         if upgrade {
-            let slot = limits.try_connection().map_err(overflow)?;
-            let io = self.connect().await?;
-            let (mut sender, conn) = http1::Builder::new()
-                .handshake(io)
-                .await
-                .map_err(upstream_err)?;
-            self.spawn_conn(conn.with_upgrades(), slot);
-            let resp = sender.send_request(req).await.map_err(upstream_err)?;
-            return Ok((resp.map(UpstreamBody::Net), None));
+            return Box::pin(self.send_upgrade(req, limits)).await;
         }
         if self.protocol == UpstreamProtocol::Http2 {
-            let mut sender = self.h2_sender(limits).await?;
-            let resp = sender.send_request(req).await.map_err(upstream_err)?;
-            return Ok((resp.map(UpstreamBody::Net), None));
+            return Box::pin(self.send_h2(req, limits)).await;
         }
         // The built-in client speaks plain TCP; TLS connections go through hyper's.
         let client = if builtin && self.tls.is_none() && crate::h1::Conn::accepts(&req) {
@@ -568,8 +560,8 @@ impl HostPool {
                 }
             };
             let c = match client {
-                Client::Native => self.new_native(slot).await?,
-                Client::Hyper => self.new_h1(slot).await?,
+                Client::Native => Box::pin(self.new_native(slot)).await?,
+                Client::Hyper => Box::pin(self.new_h1(slot)).await?,
             };
             drop(pending);
             return match self.send_on(c, req).await {
@@ -577,6 +569,38 @@ impl HostPool {
                 Err((_, e)) => Err(Error::new(Kind::Upstream, Some(e))),
             };
         }
+    }
+
+    /// An upgrade (WebSocket): a connection of its own, through hyper's client.
+    async fn send_upgrade(
+        self: &Arc<Self>,
+        req: Request<ProxyBody>,
+        limits: &Arc<Limits>,
+    ) -> Result<(Response<UpstreamBody>, Option<Lease>), Error> {
+        let upstream_err = |e: hyper::Error| Error::new(Kind::Upstream, Some(e.into()));
+        let slot = limits.try_connection().map_err(overflow)?;
+        let io = self.connect().await?;
+        let (mut sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(upstream_err)?;
+        self.spawn_conn(conn.with_upgrades(), slot);
+        let resp = sender.send_request(req).await.map_err(upstream_err)?;
+        Ok((resp.map(UpstreamBody::Net), None))
+    }
+
+    /// A request to an HTTP/2 upstream, on its shared connection.
+    async fn send_h2(
+        self: &Arc<Self>,
+        req: Request<ProxyBody>,
+        limits: &Arc<Limits>,
+    ) -> Result<(Response<UpstreamBody>, Option<Lease>), Error> {
+        let mut sender = self.h2_sender(limits).await?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| Error::new(Kind::Upstream, Some(e.into())))?;
+        Ok((resp.map(UpstreamBody::Net), None))
     }
 
     /// Sends `req` on `c`; gives the request back when nothing of it was sent (the
@@ -591,7 +615,7 @@ impl HostPool {
     > {
         c.requests += 1;
         match c.link {
-            Link::Hyper(ref mut sender) => match sender.try_send_request(req).await {
+            Link::Hyper(ref mut sender) => match Box::pin(sender.try_send_request(req)).await {
                 Ok(resp) => Ok(self.framed(resp).map(|resp| {
                     let lease = Lease {
                         pool: Arc::clone(self),
