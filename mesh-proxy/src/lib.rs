@@ -74,7 +74,7 @@
 //!
 //! # A filter of your own
 //!
-//! An [`HttpFilter`](mesh_core::filter::HttpFilter) sees each request's and response's head
+//! An [`HttpFilter`] sees each request's and response's head
 //! (and, when it asks, their bodies frame by frame); it is registered by name, with its config
 //! a serde type, and a bootstrap names it as Envoy would name a built-in:
 //!
@@ -114,7 +114,7 @@
 //! A [`Client`] is the proxy as a [`tower::Service`] for a service's own outbound calls: route
 //! matching, balancing, retries, timeouts, circuit breakers and outlier detection run in the
 //! caller's process, with no sidecar hop. It mounts in axum or hyper as a service, too (see
-//! [`client`]). Its upstream can be the network or any [`tower::Service`]:
+//! [`Client`]). Its upstream can be the network or any [`tower::Service`]:
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
