@@ -193,7 +193,8 @@ mod tests {
         assert!(r.retries > 0, "{r:?}");
         let (v1, v3) = (r.split["v1"], r.split["v3"]);
         assert_eq!(v1 + v3, 200, "{r:?}");
-        // 40 expected on v3; binomial(200, 0.2) stays within 20..=62 but for 1 run in 10^5.
-        assert!((20..=62).contains(&v3), "{r:?}");
+        // 40 expected on v3 (sd 5.7); binomial(200, 0.2) falls outside 15..=70 about once in
+        // 300,000 runs.
+        assert!((15..=70).contains(&v3), "{r:?}");
     }
 }
