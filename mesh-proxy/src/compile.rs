@@ -117,6 +117,8 @@ pub(crate) struct ChainRt {
     /// What each route needs compiled, by virtual-host and route index, so a request never
     /// compiles it.
     pub(crate) per_route: Vec<Vec<RouteRt>>,
+    /// The `server` header of responses (`server_name`), made once: `None` when empty.
+    pub(crate) server_header: Option<http::HeaderValue>,
 }
 
 /// A route's compiled hash and retry policies.
@@ -436,6 +438,9 @@ pub(crate) fn compile(
                     internal_only,
                     access_logs,
                     stats: HcmStats::new(stats, &hcm.stat_prefix),
+                    server_header: Some(hcm.server_name.as_str())
+                        .filter(|n| !n.is_empty())
+                        .and_then(|n| http::HeaderValue::from_str(n).ok()),
                 })));
             }
         }

@@ -349,10 +349,8 @@ async fn finish(
             body = body::boxed(body::Filtered::new(body, bf));
         }
     }
-    if !cx.chain.hcm.server_name.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&cx.chain.hcm.server_name)
-    {
-        head.headers.insert(header::SERVER, v);
+    if let Some(v) = &cx.chain.server_header {
+        head.headers.insert(header::SERVER, v.clone());
     }
     let status = head.status.as_u16();
     cx.chain.stats.rq_class.record(status);
