@@ -50,16 +50,27 @@ pub(crate) struct RequestView<'a> {
 
 impl<'a> RequestView<'a> {
     pub(crate) fn new(parts: &'a Parts, ignore_path_parameters: bool) -> Self {
-        let path = request_path(parts);
-        let match_path = path.map(|p| {
-            let p = remove_query_and_fragment(p);
+        // `http` has already found the query (and dropped any fragment) while parsing the
+        // target: its offsets spare a second scan of the path per request.
+        let (path, path_only, query) = match parts.uri.path_and_query() {
+            Some(pq) => {
+                let all = pq.as_str();
+                let query = pq.query();
+                let path_only = query.map_or(all, |q| &all[..all.len() - q.len() - 1]);
+                (Some(all), Some(path_only), query)
+            }
+            None => {
+                let path = request_path(parts);
+                (path, path.map(remove_query_and_fragment), None)
+            }
+        };
+        let match_path = path_only.map(|p| {
             if ignore_path_parameters {
                 p.split_once(';').map_or(p, |(head, _)| head)
             } else {
                 p
             }
         });
-        let query = path.and_then(query_string);
         Self {
             parts,
             path,
@@ -112,10 +123,15 @@ pub(crate) fn forwarded_proto(parts: &Parts) -> Option<&str> {
 
 /// Envoy's `PathUtil::removeQueryAndFragment`.
 pub(crate) fn remove_query_and_fragment(path: &str) -> &str {
-    path.find(['?', '#']).map_or(path, |i| &path[..i])
+    // A byte scan: `str::find` with a set of chars decodes UTF-8 as it goes.
+    path.bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .map_or(path, |i| &path[..i])
 }
 
-/// The query string of a path: after the first `?`, up to a `#`.
+/// The query string of a path: after the first `?`, up to a `#`. The model
+/// [`RequestView::new`] is tested against.
+#[cfg(test)]
 pub(crate) fn query_string(path: &str) -> Option<&str> {
     let (_, rest) = path.split_once('?')?;
     Some(rest.split_once('#').map_or(rest, |(q, _)| q))
@@ -414,5 +430,27 @@ mod tests {
         assert_eq!(query_string("/a?b=1&c#frag"), Some("b=1&c"));
         assert_eq!(query_string("/a"), None);
         assert_eq!(query_string("/a?"), Some(""));
+    }
+
+    proptest::proptest! {
+        /// The view's path parts, read from `http`'s parse of the target, agree with a scan of
+        /// the target's text, for any target `http` accepts (`?`, `#` and `;` anywhere).
+        #[test]
+        fn view_agrees_with_a_scan_of_the_path(
+            target in "[/?#;a%=]{0,3}(/[a-z;?#=&%.]{0,6}){0,4}",
+            ignore in proptest::bool::ANY,
+        ) {
+            let Ok(uri) = target.parse::<http::Uri>() else { return Ok(()) };
+            let (parts, ()) = http::Request::builder().uri(uri).body(()).unwrap().into_parts();
+            let view = RequestView::new(&parts, ignore);
+            let path = request_path(&parts);
+            let mut want = path.map(remove_query_and_fragment);
+            if ignore {
+                want = want.map(|p| p.split_once(';').map_or(p, |(head, _)| head));
+            }
+            proptest::prop_assert_eq!(view.path, path);
+            proptest::prop_assert_eq!(view.match_path, want);
+            proptest::prop_assert_eq!(view.query, path.and_then(query_string));
+        }
     }
 }
