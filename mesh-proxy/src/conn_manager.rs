@@ -168,6 +168,21 @@ pub(crate) struct RequestCtx {
     pub(crate) http1_client: crate::Http1Client,
 }
 
+/// How many headers the connection manager and the router add to a request under `hcm`, at
+/// most: `x-forwarded-proto`; with `use_remote_address`, `x-forwarded-for` and
+/// `x-envoy-external-address` or `x-envoy-internal`; `x-request-id`;
+/// `x-envoy-expected-rq-timeout-ms`; and `host` for an HTTP/2 request, which carries its
+/// authority in the URI.
+fn added_request_headers(
+    hcm: &mesh_core::config::HttpConnectionManager,
+    version: http::Version,
+) -> usize {
+    1 + 2 * usize::from(hcm.use_remote_address)
+        + usize::from(hcm.generate_request_id || hcm.use_remote_address)
+        + usize::from(!hcm.suppress_envoy_headers)
+        + usize::from(version == http::Version::HTTP_2)
+}
+
 /// The connection manager's entry point: hyper's service for a connection, and
 /// [`crate::Proxy::handle`] in process.
 pub(crate) async fn serve<B>(
@@ -218,9 +233,12 @@ where
     // The client's hop-by-hop headers go before the proxy adds its own: a header the
     // client names in `Connection` must not take the proxy's forwarding headers with it.
     headers::strip_downstream_hop_by_hop(&mut parts.headers);
-    // The proxy adds up to five headers (forwarding, request id, expected timeout, host):
-    // room for them at once is one rehash of the map instead of one per doubling.
-    parts.headers.reserve(5);
+    // Room at once for the headers the proxy will add is at most one rehash of the map
+    // instead of one per doubling; no more than it will add, so that a map with room to
+    // spare is not grown for nothing.
+    parts
+        .headers
+        .reserve(added_request_headers(&chain.hcm, parts.version));
     let downstream = headers::sanitize_request(
         &mut parts.headers,
         &chain.hcm,
