@@ -3,7 +3,6 @@
 //! Built from a validated [`Bootstrap`] off the request path: route tables compiled, filters
 //! built by name, balancers and connection pools created, stats handles resolved.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::HeaderName;
@@ -23,11 +22,16 @@ use mesh_route::RouteTable;
 use crate::access_log::AccessLogger;
 use crate::upstream::{HostPool, PoolStats};
 
+/// Clusters by name, looked up per request: the names come from config, so a fast seeded
+/// hasher.
+pub(crate) type ClusterMap =
+    std::collections::HashMap<String, Arc<ClusterRt>, foldhash::fast::RandomState>;
+
 /// The compiled form of a [`Bootstrap`].
 #[derive(Debug)]
 pub(crate) struct Compiled {
     pub(crate) listeners: Vec<ListenerRt>,
-    pub(crate) clusters: HashMap<String, Arc<ClusterRt>>,
+    pub(crate) clusters: ClusterMap,
     #[allow(dead_code)] // read by config dumps (admin issue)
     pub(crate) bootstrap: Arc<Bootstrap>,
 }
@@ -312,7 +316,7 @@ pub(crate) fn compile(
     };
     let mut err = |path: String, message: String| errors.push(FieldError { path, message });
 
-    let mut clusters = HashMap::new();
+    let mut clusters = ClusterMap::default();
     for (i, c) in bootstrap.clusters.iter().enumerate() {
         let prev = previous
             .and_then(|p| p.clusters.get(&c.name))
@@ -504,7 +508,7 @@ pub(crate) fn compile_endpoints(
         return Some(Err(e));
     }
     let mut errors = Vec::new();
-    let mut clusters = HashMap::new();
+    let mut clusters = ClusterMap::default();
     for ((i, c), old) in given.clusters.iter().enumerate().zip(&before.clusters) {
         let prev = previous.clusters.get(&c.name);
         let rt = match prev {

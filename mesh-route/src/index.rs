@@ -34,7 +34,9 @@
 //! path cannot match. Routes that share a path and differ only in headers (or other
 //! conditions) are all candidates for that path and are evaluated in order, as Envoy does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::FastMap as HashMap;
 
 use regex::RegexSet;
 
@@ -88,7 +90,7 @@ impl RouteIndex {
                 ..Self::default()
             };
         }
-        let mut exact: HashMap<u64, Vec<u32>> = HashMap::new();
+        let mut exact: HashMap<u64, Vec<u32>> = HashMap::default();
         let mut trie = TrieBuilder::default();
         let mut regexes = Vec::new();
         let mut always = Vec::new();

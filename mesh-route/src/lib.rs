@@ -75,6 +75,8 @@
 )]
 
 mod action;
+/// The maps read per request (domains, exact paths): keyed by config, so a fast seeded hasher.
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 mod index;
 mod matcher;
 mod rewrite;

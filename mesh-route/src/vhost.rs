@@ -9,7 +9,9 @@
 //! Lookup lower-cases the host into a stack buffer (hosts longer than 256 bytes allocate), so
 //! selection does not allocate.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::FastMap as HashMap;
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -101,7 +103,7 @@ fn classify(domain: &str) -> DomainKind<'_> {
 impl DomainIndex {
     /// Builds the index; duplicate domains and a second `*` are errors.
     pub(crate) fn build(vhosts: &[VirtualHost]) -> Result<Self, BuildError> {
-        let mut exact = HashMap::new();
+        let mut exact = HashMap::default();
         let mut suffix: BTreeMap<usize, HashMap<Box<[u8]>, usize>> = BTreeMap::new();
         let mut prefix: BTreeMap<usize, HashMap<Box<[u8]>, usize>> = BTreeMap::new();
         let mut default = None;
