@@ -299,13 +299,42 @@ impl Drop for ActiveFault {
     }
 }
 
-fn header_u64(req: &RequestHead, name: &HeaderName) -> Option<u64> {
-    req.headers.get(name)?.to_str().ok()?.trim().parse().ok()
+/// The request's fault headers, read only when it may have any.
+struct FaultHeaders<'r> {
+    req: &'r RequestHead,
+    any: bool,
+}
+
+impl<'r> FaultHeaders<'r> {
+    fn of(req: &'r RequestHead) -> Self {
+        // Most requests carry none: one pass over a few names is cheaper than hashing each
+        // of these long names for a lookup.
+        let any = req.headers.keys_len() > 8
+            || req
+                .headers
+                .keys()
+                .any(|k| k.as_str().starts_with("x-envoy-fault-"));
+        Self { req, any }
+    }
+
+    fn u64(&self, name: &HeaderName) -> Option<u64> {
+        if !self.any {
+            return None;
+        }
+        self.req
+            .headers
+            .get(name)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
 }
 
 /// The configured percentage, lowered (never raised) by a request header.
-fn effective(p: FractionalPercent, req: &RequestHead, header: &HeaderName) -> FractionalPercent {
-    match header_u64(req, header) {
+fn effective(p: FractionalPercent, h: &FaultHeaders<'_>, header: &HeaderName) -> FractionalPercent {
+    match h.u64(header) {
         Some(n) => FractionalPercent {
             numerator: p.numerator.min(u32::try_from(n).unwrap_or(u32::MAX)),
             ..p
@@ -355,13 +384,14 @@ impl HttpFilter for Fault {
             }
         };
 
+        let h = FaultHeaders::of(req);
         if let Some((source, pct)) = &cfg.delay {
             let delay = match source {
                 DelaySource::Fixed(d) => Some(*d),
-                DelaySource::Header => header_u64(req, &DELAY_HEADER).map(Duration::from_millis),
+                DelaySource::Header => h.u64(&DELAY_HEADER).map(Duration::from_millis),
             };
             if let Some(delay) = delay.filter(|d| !d.is_zero())
-                && effective(*pct, req, &DELAY_PERCENT_HEADER).enabled(cx.random_u64())
+                && effective(*pct, &h, &DELAY_PERCENT_HEADER).enabled(cx.random_u64())
             {
                 start_fault();
                 self.stats.delays.inc();
@@ -374,19 +404,20 @@ impl HttpFilter for Fault {
             let abort = match source {
                 AbortSource::Http(s) => Some(Abort::Http(*s)),
                 AbortSource::Grpc(g) => Some(Abort::Grpc(*g)),
-                AbortSource::Header => header_u64(req, &ABORT_HEADER)
+                AbortSource::Header => h
+                    .u64(&ABORT_HEADER)
                     .and_then(|c| u16::try_from(c).ok())
                     .filter(|c| (200..600).contains(c))
                     .and_then(|c| StatusCode::from_u16(c).ok())
                     .map(Abort::Http)
                     .or_else(|| {
-                        header_u64(req, &ABORT_GRPC_HEADER)
+                        h.u64(&ABORT_GRPC_HEADER)
                             .and_then(|g| u32::try_from(g).ok())
                             .map(Abort::Grpc)
                     }),
             };
             if let Some(abort) = abort
-                && effective(*pct, req, &ABORT_PERCENT_HEADER).enabled(cx.random_u64())
+                && effective(*pct, &h, &ABORT_PERCENT_HEADER).enabled(cx.random_u64())
             {
                 start_fault();
                 self.stats.aborts.inc();
