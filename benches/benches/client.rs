@@ -10,13 +10,19 @@
 //!
 //! ```text
 //! cargo bench -p mesh-benches --bench client
+//! CLIENT_INTERLEAVE=30 cargo bench -p mesh-benches --bench client
 //! ```
+//!
+//! The second form skips criterion: it runs every variant in turn, round after round (2,000
+//! calls each), and prints each one's median time per call and the median of its per-round
+//! ratios to the bare client. On a machine whose load drifts, criterion's variants, measured
+//! one after another, drift apart by more than they differ; interleaved rounds slow alike.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -81,7 +87,34 @@ async fn get(client: &HyperClient<HttpConnector, Empty<Bytes>>, uri: &http::Uri)
     resp.into_body().collect().await.expect("a body").to_bytes()
 }
 
-fn bench(c: &mut Criterion) {
+/// A variant's call, made afresh each time.
+type Variant = std::sync::Arc<dyn Fn() -> Call + Send + Sync>;
+
+/// The runtime, the variants (bare first) and what must live as long as they do.
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    variants: Vec<(&'static str, Variant)>,
+    _keep: Box<dyn std::any::Any>,
+}
+
+impl Setup {
+    /// `iters` calls in one task on the runtime; the time the task measured.
+    fn run(&self, iters: u64, call: Variant) -> std::time::Duration {
+        self.rt.block_on(async move {
+            tokio::spawn(async move {
+                let start = tokio::time::Instant::now();
+                for _ in 0..iters {
+                    black_box(call().await);
+                }
+                start.elapsed()
+            })
+            .await
+            .unwrap()
+        })
+    }
+}
+
+fn setup() -> Setup {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -116,50 +149,39 @@ fn bench(c: &mut Criterion) {
             .parse()
             .unwrap();
 
-    let client = std::sync::Arc::new(client);
     let hyper = std::sync::Arc::new(hyper);
-    // `iters` calls in one task on the runtime; the time the task measured.
-    let run = |iters: u64, call: std::sync::Arc<dyn Fn() -> Call + Send + Sync>| {
-        rt.block_on(async move {
-            tokio::spawn(async move {
-                let start = tokio::time::Instant::now();
-                for _ in 0..iters {
-                    black_box(call().await);
-                }
-                start.elapsed()
-            })
-            .await
-            .unwrap()
-        })
-    };
+    Setup {
+        rt,
+        variants: vec![
+            ("bare_hyper_util", via_hyper(&hyper, direct)),
+            ("in_process_client", via_client(client)),
+            ("in_process_client_no_retry_policy", via_client(plain)),
+            (
+                "in_process_client_without_generated_headers",
+                via_client(lean),
+            ),
+            ("via_sidecar", via_hyper(&hyper, via_sidecar)),
+        ],
+        _keep: Box::new((b, sidecar)),
+    }
+}
 
-    let mut g = c.benchmark_group("client");
-    let (h, u) = (hyper.clone(), direct.clone());
-    let bare: std::sync::Arc<dyn Fn() -> Call + Send + Sync> = std::sync::Arc::new(move || {
-        let (h, u) = (h.clone(), u.clone());
+/// Calls `uri` with the bare hyper-util client.
+fn via_hyper(
+    hyper: &std::sync::Arc<HyperClient<HttpConnector, Empty<Bytes>>>,
+    uri: http::Uri,
+) -> Variant {
+    let h = hyper.clone();
+    std::sync::Arc::new(move || {
+        let (h, u) = (h.clone(), uri.clone());
         Box::pin(async move { get(&h, &u).await })
-    });
-    g.bench_function("bare_hyper_util", |bench| {
-        bench.iter_custom(|iters| run(iters, bare.clone()))
-    });
-    let cl = client.clone();
-    let in_process: std::sync::Arc<dyn Fn() -> Call + Send + Sync> =
-        std::sync::Arc::new(move || {
-            let cl = cl.clone();
-            Box::pin(async move {
-                let req = http::Request::get("http://reviews/reviews/1")
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                let resp = cl.send(req).await;
-                assert!(resp.status().is_success());
-                resp.into_body().collect().await.unwrap().to_bytes()
-            })
-        });
-    g.bench_function("in_process_client", |bench| {
-        bench.iter_custom(|iters| run(iters, in_process.clone()))
-    });
-    let cl = std::sync::Arc::new(plain);
-    let no_retry: std::sync::Arc<dyn Fn() -> Call + Send + Sync> = std::sync::Arc::new(move || {
+    })
+}
+
+/// Calls `reviews` through an in-process client.
+fn via_client(client: mesh_proxy::Client) -> Variant {
+    let cl = std::sync::Arc::new(client);
+    std::sync::Arc::new(move || {
         let cl = cl.clone();
         Box::pin(async move {
             let req = http::Request::get("http://reviews/reviews/1")
@@ -169,38 +191,60 @@ fn bench(c: &mut Criterion) {
             assert!(resp.status().is_success());
             resp.into_body().collect().await.unwrap().to_bytes()
         })
-    });
-    g.bench_function("in_process_client_no_retry_policy", |bench| {
-        bench.iter_custom(|iters| run(iters, no_retry.clone()))
-    });
-    let cl = std::sync::Arc::new(lean);
-    let lean_call: std::sync::Arc<dyn Fn() -> Call + Send + Sync> =
-        std::sync::Arc::new(move || {
-            let cl = cl.clone();
-            Box::pin(async move {
-                let req = http::Request::get("http://reviews/reviews/1")
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                let resp = cl.send(req).await;
-                assert!(resp.status().is_success());
-                resp.into_body().collect().await.unwrap().to_bytes()
-            })
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let s = setup();
+    let mut g = c.benchmark_group("client");
+    for (name, call) in &s.variants {
+        g.bench_function(*name, |bench| {
+            bench.iter_custom(|iters| s.run(iters, call.clone()))
         });
-    g.bench_function("in_process_client_without_generated_headers", |bench| {
-        bench.iter_custom(|iters| run(iters, lean_call.clone()))
-    });
-    let (h, u) = (hyper.clone(), via_sidecar.clone());
-    let sidecar_call: std::sync::Arc<dyn Fn() -> Call + Send + Sync> =
-        std::sync::Arc::new(move || {
-            let (h, u) = (h.clone(), u.clone());
-            Box::pin(async move { get(&h, &u).await })
-        });
-    g.bench_function("via_sidecar", |bench| {
-        bench.iter_custom(|iters| run(iters, sidecar_call.clone()))
-    });
+    }
     g.finish();
-    drop((b, sidecar));
+}
+
+/// `rounds` rounds of every variant in turn, after one round to warm up.
+fn interleave(rounds: usize) {
+    const CALLS: u32 = 2_000;
+    let s = setup();
+    let mut per_call: Vec<Vec<f64>> = vec![Vec::new(); s.variants.len()];
+    for round in 0..=rounds {
+        for (i, (_, call)) in s.variants.iter().enumerate() {
+            let t = s.run(u64::from(CALLS), call.clone());
+            if round > 0 {
+                per_call[i].push(t.as_secs_f64() * 1e6 / f64::from(CALLS));
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("{:<46} {:>12} {:>8}", "variant", "µs/call", "ratio");
+    for (i, (name, _)) in s.variants.iter().enumerate() {
+        let ratios = per_call[i]
+            .iter()
+            .zip(&per_call[0])
+            .map(|(v, b)| v / b)
+            .collect();
+        println!(
+            "{name:<46} {:>12.2} {:>8.3}",
+            median(per_call[i].clone()),
+            median(ratios)
+        );
+    }
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    match std::env::var("CLIENT_INTERLEAVE") {
+        Ok(r) => interleave(r.parse().expect("CLIENT_INTERLEAVE is a number of rounds")),
+        Err(_) => {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        }
+    }
+}
