@@ -263,18 +263,7 @@ pub fn parse_route_configuration(text: &str) -> Result<Loaded<RouteConfiguration
         validate_clusters: Some(false),
         ..value.clone()
     });
-    if let Err(e) = check.validate() {
-        return Err(LoadError::Invalid {
-            errors: e
-                .errors
-                .into_iter()
-                .map(|fe| FieldError {
-                    path: strip_root(&fe.path, "route_configs[0]"),
-                    message: fe.message,
-                })
-                .collect(),
-        });
-    }
+    validate_alone(&check, "route_configs[0]", |p| p)?;
     Ok(Loaded {
         value,
         warnings: cx.warnings,
@@ -334,21 +323,29 @@ pub fn parse_cluster(text: &str) -> Result<Loaded<Cluster>, LoadError> {
     };
     let mut check = Bootstrap::default();
     check.clusters.push(value.clone());
-    if let Err(e) = check.validate() {
-        return Err(LoadError::Invalid {
-            errors: e
-                .errors
-                .into_iter()
-                .map(|fe| FieldError {
-                    path: remap.apply(&strip_root(&fe.path, "clusters[0]")),
-                    message: fe.message,
-                })
-                .collect(),
-        });
-    }
+    validate_alone(&check, "clusters[0]", |p| remap.apply(&p))?;
     Ok(Loaded {
         value,
         warnings: cx.warnings,
+    })
+}
+
+/// Validates one resource placed in an otherwise empty bootstrap at `root`, with the paths
+/// of its errors made relative to the resource (and then passed through `path`).
+fn validate_alone(
+    check: &Bootstrap,
+    root: &str,
+    path: impl Fn(String) -> String,
+) -> Result<(), LoadError> {
+    check.validate().map_err(|e| LoadError::Invalid {
+        errors: e
+            .errors
+            .into_iter()
+            .map(|fe| FieldError {
+                path: path(strip_root(&fe.path, root)),
+                message: fe.message,
+            })
+            .collect(),
     })
 }
 
