@@ -104,6 +104,24 @@ pub struct DynamicResources {
     pub initial_fetch_timeout: std::time::Duration,
 }
 
+impl DynamicResources {
+    /// Listeners and clusters over a state-of-the-world ADS stream to the control plane that
+    /// the static cluster `cluster_name` reaches: what Istio's bootstrap asks (the node sent
+    /// on a stream's first request only, Envoy's default `initial_fetch_timeout`).
+    pub fn over_ads(cluster_name: impl Into<String>) -> Self {
+        Self {
+            ads: AdsConfig {
+                api_type: AdsApiType::Grpc,
+                cluster_name: cluster_name.into(),
+                set_node_on_first_message_only: true,
+            },
+            lds: true,
+            cds: true,
+            initial_fetch_timeout: DEFAULT_INITIAL_FETCH_TIMEOUT,
+        }
+    }
+}
+
 /// The ADS stream of [`DynamicResources`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdsConfig {

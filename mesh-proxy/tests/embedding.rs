@@ -382,14 +382,8 @@ async fn the_client_takes_its_config_over_xds() {
     );
     boot.node = node;
     boot.dynamic_resources = Some(DynamicResources {
-        ads: AdsConfig {
-            api_type: AdsApiType::Grpc,
-            cluster_name: "xds-grpc".into(),
-            set_node_on_first_message_only: true,
-        },
-        lds: true,
-        cds: true,
         initial_fetch_timeout: Duration::ZERO,
+        ..DynamicResources::over_ads("xds-grpc")
     });
     // The listener's name is the translation's, as for a sidecar.
     let name =

@@ -28,16 +28,9 @@ fn bootstrap(server: SocketAddr, api_type: AdsApiType) -> Bootstrap {
     b.admin = Some(Admin {
         address: "127.0.0.1:0".parse().unwrap(),
     });
-    b.dynamic_resources = Some(DynamicResources {
-        ads: AdsConfig {
-            api_type,
-            cluster_name: "xds".into(),
-            set_node_on_first_message_only: true,
-        },
-        lds: true,
-        cds: true,
-        initial_fetch_timeout: DEFAULT_INITIAL_FETCH_TIMEOUT,
-    });
+    let mut dynamic = DynamicResources::over_ads("xds");
+    dynamic.ads.api_type = api_type;
+    b.dynamic_resources = Some(dynamic);
     b
 }
 

@@ -33,16 +33,7 @@
 //! let mut bootstrap = Bootstrap::default()
 //!     .with_cluster(Cluster::new_static("xds", [addr]).with_protocol(UpstreamProtocol::Http2));
 //! bootstrap.node.id = "front".into();
-//! bootstrap.dynamic_resources = Some(DynamicResources {
-//!     ads: AdsConfig {
-//!         api_type: AdsApiType::Grpc,
-//!         cluster_name: "xds".into(),
-//!         set_node_on_first_message_only: false,
-//!     },
-//!     lds: true,
-//!     cds: true,
-//!     initial_fetch_timeout: DEFAULT_INITIAL_FETCH_TIMEOUT,
-//! });
+//! bootstrap.dynamic_resources = Some(DynamicResources::over_ads("xds"));
 //! let mut client = AdsClient::start(
 //!     ClientConfig::from_bootstrap(&bootstrap).unwrap(),
 //!     Arc::new(Registry::new()),

@@ -28,16 +28,10 @@ fn bootstrap(server: SocketAddr, api_type: AdsApiType) -> Bootstrap {
         .with_cluster(Cluster::new_static("xds", [server]).with_protocol(UpstreamProtocol::Http2));
     b.node.id = NODE.into();
     b.node.cluster = "test".into();
-    b.dynamic_resources = Some(DynamicResources {
-        ads: AdsConfig {
-            api_type,
-            cluster_name: "xds".into(),
-            set_node_on_first_message_only: false,
-        },
-        lds: true,
-        cds: true,
-        initial_fetch_timeout: DEFAULT_INITIAL_FETCH_TIMEOUT,
-    });
+    let mut dynamic = DynamicResources::over_ads("xds");
+    dynamic.ads.api_type = api_type;
+    dynamic.ads.set_node_on_first_message_only = false;
+    b.dynamic_resources = Some(dynamic);
     b
 }
 

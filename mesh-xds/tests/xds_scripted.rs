@@ -150,16 +150,7 @@ fn bootstrap(server: SocketAddr) -> Bootstrap {
     let mut b = Bootstrap::default()
         .with_cluster(Cluster::new_static("xds", [server]).with_protocol(UpstreamProtocol::Http2));
     b.node.id = "scripted".into();
-    b.dynamic_resources = Some(DynamicResources {
-        ads: AdsConfig {
-            api_type: AdsApiType::Grpc,
-            cluster_name: "xds".into(),
-            set_node_on_first_message_only: true,
-        },
-        lds: true,
-        cds: true,
-        initial_fetch_timeout: DEFAULT_INITIAL_FETCH_TIMEOUT,
-    });
+    b.dynamic_resources = Some(DynamicResources::over_ads("xds"));
     b
 }
 

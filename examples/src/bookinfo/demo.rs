@@ -4,10 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use mesh_core::config::{
-    AdsApiType, AdsConfig, Bootstrap, Cluster, DEFAULT_INITIAL_FETCH_TIMEOUT, DynamicResources,
-    Node, UpstreamProtocol,
-};
+use mesh_core::config::{Bootstrap, Cluster, DynamicResources, Node, UpstreamProtocol};
 use mesh_proxy::{Proxy, RunningProxy};
 use mesh_xds::LoadError;
 use mesh_xds::istio::{self, Meta, Options, Resources, Warning};
@@ -527,16 +524,7 @@ fn ads_bootstrap(server: SocketAddr, node: Node) -> Bootstrap {
         Cluster::new_static("xds-grpc", [server]).with_protocol(UpstreamProtocol::Http2),
     );
     b.node = node;
-    b.dynamic_resources = Some(DynamicResources {
-        ads: AdsConfig {
-            api_type: AdsApiType::Grpc,
-            cluster_name: "xds-grpc".into(),
-            set_node_on_first_message_only: true,
-        },
-        lds: true,
-        cds: true,
-        initial_fetch_timeout: DEFAULT_INITIAL_FETCH_TIMEOUT,
-    });
+    b.dynamic_resources = Some(DynamicResources::over_ads("xds-grpc"));
     b
 }
 
