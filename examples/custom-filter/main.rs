@@ -1,4 +1,4 @@
-//! Embedding `mesh-proxy` with a filter of your own.
+//! Embedding `mesh-proxy` with filters of your own.
 //!
 //! ```text
 //! cargo run -p mesh-examples --example custom-filter
@@ -6,10 +6,16 @@
 //! curl -si -H 'x-api-key: secret-1' http://127.0.0.1:10001/  # 200, x-checked-by: acme.api_key
 //! ```
 //!
-//! The filter (`mesh_examples::api_key::ApiKey`) is registered under the name the YAML file
-//! uses; its config comes from the file's `TypedStruct` value.
+//! The filters are registered under the names the YAML file uses, and their config comes from
+//! the file's `TypedStruct` values:
+//! - `mesh_examples::api_key::ApiKey` checks the key and stamps the response;
+//! - `mesh_examples::body_filters::Redact` rewrites response bodies (`/secret` comes back as
+//!   `/******`), with a serde config type;
+//! - `mesh_examples::body_filters::HostFromPick` sends the host the balancer picked as the
+//!   upstream request's `Host`.
 
 use mesh_examples::api_key::ApiKey;
+use mesh_examples::body_filters::{HostFromPick, Redact};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,6 +26,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bootstrap = mesh_xds::envoy::parse_bootstrap(&yaml)?.strict()?;
     let proxy = mesh_proxy::Proxy::builder(bootstrap)
         .filter(ApiKey::NAME, ApiKey::from_config)
+        .filter_typed(Redact::NAME, Redact::new)
+        .filter(HostFromPick::NAME, |_: &serde_json::Value| {
+            Ok::<_, mesh_core::BoxError>(HostFromPick)
+        })
         .build()?;
     let running = proxy.start().await?;
     for (name, addr) in running.listener_addrs() {

@@ -7,6 +7,7 @@
 //! - [`iptables`]: the traffic capture of Istio's sidecar (`mesh-proxy iptables`);
 //! - [`api_key`]: the filter of the `custom-filter` example (a user's own filter, registered by
 //!   name and configured from YAML);
+//! - [`body_filters`]: the example's body-rewriting and upstream-aware filters;
 //! - [`route_check`]: the `mesh-route-check` tool, which runs Envoy `router_check_tool` test
 //!   files against a route configuration.
 #![forbid(unsafe_code)]
@@ -23,6 +24,7 @@
 pub struct ReadmeDoctests;
 
 pub mod api_key;
+pub mod body_filters;
 pub mod bookinfo;
 pub mod demo;
 pub mod files;

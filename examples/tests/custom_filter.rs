@@ -3,6 +3,7 @@
 
 use http::StatusCode;
 use mesh_examples::api_key::ApiKey;
+use mesh_examples::body_filters::{HostFromPick, Redact};
 use mesh_proxy::test_util::{Behavior, Client, Upstream};
 
 #[tokio::test]
@@ -26,8 +27,30 @@ async fn a_filter_named_in_yaml_runs_with_its_config() {
         "{msg}"
     );
 
+    // A mistake in the typed config of the body filter names its field.
+    let mut bad = bootstrap.clone();
+    if let Some(mesh_core::config::NetworkFilter::HttpConnectionManager(h)) =
+        bad.listeners[0].chains_mut().next().map(|c| &mut c.filter)
+    {
+        h.http_filters[1].config = serde_json::json!({"wrod": "secret"});
+    }
+    let err = mesh_proxy::Proxy::builder(bad)
+        .filter(ApiKey::NAME, ApiKey::from_config)
+        .filter_typed(Redact::NAME, Redact::new)
+        .filter(HostFromPick::NAME, |_: &serde_json::Value| {
+            Ok::<_, mesh_core::BoxError>(HostFromPick)
+        })
+        .build()
+        .unwrap_err();
+    let msg = format!("{err}: {:?}", std::error::Error::source(&err));
+    assert!(msg.contains("wrod"), "{msg}");
+
     let running = mesh_proxy::Proxy::builder(bootstrap)
         .filter(ApiKey::NAME, ApiKey::from_config)
+        .filter_typed(Redact::NAME, Redact::new)
+        .filter(HostFromPick::NAME, |_: &serde_json::Value| {
+            Ok::<_, mesh_core::BoxError>(HostFromPick)
+        })
         .build()
         .unwrap()
         .start()
@@ -52,6 +75,15 @@ async fn a_filter_named_in_yaml_runs_with_its_config() {
     assert_eq!(ok.status, StatusCode::OK);
     assert_eq!(ok.text(), "api GET /x");
     assert_eq!(ok.header("x-checked-by"), "acme.api_key");
+    // The upstream saw the picked host as its Host, not the client's.
+    assert_eq!(ok.header("x-seen-host"), upstream.addr().to_string());
+
+    // The response body is rewritten; its length is no longer the upstream's.
+    let redacted = c
+        .get(addr, "/secret/plans", &[("x-api-key", "secret-1")])
+        .await;
+    assert_eq!(redacted.status, StatusCode::OK);
+    assert_eq!(redacted.text(), "api GET /******/plans");
     running.shutdown().await;
 }
 
