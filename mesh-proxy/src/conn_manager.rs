@@ -168,21 +168,6 @@ pub(crate) struct RequestCtx {
     pub(crate) http1_client: crate::Http1Client,
 }
 
-/// How many headers the connection manager and the router add to a request under `hcm`, at
-/// most: `x-forwarded-proto`; with `use_remote_address`, `x-forwarded-for` and
-/// `x-envoy-external-address` or `x-envoy-internal`; `x-request-id`;
-/// `x-envoy-expected-rq-timeout-ms`; and `host` for an HTTP/2 request, which carries its
-/// authority in the URI.
-fn added_request_headers(
-    hcm: &mesh_core::config::HttpConnectionManager,
-    version: http::Version,
-) -> usize {
-    1 + 2 * usize::from(hcm.use_remote_address)
-        + usize::from(hcm.generate_request_id || hcm.use_remote_address)
-        + usize::from(!hcm.suppress_envoy_headers)
-        + usize::from(version == http::Version::HTTP_2)
-}
-
 /// The connection manager's entry point: hyper's service for a connection, and
 /// [`crate::Proxy::handle`] in process.
 pub(crate) async fn serve<B>(
@@ -238,7 +223,7 @@ where
     // spare is not grown for nothing.
     parts
         .headers
-        .reserve(added_request_headers(&chain.hcm, parts.version));
+        .reserve(headers::added_request_headers(&chain.hcm, parts.version));
     let downstream = headers::sanitize_request(
         &mut parts.headers,
         &chain.hcm,

@@ -147,6 +147,21 @@ pub(crate) fn sanitize_request(
     Downstream { internal, client }
 }
 
+/// How many headers [`sanitize_request`] and the router add to a request under `hcm`, at
+/// most: `x-forwarded-proto`; with `use_remote_address`, `x-forwarded-for` and
+/// `x-envoy-external-address` or `x-envoy-internal`; `x-request-id`;
+/// `x-envoy-expected-rq-timeout-ms`; and `host` for an HTTP/2 request, which carries its
+/// authority in the URI.
+pub(crate) fn added_request_headers(
+    hcm: &mesh_core::config::HttpConnectionManager,
+    version: http::Version,
+) -> usize {
+    1 + 2 * usize::from(hcm.use_remote_address)
+        + usize::from(hcm.generate_request_id || hcm.use_remote_address)
+        + usize::from(!hcm.suppress_envoy_headers)
+        + usize::from(version == http::Version::HTTP_2)
+}
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): `connection` and the headers it names,
 /// `keep-alive`, `proxy-connection`, `transfer-encoding`, `te` (except `trailers`) and, unless
 /// an upgrade is being forwarded, `upgrade`.
@@ -332,6 +347,35 @@ mod tests {
 
     fn remote() -> SocketAddr {
         "10.1.2.3:5555".parse().unwrap()
+    }
+
+    #[test]
+    fn the_reserved_room_covers_what_sanitizing_adds() {
+        // The router adds one more (`x-envoy-expected-rq-timeout-ms`) unless Envoy's headers
+        // are suppressed; HTTP/1.1 adds no Host.
+        for (use_remote_address, generate_request_id, suppress) in [
+            (false, true, false),
+            (true, true, false),
+            (true, false, true),
+            (false, false, true),
+        ] {
+            let hcm = HttpConnectionManager {
+                use_remote_address,
+                generate_request_id,
+                suppress_envoy_headers: suppress,
+                ..HttpConnectionManager::default()
+            };
+            let mut h = HeaderMap::new();
+            sanitize_request(&mut h, &hcm, &[], remote(), "http", || {
+                HeaderValue::from_static("id")
+            });
+            let router = usize::from(!suppress);
+            assert_eq!(
+                h.len() + router,
+                added_request_headers(&hcm, http::Version::HTTP_11),
+                "{hcm:?}"
+            );
+        }
     }
 
     #[test]
