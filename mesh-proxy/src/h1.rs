@@ -104,104 +104,120 @@ impl Conn {
 
     /// Writes the request head (the body is empty: see [`Conn::accepts`]) and reads the
     /// response head. The response's body reads on from this connection.
-    pub(crate) async fn send(
+    ///
+    /// Not an `async fn`: the head is encoded before the future exists, which then holds the
+    /// connection and the request's parts once (an `async fn` keeps its arguments and their
+    /// moved-into locals side by side, hundreds of bytes copied at each move of the future).
+    pub(crate) fn send(
         mut self,
         req: Request<ProxyBody>,
-    ) -> Result<Result<http::Response<ResponseBody>, H1Error>, NotSent> {
+    ) -> impl Future<Output = Result<Result<http::Response<ResponseBody>, H1Error>, NotSent>>
+    + Send
+    + 'static {
         let (parts, body) = req.into_parts();
         encode_head(&mut self.out, &parts);
-        // Under load, the requests that arrived together reach the upstream together, with
-        // one wake-up of it rather than one each; unloaded, at once. (This request is one of
-        // those in flight.)
-        crate::load::defer_write(1).await;
-        // Nothing is sent until the first byte is written: a connection that fails there
-        // (closed by the upstream while idle) gives the request back.
-        let written = match self.io.write(&self.out).await {
-            Ok(0) => {
-                let e = io::Error::from(io::ErrorKind::WriteZero);
-                return Err(NotSent(Request::from_parts(parts, body), e));
+        let mut conn = self;
+        async move {
+            // Under load, the requests that arrived together reach the upstream together,
+            // with one wake-up of it rather than one each; unloaded, at once. (This request
+            // is one of those in flight.)
+            crate::load::defer_write(1).await;
+            // Nothing is sent until the first byte is written: a connection that fails there
+            // (closed by the upstream while idle) gives the request back.
+            let written = match conn.io.write(&conn.out).await {
+                Ok(0) => {
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    return Err(NotSent(Request::from_parts(parts, body), e));
+                }
+                Ok(n) => n,
+                Err(e) => return Err(NotSent(Request::from_parts(parts, body), e)),
+            };
+            if let Err(e) = conn.io.write_all(&conn.out[written..]).await {
+                return Ok(Err(e.into()));
             }
-            Ok(n) => n,
-            Err(e) => return Err(NotSent(Request::from_parts(parts, body), e)),
-        };
-        if let Err(e) = self.io.write_all(&self.out[written..]).await {
-            return Ok(Err(e.into()));
-        }
-        let close_asked = wants_close(parts.version, &parts.headers);
-        let head_only = parts.method == Method::HEAD;
-        let reused = std::mem::replace(&mut self.used, true);
-        match self.read_response(head_only, close_asked).await {
-            // A reused connection the upstream closed as the request went out (its idle
-            // close crossed the request): nothing was answered, and an idempotent request
-            // may go again (RFC 9110 §9.2.2).
-            Err(H1Error::ClosedBeforeResponse(e)) if reused && is_idempotent(&parts.method) => {
-                Err(NotSent(Request::from_parts(parts, body), e))
+            let close_asked = wants_close(parts.version, &parts.headers);
+            let head_only = parts.method == Method::HEAD;
+            let reused = std::mem::replace(&mut conn.used, true);
+            match conn.read_response(head_only, close_asked).await {
+                // A reused connection the upstream closed as the request went out (its idle
+                // close crossed the request): nothing was answered, and an idempotent
+                // request may go again (RFC 9110 §9.2.2).
+                Err(H1Error::ClosedBeforeResponse(e)) if reused && is_idempotent(&parts.method) => {
+                    Err(NotSent(Request::from_parts(parts, body), e))
+                }
+                r => Ok(r),
             }
-            r => Ok(r),
         }
     }
 
-    async fn read_response(
-        mut self,
+    /// The response to the request just written. (An async block for the reason
+    /// [`Conn::send`] gives.)
+    fn read_response(
+        self,
         head_only: bool,
         close_asked: bool,
-    ) -> Result<http::Response<ResponseBody>, H1Error> {
-        loop {
-            if let Some(parsed) = parse_head(&mut self.buf)? {
-                let (resp, framing) = parsed;
-                if resp.status().is_informational() {
-                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                        return Err(H1Error::Protocol("101 to a request that asked no upgrade"));
+    ) -> impl Future<Output = Result<http::Response<ResponseBody>, H1Error>> + Send + 'static {
+        let mut conn = self;
+        async move {
+            loop {
+                if let Some(parsed) = parse_head(&mut conn.buf)? {
+                    let (resp, framing) = parsed;
+                    if resp.status().is_informational() {
+                        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                            return Err(H1Error::Protocol(
+                                "101 to a request that asked no upgrade",
+                            ));
+                        }
+                        // 100 Continue and other interim responses are not forwarded.
+                        continue;
                     }
-                    // 100 Continue and other interim responses are not forwarded.
-                    continue;
+                    let keep_alive = !close_asked && !wants_close(resp.version(), resp.headers());
+                    let framing = if head_only
+                        || resp.status() == StatusCode::NO_CONTENT
+                        || resp.status() == StatusCode::NOT_MODIFIED
+                    {
+                        Framing::Length(0)
+                    } else {
+                        framing
+                    };
+                    let decoder = match framing {
+                        // No body: over before anyone polls it.
+                        Framing::Length(0) => Decoder::Done,
+                        Framing::Length(n) => Decoder::Length(n),
+                        Framing::Chunked => Decoder::Chunked(Chunk::Size),
+                        Framing::Close => Decoder::Eof,
+                    };
+                    let reusable = keep_alive && !matches!(decoder, Decoder::Eof);
+                    let body = ResponseBody {
+                        conn: Some(conn),
+                        decoder,
+                        reusable,
+                        done: None,
+                    };
+                    let (head, ()) = resp.into_parts();
+                    return Ok(http::Response::from_parts(head, body));
                 }
-                let keep_alive = !close_asked && !wants_close(resp.version(), resp.headers());
-                let framing = if head_only
-                    || resp.status() == StatusCode::NO_CONTENT
-                    || resp.status() == StatusCode::NOT_MODIFIED
-                {
-                    Framing::Length(0)
-                } else {
-                    framing
-                };
-                let decoder = match framing {
-                    // No body: over before anyone polls it.
-                    Framing::Length(0) => Decoder::Done,
-                    Framing::Length(n) => Decoder::Length(n),
-                    Framing::Chunked => Decoder::Chunked(Chunk::Size),
-                    Framing::Close => Decoder::Eof,
-                };
-                let reusable = keep_alive && !matches!(decoder, Decoder::Eof);
-                let body = ResponseBody {
-                    conn: Some(self),
-                    decoder,
-                    reusable,
-                    done: None,
-                };
-                let (head, ()) = resp.into_parts();
-                return Ok(http::Response::from_parts(head, body));
-            }
-            if self.buf.len() >= MAX_HEAD {
-                return Err(H1Error::Protocol("response head too large"));
-            }
-            let nothing = self.buf.is_empty();
-            match read_more(&mut self.io, &mut self.buf).await {
-                Ok(0) if nothing => {
-                    return Err(H1Error::ClosedBeforeResponse(
-                        io::ErrorKind::UnexpectedEof.into(),
-                    ));
+                if conn.buf.len() >= MAX_HEAD {
+                    return Err(H1Error::Protocol("response head too large"));
                 }
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "upstream closed the connection mid-head",
-                    )
-                    .into());
+                let nothing = conn.buf.is_empty();
+                match read_more(&mut conn.io, &mut conn.buf).await {
+                    Ok(0) if nothing => {
+                        return Err(H1Error::ClosedBeforeResponse(
+                            io::ErrorKind::UnexpectedEof.into(),
+                        ));
+                    }
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "upstream closed the connection mid-head",
+                        )
+                        .into());
+                    }
+                    Ok(_) => {}
+                    Err(e) if nothing => return Err(H1Error::ClosedBeforeResponse(e)),
+                    Err(e) => return Err(e.into()),
                 }
-                Ok(_) => {}
-                Err(e) if nothing => return Err(H1Error::ClosedBeforeResponse(e)),
-                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -355,9 +371,11 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, H1Error> {
     // never shared and is reused as it is.
     let head = Bytes::copy_from_slice(&buf[..len]);
     let base = buf.as_ptr() as usize;
-    // Room for the headers the proxy adds to a response (service time, server, attempt
-    // count, a cookie), so adding them does not grow the map and hash it again.
-    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 4);
+    // Room for the two headers the proxy adds to every response (service time, server), so
+    // adding them does not grow the map and hash it again. Not more: a map reserved for 7
+    // doubles to 16 slots, a 1.2 KB allocation that misses the allocator's per-thread cache
+    // (the attempt count and a cookie, when configured, grow it instead).
+    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 2);
     let mut length: Option<u64> = None;
     let mut chunked = None;
     for h in resp.headers.iter() {

@@ -218,9 +218,8 @@ fn send(
 ) -> Pin<Box<dyn Future<Output = SendResult> + Send>> {
     match &cx.upstream {
         None => {
-            let (pool, limits) = (Arc::clone(pool), Arc::clone(limits));
             let builtin = cx.http1_client == crate::Http1Client::Builtin;
-            Box::pin(async move { pool.send(req, upgrade, &limits, builtin).await })
+            Box::pin(Arc::clone(pool).send(req, upgrade, Arc::clone(limits), builtin))
         }
         Some(service) => {
             let call = service.call(pool.address(), req);

@@ -10,6 +10,7 @@
 //! its last one is done. One idle longer than the cluster's `idle_timeout` (1 h by default) is
 //! closed by [`HostPool::expire`], which the proxy runs every second.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -112,6 +113,13 @@ impl ConnLimits {
         }
     }
 }
+
+/// What [`HostPool::send_on`] gives: the exchange's outcome, or the request back when none
+/// of it was sent.
+type SendOn = Result<
+    Result<(Response<UpstreamBody>, Option<Lease>), Error>,
+    (Request<ProxyBody>, mesh_core::BoxError),
+>;
 
 /// How an HTTP/1.1 connection is driven.
 #[derive(Debug)]
@@ -493,22 +501,18 @@ impl HostPool {
     /// a fresh HTTP/1.1 connection that is never pooled. With `builtin`, an HTTP/1.1 request
     /// whose body is complete goes through the built-in client ([`crate::h1`]), which hands
     /// its connection back to the pool itself when the response ends (no lease).
-    pub(crate) async fn send(
-        self: &Arc<Self>,
+    ///
+    /// Not an `async fn`, and taking its `Arc`s by value: the future owns what it uses, once.
+    /// An `async fn` keeps each argument beside the local it is moved into, and this future
+    /// is boxed per request (kept under the allocator's per-thread cache size it is cheap).
+    pub(crate) fn send(
+        self: Arc<Self>,
         req: Request<ProxyBody>,
         upgrade: bool,
-        limits: &Arc<Limits>,
+        limits: Arc<Limits>,
         builtin: bool,
-    ) -> Result<(Response<UpstreamBody>, Option<Lease>), Error> {
-        // The paths other than a pooled HTTP/1.1 connection are boxed: inline, their futures
-        // (connection set-up, hyper's) would make this one several kilobytes, copied at every
-        // move of the common path's.
-        if upgrade {
-            return Box::pin(self.send_upgrade(req, limits)).await;
-        }
-        if self.protocol == UpstreamProtocol::Http2 {
-            return Box::pin(self.send_h2(req, limits)).await;
-        }
+    ) -> impl Future<Output = Result<(Response<UpstreamBody>, Option<Lease>), Error>> + Send + 'static
+    {
         // The built-in client speaks plain TCP; TLS connections go through hyper's.
         let client = if builtin && self.tls.is_none() && crate::h1::Conn::accepts(&req) {
             Client::Native
@@ -516,58 +520,74 @@ impl HostPool {
             Client::Hyper
         };
         let mut req = req;
-        let mut pending = None;
-        let mut steal = false;
-        loop {
-            // A pooled connection may have been closed by the upstream while idle; when the
-            // request was not sent on it, try the next one or a new connection.
-            while let Some(c) = self.pooled_h1(steal, client).await {
-                // The request has a connection: it is no longer pending.
-                drop(pending.take());
-                match self.send_on(c, req).await {
-                    Ok(sent) => return sent,
-                    Err((back, _closed)) => req = back,
-                }
+        async move {
+            // The paths other than a pooled HTTP/1.1 connection are boxed: inline, their futures
+            // (connection set-up, hyper's) would make this one several kilobytes, copied at every
+            // move of the common path's.
+            if upgrade {
+                return Box::pin(self.send_upgrade(req, &limits)).await;
             }
-            if pending.is_none() {
-                pending = Some(limits.try_pending().map_err(overflow)?);
+            if self.protocol == UpstreamProtocol::Http2 {
+                return Box::pin(self.send_h2(req, &limits)).await;
             }
-            let slot = match limits.try_connection() {
-                Ok(slot) => slot,
-                Err(_) => {
-                    // At max_connections: wait for a connection to come back or close. The
-                    // waiter is registered before looking again, so a release in between is
-                    // not missed (and a request that finds a connection never registers).
-                    let released = self.released.notified();
-                    tokio::pin!(released);
-                    released.as_mut().enable();
-                    // At the limit, another worker's idle connection serves rather than
-                    // waiting for one of this worker's.
-                    steal = true;
-                    if self.has_idle(client) {
-                        continue;
+            let mut pending = None;
+            let mut steal = false;
+            loop {
+                // A pooled connection may have been closed by the upstream while idle; when the
+                // request was not sent on it, try the next one or a new connection.
+                loop {
+                    // (Not `while let`: its scrutinee would stay in the future beside the
+                    // send it moved into.)
+                    let Some(c) = self.pooled_h1(steal, client).await else {
+                        break;
+                    };
+                    // The request has a connection: it is no longer pending.
+                    drop(pending.take());
+                    match self.send_on(c, req).await {
+                        Ok(sent) => return sent,
+                        Err((back, _closed)) => req = back,
                     }
-                    match limits.try_connection() {
-                        Ok(slot) => slot,
-                        Err(_) => {
-                            // An idle connection of the other client holds a slot this
-                            // request could use: close it, and wait for its slot.
-                            drop(self.take_idle_other(client));
-                            released.await;
+                }
+                if pending.is_none() {
+                    pending = Some(limits.try_pending().map_err(overflow)?);
+                }
+                let slot = match limits.try_connection() {
+                    Ok(slot) => slot,
+                    Err(_) => {
+                        // At max_connections: wait for a connection to come back or close. The
+                        // waiter is registered before looking again, so a release in between is
+                        // not missed (and a request that finds a connection never registers).
+                        let released = self.released.notified();
+                        tokio::pin!(released);
+                        released.as_mut().enable();
+                        // At the limit, another worker's idle connection serves rather than
+                        // waiting for one of this worker's.
+                        steal = true;
+                        if self.has_idle(client) {
                             continue;
                         }
+                        match limits.try_connection() {
+                            Ok(slot) => slot,
+                            Err(_) => {
+                                // An idle connection of the other client holds a slot this
+                                // request could use: close it, and wait for its slot.
+                                drop(self.take_idle_other(client));
+                                released.await;
+                                continue;
+                            }
+                        }
                     }
-                }
-            };
-            let c = match client {
-                Client::Native => Box::pin(self.new_native(slot)).await?,
-                Client::Hyper => Box::pin(self.new_h1(slot)).await?,
-            };
-            drop(pending);
-            return match self.send_on(c, req).await {
-                Ok(sent) => sent,
-                Err((_, e)) => Err(Error::new(Kind::Upstream, Some(e))),
-            };
+                };
+                let c = match client {
+                    Client::Native => Box::pin(self.new_native(slot)).await?,
+                    Client::Hyper => Box::pin(self.new_h1(slot)).await?,
+                };
+                drop(pending);
+                return match self.send_on(c, req).await {
+                    Ok(sent) => sent,
+                    Err((_, e)) => Err(Error::new(Kind::Upstream, Some(e))),
+                };
+            }
         }
     }
 
@@ -605,62 +625,97 @@ impl HostPool {
 
     /// Sends `req` on `c`; gives the request back when nothing of it was sent (the
     /// connection had closed), so it can go on another.
-    async fn send_on(
-        self: &Arc<Self>,
-        mut c: H1Conn,
+    ///
+    /// The built-in client's future is built here and owns only what it needs after the
+    /// head is out: an `async fn` would keep the connection and the request beside the
+    /// futures they move into, for the life of the request. hyper's path is boxed.
+    fn send_on<'a>(
+        self: &'a Arc<Self>,
+        c: H1Conn,
         req: Request<ProxyBody>,
-    ) -> Result<
-        Result<(Response<UpstreamBody>, Option<Lease>), Error>,
-        (Request<ProxyBody>, mesh_core::BoxError),
+    ) -> futures_util::future::Either<
+        impl Future<Output = SendOn> + Send + 'a,
+        Pin<Box<dyn Future<Output = SendOn> + Send + 'a>>,
     > {
-        c.requests += 1;
-        match c.link {
-            Link::Hyper(ref mut sender) => match Box::pin(sender.try_send_request(req)).await {
-                Ok(resp) => Ok(self.framed(resp).map(|resp| {
-                    let lease = Lease {
-                        pool: Arc::clone(self),
-                        conn: Some(c),
-                    };
-                    (resp.map(UpstreamBody::Net), Some(lease))
-                })),
-                Err(mut e) => match e.take_message() {
-                    Some(back) => Err((back, e.into_error().into())),
-                    None => Ok(Err(Error::new(Kind::Upstream, Some(e.into_error().into())))),
-                },
-            },
-            Link::Native(conn, live) => match conn.send(req).await {
-                Err(crate::h1::NotSent(back, e)) => Err((back, e.into())),
-                Ok(Err(e)) => {
-                    if e.is_protocol() {
-                        self.stats.cx_protocol_error.inc();
-                        return Ok(Err(Error::new(Kind::UpstreamProtocol, Some(e.into()))));
+        use futures_util::FutureExt;
+        use futures_util::future::Either;
+        let H1Conn {
+            link,
+            requests,
+            born,
+            idle_since,
+            worker,
+        } = c;
+        let requests = requests + 1;
+        match link {
+            Link::Hyper(sender) => {
+                let rest = (requests, born, idle_since, worker);
+                Either::Right(Box::pin(self.send_on_hyper(sender, rest, req)))
+            }
+            Link::Native(conn, live) => {
+                // A combinator, not an async block: awaiting the send there would keep it
+                // twice, as the block's capture and as what it awaits.
+                Either::Left(conn.send(req).map(move |sent| match sent {
+                    Err(crate::h1::NotSent(back, e)) => Err((back, e.into())),
+                    Ok(Err(e)) => {
+                        if e.is_protocol() {
+                            self.stats.cx_protocol_error.inc();
+                            Ok(Err(Error::new(Kind::UpstreamProtocol, Some(e.into()))))
+                        } else {
+                            Ok(Err(Error::new(Kind::Upstream, Some(e.into()))))
+                        }
                     }
-                    Ok(Err(Error::new(Kind::Upstream, Some(e.into()))))
-                }
-                Ok(Ok(resp)) => {
-                    let (head, mut body) = resp.into_parts();
-                    let pool = Arc::clone(self);
-                    let H1Conn {
-                        requests,
-                        born,
-                        worker,
-                        ..
-                    } = c;
-                    body.on_reusable(Box::new(move |conn| {
-                        let c = H1Conn {
-                            link: Link::Native(conn, live),
-                            requests,
-                            born,
-                            idle_since: born,
-                            worker,
-                        };
-                        pool.put_back(c, Instant::now());
-                    }));
-                    Ok(Ok((
-                        Response::from_parts(head, UpstreamBody::Native(body)),
-                        None,
-                    )))
-                }
+                    Ok(Ok(resp)) => {
+                        let (head, mut body) = resp.into_parts();
+                        let pool = Arc::clone(self);
+                        body.on_reusable(Box::new(move |conn| {
+                            let c = H1Conn {
+                                link: Link::Native(conn, live),
+                                requests,
+                                born,
+                                idle_since: born,
+                                worker,
+                            };
+                            pool.put_back(c, Instant::now());
+                        }));
+                        Ok(Ok((
+                            Response::from_parts(head, UpstreamBody::Native(body)),
+                            None,
+                        )))
+                    }
+                }))
+            }
+        }
+    }
+
+    /// [`HostPool::send_on`] over hyper's client.
+    /// `rest` is the connection's [`H1Conn`] fields besides its link: requests, born,
+    /// idle since, worker.
+    async fn send_on_hyper(
+        self: &Arc<Self>,
+        mut sender: http1::SendRequest<ProxyBody>,
+        rest: (u32, Instant, Instant, Option<usize>),
+        req: Request<ProxyBody>,
+    ) -> SendOn {
+        let (requests, born, idle_since, worker) = rest;
+        match sender.try_send_request(req).await {
+            Ok(resp) => Ok(self.framed(resp).map(|resp| {
+                let c = H1Conn {
+                    link: Link::Hyper(sender),
+                    requests,
+                    born,
+                    idle_since,
+                    worker,
+                };
+                let lease = Lease {
+                    pool: Arc::clone(self),
+                    conn: Some(c),
+                };
+                (resp.map(UpstreamBody::Net), Some(lease))
+            })),
+            Err(mut e) => match e.take_message() {
+                Some(back) => Err((back, e.into_error().into())),
+                None => Ok(Err(Error::new(Kind::Upstream, Some(e.into_error().into())))),
             },
         }
     }
