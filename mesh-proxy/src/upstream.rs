@@ -629,6 +629,9 @@ impl HostPool {
     /// The built-in client's future is built here and owns only what it needs after the
     /// head is out: an `async fn` would keep the connection and the request beside the
     /// futures they move into, for the life of the request. hyper's path is boxed.
+    // The error gives the unsent request back, by value: boxing it would cost an allocation
+    // on the path that retries another connection, for nothing on the common one.
+    #[allow(clippy::result_large_err)]
     fn send_on<'a>(
         self: &'a Arc<Self>,
         c: H1Conn,
