@@ -293,7 +293,7 @@ where
 
     if let Some(r) = refused {
         let resp = local_reply(&mut cx, r);
-        return Ok(finish(cx, resp, 0, stream).await);
+        return Ok(finish(cx, resp, stream));
     }
 
     // The route is chosen once, before the filters run (their per-route config depends on
@@ -334,24 +334,44 @@ where
             router::route(&mut cx, parts, req_body, hit).await
         }
     };
-    Ok(finish(cx, resp, ran, stream).await)
+    // Without filters there is nothing to await: the response is finished in place, with
+    // no future for it (the request's context would be moved into one).
+    let resp = if ran == 0 {
+        resp
+    } else {
+        let (mut head, mut body) = resp.into_parts();
+        response_filters(&mut cx, &mut head, &mut body, ran).await;
+        Response::from_parts(head, body)
+    };
+    Ok(finish(cx, resp, stream))
 }
 
-/// Runs response filters, records stats and arranges the access log for when the body ends.
-async fn finish(
-    mut cx: RequestCtx,
-    resp: Response<ProxyBody>,
+/// Runs the response side of the first `ran` filters (those that saw the request), last
+/// first.
+async fn response_filters(
+    cx: &mut RequestCtx,
+    head: &mut http::response::Parts,
+    body: &mut ProxyBody,
     ran: usize,
-    stream: ActiveStream,
-) -> Response<ProxyBody> {
-    let (mut head, mut body) = resp.into_parts();
+) {
     for f in cx.chain.filters[..ran].iter().rev() {
-        f.on_response(&mut head, &mut cx.filter_cx).await;
-        if let Some(bf) = f.response_body(&head, &cx.filter_cx) {
+        f.on_response(head, &mut cx.filter_cx).await;
+        if let Some(bf) = f.response_body(head, &cx.filter_cx) {
             head.headers.remove(header::CONTENT_LENGTH);
-            body = body::boxed(body::Filtered::new(body, bf));
+            let inner = std::mem::replace(body, body::empty());
+            *body = body::boxed(body::Filtered::new(inner, bf));
         }
     }
+}
+
+/// Records stats and arranges the access log for when the body ends (the response filters
+/// have run).
+fn finish(
+    mut cx: RequestCtx,
+    resp: Response<ProxyBody>,
+    stream: ActiveStream,
+) -> Response<ProxyBody> {
+    let (mut head, body) = resp.into_parts();
     if let Some(v) = &cx.chain.server_header {
         head.headers.insert(header::SERVER, v.clone());
     }

@@ -221,10 +221,15 @@ pub(crate) struct HostPool {
 }
 
 /// A sent request's connection, handed back to the pool once the response is done.
+///
+/// Only hyper's client leases its connections (the built-in one hands its connection back
+/// from the response body), so the connection is boxed: every request's send result has
+/// room for a lease, and moving 184 bytes of nothing through the attempt loop cost more
+/// than this allocation on hyper's path.
 #[derive(Debug)]
 pub(crate) struct Lease {
     pool: Arc<HostPool>,
-    conn: Option<H1Conn>,
+    conn: Option<Box<H1Conn>>,
 }
 
 impl Lease {
@@ -233,7 +238,7 @@ impl Lease {
     pub(crate) fn release(mut self) {
         let now = Instant::now();
         if let Some(c) = self.conn.take() {
-            self.pool.put_back(c, now);
+            self.pool.put_back(*c, now);
         }
     }
 }
@@ -712,7 +717,7 @@ impl HostPool {
                 };
                 let lease = Lease {
                     pool: Arc::clone(self),
-                    conn: Some(c),
+                    conn: Some(Box::new(c)),
                 };
                 (resp.map(UpstreamBody::Net), Some(lease))
             })),
