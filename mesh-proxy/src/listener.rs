@@ -524,6 +524,10 @@ async fn serve_conn<T>(
     tokio::pin!(timer);
     let mut closing = false;
     let mut registered: Option<std::task::Waker> = None;
+    // The timer was polled with this task's waker since it was last armed. Then a wake-up
+    // that is not the timer's needs only a look at whether it fired: a poll would register
+    // the waker again (its atomics, at every wake-up of a busy connection).
+    let mut timer_polled = false;
 
     // One poll function rather than a select: a wake-up of the connection (its sockets, its
     // streams) polls hyper's connection and the one timer, and reads two flags; nothing here
@@ -532,6 +536,7 @@ async fn serve_conn<T>(
         if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             *state.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
             registered = Some(cx.waker().clone());
+            timer_polled = false;
         }
         loop {
             // Read after the waker is registered: a close set meanwhile wakes this task.
@@ -565,7 +570,14 @@ async fn serve_conn<T>(
                     }
                 }
             }
-            if closing || timer.as_mut().poll(cx).is_pending() {
+            if closing {
+                return std::task::Poll::Pending;
+            }
+            if timer_polled && !timer.is_elapsed() {
+                return std::task::Poll::Pending;
+            }
+            timer_polled = true;
+            if timer.as_mut().poll(cx).is_pending() {
                 return std::task::Poll::Pending;
             }
             let now = Instant::now();
@@ -581,6 +593,7 @@ async fn serve_conn<T>(
                 }
             } else {
                 timer.as_mut().reset(next_check(now));
+                timer_polled = false;
             }
         }
     })
