@@ -151,8 +151,9 @@ pub(crate) struct RequestCtx {
     pub(crate) snapshot: Arc<Versioned<Compiled>>,
     pub(crate) chain: Arc<ChainRt>,
     pub(crate) filter_cx: FilterContext,
-    /// The access-log record, when the chain has an access log.
-    pub(crate) log: Option<LogRecord>,
+    /// The access-log record, when the chain has an access log. Boxed: without a log the
+    /// context (moved at each step of a request) would still carry its 512 bytes.
+    pub(crate) log: Option<Box<LogRecord>>,
     pub(crate) start: Instant,
     /// The byte counts, the request body's fault and its end.
     pub(crate) exchange: Arc<body::Exchange>,
@@ -252,24 +253,26 @@ where
         .idle_timeout(chain.hcm.stream_idle_timeout);
 
     // Only access logs read these: build them only when there is a log.
-    let log = (!chain.access_logs.is_empty()).then(|| LogRecord {
-        request_headers: parts.headers.clone(),
-        start: Some(SystemTime::now()),
-        method: parts.method.as_str().to_owned(),
-        path: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned()),
-        authority: authority(&parts).unwrap_or_default().to_owned(),
-        protocol,
-        downstream_remote: Some(if downstream.client == conn.remote.ip().to_canonical() {
-            conn.remote
-        } else {
-            SocketAddr::new(downstream.client, 0)
-        }),
-        downstream_local: Some(conn.local),
-        tls: conn.tls.clone(),
-        ..LogRecord::default()
+    let log = (!chain.access_logs.is_empty()).then(|| {
+        Box::new(LogRecord {
+            request_headers: parts.headers.clone(),
+            start: Some(SystemTime::now()),
+            method: parts.method.as_str().to_owned(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned()),
+            authority: authority(&parts).unwrap_or_default().to_owned(),
+            protocol,
+            downstream_remote: Some(if downstream.client == conn.remote.ip().to_canonical() {
+                conn.remote
+            } else {
+                SocketAddr::new(downstream.client, 0)
+            }),
+            downstream_local: Some(conn.local),
+            tls: conn.tls.clone(),
+            ..LogRecord::default()
+        })
     });
     let mut cx = RequestCtx {
         snapshot,
