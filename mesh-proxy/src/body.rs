@@ -329,6 +329,11 @@ impl Exchange {
     }
 
     fn mark_request_done(&self) {
+        // A body that ended with its head (most requests) was done from the start: no clock
+        // read for it.
+        if self.done.load(Ordering::SeqCst) != 0 {
+            return;
+        }
         let n = Instant::now().duration_since(self.start).as_nanos();
         let n = u64::try_from(n).unwrap_or(u64::MAX - 1) + 1;
         if self

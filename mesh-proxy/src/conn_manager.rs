@@ -94,7 +94,7 @@ impl ConnState {
     fn begin(self: &Arc<Self>) -> ActiveStream {
         self.active.fetch_add(1, Ordering::AcqRel);
         self.head_pending.store(false, Ordering::Release);
-        ActiveStream(Arc::clone(self))
+        ActiveStream(Arc::clone(self), None)
     }
 
     /// Asks the connection task to close the connection gracefully.
@@ -116,15 +116,24 @@ impl ConnState {
     }
 }
 
-/// Counts a stream as active until dropped.
+/// Counts a stream as active until dropped (or ended with [`ActiveStream::end_at`]).
 #[derive(Debug)]
-struct ActiveStream(Arc<ConnState>);
+struct ActiveStream(Arc<ConnState>, Option<Instant>);
+
+impl ActiveStream {
+    /// Ends the stream at `now`, a time its caller read anyway.
+    fn end_at(mut self, now: Instant) {
+        self.1 = Some(now);
+    }
+}
 
 impl Drop for ActiveStream {
     fn drop(&mut self) {
         let s = &self.0;
         // Rounded up, so the idle timer never fires early.
-        let ms = Instant::now()
+        let ms = self
+            .1
+            .unwrap_or_else(Instant::now)
             .duration_since(s.base)
             .as_nanos()
             .div_ceil(1_000_000);
@@ -394,8 +403,8 @@ fn finish(
     let body = Tracked::new(body)
         .response_of(Arc::clone(&exchange))
         .on_end(move |_complete| {
-            let _stream = stream;
-            let elapsed = start.elapsed();
+            let now = Instant::now();
+            let elapsed = now.duration_since(start);
             chain.stats.rq_time.record(elapsed.as_millis() as u64);
             for f in &chain.filters {
                 f.on_log(&filter_cx);
@@ -408,6 +417,7 @@ fn finish(
                     l.log(&log);
                 }
             }
+            stream.end_at(now);
         });
     Response::from_parts(head, body::boxed(body))
 }
