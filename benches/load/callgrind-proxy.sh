@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# User-space instructions per proxied HTTP/1.1 request on the network path: the release
-# mesh-proxy under callgrind, in front of ../shared/bench's upstream, loaded by wrk over
-# loopback with the comparison's one-route config (benches/load/bench.yaml). The counts
-# cover the proxy's own code, the libraries it links and libc, not the kernel; they do not
-# drift with machine noise, so two builds compare exactly (MESH_PROXY_BIN picks one).
-# TARGET=nginx counts nginx instead (one worker, no master, the same upstream with
-# keep-alive, no access log): the bar the user-space path is measured against.
+# User-space instructions per proxied request on the network path: the release mesh-proxy
+# under callgrind, in front of ../shared/bench's upstream, loaded over loopback with the
+# comparison's one-route config (benches/load/bench.yaml). The counts cover the proxy's own
+# code, the libraries it links and libc, not the kernel. They do not drift with machine noise
+# (two runs of one build agree within about 0.5%), so two builds compare closely where wall
+# clock cannot (MESH_PROXY_BIN picks one).
+#
+# TARGET picks what is counted: mesh-proxy (default); nginx (one worker, no master, the same
+# upstream with keep-alive, no access log: the bar the user-space path is measured against);
+# ceiling (benches' minimal hyper proxy, current-thread runtime). PROTO=h1 (default) loads
+# with wrk -c8, PROTO=h2c with h2load -c4 -m8 (mesh-proxy and the ceiling).
 #
 #   benches/load/callgrind-proxy.sh [SECONDS]     # default 10; prints Ir/request and the
 #                                                 # functions that cost the most
 #   TARGET=nginx benches/load/callgrind-proxy.sh
+#   TARGET=ceiling PROTO=h2c benches/load/callgrind-proxy.sh
 #
-# Bounded: wrk runs for the given seconds (after 3 s of warm-up that is not counted), and
-# every wait has a limit. All traffic is to 127.0.0.1.
+# Bounded: the load runs for the given seconds (after 3 s of warm-up that is not counted),
+# and every wait has a limit. All traffic is to 127.0.0.1.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 SECONDS_LOADED="${1:-10}"
@@ -22,12 +27,19 @@ PIN=none
 source "$ROOT/benches/load/lib.sh"
 trap 'cleanup; rm -rf "$WORK_DIR"' EXIT
 TARGET="${TARGET:-mesh-proxy}"
-need_packages valgrind:valgrind wrk:wrk callgrind_control:valgrind
+PROTO="${PROTO:-h1}"
+case "$TARGET/$PROTO" in
+    mesh-proxy/h1 | mesh-proxy/h2c | ceiling/h1 | ceiling/h2c | nginx/h1) ;;
+    *) die "TARGET=$TARGET PROTO=$PROTO: not a pair this script counts" ;;
+esac
+need_packages valgrind:valgrind wrk:wrk h2load:nghttp2-client callgrind_control:valgrind
 [ "$TARGET" != nginx ] || need_packages nginx:nginx
 
 BIN="${MESH_PROXY_BIN:-$ROOT/target/release/mesh-proxy}"
-[ -n "${MESH_PROXY_BIN:-}" ] || [ "$TARGET" = nginx ] \
-    || (cd "$ROOT" && cargo build --release -q -p mesh-examples --bin mesh-proxy)
+if [ "$TARGET" = mesh-proxy ] && [ -z "${MESH_PROXY_BIN:-}" ]; then
+    (cd "$ROOT" && cargo build --release -q -p mesh-examples --bin mesh-proxy)
+fi
+[ "$TARGET" != ceiling ] || (cd "$ROOT" && cargo build --release -q -p mesh-benches --bin hyper_ceiling)
 UPSTREAM_DIR="${TMPDIR:-/tmp}/mesh-proxy-bench/upstream-target"
 UPSTREAM="$UPSTREAM_DIR/release/bench-upstream"
 if [ ! -x "$UPSTREAM" ]; then
@@ -61,6 +73,10 @@ http {
 NGINX
     start proxy valgrind --tool=callgrind --callgrind-out-file="$WORK_DIR/cg.out" \
         nginx -c "$WORK_DIR/nginx.conf" -p "$WORK_DIR"
+elif [ "$TARGET" = ceiling ]; then
+    start proxy valgrind --tool=callgrind --callgrind-out-file="$WORK_DIR/cg.out" \
+        "$ROOT/target/release/hyper_ceiling" "127.0.0.1:$PROXY_PORT" "127.0.0.1:$UP_PORT" \
+        --current-thread
 else
     start proxy valgrind --tool=callgrind --callgrind-out-file="$WORK_DIR/cg.out" \
         "$BIN" --config "$WORK_DIR/bench.yaml" --no-access-log
@@ -68,17 +84,24 @@ fi
 wait_port "$PROXY_PORT"
 # The proxy itself, not setsid or valgrind's launcher: the process whose counters to reset.
 proxy_pid="$(pgrep -n -f -- "--callgrind-out-file=$WORK_DIR/cg.out")"
-timeout 30 wrk -t1 -c8 -d3s "http://127.0.0.1:$PROXY_PORT/" > /dev/null
+load() { # SECONDS: the load for that long, its output on stdout
+    if [ "$PROTO" = h2c ]; then
+        timeout $(($1 + 30)) h2load -t1 -c4 -m8 -D "$1" "http://127.0.0.1:$PROXY_PORT/"
+    else
+        timeout $(($1 + 30)) wrk -t1 -c8 -d"${1}s" "http://127.0.0.1:$PROXY_PORT/"
+    fi
+}
+load 3 > /dev/null
 timeout 10 callgrind_control -z "$proxy_pid" > /dev/null 2>&1
-timeout $((SECONDS_LOADED + 30)) wrk -t1 -c8 -d"${SECONDS_LOADED}s" "http://127.0.0.1:$PROXY_PORT/" \
-    > "$WORK_DIR/wrk.txt"
+load "$SECONDS_LOADED" > "$WORK_DIR/load.txt"
 timeout 10 callgrind_control -d "$proxy_pid" > /dev/null 2>&1
-requests="$(awk '/requests in/ { print $1 }' "$WORK_DIR/wrk.txt")"
-[ "${requests:-0}" -gt 0 ] || die "wrk completed no request: $(cat "$WORK_DIR/wrk.txt")"
+# wrk: "N requests in ..."; h2load: "requests: N total, ..., N succeeded, ...".
+requests="$(awk '/requests in/ { print $1 } /^requests:/ { print $8 }' "$WORK_DIR/load.txt")"
+[ "${requests:-0}" -gt 0 ] || die "the load completed no request: $(cat "$WORK_DIR/load.txt")"
 # The dump after the reset is the second part: it holds the loaded run alone.
 dump="$(ls "$WORK_DIR"/cg.out.* | sort -V | tail -1)"
 total="$(awk '/^summary:/ { print $2 }' "$dump")"
-echo "$TARGET: requests: $requests  instructions: $total  Ir/request: $((total / requests))"
+echo "$TARGET $PROTO: requests: $requests  instructions: $total  Ir/request: $((total / requests))"
 # Self cost per function (callgrind_annotate folds this thread's costs into `clone`): a
 # cost line after `calls=` is the callee's inclusive cost, the others are the function's own.
 python3 - "$dump" "$requests" <<'PY'
