@@ -116,7 +116,6 @@ impl Conn {
     + 'static {
         let (parts, body) = req.into_parts();
         encode_head(&mut self.out, &parts);
-        let mut conn = self;
         async move {
             // Under load, the requests that arrived together reach the upstream together,
             // with one wake-up of it rather than one each; unloaded, at once. (This request
@@ -124,7 +123,7 @@ impl Conn {
             crate::load::defer_write(1).await;
             // Nothing is sent until the first byte is written: a connection that fails there
             // (closed by the upstream while idle) gives the request back.
-            let written = match conn.io.write(&conn.out).await {
+            let written = match self.io.write(&self.out).await {
                 Ok(0) => {
                     let e = io::Error::from(io::ErrorKind::WriteZero);
                     return Err(NotSent(Request::from_parts(parts, body), e));
@@ -132,13 +131,13 @@ impl Conn {
                 Ok(n) => n,
                 Err(e) => return Err(NotSent(Request::from_parts(parts, body), e)),
             };
-            if let Err(e) = conn.io.write_all(&conn.out[written..]).await {
+            if let Err(e) = self.io.write_all(&self.out[written..]).await {
                 return Ok(Err(e.into()));
             }
             let close_asked = wants_close(parts.version, &parts.headers);
             let head_only = parts.method == Method::HEAD;
-            let reused = std::mem::replace(&mut conn.used, true);
-            match conn.read_response(head_only, close_asked).await {
+            let reused = std::mem::replace(&mut self.used, true);
+            match self.read_response(head_only, close_asked).await {
                 // A reused connection the upstream closed as the request went out (its idle
                 // close crossed the request): nothing was answered, and an idempotent
                 // request may go again (RFC 9110 §9.2.2).
@@ -152,15 +151,17 @@ impl Conn {
 
     /// The response to the request just written. (An async block for the reason
     /// [`Conn::send`] gives.)
+    // An `async fn` would store the connection (96 bytes) twice, as its argument and as the
+    // binding it moves into; this block stores it once.
+    #[allow(clippy::manual_async_fn)]
     fn read_response(
-        self,
+        mut self,
         head_only: bool,
         close_asked: bool,
     ) -> impl Future<Output = Result<http::Response<ResponseBody>, H1Error>> + Send + 'static {
-        let mut conn = self;
         async move {
             loop {
-                if let Some(parsed) = parse_head(&mut conn.buf)? {
+                if let Some(parsed) = parse_head(&mut self.buf)? {
                     let (resp, framing) = parsed;
                     if resp.status().is_informational() {
                         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -189,7 +190,7 @@ impl Conn {
                     };
                     let reusable = keep_alive && !matches!(decoder, Decoder::Eof);
                     let body = ResponseBody {
-                        conn: Some(conn),
+                        conn: Some(self),
                         decoder,
                         reusable,
                         done: None,
@@ -197,11 +198,11 @@ impl Conn {
                     let (head, ()) = resp.into_parts();
                     return Ok(http::Response::from_parts(head, body));
                 }
-                if conn.buf.len() >= MAX_HEAD {
+                if self.buf.len() >= MAX_HEAD {
                     return Err(H1Error::Protocol("response head too large"));
                 }
-                let nothing = conn.buf.is_empty();
-                match read_more(&mut conn.io, &mut conn.buf).await {
+                let nothing = self.buf.is_empty();
+                match read_more(&mut self.io, &mut self.buf).await {
                     Ok(0) if nothing => {
                         return Err(H1Error::ClosedBeforeResponse(
                             io::ErrorKind::UnexpectedEof.into(),
@@ -371,11 +372,10 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, H1Error> {
     // never shared and is reused as it is.
     let head = Bytes::copy_from_slice(&buf[..len]);
     let base = buf.as_ptr() as usize;
-    // Room for the two headers the proxy adds to every response (service time, server), so
-    // adding them does not grow the map and hash it again. Not more: a map reserved for 7
-    // doubles to 16 slots, a 1.2 KB allocation that misses the allocator's per-thread cache
-    // (the attempt count and a cookie, when configured, grow it instead).
-    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 2);
+    // Room for the headers the proxy adds, so adding them does not grow the map and hash it
+    // again.
+    let mut headers =
+        HeaderMap::with_capacity(resp.headers.len() + crate::headers::ADDED_RESPONSE_HEADERS);
     let mut length: Option<u64> = None;
     let mut chunked = None;
     for h in resp.headers.iter() {

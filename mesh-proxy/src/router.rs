@@ -146,10 +146,9 @@ pub(crate) async fn route(
     };
     let upstream_ms = u64::try_from(sent_at.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (mut head, resp_body) = resp.into_parts();
-    // Room for the two headers the proxy adds to every response (service time, server).
-    // The attempt count and a cookie, when configured, grow the map themselves: reserving
-    // for them too would double a small map's table (a 1.2 KB reallocation) every time.
-    head.headers.reserve(2);
+    // Room for the headers the proxy adds (a no-op for the built-in client's map, sized so
+    // at its parse).
+    head.headers.reserve(headers::ADDED_RESPONSE_HEADERS);
     // The downstream hears its own protocol version, whatever the upstream spoke (an
     // HTTP/1.0 answer would otherwise cost an HTTP/1.1 client its keep-alive).
     head.version = version;

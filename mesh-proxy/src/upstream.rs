@@ -170,7 +170,44 @@ struct H1Conn {
     worker: Option<usize>,
 }
 
+/// An HTTP/1.1 connection's bookkeeping apart from its link: what a send keeps while the
+/// link is lent to the request, to put the connection back together for the pool.
+#[derive(Debug, Clone, Copy)]
+struct ConnMeta {
+    requests: u32,
+    born: Instant,
+    idle_since: Instant,
+    worker: Option<usize>,
+}
+
 impl H1Conn {
+    fn split(self) -> (Link, ConnMeta) {
+        let Self {
+            link,
+            requests,
+            born,
+            idle_since,
+            worker,
+        } = self;
+        let meta = ConnMeta {
+            requests,
+            born,
+            idle_since,
+            worker,
+        };
+        (link, meta)
+    }
+
+    fn join(link: Link, m: ConnMeta) -> Self {
+        Self {
+            link,
+            requests: m.requests,
+            born: m.born,
+            idle_since: m.idle_since,
+            worker: m.worker,
+        }
+    }
+
     fn is_closed(&self) -> bool {
         match &self.link {
             Link::Hyper(s) => s.is_closed(),
@@ -512,7 +549,7 @@ impl HostPool {
     /// is boxed per request (kept under the allocator's per-thread cache size it is cheap).
     pub(crate) fn send(
         self: Arc<Self>,
-        req: Request<ProxyBody>,
+        mut req: Request<ProxyBody>,
         upgrade: bool,
         limits: Arc<Limits>,
         builtin: bool,
@@ -524,7 +561,6 @@ impl HostPool {
         } else {
             Client::Hyper
         };
-        let mut req = req;
         async move {
             // The paths other than a pooled HTTP/1.1 connection are boxed: inline, their futures
             // (connection set-up, hyper's) would make this one several kilobytes, copied at every
@@ -647,19 +683,10 @@ impl HostPool {
     > {
         use futures_util::FutureExt;
         use futures_util::future::Either;
-        let H1Conn {
-            link,
-            requests,
-            born,
-            idle_since,
-            worker,
-        } = c;
-        let requests = requests + 1;
+        let (link, mut meta) = c.split();
+        meta.requests += 1;
         match link {
-            Link::Hyper(sender) => {
-                let rest = (requests, born, idle_since, worker);
-                Either::Right(Box::pin(self.send_on_hyper(sender, rest, req)))
-            }
+            Link::Hyper(sender) => Either::Right(Box::pin(self.send_on_hyper(sender, meta, req))),
             Link::Native(conn, live) => {
                 // A combinator, not an async block: awaiting the send there would keep it
                 // twice, as the block's capture and as what it awaits.
@@ -677,13 +704,7 @@ impl HostPool {
                         let (head, mut body) = resp.into_parts();
                         let pool = Arc::clone(self);
                         body.on_reusable(Box::new(move |conn| {
-                            let c = H1Conn {
-                                link: Link::Native(conn, live),
-                                requests,
-                                born,
-                                idle_since: born,
-                                worker,
-                            };
+                            let c = H1Conn::join(Link::Native(conn, live), meta);
                             pool.put_back(c, Instant::now());
                         }));
                         Ok(Ok((
@@ -697,27 +718,17 @@ impl HostPool {
     }
 
     /// [`HostPool::send_on`] over hyper's client.
-    /// `rest` is the connection's [`H1Conn`] fields besides its link: requests, born,
-    /// idle since, worker.
     async fn send_on_hyper(
         self: &Arc<Self>,
         mut sender: http1::SendRequest<ProxyBody>,
-        rest: (u32, Instant, Instant, Option<usize>),
+        meta: ConnMeta,
         req: Request<ProxyBody>,
     ) -> SendOn {
-        let (requests, born, idle_since, worker) = rest;
         match sender.try_send_request(req).await {
             Ok(resp) => Ok(self.framed(resp).map(|resp| {
-                let c = H1Conn {
-                    link: Link::Hyper(sender),
-                    requests,
-                    born,
-                    idle_since,
-                    worker,
-                };
                 let lease = Lease {
                     pool: Arc::clone(self),
-                    conn: Some(Box::new(c)),
+                    conn: Some(Box::new(H1Conn::join(Link::Hyper(sender), meta))),
                 };
                 (resp.map(UpstreamBody::Net), Some(lease))
             })),
