@@ -6,6 +6,16 @@ use mesh_examples::api_key::ApiKey;
 use mesh_examples::body_filters::{HostFromPick, Redact};
 use mesh_proxy::test_util::{Behavior, Client, Upstream};
 
+/// A proxy builder with the example's three filters registered, as its `main` registers them.
+fn with_example_filters(bootstrap: mesh_core::config::Bootstrap) -> mesh_proxy::ProxyBuilder {
+    mesh_proxy::Proxy::builder(bootstrap)
+        .filter(ApiKey::NAME, ApiKey::from_config)
+        .filter_typed(Redact::NAME, Redact::new)
+        .filter(HostFromPick::NAME, |_: &serde_json::Value| {
+            Ok::<_, mesh_core::BoxError>(HostFromPick)
+        })
+}
+
 #[tokio::test]
 async fn a_filter_named_in_yaml_runs_with_its_config() {
     let upstream = Upstream::start("api", Behavior::Identify).await;
@@ -34,23 +44,11 @@ async fn a_filter_named_in_yaml_runs_with_its_config() {
     {
         h.http_filters[1].config = serde_json::json!({"wrod": "secret"});
     }
-    let err = mesh_proxy::Proxy::builder(bad)
-        .filter(ApiKey::NAME, ApiKey::from_config)
-        .filter_typed(Redact::NAME, Redact::new)
-        .filter(HostFromPick::NAME, |_: &serde_json::Value| {
-            Ok::<_, mesh_core::BoxError>(HostFromPick)
-        })
-        .build()
-        .unwrap_err();
+    let err = with_example_filters(bad).build().unwrap_err();
     let msg = format!("{err}: {:?}", std::error::Error::source(&err));
     assert!(msg.contains("wrod"), "{msg}");
 
-    let running = mesh_proxy::Proxy::builder(bootstrap)
-        .filter(ApiKey::NAME, ApiKey::from_config)
-        .filter_typed(Redact::NAME, Redact::new)
-        .filter(HostFromPick::NAME, |_: &serde_json::Value| {
-            Ok::<_, mesh_core::BoxError>(HostFromPick)
-        })
+    let running = with_example_filters(bootstrap)
         .build()
         .unwrap()
         .start()
