@@ -115,7 +115,7 @@ impl Conn {
     + Send
     + 'static {
         let (parts, body) = req.into_parts();
-        encode_head(&mut self.out, &parts);
+        let close_asked = encode_head(&mut self.out, &parts);
         async move {
             // Under load, the requests that arrived together reach the upstream together,
             // with one wake-up of it rather than one each; unloaded, at once. (This request
@@ -134,7 +134,6 @@ impl Conn {
             if let Err(e) = self.io.write_all(&self.out[written..]).await {
                 return Ok(Err(e.into()));
             }
-            let close_asked = wants_close(parts.version, &parts.headers);
             let head_only = parts.method == Method::HEAD;
             let reused = std::mem::replace(&mut self.used, true);
             match self.read_response(head_only, close_asked).await {
@@ -162,7 +161,7 @@ impl Conn {
         async move {
             loop {
                 if let Some(parsed) = parse_head(&mut self.buf)? {
-                    let (resp, framing) = parsed;
+                    let (resp, framing, closes) = parsed;
                     if resp.status().is_informational() {
                         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                             return Err(H1Error::Protocol(
@@ -172,7 +171,7 @@ impl Conn {
                         // 100 Continue and other interim responses are not forwarded.
                         continue;
                     }
-                    let keep_alive = !close_asked && !wants_close(resp.version(), resp.headers());
+                    let keep_alive = !close_asked && !closes;
                     let framing = if head_only
                         || resp.status() == StatusCode::NO_CONTENT
                         || resp.status() == StatusCode::NOT_MODIFIED
@@ -270,14 +269,6 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-fn wants_close(version: Version, headers: &HeaderMap) -> bool {
-    let mut c = ConnectionTokens::default();
-    for v in headers.get_all(header::CONNECTION) {
-        c.read(v.as_bytes());
-    }
-    c.close || (version == Version::HTTP_10 && !c.keep_alive)
-}
-
 /// What a message's `Connection` header values say (RFC 9112 §9.6): tokens are
 /// case-insensitive and comma-separated, over any number of header lines.
 #[derive(Debug, Default, Clone, Copy)]
@@ -288,6 +279,12 @@ pub(crate) struct ConnectionTokens {
 }
 
 impl ConnectionTokens {
+    /// Whether a message of `version` with these tokens closes its connection after it: any
+    /// `close` does; HTTP/1.0 does unless asked to keep it alive.
+    pub(crate) fn closes(self, version: Version) -> bool {
+        self.close || (version == Version::HTTP_10 && !self.keep_alive)
+    }
+
     /// Adds one header value's tokens.
     pub(crate) fn read(&mut self, value: &[u8]) {
         for token in value.split(|b| *b == b',') {
@@ -305,7 +302,10 @@ impl ConnectionTokens {
 
 /// Encodes a request head with an empty body: the request line in origin form and the
 /// headers as they are (the router already set `Host` and removed hop-by-hop headers).
-fn encode_head(out: &mut Vec<u8>, parts: &http::request::Parts) {
+/// Returns whether the request asks to close the connection after its response (read on
+/// the way: a lookup would hash the name again).
+fn encode_head(out: &mut Vec<u8>, parts: &http::request::Parts) -> bool {
+    let mut connection = ConnectionTokens::default();
     out.clear();
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
@@ -321,12 +321,16 @@ fn encode_head(out: &mut Vec<u8>, parts: &http::request::Parts) {
         if name == header::TRANSFER_ENCODING {
             continue;
         }
+        if name == header::CONNECTION {
+            connection.read(value.as_bytes());
+        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    connection.closes(parts.version)
 }
 
 /// How a response body is delimited.
@@ -337,7 +341,8 @@ enum Framing {
     Close,
 }
 
-type Parsed = (http::Response<()>, Framing);
+/// A response head, how its body is delimited, and whether it closes the connection.
+type Parsed = (http::Response<()>, Framing, bool);
 
 /// Parses a complete response head at the start of `buf` and consumes it; `None` when more
 /// bytes are needed.
@@ -378,6 +383,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, H1Error> {
         HeaderMap::with_capacity(resp.headers.len() + crate::headers::ADDED_RESPONSE_HEADERS);
     let mut length: Option<u64> = None;
     let mut chunked = None;
+    let mut connection = ConnectionTokens::default();
     for h in resp.headers.iter() {
         let (name, value) =
             header_from(h, &head, base).ok_or(H1Error::Protocol("invalid header"))?;
@@ -395,6 +401,8 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, H1Error> {
                     .next()
                     .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked")),
             );
+        } else if name == header::CONNECTION {
+            connection.read(h.value);
         }
         headers.append(name, value);
     }
@@ -414,7 +422,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Parsed>, H1Error> {
     *r.status_mut() = status;
     *r.version_mut() = version;
     *r.headers_mut() = headers;
-    Ok(Some((r, framing)))
+    Ok(Some((r, framing, connection.closes(version))))
 }
 
 fn parse_length(v: &[u8]) -> Result<u64, H1Error> {
@@ -833,7 +841,33 @@ mod tests {
             .unwrap();
         let (parts, ()) = req.into_parts();
         let mut out = Vec::new();
-        encode_head(&mut out, &parts);
+        assert!(!encode_head(&mut out, &parts), "nothing asks to close");
         assert_eq!(out, b"POST /a?b=1 HTTP/1.1\r\nhost: up\r\nx-a: 1\r\n\r\n");
+    }
+
+    #[test]
+    fn connection_tokens_decide_whether_the_connection_is_reused() {
+        let closes = |b: &[u8]| head(b).unwrap().unwrap().2;
+        assert!(!closes(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        assert!(closes(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nconnection: x, CLOSE\r\n\r\n"
+        ));
+        assert!(closes(b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n"));
+        assert!(!closes(
+            b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\nconnection: Keep-Alive\r\n\r\n"
+        ));
+
+        let asks = |version, connection: Option<&str>| {
+            let mut req = Request::get("/").version(version);
+            if let Some(c) = connection {
+                req = req.header("connection", c);
+            }
+            let (parts, ()) = req.body(()).unwrap().into_parts();
+            encode_head(&mut Vec::new(), &parts)
+        };
+        assert!(!asks(Version::HTTP_11, None));
+        assert!(asks(Version::HTTP_11, Some("close")));
+        assert!(asks(Version::HTTP_10, None));
+        assert!(!asks(Version::HTTP_10, Some("keep-alive")));
     }
 }
