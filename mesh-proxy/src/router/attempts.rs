@@ -79,7 +79,9 @@ pub(super) struct Attempts<'r, 'h> {
     /// Hosts tried so far, for previous_hosts (only a retried request needs them).
     tried: Tried,
     retry_slots: Vec<Permit>,
-    in_flight: Vec<Attempt>,
+    /// One inline: a request that is not hedged never has more, and a `Vec` would cost it an
+    /// allocation.
+    in_flight: smallvec::SmallVec<[Attempt; 1]>,
     backoff: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The pending retry follows a per-try timeout.
     timeout_retry: bool,
@@ -113,7 +115,7 @@ impl<'r, 'h> Attempts<'r, 'h> {
             attempt: 0,
             tried: Tried::default(),
             retry_slots: Vec::new(),
-            in_flight: Vec::with_capacity(1),
+            in_flight: smallvec::SmallVec::new(),
             backoff: None,
             timeout_retry: false,
         }
