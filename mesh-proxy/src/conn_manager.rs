@@ -296,9 +296,7 @@ where
         timeout_alt_response: false,
         upstream: shared.upstream.clone(),
         http1_client: shared.http1_client,
-        grpc: parts
-            .headers
-            .get(header::CONTENT_TYPE)
+        grpc: headers::get(&parts.headers, &header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c == "application/grpc" || c.starts_with("application/grpc+")),
     };

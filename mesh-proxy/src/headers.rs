@@ -48,6 +48,31 @@ pub(crate) static X_ENVOY_ORIGINAL_PATH: HeaderName =
     HeaderName::from_static("x-envoy-original-path");
 pub(crate) static X_ENVOY_OVERLOADED: HeaderName = HeaderName::from_static("x-envoy-overloaded");
 
+/// Up to this many names, comparing a map's names costs less than hashing a name to look it
+/// up (a request's map holds about six).
+const SCAN_MAX: usize = 8;
+
+/// Whether `headers` holds `name`: its names compared one by one when the map is small
+/// (most lookups on the request path are for headers that most requests do not carry, and
+/// each hashed lookup costs more than the comparisons), else looked up.
+pub(crate) fn has(headers: &HeaderMap, name: &HeaderName) -> bool {
+    if headers.keys_len() <= SCAN_MAX {
+        headers.keys().any(|n| n == name)
+    } else {
+        headers.contains_key(name)
+    }
+}
+
+/// `headers.get(name)`, with no hashing when the map is small and `name` is not in it (see
+/// [`has`]).
+pub(crate) fn get<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
+    if has(headers, name) {
+        headers.get(name)
+    } else {
+        None
+    }
+}
+
 /// What [`sanitize_request`] found out about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Downstream {
@@ -70,8 +95,7 @@ pub(crate) fn sanitize_request(
     new_request_id: impl FnOnce() -> HeaderValue,
 ) -> Downstream {
     let peer = remote.ip().to_canonical();
-    let prior: Option<String> = headers
-        .get(&X_FORWARDED_FOR)
+    let prior: Option<String> = get(headers, &X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty())
         .map(str::to_owned);
@@ -110,14 +134,16 @@ pub(crate) fn sanitize_request(
         }
     }
     // A prior hop's x-forwarded-proto is trusted only with trusted hops.
-    if hops == 0 || !headers.contains_key(&X_FORWARDED_PROTO) {
+    if hops == 0 || !has(headers, &X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     }
 
     if internal {
         headers.insert(X_ENVOY_INTERNAL.clone(), HeaderValue::from_static("true"));
     } else {
-        headers.remove(&X_ENVOY_INTERNAL);
+        if has(headers, &X_ENVOY_INTERNAL) {
+            headers.remove(&X_ENVOY_INTERNAL);
+        }
         // Most requests carry no control header: one pass over their names spares a lookup
         // per control header.
         if has_envoy_header(headers) {
@@ -141,7 +167,7 @@ pub(crate) fn sanitize_request(
     }
 
     let regenerate = edge && !hcm.preserve_external_request_id;
-    if regenerate || (hcm.generate_request_id && !headers.contains_key(&X_REQUEST_ID)) {
+    if regenerate || (hcm.generate_request_id && !has(headers, &X_REQUEST_ID)) {
         headers.insert(X_REQUEST_ID.clone(), new_request_id());
     }
     Downstream { internal, client }
@@ -317,6 +343,9 @@ fn valid_authority(a: &[u8]) -> bool {
 
 /// The upgrade a request asks for (`Connection: upgrade` plus `Upgrade: X`), lower-cased.
 pub(crate) fn requested_upgrade(headers: &HeaderMap) -> Option<String> {
+    if !has(headers, &header::CONNECTION) {
+        return None;
+    }
     let connection_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()

@@ -350,7 +350,7 @@ fn build_request(
                     Some(a.as_str())
                 }
                 Some(_) => None,
-                None if parts.headers.contains_key(header::HOST) => None,
+                None if headers::has(&parts.headers, &header::HOST) => None,
                 None => Some(""),
             },
         };
