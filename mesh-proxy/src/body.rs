@@ -358,13 +358,47 @@ enum Role {
     Response(Arc<Exchange>),
 }
 
-/// Wraps a body: counts data bytes into its [`Exchange`], calls `on_end` once when the stream
-/// ends (or the body is dropped before it ends), and fails the stream when `idle` passes
-/// without a frame or `deadline` passes.
-pub(crate) struct Tracked<B> {
+/// What an upstream response's body keeps until it ends: the cluster's request slot (its
+/// circuit breaker counts the request until then) and the connection, which goes back to its
+/// pool when the body was read to its end.
+pub(crate) struct UpstreamHold {
+    pub(crate) slot: mesh_lb::breaker::Permit,
+    pub(crate) lease: Option<crate::upstream::Lease>,
+}
+
+/// What runs once when a tracked body's stream ends: `complete` is true when it reached its
+/// end, `now` is when (read once for the body's hold and this).
+pub(crate) trait OnEnd: Send + Sync + Unpin + 'static {
+    /// The stream ended.
+    fn ended(self, complete: bool, now: Instant);
+}
+
+/// Nothing runs.
+impl OnEnd for () {
+    fn ended(self, _: bool, _: Instant) {}
+}
+
+/// Wraps a body: counts data bytes into its [`Exchange`], lets go of what it holds upstream
+/// and then runs its [`OnEnd`], once, when the stream ends (or the body is dropped before it
+/// ends), and fails the stream when `idle` passes without a frame or `deadline` passes.
+///
+/// An upstream response has one of these from the router to the downstream: the router
+/// sets its timeouts and hold, the connection manager its role and end (two wrappers, each
+/// boxed, cost two allocations and a layer of dynamic calls per frame). The end is a type,
+/// not a boxed closure, for the same reason.
+pub(crate) struct Tracked<B, E: OnEnd = ()> {
+    // Declared first so that it is dropped first: a body dropped before its end finishes
+    // its stream (the hold, the end) before the inner body goes.
+    track: Track<E>,
     inner: B,
+}
+
+/// A tracked body's state, apart from the body: the part with a `Drop`, so that the body can
+/// be moved out of a [`Tracked`] to give it another end.
+struct Track<E: OnEnd> {
     role: Role,
-    on_end: Option<Box<dyn FnOnce(bool) + Send + Sync>>,
+    hold: Option<UpstreamHold>,
+    on_end: Option<E>,
     /// The idle timeout, and its timer once armed: timers are created only when the body
     /// first waits (most bodies end without waiting: an empty request body, a small
     /// response), since each costs an allocation and a timer-wheel entry.
@@ -373,55 +407,89 @@ pub(crate) struct Tracked<B> {
 }
 
 impl<B> Tracked<B> {
-    /// A body that counts nothing (add timeouts and `on_end`).
+    /// A body that counts nothing (add timeouts and an end).
     pub(crate) fn new(inner: B) -> Self {
         Self {
+            track: Track {
+                role: Role::None,
+                hold: None,
+                on_end: None,
+                idle: None,
+                deadline: None,
+            },
             inner,
-            role: Role::None,
-            on_end: None,
-            idle: None,
-            deadline: None,
         }
     }
 
+    /// Runs `end` when the stream ends.
+    pub(crate) fn on_end<E: OnEnd>(self, end: E) -> Tracked<B, E> {
+        let Self { mut track, inner } = self;
+        // What is taken leaves `track` with nothing to do when it drops.
+        Tracked {
+            track: Track {
+                role: std::mem::replace(&mut track.role, Role::None),
+                hold: track.hold.take(),
+                on_end: Some(end),
+                idle: track.idle.take(),
+                deadline: track.deadline.take(),
+            },
+            inner,
+        }
+    }
+}
+
+impl<B, E: OnEnd> Tracked<B, E> {
     /// The downstream request body of `ex`.
     pub(crate) fn request_of(mut self, ex: Arc<Exchange>) -> Self {
-        self.role = Role::Request(ex);
+        self.track.role = Role::Request(ex);
         self
     }
 
     /// The downstream response body of `ex`.
     pub(crate) fn response_of(mut self, ex: Arc<Exchange>) -> Self {
-        self.role = Role::Response(ex);
+        self.track.role = Role::Response(ex);
         self
     }
 
-    /// Calls `f(complete)` once: `complete` is true when the stream reached its end.
-    pub(crate) fn on_end(mut self, f: impl FnOnce(bool) + Send + Sync + 'static) -> Self {
-        self.on_end = Some(Box::new(f));
+    /// Keeps `hold` until the stream ends.
+    pub(crate) fn holding(mut self, hold: UpstreamHold) -> Self {
+        self.track.hold = Some(hold);
         self
     }
 
     /// Fails the stream when no frame arrives for `d` (zero disables).
     pub(crate) fn idle_timeout(mut self, d: std::time::Duration) -> Self {
         if !d.is_zero() {
-            self.idle = Some((d, None));
+            self.track.idle = Some((d, None));
         }
         self
     }
 
     /// Fails the stream at `at`.
     pub(crate) fn deadline(mut self, at: Option<Instant>) -> Self {
-        self.deadline = at.map(|at| (at, None));
+        self.track.deadline = at.map(|at| (at, None));
         self
     }
+}
 
+impl<E: OnEnd> Track<E> {
     fn finish(&mut self, complete: bool) {
         if let Role::Request(ex) = &self.role {
             ex.mark_request_done();
         }
-        if let Some(f) = self.on_end.take() {
-            f(complete);
+        let (hold, on_end) = (self.hold.take(), self.on_end.take());
+        if hold.is_none() && on_end.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(UpstreamHold { slot, lease }) = hold {
+            drop(slot);
+            if complete && let Some(lease) = lease {
+                lease.release(now);
+            }
+        }
+        if let Some(end) = on_end {
+            end.ended(complete, now);
         }
     }
 
@@ -448,16 +516,17 @@ impl<B> Tracked<B> {
     }
 }
 
-impl<B> Drop for Tracked<B> {
+impl<E: OnEnd> Drop for Track<E> {
     fn drop(&mut self) {
         self.finish(false);
     }
 }
 
-impl<B> Body for Tracked<B>
+impl<B, E> Body for Tracked<B, E>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
+    E: OnEnd,
 {
     type Data = Bytes;
     type Error = BoxError;
@@ -466,56 +535,56 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Self { track, inner } = self.get_mut();
+        match Pin::new(&mut *inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
-                    this.count(d.len());
+                    track.count(d.len());
                 }
-                if let Some((d, Some(sleep))) = &mut this.idle {
+                if let Some((d, Some(sleep))) = &mut track.idle {
                     sleep.as_mut().reset(Instant::now() + *d);
                 }
-                if this.inner.is_end_stream() {
-                    this.finish(true);
+                if inner.is_end_stream() {
+                    track.finish(true);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.finish(false);
+                track.finish(false);
                 let e = e.into();
-                this.fault(|| classify(&e));
+                track.fault(|| classify(&e));
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                this.finish(true);
+                track.finish(true);
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if let Some((at, dl)) = &mut this.deadline
+                if let Some((at, dl)) = &mut track.deadline
                     && dl
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*at)))
                         .as_mut()
                         .poll(cx)
                         .is_ready()
                 {
-                    this.finish(false);
+                    track.finish(false);
                     // A request body's deadline is the request timeout.
-                    if this.fault(|| DownstreamFault::RequestTimeout) {
+                    if track.fault(|| DownstreamFault::RequestTimeout) {
                         return Poll::Ready(Some(Err(BodyTimeout("request timeout").into())));
                     }
                     return Poll::Ready(Some(Err(BodyTimeout("upstream request timeout").into())));
                 }
                 // Armed at the first wait: the idle time counts from the last frame (or the
                 // start), which was at most this poll ago.
-                if let Some((d, sleep)) = &mut this.idle
+                if let Some((d, sleep)) = &mut track.idle
                     && sleep
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep(*d)))
                         .as_mut()
                         .poll(cx)
                         .is_ready()
                 {
-                    this.finish(false);
-                    this.fault(|| DownstreamFault::IdleTimeout);
+                    track.finish(false);
+                    track.fault(|| DownstreamFault::IdleTimeout);
                     return Poll::Ready(Some(Err(BodyTimeout("stream idle timeout").into())));
                 }
                 Poll::Pending
@@ -529,5 +598,66 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Records how each stream ended.
+    #[derive(Clone, Default)]
+    struct Ends(Arc<Mutex<Vec<bool>>>);
+
+    impl OnEnd for Ends {
+        fn ended(self, complete: bool, _: Instant) {
+            self.0.lock().unwrap().push(complete);
+        }
+    }
+
+    fn two_chunks() -> ProxyBody {
+        let frames = [
+            Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"ab"))),
+            Ok(Frame::data(Bytes::from_static(b"cde"))),
+        ];
+        boxed_unsync(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+    }
+
+    #[tokio::test]
+    async fn an_end_given_later_runs_once_and_the_counting_role_carries_over() {
+        let ex = Arc::new(Exchange::new(Instant::now(), true));
+        let ends = Ends::default();
+        let body = Tracked::new(two_chunks())
+            .idle_timeout(std::time::Duration::from_secs(5))
+            .on_end(ends.clone())
+            .response_of(Arc::clone(&ex));
+        let got = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], b"abcde");
+        assert_eq!(ex.bytes_sent.load(Ordering::Relaxed), 5);
+        assert_eq!(*ends.0.lock().unwrap(), [true], "ended once, complete");
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_ends_incomplete() {
+        let ends = Ends::default();
+        let mut body = Tracked::new(two_chunks()).on_end(ends.clone());
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "ab");
+        assert!(ends.0.lock().unwrap().is_empty());
+        drop(body);
+        assert_eq!(*ends.0.lock().unwrap(), [false]);
+        // Moving the body to its end does not end the stream it came from.
+        let moved = Tracked::new(two_chunks()).on_end(());
+        let ends = Ends::default();
+        drop(moved.on_end(ends.clone()));
+        assert_eq!(
+            *ends.0.lock().unwrap(),
+            [false],
+            "one end, the last one given"
+        );
     }
 }

@@ -250,16 +250,19 @@ where
 
     let body_end_stream = http_body::Body::is_end_stream(&body);
     let exchange = Arc::new(body::Exchange::new(start, body_end_stream));
-    let req_body = Tracked::new(body)
-        .request_of(Arc::clone(&exchange))
-        .deadline(
-            chain
-                .hcm
-                .request_timeout
-                .filter(|_| !body_end_stream)
-                .map(|t| start + t),
+    // A body that ended with its head has nothing to count, time or wait for (the exchange
+    // marks the request done already): an empty body stands in for it, with no allocation.
+    let req_body = if body_end_stream {
+        drop(body);
+        body::empty()
+    } else {
+        body::boxed(
+            Tracked::new(body)
+                .request_of(Arc::clone(&exchange))
+                .deadline(chain.hcm.request_timeout.map(|t| start + t))
+                .idle_timeout(chain.hcm.stream_idle_timeout),
         )
-        .idle_timeout(chain.hcm.stream_idle_timeout);
+    };
 
     // Only access logs read these: build them only when there is a log.
     let log = (!chain.access_logs.is_empty()).then(|| {
@@ -302,7 +305,7 @@ where
     };
 
     if let Some(r) = refused {
-        let resp = local_reply(&mut cx, r);
+        let resp = router::routed(local_reply(&mut cx, r));
         return Ok(finish(cx, resp, stream));
     }
 
@@ -329,11 +332,11 @@ where
     }
 
     let resp = match reply {
-        Some(r) => local_reply(&mut cx, r),
+        Some(r) => router::routed(local_reply(&mut cx, r)),
         None => {
             ran = chain.filters.len();
             let hit = hit.filter(|_| !cx.filter_cx.route_cache_cleared());
-            let mut req_body = body::boxed(req_body);
+            let mut req_body = req_body;
             for f in &chain.filters {
                 if let Some(bf) = f.request_body(&parts, &cx.filter_cx) {
                     // The filter may change the length.
@@ -349,9 +352,10 @@ where
     let resp = if ran == 0 {
         resp
     } else {
-        let (mut head, mut body) = resp.into_parts();
+        let (mut head, body) = resp.into_parts();
+        let mut body = body::boxed(body);
         response_filters(&mut cx, &mut head, &mut body, ran).await;
-        Response::from_parts(head, body)
+        router::routed(Response::from_parts(head, body))
     };
     Ok(finish(cx, resp, stream))
 }
@@ -376,11 +380,7 @@ async fn response_filters(
 
 /// Records stats and arranges the access log for when the body ends (the response filters
 /// have run).
-fn finish(
-    mut cx: RequestCtx,
-    resp: Response<ProxyBody>,
-    stream: ActiveStream,
-) -> Response<ProxyBody> {
+fn finish(mut cx: RequestCtx, resp: router::Routed, stream: ActiveStream) -> Response<ProxyBody> {
     let (mut head, body) = resp.into_parts();
     if let Some(v) = &cx.chain.server_header {
         head.headers.insert(header::SERVER, v.clone());
@@ -394,30 +394,55 @@ fn finish(
         log.flags = cx.filter_cx.flags();
         log.response_headers = head.headers.clone();
     }
-    let chain = Arc::clone(&cx.chain);
-    let start = cx.start;
-    let exchange = Arc::clone(&cx.exchange);
-    let filter_cx = cx.filter_cx;
-    let body = Tracked::new(body)
-        .response_of(Arc::clone(&exchange))
-        .on_end(move |_complete| {
-            let now = Instant::now();
-            let elapsed = now.duration_since(start);
-            chain.stats.rq_time.record(elapsed.as_millis() as u64);
-            for f in &chain.filters {
-                f.on_log(&filter_cx);
-            }
-            if let Some(mut log) = log {
-                log.duration = elapsed;
-                log.bytes_sent = exchange.bytes_sent.load(Ordering::Relaxed);
-                log.bytes_received = exchange.bytes_received.load(Ordering::Relaxed);
-                for l in &chain.access_logs {
-                    l.log(&log);
-                }
-            }
-            stream.end_at(now);
+    let body = body
+        .response_of(Arc::clone(&cx.exchange))
+        .on_end(StreamEnd {
+            chain: cx.chain,
+            start: cx.start,
+            exchange: cx.exchange,
+            filter_cx: cx.filter_cx,
+            log,
+            stream,
         });
     Response::from_parts(head, body::boxed(body))
+}
+
+/// What a request's end does, when its response body ends: the request time, the filters'
+/// `on_log`, the access log, the stream's end on its connection.
+struct StreamEnd {
+    chain: Arc<ChainRt>,
+    start: Instant,
+    exchange: Arc<body::Exchange>,
+    filter_cx: FilterContext,
+    log: Option<Box<LogRecord>>,
+    stream: ActiveStream,
+}
+
+impl body::OnEnd for StreamEnd {
+    fn ended(self, _complete: bool, now: Instant) {
+        let Self {
+            chain,
+            start,
+            exchange,
+            filter_cx,
+            log,
+            stream,
+        } = self;
+        let elapsed = now.duration_since(start);
+        chain.stats.rq_time.record(elapsed.as_millis() as u64);
+        for f in &chain.filters {
+            f.on_log(&filter_cx);
+        }
+        if let Some(mut log) = log {
+            log.duration = elapsed;
+            log.bytes_sent = exchange.bytes_sent.load(Ordering::Relaxed);
+            log.bytes_received = exchange.bytes_received.load(Ordering::Relaxed);
+            for l in &chain.access_logs {
+                l.log(&log);
+            }
+        }
+        stream.end_at(now);
+    }
 }
 
 /// Builds the response for a local reply and records its flags.

@@ -13,7 +13,7 @@ use mesh_core::config::UpstreamProtocol;
 use mesh_core::flags::ResponseFlags;
 use mesh_route::{Forward, Hit, RequestInfo};
 
-use crate::body::{self, ProxyBody, Tracked, UpstreamBody};
+use crate::body::{self, ProxyBody, Tracked, UpstreamBody, UpstreamHold};
 use crate::compile::ClusterRt;
 use crate::conn_manager::{RequestCtx, authority, local_reply, note_original_path, reply};
 use crate::error::Kind;
@@ -42,7 +42,7 @@ pub(crate) async fn route(
     mut parts: Parts,
     req_body: ProxyBody,
     cached: Option<Hit<'_>>,
-) -> Response<ProxyBody> {
+) -> Routed {
     let chain = Arc::clone(&cx.chain);
     let random = cx.random;
     let hit = match cached {
@@ -62,7 +62,7 @@ pub(crate) async fn route(
         mut retry,
     } = match decision::decide(cx, &chain, &mut parts, hit) {
         Ok(d) => d,
-        Err(reply) => return reply,
+        Err(reply) => return routed(reply),
     };
     // A retried request's body is kept for replay, up to the buffer limit; a larger one is
     // sent once and not retried.
@@ -99,7 +99,7 @@ pub(crate) async fn route(
     // A body that failed while it was read for replay is the client's fault: nothing is
     // sent upstream (a truncated body must not pass as a whole one).
     if let Some(fault) = cx.exchange.fault.get() {
-        return downstream_failure(cx, fault);
+        return routed(downstream_failure(cx, fault));
     }
     if let Some(r) = &replay {
         for m in mirrors {
@@ -136,13 +136,13 @@ pub(crate) async fn route(
             attempts,
             active,
         } => (pool, result, sent_at, attempts, active),
-        attempts::Settled::Reply(r) => return r,
+        attempts::Settled::Reply(r) => return routed(r),
     };
 
     outcome::record_host(&pool, outcome::HostResult::of(&result));
     let (resp, lease) = match result {
         Ok(r) => r,
-        Err(e) => return failure(cx, &cluster, e),
+        Err(e) => return routed(failure(cx, &cluster, e)),
     };
     let upstream_ms = u64::try_from(sent_at.elapsed().as_millis()).unwrap_or(u64::MAX);
     let (mut head, resp_body) = resp.into_parts();
@@ -164,7 +164,7 @@ pub(crate) async fn route(
         head.headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         hit.apply_response_headers_with(&mut head.headers, &request_info(cx, version));
-        return Response::from_parts(head, body::empty());
+        return routed(Response::from_parts(head, body::empty()));
     }
 
     headers::strip_hop_by_hop(&mut head.headers, false);
@@ -197,13 +197,20 @@ pub(crate) async fn route(
             (Some(p), s) => p.min(s),
             (None, s) => s,
         })
-        .on_end(move |complete| {
-            drop(rq_slot);
-            if complete && let Some(lease) = lease {
-                lease.release();
-            }
+        .holding(UpstreamHold {
+            slot: rq_slot,
+            lease,
         });
-    Response::from_parts(head, body::boxed(body))
+    Response::from_parts(head, body)
+}
+
+/// A routed response: its body is tracked from the router to the downstream in one wrapper
+/// (the connection manager adds its part to it, [`Tracked`]).
+pub(crate) type Routed = Response<Tracked<UpstreamBody>>;
+
+/// A local reply (or a response from a filter) as a routed response.
+pub(crate) fn routed(resp: Response<ProxyBody>) -> Routed {
+    resp.map(|b| Tracked::new(UpstreamBody::Mem(b)))
 }
 
 type SendResult = Result<(Response<UpstreamBody>, Option<crate::upstream::Lease>), crate::Error>;

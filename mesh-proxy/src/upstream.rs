@@ -271,9 +271,9 @@ pub(crate) struct Lease {
 
 impl Lease {
     /// Returns the connection to the pool (call when the response body ended cleanly), unless
-    /// it has served its requests or its time: then it is dropped, which closes it.
-    pub(crate) fn release(mut self) {
-        let now = Instant::now();
+    /// it has served its requests or its time (as of `now`): then it is dropped, which
+    /// closes it.
+    pub(crate) fn release(mut self, now: Instant) {
         if let Some(c) = self.conn.take() {
             self.pool.put_back(*c, now);
         }

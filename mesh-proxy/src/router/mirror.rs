@@ -87,7 +87,7 @@ pub(super) fn shadow(
                 .is_ok()
             && let Some(lease) = lease
         {
-            lease.release();
+            lease.release(tokio::time::Instant::now());
         }
     });
 }
