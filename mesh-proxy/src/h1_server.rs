@@ -259,40 +259,47 @@ where
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let mut headers = parts.headers;
+    let headers = parts.headers;
+    // One pass over the names for what framing needs (lookups would hash each name); what
+    // the server adds is written after the headers the response has, not inserted into its
+    // map (each insert hashes too).
+    let mut given = None;
+    let mut has_date = false;
+    for (name, value) in &headers {
+        if name == header::CONTENT_LENGTH {
+            given = given.or(Some(value));
+        } else if name == header::DATE {
+            has_date = true;
+        }
+    }
     // Framing: the length given, else the body's exact size, else chunks (HTTP/1.1) or the
     // close (HTTP/1.0).
     let mut framing = Framing::Length(0);
+    let mut from_given = false;
+    let mut length_added = None;
     let mut keep_alive = keep_alive;
     if !bodiless {
-        framing = if let Some(n) = headers
-            .get(header::CONTENT_LENGTH)
+        framing = if let Some(n) = given
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
         {
+            from_given = true;
             Framing::Length(n)
         } else if let Some(n) = body.size_hint().exact() {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            length_added = Some(n);
             Framing::Length(n)
         } else if version == Version::HTTP_11 {
-            headers.insert(
-                header::TRANSFER_ENCODING,
-                HeaderValue::from_static("chunked"),
-            );
             Framing::Chunked
         } else {
             keep_alive = false;
             Framing::Close
         };
     }
-    if !headers.contains_key(header::DATE) {
-        headers.insert(header::DATE, date());
-    }
-    if !keep_alive {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    } else if version == Version::HTTP_10 {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-    }
+    // A header the server writes replaces the response's own; a length that does not frame
+    // the body (unreadable) is not sent.
+    let own_length = given.is_some() && !bodiless && !from_given;
+    let own_connection = !keep_alive || version == Version::HTTP_10;
+    let chunked = framing == Framing::Chunked;
 
     out.clear();
     out.extend_from_slice(if version == Version::HTTP_10 {
@@ -305,13 +312,34 @@ where
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in &headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        if (own_length && name == header::CONTENT_LENGTH)
+            || (chunked && name == header::TRANSFER_ENCODING)
+            || (own_connection && name == header::CONNECTION)
+        {
+            continue;
+        }
+        line(out, name.as_str(), value.as_bytes());
+    }
+    drop(headers);
+    if let Some(n) = length_added {
+        line(
+            out,
+            "content-length",
+            itoa::Buffer::new().format(n).as_bytes(),
+        );
+    }
+    if chunked {
+        line(out, "transfer-encoding", b"chunked");
+    }
+    if !has_date {
+        line(out, "date", date().as_bytes());
+    }
+    if !keep_alive {
+        line(out, "connection", b"close");
+    } else if version == Version::HTTP_10 {
+        line(out, "connection", b"keep-alive");
     }
     out.extend_from_slice(b"\r\n");
-    drop(headers);
 
     // Under load, the responses finished together go out together (h2load, one core: 12%
     // less CPU per request); unloaded, at once.
@@ -387,6 +415,14 @@ where
             }
         }
     }
+}
+
+/// Writes one header line.
+fn line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -523,5 +559,150 @@ mod tests {
             };
             assert!(!h.keep_alive, "any close token closes");
         }
+    }
+
+    /// The bytes `write_response` sends for `resp`, and whether the connection stays open.
+    async fn written(
+        resp: http::Response<ProxyBody>,
+        method: Method,
+        version: Version,
+        keep_alive: bool,
+    ) -> (String, bool) {
+        let mut io = Vec::new();
+        let open = write_response(&mut io, &mut Vec::new(), resp, &method, version, keep_alive)
+            .await
+            .unwrap();
+        (String::from_utf8(io).unwrap(), open)
+    }
+
+    fn response(headers: &[(&str, &str)], body: ProxyBody) -> http::Response<ProxyBody> {
+        let mut r = http::Response::new(body);
+        for (k, v) in headers {
+            r.headers_mut().append(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        r
+    }
+
+    fn unsized_body(chunks: &'static [&'static str]) -> ProxyBody {
+        let frames = chunks.iter().map(|c| {
+            Ok::<_, mesh_core::BoxError>(http_body::Frame::data(Bytes::from_static(c.as_bytes())))
+        });
+        crate::body::boxed_unsync(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+    }
+
+    #[tokio::test]
+    async fn responses_are_framed_and_the_server_headers_replace_the_responses_own() {
+        let date = "date: Thu, 01 Jan 2026 00:00:00 GMT";
+        let d = [("date", &date[6..])];
+        // The length given frames the body; the date given is kept.
+        let (out, open) = written(
+            response(&[("content-length", "5"), d[0]], crate::body::full("hello")),
+            Method::GET,
+            Version::HTTP_11,
+            true,
+        )
+        .await;
+        assert_eq!(
+            out,
+            format!("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n{date}\r\n\r\nhello")
+        );
+        assert!(open);
+        // No length: the body's exact size, and a date of now.
+        let (out, _) = written(
+            response(&[], crate::body::full("abc")),
+            Method::GET,
+            Version::HTTP_11,
+            true,
+        )
+        .await;
+        assert!(
+            out.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ndate: "),
+            "{out}"
+        );
+        assert!(out.ends_with("GMT\r\n\r\nabc"), "{out}");
+        // An unreadable length is replaced, not sent beside the real one.
+        let (out, _) = written(
+            response(&[("content-length", "x"), d[0]], crate::body::full("abc")),
+            Method::GET,
+            Version::HTTP_11,
+            true,
+        )
+        .await;
+        assert_eq!(
+            out,
+            format!("HTTP/1.1 200 OK\r\n{date}\r\ncontent-length: 3\r\n\r\nabc")
+        );
+        // Unknown size: chunks over HTTP/1.1 (a transfer-encoding given is replaced) ...
+        let (out, open) = written(
+            response(
+                &[d[0], ("transfer-encoding", "gzip")],
+                unsized_body(&["ab", "cde"]),
+            ),
+            Method::GET,
+            Version::HTTP_11,
+            true,
+        )
+        .await;
+        assert_eq!(
+            out,
+            format!(
+                "HTTP/1.1 200 OK\r\n{date}\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"
+            )
+        );
+        assert!(open);
+        // ... and the close over HTTP/1.0, which then closes.
+        let (out, open) = written(
+            response(&[d[0], ("connection", "keep-alive")], unsized_body(&["ab"])),
+            Method::GET,
+            Version::HTTP_10,
+            true,
+        )
+        .await;
+        assert_eq!(
+            out,
+            format!("HTTP/1.0 200 OK\r\n{date}\r\nconnection: close\r\n\r\nab")
+        );
+        assert!(!open);
+        // A kept-alive HTTP/1.0 connection says so; a closing one says close, once.
+        let (out, _) = written(
+            response(&[("content-length", "0"), d[0]], crate::body::empty()),
+            Method::GET,
+            Version::HTTP_10,
+            true,
+        )
+        .await;
+        assert!(out.ends_with("connection: keep-alive\r\n\r\n"), "{out}");
+        let (out, open) = written(
+            response(
+                &[("connection", "keep-alive"), ("content-length", "0"), d[0]],
+                crate::body::empty(),
+            ),
+            Method::GET,
+            Version::HTTP_11,
+            false,
+        )
+        .await;
+        assert_eq!(
+            out,
+            format!("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n{date}\r\nconnection: close\r\n\r\n")
+        );
+        assert!(!open);
+        // A HEAD response keeps its headers as they are and sends no body.
+        let (out, _) = written(
+            response(&[("content-length", "5"), d[0]], crate::body::empty()),
+            Method::HEAD,
+            Version::HTTP_11,
+            true,
+        )
+        .await;
+        assert_eq!(
+            out,
+            format!("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n{date}\r\n\r\n")
+        );
     }
 }
