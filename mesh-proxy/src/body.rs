@@ -482,19 +482,17 @@ impl<E: OnEnd> Track<E> {
         if let Role::Request(ex) = &self.role {
             ex.mark_request_done();
         }
-        let (hold, on_end) = (self.hold.take(), self.on_end.take());
-        if hold.is_none() && on_end.is_none() {
-            return;
-        }
-        let now = Instant::now();
-        if let Some(UpstreamHold { slot, lease }) = hold {
+        // The clock is read once, and only when something needs the time.
+        let mut now = None;
+        let mut now = || *now.get_or_insert_with(Instant::now);
+        if let Some(UpstreamHold { slot, lease }) = self.hold.take() {
             drop(slot);
             if complete && let Some(lease) = lease {
-                lease.release(now);
+                lease.release(now());
             }
         }
-        if let Some(end) = on_end {
-            end.ended(complete, now);
+        if let Some(end) = self.on_end.take() {
+            end.ended(complete, now());
         }
     }
 

@@ -353,29 +353,38 @@ where
         resp
     } else {
         let (mut head, body) = resp.into_parts();
-        let mut body = body::boxed(body);
-        response_filters(&mut cx, &mut head, &mut body, ran).await;
-        router::routed(Response::from_parts(head, body))
+        let body_filters = response_filters(&mut cx, &mut head, ran).await;
+        if body_filters.is_empty() {
+            // The body as the router gave it: one wrapper still (see `router::Routed`).
+            Response::from_parts(head, body)
+        } else {
+            let mut body = body::boxed(body);
+            for bf in body_filters {
+                body = body::boxed(body::Filtered::new(body, bf));
+            }
+            router::routed(Response::from_parts(head, body))
+        }
     };
     Ok(finish(cx, resp, stream))
 }
 
 /// Runs the response side of the first `ran` filters (those that saw the request), last
-/// first.
+/// first, and returns the body filters they asked for, innermost first (the body is wrapped
+/// only when one did).
 async fn response_filters(
     cx: &mut RequestCtx,
     head: &mut http::response::Parts,
-    body: &mut ProxyBody,
     ran: usize,
-) {
+) -> Vec<Box<dyn mesh_core::filter::BodyFilter>> {
+    let mut body_filters = Vec::new();
     for f in cx.chain.filters[..ran].iter().rev() {
         f.on_response(head, &mut cx.filter_cx).await;
         if let Some(bf) = f.response_body(head, &cx.filter_cx) {
             head.headers.remove(header::CONTENT_LENGTH);
-            let inner = std::mem::replace(body, body::empty());
-            *body = body::boxed(body::Filtered::new(inner, bf));
+            body_filters.push(bf);
         }
     }
+    body_filters
 }
 
 /// Records stats and arranges the access log for when the body ends (the response filters
