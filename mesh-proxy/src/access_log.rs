@@ -7,9 +7,11 @@
 //! "%UPSTREAM_HOST%"`. The same operators work in a custom `format`; an unknown operator is a
 //! config error, a missing value prints `-`.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
@@ -77,7 +79,166 @@ pub(crate) struct AccessLogger {
 enum Sink {
     Stdout,
     Stderr,
-    File(Mutex<std::fs::File>),
+    File(Arc<FileLog>),
+}
+
+/// Envoy's default for `--file-flush-interval-msec`: how long a line may wait in an access
+/// log's buffer.
+pub const DEFAULT_FILE_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Envoy's default for `--file-flush-min-size-kb`: a buffer this full is written at once.
+const FLUSH_SIZE: usize = 64 * 1024;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The access-log files of a proxy (Envoy's access log manager): each path is opened once and
+/// shared by every config that names it, so a reload neither reopens it nor splits its
+/// buffer. Lines are buffered and written by a flush thread per file, every `interval` or
+/// when 64 KiB are waiting, as Envoy does; a zero interval writes each line as it comes.
+#[derive(Debug)]
+pub(crate) struct LogFiles {
+    interval: Duration,
+    open: Mutex<HashMap<PathBuf, Weak<FileLog>>>,
+}
+
+impl LogFiles {
+    pub(crate) fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            open: Mutex::default(),
+        }
+    }
+
+    /// The log for `path`, opened (for appending) if no config holds it yet.
+    fn get(&self, path: &Path) -> std::io::Result<Arc<FileLog>> {
+        let mut open = lock(&self.open);
+        if let Some(log) = open.get(path).and_then(Weak::upgrade) {
+            return Ok(log);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let log = FileLog::start(path, file, self.interval)?;
+        open.retain(|_, l| l.strong_count() > 0);
+        open.insert(path.to_owned(), Arc::downgrade(&log));
+        Ok(log)
+    }
+
+    /// Writes every buffered line now (at shutdown).
+    pub(crate) fn flush(&self) {
+        let logs: Vec<_> = lock(&self.open)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for log in logs {
+            log.file.flush();
+        }
+    }
+}
+
+/// One access-log file while a config holds it; dropped, it writes what is left and its
+/// flush thread ends.
+#[derive(Debug)]
+struct FileLog {
+    file: Arc<Buffered>,
+}
+
+/// A file and the lines waiting for it.
+#[derive(Debug)]
+struct Buffered {
+    path: PathBuf,
+    /// Held while writing, so that buffers reach the file in the order they were filled.
+    file: Mutex<std::fs::File>,
+    pending: Mutex<Pending>,
+    /// Wakes the flush thread: a full buffer, or the end.
+    wake: Condvar,
+    /// Zero: no buffer, each line is written as it comes.
+    interval: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    lines: Vec<u8>,
+    closed: bool,
+}
+
+impl FileLog {
+    fn start(path: &Path, file: std::fs::File, interval: Duration) -> std::io::Result<Arc<Self>> {
+        let file = Arc::new(Buffered {
+            path: path.to_owned(),
+            file: Mutex::new(file),
+            pending: Mutex::default(),
+            wake: Condvar::new(),
+            interval,
+        });
+        if !interval.is_zero() {
+            let f = Arc::clone(&file);
+            std::thread::Builder::new()
+                .name("mesh-access-log".into())
+                .spawn(move || f.run())?;
+        }
+        Ok(Arc::new(Self { file }))
+    }
+}
+
+impl Drop for FileLog {
+    fn drop(&mut self) {
+        lock(&self.file.pending).closed = true;
+        self.file.wake.notify_one();
+        self.file.flush();
+    }
+}
+
+impl Buffered {
+    fn write_line(&self, line: &[u8]) {
+        if self.interval.is_zero() {
+            let r = lock(&self.file).write_all(line);
+            self.failed(r);
+            return;
+        }
+        let mut pending = lock(&self.pending);
+        pending.lines.extend_from_slice(line);
+        if pending.lines.len() >= FLUSH_SIZE {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Writes what is buffered.
+    fn flush(&self) {
+        let mut file = lock(&self.file);
+        let lines = std::mem::take(&mut lock(&self.pending).lines);
+        if !lines.is_empty() {
+            let r = file.write_all(&lines);
+            self.failed(r);
+        }
+    }
+
+    fn failed(&self, r: std::io::Result<()>) {
+        if let Err(error) = r {
+            tracing::warn!(path = %self.path.display(), %error, "access log write failed");
+        }
+    }
+
+    /// The flush thread: writes the buffer every interval, or as soon as it is full, until
+    /// the log is dropped.
+    fn run(&self) {
+        let mut pending = lock(&self.pending);
+        while !pending.closed {
+            if pending.lines.len() < FLUSH_SIZE {
+                pending = self
+                    .wake
+                    .wait_timeout(pending, self.interval)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            drop(pending);
+            self.flush();
+            pending = lock(&self.pending);
+        }
+    }
 }
 
 /// A bad access-log format.
@@ -86,18 +247,17 @@ enum Sink {
 pub(crate) struct FormatError(String);
 
 impl AccessLogger {
-    pub(crate) fn new(cfg: &AccessLog) -> Result<Self, FormatError> {
+    /// The log `cfg` describes; a file comes from `files`.
+    pub(crate) fn new(cfg: &AccessLog, files: &LogFiles) -> Result<Self, FormatError> {
         let tokens = parse(cfg.format.as_deref().unwrap_or(DEFAULT_FORMAT))?;
         let sink = match &cfg.sink {
             AccessLogSink::Stdout => Sink::Stdout,
             AccessLogSink::Stderr => Sink::Stderr,
-            AccessLogSink::File(p) => Sink::File(Mutex::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
+            AccessLogSink::File(p) => Sink::File(
+                files
+                    .get(Path::new(p))
                     .map_err(|e| FormatError(format!("cannot open access log {p:?}: {e}")))?,
-            )),
+            ),
         };
         Ok(Self { tokens, sink })
     }
@@ -107,10 +267,10 @@ impl AccessLogger {
         let _ = match &self.sink {
             Sink::Stdout => std::io::stdout().lock().write_all(line.as_bytes()),
             Sink::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
-            Sink::File(f) => f
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .write_all(line.as_bytes()),
+            Sink::File(f) => {
+                f.file.write_line(line.as_bytes());
+                Ok(())
+            }
         };
     }
 
@@ -284,5 +444,82 @@ mod tests {
             parse("%%").unwrap(),
             vec![Token::Lit("%".into()), Token::Lit("\n".into())]
         );
+    }
+
+    /// A file logger of `files` at `path` whose lines are the request's method.
+    fn method_log(path: &Path, files: &LogFiles) -> AccessLogger {
+        let cfg = AccessLog {
+            sink: AccessLogSink::File(path.to_str().unwrap().to_owned()),
+            format: Some("%REQ(:METHOD)%\n".into()),
+        };
+        AccessLogger::new(&cfg, files).unwrap()
+    }
+
+    fn record(method: &str) -> LogRecord {
+        LogRecord {
+            method: method.into(),
+            ..LogRecord::default()
+        }
+    }
+
+    fn temp_log(name: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("mesh-log-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    #[test]
+    fn file_lines_wait_for_a_flush_and_configs_share_the_file() {
+        let path = temp_log("buffered");
+        let files = LogFiles::new(Duration::from_secs(3600));
+        let first = method_log(&path, &files);
+        first.log(&record("GET"));
+        assert_eq!(read(&path), "", "buffered, not written per line");
+        // A reloaded config naming the same path writes to the same buffer, in order.
+        let second = method_log(&path, &files);
+        second.log(&record("PUT"));
+        files.flush();
+        assert_eq!(read(&path), "GET\nPUT\n");
+        // The last config to let go of the file writes what is left.
+        second.log(&record("POST"));
+        drop(first);
+        assert_eq!(read(&path), "GET\nPUT\n", "still held by the second config");
+        drop(second);
+        assert_eq!(read(&path), "GET\nPUT\nPOST\n");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_full_buffer_is_written_without_waiting_for_the_interval() {
+        let path = temp_log("full");
+        let files = LogFiles::new(Duration::from_secs(3600));
+        let log = method_log(&path, &files);
+        let line = "X".repeat(1023);
+        for _ in 0..64 {
+            log.log(&record(&line));
+        }
+        // The flush thread writes it: wait for that thread, bounded (no timer is involved).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while read(&path).len() < FLUSH_SIZE && tokio::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(read(&path).len(), FLUSH_SIZE, "64 lines of 1 KiB");
+        drop(log);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_zero_interval_writes_each_line_as_it_comes() {
+        let path = temp_log("direct");
+        let files = LogFiles::new(Duration::ZERO);
+        let log = method_log(&path, &files);
+        log.log(&record("GET"));
+        assert_eq!(read(&path), "GET\n");
+        drop(log);
+        let _ = std::fs::remove_file(&path);
     }
 }

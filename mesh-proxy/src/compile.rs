@@ -299,6 +299,7 @@ pub(crate) fn compile(
     stats: &Registry,
     previous: Option<&Compiled>,
     admin_runtime: &std::collections::BTreeMap<String, String>,
+    log_files: &crate::access_log::LogFiles,
 ) -> Result<Compiled, ValidationError> {
     let runtime = mesh_core::runtime::Runtime::new(&given.layered_runtime, admin_runtime);
     let with_runtime;
@@ -353,7 +354,7 @@ pub(crate) fn compile(
             let hcm = match &fc.filter {
                 NetworkFilter::HttpConnectionManager(h) => h,
                 NetworkFilter::TcpProxy(t) => {
-                    match crate::tcp_proxy::TcpChainRt::new(t, stats) {
+                    match crate::tcp_proxy::TcpChainRt::new(t, stats, log_files) {
                         Ok(rt) => chains.push(Chain::Tcp(Arc::new(rt))),
                         Err(e) => err(format!("{p}.access_log"), e.to_string()),
                     }
@@ -418,7 +419,7 @@ pub(crate) fn compile(
             };
             let mut access_logs = Vec::new();
             for (j, a) in hcm.access_log.iter().enumerate() {
-                match AccessLogger::new(a) {
+                match AccessLogger::new(a, log_files) {
                     Ok(l) => access_logs.push(l),
                     Err(e) => err(format!("{p}.access_log[{j}]"), e.to_string()),
                 }
@@ -684,7 +685,8 @@ mod tests {
         let registry = FilterRegistry::new();
         let stats = Registry::new();
         let none = std::collections::BTreeMap::new();
-        let first = compile(&bootstrap(&[1]), &registry, &stats, None, &none).unwrap();
+        let files = crate::access_log::LogFiles::new(std::time::Duration::ZERO);
+        let first = compile(&bootstrap(&[1]), &registry, &stats, None, &none, &files).unwrap();
         let next = compile_endpoints(&bootstrap(&[1, 2]), &stats, &first)
             .expect("only endpoints changed")
             .unwrap();

@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) downstream_cx: AtomicU64,
     /// The runtime's admin layer (`POST /runtime_modify`).
     pub(crate) admin_runtime: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// The access-log files every config's logs write to.
+    pub(crate) log_files: crate::access_log::LogFiles,
 }
 
 impl std::fmt::Debug for dyn crate::UpstreamService {

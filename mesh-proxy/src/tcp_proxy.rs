@@ -47,7 +47,11 @@ struct TcpStats {
 }
 
 impl TcpChainRt {
-    pub(crate) fn new(config: &TcpProxy, stats: &Registry) -> Result<Self, FormatError> {
+    pub(crate) fn new(
+        config: &TcpProxy,
+        stats: &Registry,
+        log_files: &crate::access_log::LogFiles,
+    ) -> Result<Self, FormatError> {
         let c = |name: &str| stats.counter(StatName::tcp(&config.stat_prefix, name));
         Ok(Self {
             stats: TcpStats {
@@ -60,7 +64,7 @@ impl TcpChainRt {
             access_logs: config
                 .access_log
                 .iter()
-                .map(AccessLogger::new)
+                .map(|a| AccessLogger::new(a, log_files))
                 .collect::<Result<_, _>>()?,
             config: config.clone(),
         })

@@ -674,7 +674,14 @@ async fn mutual_tls_accepts_only_the_named_identity() {
             "%DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_PEER_URI_SAN% %REQ(X-FORWARDED-PROTO)%\n".into(),
         ),
     }];
-    let p = mesh_proxy::test_util::start(listener(vec![c])).await;
+    // The log is read while the proxy runs: each line is written as it comes.
+    let p = mesh_proxy::test_util::builder(listener(vec![c]))
+        .file_flush_interval(std::time::Duration::ZERO)
+        .build()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
     let addr = p.listener_addr("https").unwrap();
     let ca = pki.path("ca.pem");
     assert_eq!(

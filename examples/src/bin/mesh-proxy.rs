@@ -150,6 +150,10 @@ struct Cli {
     /// Do not write access log lines.
     #[arg(long)]
     no_access_log: bool,
+    /// Milliseconds an access-log line may wait before it is written to its file (Envoy's
+    /// flag; 64 KiB waiting are written at once; 0 writes each line as it comes).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    file_flush_interval_msec: u64,
     /// Serve the admin API on this address (`9901` alone means 127.0.0.1:9901).
     #[arg(long, value_name = "ADDR", value_parser = parse_admin_addr)]
     admin: Option<SocketAddr>,
@@ -714,6 +718,7 @@ async fn run(cli: Cli, log_level: LogLevel) -> ExitCode {
     };
     let mut builder = proxy_builder(bootstrap)
         .drain_time(drain)
+        .file_flush_interval(Duration::from_millis(cli.file_flush_interval_msec))
         .workers(workers)
         .log_level_control(move |l| log_level(l));
     if let Some(a) = cli.admin {
