@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use mesh_core::config::{AccessLog, AccessLogSink};
 use mesh_core::flags::ResponseFlags;
 
@@ -25,8 +25,9 @@ pub const DEFAULT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-O
 enum Token {
     Lit(String),
     StartTime,
-    Req(String, Option<String>),
-    Resp(String),
+    Req(Field, Option<Field>),
+    /// `None`: a name no header can have (it prints `-`).
+    Resp(Option<HeaderName>),
     Protocol,
     ResponseCode,
     ResponseFlags,
@@ -40,6 +41,53 @@ enum Token {
     DownstreamTlsVersion,
     DownstreamPeerUriSan,
     RouteName,
+}
+
+/// What `%REQ(…)%` prints: a pseudo-header, or a header looked up by its parsed name (a name
+/// given as text would be parsed again at every line).
+#[derive(Debug, Clone, PartialEq)]
+enum Field {
+    Method,
+    Path,
+    Authority,
+    Header(HeaderName),
+    /// A name no header can have: prints `-`.
+    Never,
+}
+
+impl Field {
+    fn of(name: &str) -> Self {
+        match name {
+            ":method" => Self::Method,
+            ":path" => Self::Path,
+            ":authority" | "host" => Self::Authority,
+            n => HeaderName::from_bytes(n.as_bytes()).map_or(Self::Never, Self::Header),
+        }
+    }
+}
+
+/// Appends `v`, or `-` when there is none (or it is empty), as Envoy prints a missing value.
+fn put(out: &mut String, v: Option<&str>) {
+    match v {
+        Some(v) if !v.is_empty() => out.push_str(v),
+        _ => out.push('-'),
+    }
+}
+
+/// Appends `v` as [`put`] does, written in place.
+fn put_display(out: &mut String, v: Option<impl std::fmt::Display>) {
+    let at = out.len();
+    if let Some(v) = v {
+        let _ = write!(out, "{v}");
+    }
+    if out.len() == at {
+        out.push('-');
+    }
+}
+
+/// A header's value as text, if it has one.
+fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Everything one access-log line may print.
@@ -275,44 +323,46 @@ impl AccessLogger {
     }
 
     fn format(&self, r: &LogRecord) -> String {
+        // Written in place: no value is copied into a string of its own first.
         let mut out = String::with_capacity(256);
-        let hdr = |h: &HeaderMap, name: &str| -> Option<String> {
-            h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
-        };
+        let mut num = itoa::Buffer::new();
         for t in &self.tokens {
-            let v: Option<String> = match t {
-                Token::Lit(s) => {
-                    out.push_str(s);
-                    continue;
-                }
-                Token::StartTime => r.start.map(iso8601),
+            match t {
+                Token::Lit(s) => out.push_str(s),
+                Token::StartTime => match r.start {
+                    Some(t) => iso8601_into(&mut out, t),
+                    None => out.push('-'),
+                },
                 Token::Req(name, alt) => {
-                    let get = |n: &str| match n {
-                        ":method" => Some(r.method.clone()),
-                        ":path" => Some(r.path.clone()),
-                        ":authority" | "host" => Some(r.authority.clone()),
-                        n => hdr(&r.request_headers, n),
+                    let get = |f: &Field| match f {
+                        Field::Method => Some(r.method.as_str()),
+                        Field::Path => Some(r.path.as_str()),
+                        Field::Authority => Some(r.authority.as_str()),
+                        Field::Header(n) => header(&r.request_headers, n),
+                        Field::Never => None,
                     };
-                    get(name).or_else(|| alt.as_deref().and_then(get))
+                    put(&mut out, get(name).or_else(|| alt.as_ref().and_then(get)));
                 }
-                Token::Resp(name) => hdr(&r.response_headers, name),
-                Token::Protocol => Some(r.protocol.to_owned()),
-                Token::ResponseCode => Some(r.status.to_string()),
-                Token::ResponseFlags => Some(r.flags.to_string()),
-                Token::BytesReceived => Some(r.bytes_received.to_string()),
-                Token::BytesSent => Some(r.bytes_sent.to_string()),
-                Token::Duration => Some(r.duration.as_millis().to_string()),
-                Token::UpstreamHost => r.upstream_host.clone(),
-                Token::UpstreamCluster => r.upstream_cluster.clone(),
-                Token::DownstreamRemoteAddress => r.downstream_remote.map(|a| a.to_string()),
-                Token::DownstreamLocalAddress => r.downstream_local.map(|a| a.to_string()),
-                Token::DownstreamTlsVersion => r.tls.as_ref().map(|t| t.version.to_owned()),
-                Token::DownstreamPeerUriSan => r.tls.as_ref().and_then(|t| t.peer_uri_san.clone()),
-                Token::RouteName => r.route_name.clone().filter(|s| !s.is_empty()),
-            };
-            match v {
-                Some(v) if !v.is_empty() => out.push_str(&v),
-                _ => out.push('-'),
+                Token::Resp(name) => put(
+                    &mut out,
+                    name.as_ref().and_then(|n| header(&r.response_headers, n)),
+                ),
+                Token::Protocol => put(&mut out, Some(r.protocol)),
+                Token::ResponseCode => out.push_str(num.format(r.status)),
+                Token::ResponseFlags => put_display(&mut out, Some(r.flags)),
+                Token::BytesReceived => out.push_str(num.format(r.bytes_received)),
+                Token::BytesSent => out.push_str(num.format(r.bytes_sent)),
+                Token::Duration => out.push_str(num.format(r.duration.as_millis())),
+                Token::UpstreamHost => put(&mut out, r.upstream_host.as_deref()),
+                Token::UpstreamCluster => put(&mut out, r.upstream_cluster.as_deref()),
+                Token::DownstreamRemoteAddress => put_display(&mut out, r.downstream_remote),
+                Token::DownstreamLocalAddress => put_display(&mut out, r.downstream_local),
+                Token::DownstreamTlsVersion => put(&mut out, r.tls.as_ref().map(|t| t.version)),
+                Token::DownstreamPeerUriSan => put(
+                    &mut out,
+                    r.tls.as_ref().and_then(|t| t.peer_uri_san.as_deref()),
+                ),
+                Token::RouteName => put(&mut out, r.route_name.as_deref()),
             }
         }
         out
@@ -344,12 +394,13 @@ fn parse(fmt: &str) -> Result<Vec<Token>, FormatError> {
         };
         let t = if let Some(a) = arg("REQ") {
             let (main, alt) = match a.split_once('?') {
-                Some((m, alt)) => (m.to_ascii_lowercase(), Some(alt.to_ascii_lowercase())),
-                None => (a.to_ascii_lowercase(), None),
+                Some((m, alt)) => (m, Some(alt)),
+                None => (a.as_str(), None),
             };
-            Token::Req(main, alt)
+            let field = |n: &str| Field::of(&n.to_ascii_lowercase());
+            Token::Req(field(main), alt.map(field))
         } else if let Some(a) = arg("RESP") {
-            Token::Resp(a.to_ascii_lowercase())
+            Token::Resp(HeaderName::from_bytes(a.to_ascii_lowercase().as_bytes()).ok())
         } else {
             match op.split('(').next().unwrap_or(op) {
                 "START_TIME" => Token::StartTime,
@@ -382,8 +433,39 @@ fn parse(fmt: &str) -> Result<Vec<Token>, FormatError> {
 
 /// `2016-04-15T20:17:00.310Z`.
 pub(crate) fn iso8601(t: SystemTime) -> String {
+    let mut s = String::with_capacity(24);
+    iso8601_into(&mut s, t);
+    s
+}
+
+/// Appends `t` as [`iso8601`] writes it. The date and time to the second are formatted once
+/// per second per thread, as the server's `Date` header is.
+fn iso8601_into(out: &mut String, t: SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
+    let secs = d.as_secs();
+    SECOND.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            c.1.clear();
+            to_the_second(&mut c.1, secs);
+            c.0 = secs;
+        }
+        out.push_str(&c.1);
+    });
+    let ms = d.subsec_millis();
+    for digit in [ms / 100, ms / 10 % 10, ms % 10] {
+        out.push(char::from(b'0' + digit as u8));
+    }
+    out.push('Z');
+}
+
+/// `2016-04-15T20:17:00.` for `secs` after the epoch.
+fn to_the_second(out: &mut String, secs: u64) {
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil-from-days.
     let z = days + 719_468;
@@ -395,16 +477,13 @@ pub(crate) fn iso8601(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let mut s = String::with_capacity(24);
     let _ = write!(
-        s,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.",
         sod / 3600,
         sod % 3600 / 60,
         sod % 60,
-        d.subsec_millis()
     );
-    s
 }
 
 #[cfg(test)]
@@ -434,6 +513,49 @@ mod tests {
             log.format(&r),
             "[2016-04-15T20:17:00.310Z] \"GET /a HTTP/1.1\" 404 NR 0 0 3 - \"-\" \"curl/8\" \"-\" \"example.com\" \"-\"\n"
         );
+    }
+
+    #[test]
+    fn times_print_to_the_millisecond_across_seconds() {
+        let at = |ms: u64| iso8601(SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
+        assert_eq!(at(1_460_751_420_310), "2016-04-15T20:17:00.310Z");
+        assert_eq!(
+            at(1_460_751_420_007),
+            "2016-04-15T20:17:00.007Z",
+            "same second"
+        );
+        assert_eq!(
+            at(1_460_751_421_999),
+            "2016-04-15T20:17:01.999Z",
+            "the next"
+        );
+        assert_eq!(at(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            at(1_460_751_420_310),
+            "2016-04-15T20:17:00.310Z",
+            "back again"
+        );
+    }
+
+    #[test]
+    fn headers_are_printed_by_name_and_pseudo_headers_from_the_request() {
+        let log = AccessLogger {
+            tokens: parse(
+                "%REQ(X-A)% %REQ(X-MISSING?:PATH)% %REQ(:AUTHORITY)% %RESP(SERVER)% %REQ(BAD NAME)% %RESPONSE_FLAGS%",
+            )
+            .unwrap(),
+            sink: Sink::Stdout,
+        };
+        let mut r = LogRecord {
+            path: "/p".into(),
+            authority: "host.test".into(),
+            ..LogRecord::default()
+        };
+        r.request_headers
+            .insert("x-a", http::HeaderValue::from_static("1"));
+        r.response_headers
+            .insert("server", http::HeaderValue::from_static("envoy"));
+        assert_eq!(log.format(&r), "1 /p host.test envoy - -\n");
     }
 
     #[test]
