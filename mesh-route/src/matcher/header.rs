@@ -147,6 +147,12 @@ impl HeaderMatch {
 
 /// All values of `name` joined with `,` (borrowed when there is just one).
 pub(crate) fn joined<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Cow<'a, [u8]>> {
+    // Most header conditions ask for a header most requests lack. In a map of a few names
+    // (a request has about six) comparing them costs less than hashing the one looked for:
+    // the 100-route bench spent a tenth of its routing there.
+    if headers.keys_len() <= 8 && !headers.keys().any(|k| k == name) {
+        return None;
+    }
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
     let Some(second) = values.next() else {
