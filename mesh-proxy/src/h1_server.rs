@@ -597,112 +597,86 @@ mod tests {
 
     #[tokio::test]
     async fn responses_are_framed_and_the_server_headers_replace_the_responses_own() {
-        let date = "date: Thu, 01 Jan 2026 00:00:00 GMT";
-        let d = [("date", &date[6..])];
-        // The length given frames the body; the date given is kept.
-        let (out, open) = written(
-            response(&[("content-length", "5"), d[0]], crate::body::full("hello")),
-            Method::GET,
-            Version::HTTP_11,
-            true,
-        )
-        .await;
-        assert_eq!(
-            out,
-            format!("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n{date}\r\n\r\nhello")
-        );
-        assert!(open);
-        // No length: the body's exact size, and a date of now.
-        let (out, _) = written(
-            response(&[], crate::body::full("abc")),
-            Method::GET,
-            Version::HTTP_11,
-            true,
-        )
-        .await;
+        const DATE: &str = "Thu, 01 Jan 2026 00:00:00 GMT";
+        let given = |h: &[(&'static str, &'static str)]| {
+            let mut h = h.to_vec();
+            h.push(("date", DATE));
+            h
+        };
+        let (v10, v11) = (Version::HTTP_10, Version::HTTP_11);
+        let (get, head) = (Method::GET, Method::HEAD);
+        // (why, the response's headers, its body, the request, whether the connection may
+        // stay open, the bytes sent, whether it stays open)
+        let cases = [
+            (
+                "the length given frames the body; the date given is kept",
+                given(&[("content-length", "5")]),
+                crate::body::full("hello"),
+                (get.clone(), v11, true),
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: {date}\r\n\r\nhello",
+                true,
+            ),
+            (
+                "an unreadable length is replaced, not sent beside the real one",
+                given(&[("content-length", "x")]),
+                crate::body::full("abc"),
+                (get.clone(), v11, true),
+                "HTTP/1.1 200 OK\r\ndate: {date}\r\ncontent-length: 3\r\n\r\nabc",
+                true,
+            ),
+            (
+                "unknown size: chunks over HTTP/1.1, replacing a transfer-encoding given",
+                given(&[("transfer-encoding", "gzip")]),
+                unsized_body(&["ab", "cde"]),
+                (get.clone(), v11, true),
+                "HTTP/1.1 200 OK\r\ndate: {date}\r\ntransfer-encoding: chunked\r\n\r\n\
+                 2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n",
+                true,
+            ),
+            (
+                "unknown size over HTTP/1.0: the close frames it, and says so once",
+                given(&[("connection", "keep-alive")]),
+                unsized_body(&["ab"]),
+                (get.clone(), v10, true),
+                "HTTP/1.0 200 OK\r\ndate: {date}\r\nconnection: close\r\n\r\nab",
+                false,
+            ),
+            (
+                "a kept-alive HTTP/1.0 connection says so",
+                given(&[("content-length", "0")]),
+                crate::body::empty(),
+                (get.clone(), v10, true),
+                "HTTP/1.0 200 OK\r\ncontent-length: 0\r\ndate: {date}\r\nconnection: keep-alive\r\n\r\n",
+                true,
+            ),
+            (
+                "a closing connection says close, in place of the response's own",
+                given(&[("connection", "keep-alive"), ("content-length", "0")]),
+                crate::body::empty(),
+                (get.clone(), v11, false),
+                "HTTP/1.1 200 OK\r\ncontent-length: 0\r\ndate: {date}\r\nconnection: close\r\n\r\n",
+                false,
+            ),
+            (
+                "a HEAD response keeps its headers as they are and sends no body",
+                given(&[("content-length", "5")]),
+                crate::body::empty(),
+                (head, v11, true),
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: {date}\r\n\r\n",
+                true,
+            ),
+        ];
+        for (why, headers, body, (method, version, keep_alive), bytes, stays_open) in cases {
+            let (out, open) = written(response(&headers, body), method, version, keep_alive).await;
+            assert_eq!(out, bytes.replace("{date}", DATE), "{why}");
+            assert_eq!(open, stays_open, "{why}");
+        }
+        // No length and no date: the body's exact size, and a date of now.
+        let (out, _) = written(response(&[], crate::body::full("abc")), get, v11, true).await;
         assert!(
             out.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ndate: "),
             "{out}"
         );
-        assert!(out.ends_with("GMT\r\n\r\nabc"), "{out}");
-        // An unreadable length is replaced, not sent beside the real one.
-        let (out, _) = written(
-            response(&[("content-length", "x"), d[0]], crate::body::full("abc")),
-            Method::GET,
-            Version::HTTP_11,
-            true,
-        )
-        .await;
-        assert_eq!(
-            out,
-            format!("HTTP/1.1 200 OK\r\n{date}\r\ncontent-length: 3\r\n\r\nabc")
-        );
-        // Unknown size: chunks over HTTP/1.1 (a transfer-encoding given is replaced) ...
-        let (out, open) = written(
-            response(
-                &[d[0], ("transfer-encoding", "gzip")],
-                unsized_body(&["ab", "cde"]),
-            ),
-            Method::GET,
-            Version::HTTP_11,
-            true,
-        )
-        .await;
-        assert_eq!(
-            out,
-            format!(
-                "HTTP/1.1 200 OK\r\n{date}\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"
-            )
-        );
-        assert!(open);
-        // ... and the close over HTTP/1.0, which then closes.
-        let (out, open) = written(
-            response(&[d[0], ("connection", "keep-alive")], unsized_body(&["ab"])),
-            Method::GET,
-            Version::HTTP_10,
-            true,
-        )
-        .await;
-        assert_eq!(
-            out,
-            format!("HTTP/1.0 200 OK\r\n{date}\r\nconnection: close\r\n\r\nab")
-        );
-        assert!(!open);
-        // A kept-alive HTTP/1.0 connection says so; a closing one says close, once.
-        let (out, _) = written(
-            response(&[("content-length", "0"), d[0]], crate::body::empty()),
-            Method::GET,
-            Version::HTTP_10,
-            true,
-        )
-        .await;
-        assert!(out.ends_with("connection: keep-alive\r\n\r\n"), "{out}");
-        let (out, open) = written(
-            response(
-                &[("connection", "keep-alive"), ("content-length", "0"), d[0]],
-                crate::body::empty(),
-            ),
-            Method::GET,
-            Version::HTTP_11,
-            false,
-        )
-        .await;
-        assert_eq!(
-            out,
-            format!("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n{date}\r\nconnection: close\r\n\r\n")
-        );
-        assert!(!open);
-        // A HEAD response keeps its headers as they are and sends no body.
-        let (out, _) = written(
-            response(&[("content-length", "5"), d[0]], crate::body::empty()),
-            Method::HEAD,
-            Version::HTTP_11,
-            true,
-        )
-        .await;
-        assert_eq!(
-            out,
-            format!("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n{date}\r\n\r\n")
-        );
+        assert!(out.ends_with(" GMT\r\n\r\nabc"), "{out}");
     }
 }
