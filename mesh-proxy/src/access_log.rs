@@ -312,14 +312,12 @@ impl AccessLogger {
 
     pub(crate) fn log(&self, r: &LogRecord) {
         let line = self.format(r);
-        let _ = match &self.sink {
-            Sink::Stdout => std::io::stdout().lock().write_all(line.as_bytes()),
-            Sink::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
-            Sink::File(f) => {
-                f.file.write_line(line.as_bytes());
-                Ok(())
-            }
-        };
+        // A line standard output or error cannot take is lost, as Envoy loses it.
+        match &self.sink {
+            Sink::Stdout => drop(std::io::stdout().lock().write_all(line.as_bytes())),
+            Sink::Stderr => drop(std::io::stderr().lock().write_all(line.as_bytes())),
+            Sink::File(f) => f.file.write_line(line.as_bytes()),
+        }
     }
 
     fn format(&self, r: &LogRecord) -> String {

@@ -267,23 +267,21 @@ where
     let mut has_date = false;
     for (name, value) in &headers {
         if name == header::CONTENT_LENGTH {
-            given = given.or(Some(value));
+            given = given.or(Some(value)); // the first, as a lookup would give
         } else if name == header::DATE {
             has_date = true;
         }
     }
+    let given_length = given
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     // Framing: the length given, else the body's exact size, else chunks (HTTP/1.1) or the
     // close (HTTP/1.0).
     let mut framing = Framing::Length(0);
-    let mut from_given = false;
     let mut length_added = None;
     let mut keep_alive = keep_alive;
     if !bodiless {
-        framing = if let Some(n) = given
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            from_given = true;
+        framing = if let Some(n) = given_length {
             Framing::Length(n)
         } else if let Some(n) = body.size_hint().exact() {
             length_added = Some(n);
@@ -297,7 +295,7 @@ where
     }
     // A header the server writes replaces the response's own; a length that does not frame
     // the body (unreadable) is not sent.
-    let own_length = given.is_some() && !bodiless && !from_given;
+    let own_length = !bodiless && given.is_some() && given_length.is_none();
     let own_connection = !keep_alive || version == Version::HTTP_10;
     let chunked = framing == Framing::Chunked;
 

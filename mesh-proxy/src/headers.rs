@@ -241,7 +241,7 @@ fn has_envoy_header(headers: &HeaderMap) -> bool {
 /// the connection manager has stripped them, is none: a few lookups and nothing else).
 fn has_hop_by_hop(headers: &HeaderMap) -> bool {
     // A few names compare faster than six hashed lookups.
-    if headers.keys_len() <= 8 {
+    if headers.keys_len() <= SCAN_MAX {
         return headers.keys().any(|n| {
             n == header::CONNECTION
                 || n == header::TRANSFER_ENCODING
